@@ -1,0 +1,1 @@
+//! withings-oauth-store (in progress).

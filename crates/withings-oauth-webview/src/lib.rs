@@ -1,0 +1,1 @@
+//! withings-oauth-webview (in progress).

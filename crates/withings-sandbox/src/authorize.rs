@@ -1,0 +1,352 @@
+//! `/oauth2_user/authorize2`: the login and consent page, and the redirect back to the app.
+//!
+//! Errors in `client_id` or `redirect_uri` are shown on the sandbox's own page and never
+//! redirected, as Withings does; so are the other parameter errors (a guess: Withings'
+//! behaviour there is undocumented).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::http::header::LOCATION;
+use axum::response::{Html, IntoResponse, Response};
+use url::{Host, Url};
+
+use crate::state::{Code, Inner, Shared};
+use crate::wire::{self, Params};
+use crate::{AUTHORIZE_PATH, DEMO_USERID, KNOWN_SCOPES};
+
+/// A validated authorization request.
+#[derive(Debug)]
+struct AuthRequest {
+    client_id: String,
+    redirect_uri: String,
+    scope: String,
+    scopes: Vec<String>,
+    state: String,
+    demo: bool,
+}
+
+/// `GET /oauth2_user/authorize2`.
+pub(crate) async fn page(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let params = Params::parse(req.uri().query(), b"");
+    let now = shared.clock.now();
+    let mut inner = shared.lock();
+    inner.counters.authorize_page += 1;
+    let request = match validate(&inner, &params) {
+        Ok(r) => r,
+        Err(page) => return page,
+    };
+    if inner.config.auto_approve {
+        let userid = if request.demo {
+            Some(DEMO_USERID)
+        } else {
+            inner.users.first().map(|u| u.userid)
+        };
+        let Some(userid) = userid else {
+            return error_page("No user is registered in this sandbox, so nobody can log in.");
+        };
+        let scopes = request.scopes.clone();
+        return grant(&mut inner, &request, userid, scopes, now);
+    }
+    consent_page(&request, None, "")
+}
+
+/// `POST /oauth2_user/authorize2`: the consent form's submission.
+pub(crate) async fn submit(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (_, body) = req.into_parts();
+    let params = match wire::read_body(body).await {
+        Ok(bytes) => Params::parse(None, &bytes),
+        Err(_) => return error_page("The form submission was too large or broken."),
+    };
+    let now = shared.clock.now();
+    let mut inner = shared.lock();
+    let request = match validate(&inner, &params) {
+        Ok(r) => r,
+        Err(page) => return page,
+    };
+    let email = params.get("email").unwrap_or_default();
+    match params.get("decision") {
+        Some("deny") => {
+            inner.counters.authorize_deny += 1;
+            redirect(
+                &request,
+                &[
+                    ("error", "access_denied"),
+                    (
+                        "error_description",
+                        "The user denied access to the application",
+                    ),
+                ],
+            )
+        }
+        Some("allow") => {
+            let userid = if request.demo {
+                Some(DEMO_USERID)
+            } else {
+                let password = params.get("password").unwrap_or_default();
+                inner
+                    .users
+                    .iter()
+                    .find(|u| u.email.eq_ignore_ascii_case(email) && u.password == password)
+                    .map(|u| u.userid)
+            };
+            let Some(userid) = userid else {
+                return consent_page(&request, Some("Wrong email or password."), email);
+            };
+            // The page offers one checkbox per scope; without them (a scripted POST) all the
+            // requested scopes are granted.
+            let scopes: Vec<String> = if params.get("scopes_chosen").is_some() {
+                let chosen: Vec<&str> = params.all("grant_scope").collect();
+                request
+                    .scopes
+                    .iter()
+                    .filter(|s| chosen.contains(&s.as_str()))
+                    .cloned()
+                    .collect()
+            } else {
+                request.scopes.clone()
+            };
+            if scopes.is_empty() {
+                return consent_page(&request, Some("Select at least one permission."), email);
+            }
+            grant(&mut inner, &request, userid, scopes, now)
+        }
+        _ => consent_page(&request, Some("Choose Allow or Deny."), email),
+    }
+}
+
+fn grant(
+    inner: &mut Inner,
+    request: &AuthRequest,
+    userid: u64,
+    scopes: Vec<String>,
+    now: std::time::SystemTime,
+) -> Response {
+    let expires_at = now + inner.config.code_lifetime;
+    let code = inner.issue_code(Code {
+        client_id: request.client_id.clone(),
+        userid,
+        redirect_uri: request.redirect_uri.clone(),
+        scopes,
+        expires_at,
+    });
+    inner.counters.authorize_allow += 1;
+    tracing::debug!(client_id = %request.client_id, userid, "authorization code issued");
+    redirect(request, &[("code", &code)])
+}
+
+/// 302 to the redirect_uri with `extra` and `state` appended to any query it already has.
+fn redirect(request: &AuthRequest, extra: &[(&str, &str)]) -> Response {
+    let Ok(mut url) = Url::parse(&request.redirect_uri) else {
+        return error_page("The redirect_uri is not a valid URL.");
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in extra {
+            query.append_pair(k, v);
+        }
+        query.append_pair("state", &request.state);
+    }
+    (StatusCode::FOUND, [(LOCATION, url.to_string())]).into_response()
+}
+
+fn validate(inner: &Inner, params: &Params) -> Result<AuthRequest, Response> {
+    let Some(app) = params.get("client_id").and_then(|id| inner.apps.get(id)) else {
+        return Err(error_page(
+            "Invalid client_id: no application is registered with this client id.",
+        ));
+    };
+    let Some(redirect_uri) = params
+        .get("redirect_uri")
+        .filter(|uri| app.callback_urls.iter().any(|c| callback_matches(c, uri)))
+    else {
+        return Err(error_page(
+            "The redirect_uri does not match any callback URL registered for this application.",
+        ));
+    };
+    if params.get("response_type") != Some("code") {
+        return Err(error_page("Invalid response_type: it must be \"code\"."));
+    }
+    let scope = params.get("scope").unwrap_or_default();
+    let Some(scopes) = wire::parse_scopes(scope) else {
+        return Err(error_page(&format!(
+            "Invalid scope: give a comma-separated list of {}.",
+            KNOWN_SCOPES.join(", ")
+        )));
+    };
+    let Some(state) = params.get("state") else {
+        return Err(error_page("The state parameter is required."));
+    };
+    Ok(AuthRequest {
+        client_id: app.client_id.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        scope: scope.to_owned(),
+        scopes,
+        state: state.to_owned(),
+        demo: params.get("mode") == Some("demo"),
+    })
+}
+
+/// Exact match, except that a registered `http` loopback callback without a port matches
+/// any port on any loopback host (RFC 8252 §7.3).
+pub(crate) fn callback_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let (Ok(reg), Ok(req)) = (Url::parse(registered), Url::parse(requested)) else {
+        return false;
+    };
+    reg.scheme() == "http"
+        && req.scheme() == "http"
+        && reg.port().is_none()
+        && is_loopback(&reg)
+        && is_loopback(&req)
+        && reg.path() == req.path()
+        && reg.query() == req.query()
+        && req.username().is_empty()
+        && req.password().is_none()
+        && req.fragment().is_none()
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}\
+label,input,button{display:block;margin:.4rem 0}#error{color:#b00020}\
+button{padding:.5rem 1.5rem}";
+
+fn error_page(message: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Withings sandbox - error</title><style>{STYLE}</style></head><body>\
+         <h1>Something went wrong</h1><p id=\"error\">{}</p></body></html>",
+        escape(message)
+    );
+    (StatusCode::BAD_REQUEST, Html(html)).into_response()
+}
+
+fn consent_page(request: &AuthRequest, error: Option<&str>, email: &str) -> Response {
+    let mut hidden = String::new();
+    let mut fields = vec![
+        ("response_type", "code"),
+        ("client_id", request.client_id.as_str()),
+        ("redirect_uri", request.redirect_uri.as_str()),
+        ("scope", request.scope.as_str()),
+        ("state", request.state.as_str()),
+        ("scopes_chosen", "1"),
+    ];
+    if request.demo {
+        fields.push(("mode", "demo"));
+    }
+    for (name, value) in fields {
+        let _ = write!(
+            hidden,
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+            escape(value)
+        );
+    }
+    let mut scopes = String::new();
+    for s in &request.scopes {
+        let _ = write!(
+            scopes,
+            "<label><input type=\"checkbox\" id=\"scope-{}\" name=\"grant_scope\" value=\"{s}\" \
+             checked> {s}</label>",
+            s.replace('.', "-")
+        );
+    }
+    let who = if request.demo {
+        "<p id=\"demo\">Demo mode: you are logged in as the demo user, no password needed.</p>"
+    } else {
+        ""
+    };
+    let error = error.map_or_else(String::new, |e| {
+        format!("<p id=\"error\">{}</p>", escape(e))
+    });
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Withings sandbox - authorize</title><style>{STYLE}</style></head><body>\
+         <h1>Log in to Withings</h1>\
+         <p id=\"app\">The application <strong>{client}</strong> wants to access your data.</p>\
+         {who}{error}\
+         <form id=\"consent-form\" method=\"post\" action=\"{AUTHORIZE_PATH}\">{hidden}\
+         <label for=\"email\">Email</label>\
+         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" value=\"{email}\">\
+         <label for=\"password\">Password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\">\
+         <fieldset id=\"scopes\"><legend>Permissions</legend>{scopes}</fieldset>\
+         <button id=\"allow\" name=\"decision\" value=\"allow\" type=\"submit\">Allow</button>\
+         <button id=\"deny\" name=\"decision\" value=\"deny\" type=\"submit\">Deny</button>\
+         </form></body></html>",
+        client = escape(&request.client_id),
+        email = escape(email),
+    );
+    Html(html).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_callback_matches_any_port_and_loopback_host() {
+        let reg = crate::LOOPBACK_CALLBACK;
+        assert!(callback_matches(reg, "http://127.0.0.1/callback"));
+        assert!(callback_matches(reg, "http://127.0.0.1:8123/callback"));
+        assert!(callback_matches(reg, "http://[::1]:8123/callback"));
+        assert!(callback_matches(reg, "http://localhost:1/callback"));
+        assert!(!callback_matches(reg, "http://127.0.0.1:8123/other"));
+        assert!(!callback_matches(reg, "https://127.0.0.1:8123/callback"));
+        assert!(!callback_matches(reg, "http://127.0.0.2:8123/callback"));
+        assert!(!callback_matches(reg, "http://evil.example/callback"));
+        assert!(!callback_matches(reg, "http://127.0.0.1:8123/callback?x=1"));
+    }
+
+    #[test]
+    fn other_callbacks_need_an_exact_match() {
+        let reg = crate::HTTPS_CALLBACK;
+        assert!(callback_matches(reg, reg));
+        assert!(!callback_matches(
+            reg,
+            "https://app.example.com/withings/callback/"
+        ));
+        assert!(!callback_matches(
+            reg,
+            "https://app.example.com:8443/withings/callback"
+        ));
+        assert!(!callback_matches(
+            "http://127.0.0.1:9000/cb",
+            "http://127.0.0.1:9001/cb"
+        ));
+    }
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">'&"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
+    }
+}

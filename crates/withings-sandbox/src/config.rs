@@ -1,0 +1,217 @@
+//! What the sandbox knows before it starts: registered apps, seeded users and lifetimes.
+
+use std::time::Duration;
+
+/// Client id of the app registered by default.
+pub const DEFAULT_CLIENT_ID: &str = "sandbox-client-id";
+/// Client secret of the app registered by default.
+pub const DEFAULT_CLIENT_SECRET: &str = "sandbox-client-secret";
+/// Loopback callback of the default app.
+///
+/// It has no port, so it matches a `redirect_uri` on *any* port of `127.0.0.1`, `[::1]` or
+/// `localhost` with the same scheme and path, as RFC 8252 §7.3 asks of loopback redirects.
+/// Whether Withings itself does this is not documented; the sandbox assumes it does.
+pub const LOOPBACK_CALLBACK: &str = "http://127.0.0.1/callback";
+/// HTTPS callback of the default app, the kind of callback Withings' dashboard accepts.
+pub const HTTPS_CALLBACK: &str = "https://app.example.com/withings/callback";
+/// Email of the user seeded by default.
+pub const SEEDED_EMAIL: &str = "alice@example.com";
+/// Password of the user seeded by default.
+pub const SEEDED_PASSWORD: &str = "correct-horse-battery";
+/// Withings user id of the user seeded by default.
+pub const SEEDED_USERID: u64 = 1001;
+/// User id of the demo account (`mode=demo` on the authorize page, `action=getdemoaccess`).
+pub const DEMO_USERID: u64 = 999999;
+
+/// The four scopes Withings knows; anything else is refused.
+pub const KNOWN_SCOPES: [&str; 4] = [
+    "user.info",
+    "user.metrics",
+    "user.activity",
+    "user.sleepevents",
+];
+
+/// A registered partner application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    /// The app's client id.
+    pub client_id: String,
+    /// The app's client secret, also the HMAC key of signed calls.
+    pub client_secret: String,
+    /// Registered callback URLs; a `redirect_uri` must equal one of them (see
+    /// [`LOOPBACK_CALLBACK`] for the one exception).
+    pub callback_urls: Vec<String>,
+}
+
+impl App {
+    /// An app with the given credentials and callbacks.
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        callback_urls: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            callback_urls: callback_urls.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl Default for App {
+    /// The default app: [`DEFAULT_CLIENT_ID`], [`DEFAULT_CLIENT_SECRET`], callbacks
+    /// [`LOOPBACK_CALLBACK`] and [`HTTPS_CALLBACK`].
+    fn default() -> Self {
+        Self::new(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            [LOOPBACK_CALLBACK, HTTPS_CALLBACK],
+        )
+    }
+}
+
+/// A Withings account that can log in on the authorize page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// Withings user id, returned as `userid` by the token endpoint.
+    pub userid: u64,
+    /// Login email.
+    pub email: String,
+    /// Login password.
+    pub password: String,
+}
+
+impl User {
+    /// A user with the given id and credentials.
+    pub fn new(userid: u64, email: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            userid,
+            email: email.into(),
+            password: password.into(),
+        }
+    }
+}
+
+impl Default for User {
+    /// The seeded user: [`SEEDED_USERID`], [`SEEDED_EMAIL`], [`SEEDED_PASSWORD`].
+    fn default() -> Self {
+        Self::new(SEEDED_USERID, SEEDED_EMAIL, SEEDED_PASSWORD)
+    }
+}
+
+/// How a [`Sandbox`](crate::Sandbox) starts.
+///
+/// The default registers [`App::default`] and [`User::default`], does not auto-approve, and
+/// uses Withings' lifetimes: access tokens 3 h, codes 30 s, nonces 30 min, a rotated refresh
+/// token dies 8 h after its successor was issued; 120 requests per minute per client.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    pub(crate) apps: Vec<App>,
+    pub(crate) users: Vec<User>,
+    pub(crate) auto_approve: bool,
+    pub(crate) access_token_lifetime: Duration,
+    pub(crate) refresh_token_lifetime: Duration,
+    pub(crate) code_lifetime: Duration,
+    pub(crate) nonce_lifetime: Duration,
+    pub(crate) old_refresh_grace: Duration,
+    pub(crate) rate_limit: Option<u32>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            apps: vec![App::default()],
+            users: vec![User::default()],
+            auto_approve: false,
+            access_token_lifetime: Duration::from_secs(10_800),
+            refresh_token_lifetime: Duration::from_secs(365 * 24 * 3600),
+            code_lifetime: Duration::from_secs(30),
+            nonce_lifetime: Duration::from_secs(30 * 60),
+            old_refresh_grace: Duration::from_secs(8 * 3600),
+            rate_limit: Some(120),
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// Registers an app, replacing any app with the same client id.
+    pub fn with_app(mut self, app: App) -> Self {
+        self.apps.retain(|a| a.client_id != app.client_id);
+        self.apps.push(app);
+        self
+    }
+
+    /// Adds a user that can log in, replacing any user with the same id or email.
+    pub fn with_user(mut self, user: User) -> Self {
+        self.users
+            .retain(|u| u.userid != user.userid && u.email != user.email);
+        self.users.push(user);
+        self
+    }
+
+    /// Removes every registered app, including the default one.
+    pub fn without_apps(mut self) -> Self {
+        self.apps.clear();
+        self
+    }
+
+    /// Removes every user, including the seeded one. The demo user stays available.
+    pub fn without_users(mut self) -> Self {
+        self.users.clear();
+        self
+    }
+
+    /// Skip the login/consent form: the authorize endpoint redirects with a code for the
+    /// first user (or the demo user with `mode=demo`) at once.
+    pub fn auto_approve(mut self, on: bool) -> Self {
+        self.auto_approve = on;
+        self
+    }
+
+    /// Lifetime of access tokens, returned as `expires_in` (default 10800 s). Sub-second
+    /// parts are ignored in `expires_in` but honoured by the expiry check.
+    pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.access_token_lifetime = lifetime;
+        self
+    }
+
+    /// Lifetime of authorization codes (default 30 s).
+    pub fn code_lifetime(mut self, lifetime: Duration) -> Self {
+        self.code_lifetime = lifetime;
+        self
+    }
+
+    /// Lifetime of nonces from `getnonce` (default 30 min).
+    pub fn nonce_lifetime(mut self, lifetime: Duration) -> Self {
+        self.nonce_lifetime = lifetime;
+        self
+    }
+
+    /// How long a rotated refresh token keeps working after its successor was issued, unless
+    /// the successor's access token is used first (default 8 h).
+    pub fn old_refresh_grace(mut self, grace: Duration) -> Self {
+        self.old_refresh_grace = grace;
+        self
+    }
+
+    /// Requests per minute per client id before status 601; `None` turns the limit off.
+    pub fn rate_limit(mut self, per_minute: Option<u32>) -> Self {
+        self.rate_limit = per_minute;
+        self
+    }
+
+    /// The registered apps.
+    pub fn apps(&self) -> &[App] {
+        &self.apps
+    }
+
+    /// The users who can log in (the demo user aside).
+    pub fn users(&self) -> &[User] {
+        &self.users
+    }
+
+    /// The per-minute request limit per client id, `None` if off.
+    pub fn rate_limit_per_minute(&self) -> Option<u32> {
+        self.rate_limit
+    }
+}

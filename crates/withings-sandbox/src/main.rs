@@ -1,0 +1,162 @@
+//! `withings-sandbox`: run the offline Withings OAuth server from the command line.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+use withings_sandbox::{App, Sandbox, SandboxConfig, User};
+
+/// A faithful offline Withings OAuth 2.0 server for tests and demos.
+///
+/// Serves the authorize page (/oauth2_user/authorize2), the token endpoint (/v2/oauth2:
+/// requesttoken, revoke, getdemoaccess), nonces (/v2/signature) and fake measurements
+/// (/measure) on one base URL, with Withings' envelopes, error texts and lifetimes.
+///
+/// Without --app, the default app is registered: client id "sandbox-client-id", secret
+/// "sandbox-client-secret", callbacks http://127.0.0.1/callback (any port on a loopback
+/// host) and https://app.example.com/withings/callback. Without --user, the seeded user
+/// alice@example.com / correct-horse-battery (userid 1001) can log in. mode=demo logs in
+/// the demo user (userid 999999) without a password.
+#[derive(Debug, Parser)]
+#[command(name = "withings-sandbox", version, about, long_about)]
+struct Args {
+    /// Port to listen on; 0 picks a free one (printed at start).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+
+    /// Address to listen on.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+
+    /// Register an app, replacing the default one: CLIENT_ID:SECRET:CALLBACK[,CALLBACK...].
+    /// Callbacks may contain ':' (the first two ':' separate the fields). Repeatable.
+    #[arg(long = "app", value_name = "CLIENT_ID:SECRET:CALLBACKS", value_parser = parse_app)]
+    apps: Vec<App>,
+
+    /// Add a user who can log in, replacing the seeded one: EMAIL:PASSWORD:USERID. Repeatable.
+    #[arg(long = "user", value_name = "EMAIL:PASSWORD:USERID", value_parser = parse_user)]
+    users: Vec<User>,
+
+    /// Skip the login/consent form: redirect with a code for the first user at once.
+    #[arg(long)]
+    auto_approve: bool,
+
+    /// Access token lifetime in seconds (expires_in).
+    #[arg(long, value_name = "SECS", default_value_t = 10_800)]
+    access_token_lifetime: u64,
+
+    /// Requests per minute per client id before status 601; 0 turns the limit off.
+    #[arg(long, value_name = "N", default_value_t = 120)]
+    rate_limit: u32,
+}
+
+fn parse_app(s: &str) -> Result<App, String> {
+    let mut parts = s.splitn(3, ':');
+    let (Some(id), Some(secret), Some(callbacks)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err("expected CLIENT_ID:SECRET:CALLBACK[,CALLBACK...]".into());
+    };
+    let callbacks: Vec<&str> = callbacks.split(',').filter(|c| !c.is_empty()).collect();
+    if id.is_empty() || secret.is_empty() || callbacks.is_empty() {
+        return Err("client id, secret and at least one callback must be non-empty".into());
+    }
+    for c in &callbacks {
+        url::Url::parse(c).map_err(|e| format!("callback {c:?} is not a URL: {e}"))?;
+    }
+    Ok(App::new(id, secret, callbacks))
+}
+
+fn parse_user(s: &str) -> Result<User, String> {
+    let (rest, userid) = s.rsplit_once(':').ok_or("expected EMAIL:PASSWORD:USERID")?;
+    let (email, password) = rest
+        .split_once(':')
+        .ok_or("expected EMAIL:PASSWORD:USERID")?;
+    let userid = userid
+        .parse::<u64>()
+        .map_err(|e| format!("USERID must be a number: {e}"))?;
+    if email.is_empty() || password.is_empty() {
+        return Err("email and password must be non-empty".into());
+    }
+    Ok(User::new(userid, email, password))
+}
+
+fn config(args: &Args) -> SandboxConfig {
+    let mut config = SandboxConfig::default()
+        .auto_approve(args.auto_approve)
+        .access_token_lifetime(Duration::from_secs(args.access_token_lifetime))
+        .rate_limit((args.rate_limit > 0).then_some(args.rate_limit));
+    if !args.apps.is_empty() {
+        config = config.without_apps();
+    }
+    for app in &args.apps {
+        config = config.with_app(app.clone());
+    }
+    if !args.users.is_empty() {
+        config = config.without_users();
+    }
+    for user in &args.users {
+        config = config.with_user(user.clone());
+    }
+    config
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "withings_sandbox=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let sandbox = Sandbox::bind(SocketAddr::new(args.bind, args.port), config(&args)).await?;
+    println!("withings-sandbox listening on {}", sandbox.base_url());
+    tokio::signal::ctrl_c().await?;
+    sandbox.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_flag_keeps_colons_in_callbacks() {
+        let app = parse_app("id:secret:https://a.example/cb,http://127.0.0.1:9000/cb").unwrap();
+        assert_eq!(app.client_id, "id");
+        assert_eq!(app.client_secret, "secret");
+        assert_eq!(
+            app.callback_urls,
+            ["https://a.example/cb", "http://127.0.0.1:9000/cb"]
+        );
+        assert!(parse_app("id:secret").is_err());
+        assert!(parse_app("id:secret:not a url").is_err());
+    }
+
+    #[test]
+    fn user_flag_allows_colons_in_passwords() {
+        let user = parse_user("bob@example.com:pa:ss:42").unwrap();
+        assert_eq!(
+            (user.email.as_str(), user.password.as_str(), user.userid),
+            ("bob@example.com", "pa:ss", 42)
+        );
+        assert!(parse_user("bob@example.com:pw:x").is_err());
+    }
+
+    #[test]
+    fn flags_replace_defaults() {
+        let args = Args::parse_from([
+            "withings-sandbox",
+            "--app",
+            "id:s:https://a.example/cb",
+            "--rate-limit",
+            "0",
+        ]);
+        let config = config(&args);
+        assert_eq!(config.apps().len(), 1);
+        assert_eq!(config.apps()[0].client_id, "id");
+        assert_eq!(config.users(), [User::default()]);
+        assert_eq!(config.rate_limit_per_minute(), None);
+    }
+}
