@@ -126,10 +126,15 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod flow;
+#[cfg(feature = "loopback")]
+pub mod loopback;
+pub mod paste;
 pub mod refresh;
 pub mod scope;
 pub mod signature;
+pub mod session;
 mod state;
+pub mod store;
 mod token;
 pub mod user_agent;
 mod wire;
