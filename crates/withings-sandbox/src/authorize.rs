@@ -36,7 +36,7 @@ pub(crate) async fn page(State(shared): State<Arc<Shared>>, req: Request) -> Res
     inner.counters.authorize_page += 1;
     let request = match validate(&inner, &params) {
         Ok(r) => r,
-        Err(page) => return page,
+        Err(page) => return page.into_response(),
     };
     if inner.config.auto_approve {
         let userid = if request.demo {
@@ -64,7 +64,7 @@ pub(crate) async fn submit(State(shared): State<Arc<Shared>>, req: Request) -> R
     let mut inner = shared.lock();
     let request = match validate(&inner, &params) {
         Ok(r) => r,
-        Err(page) => return page,
+        Err(page) => return page.into_response(),
     };
     let email = params.get("email").unwrap_or_default();
     match params.get("decision") {
@@ -152,32 +152,35 @@ fn redirect(request: &AuthRequest, extra: &[(&str, &str)]) -> Response {
     (StatusCode::FOUND, [(LOCATION, url.to_string())]).into_response()
 }
 
-fn validate(inner: &Inner, params: &Params) -> Result<AuthRequest, Response> {
+fn validate(inner: &Inner, params: &Params) -> Result<AuthRequest, ErrorPage> {
     let Some(app) = params.get("client_id").and_then(|id| inner.apps.get(id)) else {
-        return Err(error_page(
-            "Invalid client_id: no application is registered with this client id.",
+        return Err(ErrorPage(
+            "Invalid client_id: no application is registered with this client id.".into(),
         ));
     };
     let Some(redirect_uri) = params
         .get("redirect_uri")
         .filter(|uri| app.callback_urls.iter().any(|c| callback_matches(c, uri)))
     else {
-        return Err(error_page(
-            "The redirect_uri does not match any callback URL registered for this application.",
+        return Err(ErrorPage(
+            "The redirect_uri does not match any callback URL registered for this application."
+                .into(),
         ));
     };
     if params.get("response_type") != Some("code") {
-        return Err(error_page("Invalid response_type: it must be \"code\"."));
+        return Err(ErrorPage(
+            "Invalid response_type: it must be \"code\".".into(),
+        ));
     }
     let scope = params.get("scope").unwrap_or_default();
     let Some(scopes) = wire::parse_scopes(scope) else {
-        return Err(error_page(&format!(
+        return Err(ErrorPage(format!(
             "Invalid scope: give a comma-separated list of {}.",
             KNOWN_SCOPES.join(", ")
         )));
     };
     let Some(state) = params.get("state") else {
-        return Err(error_page("The state parameter is required."));
+        return Err(ErrorPage("The state parameter is required.".into()));
     };
     Ok(AuthRequest {
         client_id: app.client_id.clone(),
@@ -237,6 +240,16 @@ fn escape(s: &str) -> String {
 const STYLE: &str = "body{font-family:sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}\
 label,input,button{display:block;margin:.4rem 0}#error{color:#b00020}\
 button{padding:.5rem 1.5rem}";
+
+/// A parameter error, shown on the sandbox's own page (HTTP 400), never redirected.
+#[derive(Debug)]
+struct ErrorPage(String);
+
+impl IntoResponse for ErrorPage {
+    fn into_response(self) -> Response {
+        error_page(&self.0)
+    }
+}
 
 fn error_page(message: &str) -> Response {
     let html = format!(

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::state::Shared;
-use crate::wire::{self, error_text};
+use crate::wire::{self, Reject, error_text};
 
 /// The scope `getmeas` needs.
 const SCOPE: &str = "user.metrics";
@@ -18,7 +18,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     let (parts, body) = req.into_parts();
     let params = match wire::read_params(parts.uri.query(), body).await {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(reject) => return reject.into_response(),
     };
     let bearer = parts
         .headers
@@ -36,23 +36,22 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     if let Some(client) = token
         .and_then(|t| inner.access.get(t))
         .map(|a| a.client_id.clone())
+        && !inner.rate_limit_allows(&client, now)
     {
-        if !inner.rate_limit_allows(&client, now) {
-            return wire::err(601, error_text::TOO_MANY_REQUESTS);
-        }
+        return Reject::new(601, error_text::TOO_MANY_REQUESTS).into_response();
     }
     let Some((_, scopes)) = token.and_then(|t| inner.use_access(t, now)) else {
         inner.counters.measure_rejected += 1;
-        return wire::err(401, error_text::INVALID_TOKEN);
+        return Reject::new(401, error_text::INVALID_TOKEN).into_response();
     };
     drop(inner);
     if !scopes.iter().any(|s| s == SCOPE) {
-        return wire::err(401, error_text::INSUFFICIENT_SCOPE);
+        return Reject::new(401, error_text::INSUFFICIENT_SCOPE).into_response();
     }
     match params.get("action") {
         Some("getmeas") => wire::ok(measurements(crate::clock::unix_secs(now))),
-        Some(_) => wire::invalid(error_text::INVALID_ACTION),
-        None => wire::missing("action"),
+        Some(_) => Reject::invalid(error_text::INVALID_ACTION).into_response(),
+        None => Reject::missing("action").into_response(),
     }
 }
 

@@ -177,10 +177,10 @@ impl SandboxHandle {
 
     /// Adds a callback URL to a registered app. Unknown client ids are ignored.
     pub fn register_callback(&self, client_id: &str, url: &str) {
-        if let Some(app) = self.shared.lock().apps.get_mut(client_id) {
-            if !app.callback_urls.iter().any(|c| c == url) {
-                app.callback_urls.push(url.to_owned());
-            }
+        if let Some(app) = self.shared.lock().apps.get_mut(client_id)
+            && !app.callback_urls.iter().any(|c| c == url)
+        {
+            app.callback_urls.push(url.to_owned());
         }
     }
 }

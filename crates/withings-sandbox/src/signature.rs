@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use crate::state::{Inner, Shared};
-use crate::wire::{self, Params, error_text};
+use crate::wire::{self, Params, Reject, error_text};
 
 /// How far a `getnonce` timestamp may be from the sandbox clock. Withings does not document
 /// its tolerance; ten minutes is the sandbox's guess.
@@ -38,55 +38,55 @@ pub(crate) fn verify_signed(
     action: &str,
     client_id: &str,
     now: SystemTime,
-) -> Result<(), Response> {
+) -> Result<(), Reject> {
     let nonce = params.require("nonce")?;
     let signature = params.require("signature")?;
     let Some(app) = inner.apps.get(client_id) else {
-        return Err(wire::invalid(error_text::INVALID_CLIENT));
+        return Err(Reject::invalid(error_text::INVALID_CLIENT));
     };
     if sign(&app.client_secret, &[action, client_id, nonce]) != signature {
-        return Err(wire::invalid(error_text::INVALID_SIGNATURE));
+        return Err(Reject::invalid(error_text::INVALID_SIGNATURE));
     }
     if !inner.take_nonce(nonce, client_id, now) {
-        return Err(wire::invalid(error_text::INVALID_NONCE));
+        return Err(Reject::invalid(error_text::INVALID_NONCE));
     }
     Ok(())
 }
 
 /// `POST /v2/signature`.
-pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+pub(crate) async fn handle(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+) -> Result<Response, Reject> {
     let (parts, body) = req.into_parts();
-    let params = match wire::read_params(parts.uri.query(), body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    getnonce(&shared, &params).unwrap_or_else(|resp| resp)
+    let params = wire::read_params(parts.uri.query(), body).await?;
+    getnonce(&shared, &params)
 }
 
-fn getnonce(shared: &Shared, params: &Params) -> Result<Response, Response> {
+fn getnonce(shared: &Shared, params: &Params) -> Result<Response, Reject> {
     let action = params.require("action")?;
     let client_id = params.require("client_id")?;
     let now = shared.clock.now();
     let mut inner = shared.lock();
     if !inner.rate_limit_allows(client_id, now) {
-        return Err(wire::err(601, error_text::TOO_MANY_REQUESTS));
+        return Err(Reject::new(601, error_text::TOO_MANY_REQUESTS));
     }
     if action != "getnonce" {
-        return Err(wire::invalid(error_text::INVALID_ACTION));
+        return Err(Reject::invalid(error_text::INVALID_ACTION));
     }
     inner.counters.getnonce += 1;
     let timestamp = params.require("timestamp")?;
     let signature = params.require("signature")?;
     let Some(app) = inner.apps.get(client_id) else {
-        return Err(wire::invalid(error_text::INVALID_CLIENT));
+        return Err(Reject::invalid(error_text::INVALID_CLIENT));
     };
     if sign(&app.client_secret, &[action, client_id, timestamp]) != signature {
-        return Err(wire::invalid(error_text::INVALID_SIGNATURE));
+        return Err(Reject::invalid(error_text::INVALID_SIGNATURE));
     }
     let clock = crate::clock::unix_secs(now);
     match timestamp.parse::<u64>() {
         Ok(t) if t.abs_diff(clock) <= TIMESTAMP_TOLERANCE_SECS => {}
-        _ => return Err(wire::invalid(error_text::INVALID_TIMESTAMP)),
+        _ => return Err(Reject::invalid(error_text::INVALID_TIMESTAMP)),
     }
     let nonce = inner.issue_nonce(client_id, now);
     tracing::debug!(client_id, "nonce issued");

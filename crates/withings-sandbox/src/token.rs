@@ -8,26 +8,26 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::state::{Inner, Pair, Shared, random_token};
-use crate::wire::{self, Params, error_text};
+use crate::wire::{self, Params, Reject, error_text};
 use crate::{DEMO_USERID, signature};
 
 /// `POST /v2/oauth2`.
-pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+pub(crate) async fn handle(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+) -> Result<Response, Reject> {
     let (parts, body) = req.into_parts();
-    let params = match wire::read_params(parts.uri.query(), body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    dispatch(&shared, &params).unwrap_or_else(|resp| resp)
+    let params = wire::read_params(parts.uri.query(), body).await?;
+    dispatch(&shared, &params)
 }
 
-fn dispatch(shared: &Shared, params: &Params) -> Result<Response, Response> {
+fn dispatch(shared: &Shared, params: &Params) -> Result<Response, Reject> {
     let action = params.require("action")?;
     let client_id = params.require("client_id")?;
     let now = shared.clock.now();
     let mut inner = shared.lock();
     if !inner.rate_limit_allows(client_id, now) {
-        return Err(wire::err(601, error_text::TOO_MANY_REQUESTS));
+        return Err(Reject::new(601, error_text::TOO_MANY_REQUESTS));
     }
     match action {
         "requesttoken" => requesttoken(&mut inner, params, client_id, now),
@@ -37,7 +37,7 @@ fn dispatch(shared: &Shared, params: &Params) -> Result<Response, Response> {
             let userid = params
                 .require("userid")?
                 .parse::<u64>()
-                .map_err(|_| wire::invalid(error_text::INVALID_USERID))?;
+                .map_err(|_| Reject::invalid(error_text::INVALID_USERID))?;
             inner.revoke(client_id, userid);
             tracing::debug!(client_id, userid, "tokens revoked");
             Ok(wire::ok(json!({})))
@@ -46,7 +46,7 @@ fn dispatch(shared: &Shared, params: &Params) -> Result<Response, Response> {
             inner.counters.demo_access += 1;
             signature::verify_signed(&mut inner, params, action, client_id, now)?;
             let scopes = wire::parse_scopes(params.require("scope_oauth2")?)
-                .ok_or_else(|| wire::invalid(error_text::INVALID_SCOPE))?;
+                .ok_or_else(|| Reject::invalid(error_text::INVALID_SCOPE))?;
             let pair = inner.issue_pair(client_id, DEMO_USERID, scopes, None, now);
             // Withings documents only the three token fields; `userid` is added so that a
             // client can store the demo grant like any other.
@@ -57,7 +57,7 @@ fn dispatch(shared: &Shared, params: &Params) -> Result<Response, Response> {
                 "expires_in": pair.expires_in,
             })))
         }
-        _ => Err(wire::invalid(error_text::INVALID_ACTION)),
+        _ => Err(Reject::invalid(error_text::INVALID_ACTION)),
     }
 }
 
@@ -66,12 +66,12 @@ fn requesttoken(
     params: &Params,
     client_id: &str,
     now: SystemTime,
-) -> Result<Response, Response> {
+) -> Result<Response, Reject> {
     let grant_type = params.require("grant_type")?;
     match grant_type {
         "authorization_code" => inner.counters.token_code += 1,
         "refresh_token" => inner.counters.token_refresh += 1,
-        _ => return Err(wire::invalid(error_text::INVALID_GRANT_TYPE)),
+        _ => return Err(Reject::invalid(error_text::INVALID_GRANT_TYPE)),
     }
     authenticate(inner, params, client_id, now)?;
     if grant_type == "authorization_code" {
@@ -84,7 +84,7 @@ fn requesttoken(
         });
         let Some(granted) = granted.cloned() else {
             inner.counters.code_rejected += 1;
-            return Err(wire::invalid(error_text::INVALID_CODE));
+            return Err(Reject::invalid(error_text::INVALID_CODE));
         };
         inner.codes.remove(code);
         let pair = inner.issue_pair(client_id, granted.userid, granted.scopes, None, now);
@@ -94,7 +94,7 @@ fn requesttoken(
         let refresh_token = params.require("refresh_token")?;
         let Some(pair) = inner.rotate(refresh_token, client_id, now) else {
             inner.counters.refresh_rejected += 1;
-            return Err(wire::invalid(error_text::INVALID_REFRESH_TOKEN));
+            return Err(Reject::invalid(error_text::INVALID_REFRESH_TOKEN));
         };
         // ...and a refresh answers it as a number, as Withings does.
         Ok(token_body(&pair, json!(pair.userid)))
@@ -107,17 +107,17 @@ fn authenticate(
     params: &Params,
     client_id: &str,
     now: SystemTime,
-) -> Result<(), Response> {
+) -> Result<(), Reject> {
     if let Some(secret) = params.get("client_secret") {
         return match inner.apps.get(client_id) {
             Some(app) if app.client_secret == secret => Ok(()),
-            _ => Err(wire::invalid(error_text::INVALID_CLIENT)),
+            _ => Err(Reject::invalid(error_text::INVALID_CLIENT)),
         };
     }
     if params.get("signature").is_some() || params.get("nonce").is_some() {
         return signature::verify_signed(inner, params, "requesttoken", client_id, now);
     }
-    Err(wire::invalid(error_text::INVALID_CLIENT))
+    Err(Reject::invalid(error_text::INVALID_CLIENT))
 }
 
 fn token_body(pair: &Pair, userid: Value) -> Response {

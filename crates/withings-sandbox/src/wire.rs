@@ -1,5 +1,7 @@
 //! The wire format: form parameters in, `{status, body}` envelopes out (always HTTP 200).
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
@@ -50,23 +52,48 @@ pub mod error_text {
     pub const MISSING_PREFIX: &str = "Invalid Params: missing ";
 }
 
+/// A refusal, answered as a `{"status":N,"body":{},"error":"..."}` envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reject {
+    status: u32,
+    error: Cow<'static, str>,
+}
+
+impl Reject {
+    pub(crate) fn new(status: u32, error: &'static str) -> Self {
+        Self {
+            status,
+            error: Cow::Borrowed(error),
+        }
+    }
+
+    /// Status 503 `Invalid Params`.
+    pub(crate) fn invalid(error: &'static str) -> Self {
+        Self::new(503, error)
+    }
+
+    pub(crate) fn missing(name: &str) -> Self {
+        Self {
+            status: 503,
+            error: Cow::Owned(format!("{}{name}", error_text::MISSING_PREFIX)),
+        }
+    }
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        err(self.status, &self.error)
+    }
+}
+
 /// `{"status":0,"body":...}`
 pub(crate) fn ok(body: Value) -> Response {
     Json(json!({ "status": 0, "body": body })).into_response()
 }
 
 /// `{"status":N,"body":{},"error":"..."}`, still HTTP 200 as Withings does.
-pub(crate) fn err(status: u32, error: &str) -> Response {
+fn err(status: u32, error: &str) -> Response {
     Json(json!({ "status": status, "body": {}, "error": error })).into_response()
-}
-
-/// Status 503 `Invalid Params` envelope.
-pub(crate) fn invalid(error: &str) -> Response {
-    err(503, error)
-}
-
-pub(crate) fn missing(name: &str) -> Response {
-    invalid(&format!("{}{name}", error_text::MISSING_PREFIX))
 }
 
 /// Request parameters: the form body first, then the query string (Withings documents its
@@ -101,8 +128,8 @@ impl Params {
     }
 
     /// The value of `name`, or the `missing` envelope.
-    pub(crate) fn require(&self, name: &str) -> Result<&str, Response> {
-        self.get(name).ok_or_else(|| missing(name))
+    pub(crate) fn require(&self, name: &str) -> Result<&str, Reject> {
+        self.get(name).ok_or_else(|| Reject::missing(name))
     }
 }
 
@@ -136,11 +163,11 @@ pub(crate) async fn read_body(mut body: Body) -> Result<Bytes, BodyError> {
 }
 
 /// Reads the body and parses the parameters, or answers with an envelope.
-pub(crate) async fn read_params(query: Option<&str>, body: Body) -> Result<Params, Response> {
+pub(crate) async fn read_params(query: Option<&str>, body: Body) -> Result<Params, Reject> {
     match read_body(body).await {
         Ok(bytes) => Ok(Params::parse(query, &bytes)),
-        Err(BodyError::TooLarge) => Err(invalid(error_text::BODY_TOO_LARGE)),
-        Err(BodyError::Broken) => Err(missing("action")),
+        Err(BodyError::TooLarge) => Err(Reject::invalid(error_text::BODY_TOO_LARGE)),
+        Err(BodyError::Broken) => Err(Reject::missing("action")),
     }
 }
 
