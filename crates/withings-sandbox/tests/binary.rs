@@ -1,0 +1,141 @@
+//! The `withings-sandbox` binary: help text, flags, the printed base URL.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_withings-sandbox");
+
+#[test]
+fn help_describes_every_flag() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--port",
+        "--bind",
+        "--app",
+        "--user",
+        "--auto-approve",
+        "--access-token-lifetime",
+        "--rate-limit",
+        "sandbox-client-id",
+        "alice@example.com",
+    ] {
+        assert!(help.contains(flag), "{flag} not in help:\n{help}");
+    }
+}
+
+#[test]
+fn bad_flags_are_refused() {
+    let out = Command::new(BIN)
+        .args(["--app", "only-an-id"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CLIENT_ID:SECRET"));
+}
+
+/// Kills the child even when an assertion fails.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serves_the_configured_app_on_the_printed_url() {
+    let mut child = Child(
+        Command::new(BIN)
+            .args([
+                "--port",
+                "0",
+                "--app",
+                "cli-app:cli-secret:https://cli.example/cb,http://127.0.0.1/cb",
+                "--user",
+                "bob@example.com:hunter2:4242",
+                "--auto-approve",
+                "--access-token-lifetime",
+                "600",
+                "--rate-limit",
+                "0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("withings-sandbox listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let base = url::Url::parse(base).unwrap();
+    assert_ne!(base.port(), Some(0));
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut authorize = base.join("oauth2_user/authorize2").unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "cli-app")
+        .append_pair("redirect_uri", "http://127.0.0.1:7000/cb")
+        .append_pair("scope", "user.metrics")
+        .append_pair("state", "s");
+    let resp = http.get(authorize).send().await.unwrap();
+    assert_eq!(resp.status(), 302, "auto-approve");
+    let code = common::location_params(&resp)["code"].clone();
+    let answer: serde_json::Value = http
+        .post(base.join("v2/oauth2").unwrap())
+        .form(&[
+            ("action", "requesttoken"),
+            ("grant_type", "authorization_code"),
+            ("client_id", "cli-app"),
+            ("client_secret", "cli-secret"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:7000/cb"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], 0, "{answer}");
+    assert_eq!(answer["body"]["userid"], "4242");
+    assert_eq!(answer["body"]["expires_in"], 600);
+    // The default app is replaced by --app.
+    let default_app: serde_json::Value = http
+        .post(base.join("v2/oauth2").unwrap())
+        .form(&[
+            ("action", "requesttoken"),
+            ("grant_type", "refresh_token"),
+            ("client_id", withings_sandbox::DEFAULT_CLIENT_ID),
+            ("client_secret", withings_sandbox::DEFAULT_CLIENT_SECRET),
+            ("refresh_token", "x"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        default_app["error"],
+        withings_sandbox::error_text::INVALID_CLIENT
+    );
+}
