@@ -355,6 +355,23 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn callback_matching_never_panics_and_exact_always_matches(
+            registered in ".{0,40}",
+            requested in ".{0,40}",
+        ) {
+            let _ = callback_matches(&registered, &requested);
+            proptest::prop_assert!(callback_matches(&registered, &registered));
+        }
+
+        #[test]
+        fn escaped_text_has_no_markup(text in ".{0,64}") {
+            let out = escape(&text);
+            proptest::prop_assert!(!out.contains(['<', '>', '"', '\'']));
+        }
+    }
+
     #[test]
     fn escape_neutralises_markup() {
         assert_eq!(

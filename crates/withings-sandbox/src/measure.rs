@@ -31,7 +31,6 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
 
     let now = shared.clock.now();
     let mut inner = shared.lock();
-    inner.counters.measure += 1;
     // Rate limit by the token's client before the token is marked used.
     if let Some(client) = token
         .and_then(|t| inner.access.get(t))
@@ -40,6 +39,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     {
         return Reject::new(601, error_text::TOO_MANY_REQUESTS).into_response();
     }
+    inner.counters.measure += 1;
     let Some((_, scopes)) = token.and_then(|t| inner.use_access(t, now)) else {
         inner.counters.measure_rejected += 1;
         return Reject::new(401, error_text::INVALID_TOKEN).into_response();

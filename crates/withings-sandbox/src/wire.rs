@@ -211,6 +211,29 @@ mod tests {
         assert_eq!(parse_scopes("user.everything"), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_input_never_panics(
+            query in proptest::option::of(".{0,64}"),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let params = Params::parse(query.as_deref(), &body);
+            let _ = params.get("action");
+            let _ = params.all("grant_scope").count();
+        }
+
+        #[test]
+        fn parsed_scopes_are_known_and_unique(raw in "[a-z.,]{0,48}") {
+            if let Some(scopes) = parse_scopes(&raw) {
+                proptest::prop_assert!(!scopes.is_empty());
+                for (i, s) in scopes.iter().enumerate() {
+                    proptest::prop_assert!(crate::KNOWN_SCOPES.contains(&s.as_str()));
+                    proptest::prop_assert!(!scopes[..i].contains(s));
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn oversized_body_is_refused() {
         let big = vec![b'a'; MAX_BODY_BYTES + 1];

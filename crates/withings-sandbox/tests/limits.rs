@@ -69,7 +69,15 @@ async fn rate_limit_counts_measure_by_the_token_client_and_can_be_turned_off() {
     );
     env.handle.set_rate_limit(None);
     assert_eq!(env.measure(&access).await["status"], 0);
-    assert_eq!(env.handle.counters().rate_limited, 1);
+    let c = env.handle.counters();
+    assert_eq!((c.rate_limited, c.measure), (1, 153));
+}
+
+#[test]
+fn handle_is_send_sync_and_clone() {
+    fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+    assert_traits::<withings_sandbox::SandboxHandle>();
+    assert_traits::<SandboxConfig>();
 }
 
 #[tokio::test]
