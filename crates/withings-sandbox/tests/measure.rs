@@ -50,6 +50,30 @@ async fn access_token_as_form_parameter_is_accepted() {
         .await
         .unwrap();
     assert_eq!(answer["status"], 0, "{answer}");
+    let lowercase_scheme: serde_json::Value = env
+        .http
+        .post(env.url("measure"))
+        .header("authorization", format!("bearer {access}"))
+        .form(&[("action", "getmeas")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(lowercase_scheme["status"], 0, "{lowercase_scheme}");
+    let basic: serde_json::Value = env
+        .http
+        .post(env.url("measure"))
+        .header("authorization", format!("Basic {access}"))
+        .form(&[("action", "getmeas")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_error(&basic, 401, error_text::INVALID_TOKEN);
 }
 
 #[tokio::test]

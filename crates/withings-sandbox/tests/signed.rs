@@ -220,3 +220,33 @@ async fn getdemoaccess_gives_demo_tokens() {
         .await;
     assert_error(&bad_scope, 503, error_text::INVALID_SCOPE);
 }
+
+#[tokio::test]
+async fn signed_refresh_rotates_like_the_secret_form() {
+    let env = start_default().await;
+    let r1 = env.tokens().await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let nonce = env.nonce().await;
+    let signature = sign(
+        DEFAULT_CLIENT_SECRET,
+        &["requesttoken", DEFAULT_CLIENT_ID, &nonce],
+    );
+    let answer = env
+        .post(
+            "v2/oauth2",
+            &[
+                ("action", "requesttoken"),
+                ("grant_type", "refresh_token"),
+                ("client_id", DEFAULT_CLIENT_ID),
+                ("nonce", &nonce),
+                ("signature", &signature),
+                ("refresh_token", &r1),
+            ],
+        )
+        .await;
+    assert_eq!(answer["status"], 0, "{answer}");
+    assert_eq!(answer["body"]["userid"], SEEDED_USERID);
+    assert_ne!(answer["body"]["refresh_token"], r1.as_str());
+}
