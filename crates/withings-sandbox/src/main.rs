@@ -17,6 +17,10 @@ use withings_sandbox::{App, Sandbox, SandboxConfig, User};
 /// host) and https://app.example.com/withings/callback. Without --user, the seeded user
 /// alice@example.com / correct-horse-battery (userid 1001) can log in. mode=demo logs in
 /// the demo user (userid 999999) without a password.
+///
+/// The clock, fault injection and counters are controlled through the library
+/// (withings_sandbox::SandboxHandle). Logs go to stderr; set RUST_LOG (for example
+/// RUST_LOG=withings_sandbox=debug) for more. Runs until Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(name = "withings-sandbox", version, about, long_about)]
 struct Args {
