@@ -1,0 +1,190 @@
+//! Shared pieces of the integration tests: a client aimed at a mock server, token answers in
+//! Withings' envelope, and readers for the forms the library sent.
+
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use url::Url;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use withings_oauth::{
+    AuthMethod, Authorized, Client, Credentials, PendingCallback, Scopes, StoredCredentials,
+    Unauthorized, UserId,
+};
+
+pub(crate) const CLIENT_ID: &str = "cid-1234";
+pub(crate) const CLIENT_SECRET: &str = "csecret-5678";
+pub(crate) const REDIRECT_URI: &str = "https://app.example.com/withings/callback";
+pub(crate) const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
+pub(crate) fn base_url(server: &MockServer) -> Url {
+    server.uri().parse().expect("the mock server's URI")
+}
+
+pub(crate) fn client(server: &MockServer) -> Client {
+    client_with(server, AuthMethod::ClientSecret, CLIENT_SECRET)
+}
+
+pub(crate) fn client_with(server: &MockServer, auth: AuthMethod, secret: &str) -> Client {
+    Client::builder()
+        .client_id(CLIENT_ID)
+        .client_secret(secret)
+        .redirect_uri(REDIRECT_URI)
+        .base_url(base_url(server))
+        .auth_method(auth)
+        .build()
+        .expect("a valid client")
+}
+
+/// A successful token answer, as Withings sends it.
+pub(crate) fn token_answer(
+    userid: serde_json::Value,
+    access: &str,
+    refresh: &str,
+    scope: &str,
+) -> String {
+    serde_json::json!({
+        "status": 0,
+        "body": {
+            "userid": userid,
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": 10800,
+            "scope": scope,
+            "csrf_token": "PACnnxwHTaBQOzF7bQqwFUUotIuvtzSM",
+            "token_type": "Bearer"
+        }
+    })
+    .to_string()
+}
+
+pub(crate) fn json_response(body: impl Into<String>) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(body.into().into_bytes(), "application/json")
+}
+
+pub(crate) async fn mount_token_answer(server: &MockServer, body: impl Into<String>) {
+    Mock::given(method("POST"))
+        .and(path("/v2/oauth2"))
+        .respond_with(json_response(body))
+        .mount(server)
+        .await;
+}
+
+pub(crate) async fn mount_nonce(server: &MockServer, nonce: &str) {
+    Mock::given(method("POST"))
+        .and(path("/v2/signature"))
+        .respond_with(json_response(
+            serde_json::json!({"status": 0, "body": {"nonce": nonce}}).to_string(),
+        ))
+        .mount(server)
+        .await;
+}
+
+pub(crate) async fn requests(server: &MockServer) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .expect("request recording is on")
+}
+
+/// The form of a request, refusing repeated fields (a repeated field would be ambiguous to
+/// Withings).
+pub(crate) fn form(request: &Request) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(&request.body).into_owned() {
+        assert!(map.insert(k.clone(), v).is_none(), "field {k} sent twice");
+    }
+    map
+}
+
+pub(crate) fn expected_form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub(crate) fn content_type(request: &Request) -> &str {
+    request
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Starts a login and returns it with the `state` its authorize URL carries.
+pub(crate) fn begin(client: &Client, scopes: Scopes) -> (PendingCallback, String) {
+    let pending = Unauthorized::new(client, scopes)
+        .begin()
+        .expect("a login starts");
+    let state = query_value(pending.authorize_url(), "state").expect("the URL has a state");
+    (pending, state)
+}
+
+pub(crate) fn query_value(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The callback Withings would send after the user allowed access.
+pub(crate) fn callback(code: &str, state: &str) -> Url {
+    let mut url = Url::parse(REDIRECT_URI).unwrap();
+    url.query_pairs_mut()
+        .append_pair("code", code)
+        .append_pair("state", state);
+    url
+}
+
+/// A login restored from storage, with known tokens.
+pub(crate) fn authorized(
+    client: &Client,
+    user: u64,
+    access: &str,
+    refresh: &str,
+    expires_at: DateTime<Utc>,
+    scopes: &str,
+) -> Authorized {
+    let stored = StoredCredentials {
+        format: StoredCredentials::FORMAT,
+        user_id: UserId::new(user),
+        access_token: access.to_owned(),
+        refresh_token: refresh.to_owned(),
+        expires_at,
+        scopes: Scopes::parse_granted(scopes),
+        token_type: "Bearer".to_owned(),
+    };
+    let credentials = Credentials::from_stored(stored).expect("valid stored credentials");
+    Authorized::restore_from_stored(client, credentials)
+}
+
+pub(crate) fn refresh_token_of(authorized: &Authorized) -> String {
+    authorized.credentials().reveal_for_storage().refresh_token
+}
+
+pub(crate) fn access_token_of(authorized: &Authorized) -> String {
+    authorized.credentials().reveal_for_storage().access_token
+}
+
+/// HMAC-SHA256 in lowercase hex, computed here independently of the library.
+pub(crate) fn hmac_hex(key: &str, message: &str) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A local port nothing listens on: bound, then released.
+pub(crate) fn closed_port_url() -> Url {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/").parse().unwrap()
+}
+
+pub(crate) const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
