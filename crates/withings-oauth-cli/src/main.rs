@@ -1,1 +1,58 @@
-fn main() {}
+//! `withings-oauth`: log in to Withings from a terminal, keep the tokens fresh, and hand a valid
+//! access token to scripts. `withings-oauth demo` shows the whole flow offline.
+
+mod agent;
+mod cli;
+mod commands;
+mod demo;
+mod error;
+mod ops;
+mod settings;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+use crate::settings::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Demo(args) = &cli.command {
+        // The demo must not read the user's configuration or touch their store.
+        return demo::run(args).await;
+    }
+    let settings = Settings::load(cli.global)?;
+    match &cli.command {
+        Command::Login(args) => commands::login(&settings, args).await,
+        Command::Status => commands::status(&settings),
+        Command::Token => commands::token(&settings).await,
+        Command::Refresh => commands::refresh(&settings).await,
+        Command::Revoke => commands::revoke(&settings).await,
+        Command::Logout => commands::logout(&settings),
+        Command::Demo(_) => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,197 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use url::Url;
+
+use crate::error::EXIT_CODES_HELP;
+
+const CONFIG_HELP: &str = "\
+Configuration:
+  Each setting comes from a flag, else an environment variable, else the config file (TOML):
+    --client-id      WITHINGS_CLIENT_ID      client_id = \"...\"
+    --client-secret  WITHINGS_CLIENT_SECRET  client_secret = \"...\"
+    --redirect-uri   WITHINGS_REDIRECT_URI   redirect_uri = \"https://...\"
+    --cloud          WITHINGS_CLOUD          cloud = \"eu\" | \"us\"
+    --base-url       WITHINGS_BASE_URL       base_url = \"http://127.0.0.1:8080/\"
+    --store          WITHINGS_STORE          store = \"/path/to/credentials.json\"
+  Prefer the environment or the config file for the client secret: command-line flags are
+  visible to other users of the machine (ps, /proc). The secret is never printed.";
+
+/// Log in to Withings and keep the tokens fresh.
+///
+/// Start with `withings-oauth demo`: it runs the whole flow against a local sandbox, offline.
+#[derive(Debug, Parser)]
+#[command(name = "withings-oauth", version, after_help = after_help())]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+fn after_help() -> String {
+    format!("{CONFIG_HELP}\n\n{EXIT_CODES_HELP}")
+}
+
+/// Settings every command accepts.
+#[derive(Debug, Args, Default)]
+pub(crate) struct GlobalArgs {
+    /// Config file (TOML) [default: the platform's config directory, e.g.
+    /// ~/.config/withings-oauth/config.toml]
+    #[arg(long, global = true, env = "WITHINGS_CONFIG", value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Credential store file [default: the platform's data directory]
+    #[arg(long, global = true, env = "WITHINGS_STORE", value_name = "PATH")]
+    pub(crate) store: Option<PathBuf>,
+
+    /// The user to act on, when the store holds several
+    #[arg(long, global = true, value_name = "ID")]
+    pub(crate) user: Option<u64>,
+
+    /// The app's client id, from the Withings developer dashboard
+    #[arg(long, global = true, env = "WITHINGS_CLIENT_ID", value_name = "ID")]
+    pub(crate) client_id: Option<String>,
+
+    /// The app's client secret (prefer the environment variable: flags show in `ps`)
+    #[arg(
+        long,
+        global = true,
+        env = "WITHINGS_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub(crate) client_secret: Option<String>,
+
+    /// The redirect URI registered for the app
+    #[arg(long, global = true, env = "WITHINGS_REDIRECT_URI", value_name = "URL")]
+    pub(crate) redirect_uri: Option<String>,
+
+    /// Which Withings cloud
+    #[arg(long, global = true, env = "WITHINGS_CLOUD", value_enum)]
+    pub(crate) cloud: Option<CloudArg>,
+
+    /// Base URL of both Withings hosts, for a local sandbox (overrides --cloud)
+    #[arg(long, global = true, env = "WITHINGS_BASE_URL", value_name = "URL")]
+    pub(crate) base_url: Option<Url>,
+}
+
+/// `--cloud`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CloudArg {
+    /// account.withings.com, wbsapi.withings.net
+    Eu,
+    /// account.us.withingsmed.com, wbsapi.us.withingsmed.net
+    Us,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Log in a user and save the credentials
+    Login(LoginArgs),
+    /// Show the stored login: user, scopes, expiry (never a token)
+    Status,
+    /// Print a valid access token on stdout, refreshing it if needed
+    ///
+    /// For scripts: curl -H "Authorization: Bearer $(withings-oauth token)" ...
+    Token,
+    /// Refresh the tokens now and save the new ones
+    Refresh,
+    /// Revoke the app's access at Withings and delete the local credentials
+    Revoke,
+    /// Delete the local credentials only (Withings still allows access)
+    Logout,
+    /// Run login, status, a data call, refresh and revoke against a local sandbox, offline
+    Demo(DemoArgs),
+}
+
+/// `login`.
+#[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    /// How to show the Withings page: auto picks `browser` for a loopback redirect URI,
+    /// otherwise the browser with a paste prompt
+    #[arg(long, value_enum, default_value_t = AgentArg::Auto)]
+    pub(crate) agent: AgentArg,
+
+    /// Scopes to ask for (repeat, or separate with commas)
+    #[arg(
+        long = "scope",
+        value_name = "SCOPE",
+        value_delimiter = ',',
+        default_value = "user.metrics"
+    )]
+    pub(crate) scopes: Vec<String>,
+
+    /// Log in Withings' demo user, with dummy data
+    #[arg(long)]
+    pub(crate) demo: bool,
+
+    /// Do not try to open a browser: only print the URL
+    #[arg(long)]
+    pub(crate) no_browser: bool,
+
+    /// Give up after this many seconds without a callback
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub(crate) timeout: u64,
+}
+
+/// `--agent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AgentArg {
+    /// browser for a loopback redirect URI, else browser-or-paste
+    Auto,
+    /// The system browser, with a local listener catching the redirect (loopback redirect URI)
+    Browser,
+    /// Print the URL and read the address the browser ends up on from stdin
+    Paste,
+    /// An embedded window (needs the `webview` feature)
+    Webview,
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Log in with the system browser on the sandbox's page instead of the built-in agent
+    #[arg(long)]
+    pub(crate) browser: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn scopes_may_be_repeated_or_comma_separated() {
+        let cli = Cli::try_parse_from([
+            "withings-oauth",
+            "login",
+            "--scope",
+            "user.metrics,user.info",
+            "--scope",
+            "user.activity",
+        ])
+        .unwrap();
+        let Command::Login(args) = cli.command else {
+            panic!("not login")
+        };
+        assert_eq!(args.scopes, ["user.metrics", "user.info", "user.activity"]);
+    }
+
+    #[test]
+    fn global_settings_go_before_or_after_the_command() {
+        let cli = Cli::try_parse_from(["withings-oauth", "token", "--user", "7"]).unwrap();
+        assert_eq!(cli.global.user, Some(7));
+        let cli = Cli::try_parse_from(["withings-oauth", "--user", "8", "status"]).unwrap();
+        assert_eq!(cli.global.user, Some(8));
+    }
+}

@@ -1,0 +1,230 @@
+//! `withings-oauth demo`: the whole life of a login against an embedded sandbox, offline, with
+//! the same steps the real commands take, and every secret redacted.
+
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+use withings_oauth::user_agent::{AgentFuture, Prepared};
+use withings_oauth::{Client, Scope, Scopes, UserAgent};
+use withings_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, HTTPS_CALLBACK, Sandbox, SandboxConfig,
+};
+
+use crate::agent::AutoApproveAgent;
+use crate::cli::DemoArgs;
+use crate::error::{CliError, Kind};
+use crate::ops::{self, redacted};
+use crate::store::Store;
+
+const STEPS: usize = 7;
+
+fn step(n: usize, text: impl std::fmt::Display) {
+    println!("[{n}/{STEPS}] {text}");
+}
+
+fn detail(text: impl std::fmt::Display) {
+    println!("      {text}");
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::new(Kind::Remote, format!("the demo failed: {what}: {e}"))
+}
+
+pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
+    println!(
+        "withings-oauth demo: log in, use, refresh and revoke, against a local Withings sandbox."
+    );
+    println!();
+
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(!args.browser))
+        .await
+        .map_err(|e| failed("the sandbox could not start on 127.0.0.1", e))?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| CliError::store(format!("cannot create a temporary directory for the demo's store: {e}; set TMPDIR to a writable directory")))?;
+    let store = Store::open(dir.path().join("credentials.json"));
+    let redirect_uri = if args.browser {
+        "http://127.0.0.1:0/callback"
+    } else {
+        HTTPS_CALLBACK
+    };
+    let client = Client::builder()
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret(DEFAULT_CLIENT_SECRET)
+        .redirect_uri(redirect_uri)
+        .base_url(sandbox.base_url())
+        .build()
+        .map_err(|e| failed("the demo client is misconfigured", e))?;
+
+    step(
+        1,
+        format_args!(
+            "Started a Withings sandbox on {} (offline: nothing leaves this machine).",
+            sandbox.base_url()
+        ),
+    );
+    detail(format_args!(
+        "App: client id {DEFAULT_CLIENT_ID}, client secret [redacted], redirect URI {redirect_uri}."
+    ));
+    detail(format_args!(
+        "Credentials go to a temporary store, deleted at the end: {}",
+        store.path().display()
+    ));
+
+    step(2, "Login, asking for user.metrics.");
+    let scopes = Scopes::from(Scope::Metrics);
+    let (credentials, _) = if args.browser {
+        detail(format_args!(
+            "Your browser opens the sandbox's page: log in as {} with password {}, then Allow.",
+            withings_sandbox::SEEDED_EMAIL,
+            withings_sandbox::SEEDED_PASSWORD
+        ));
+        let agent = Narrated(crate::agent::demo_browser()?);
+        ops::log_in(&client, scopes, false, &agent, &store).await?
+    } else {
+        detail(
+            "The built-in agent plays the user: it opens the authorize URL with an HTTP client and \
+             follows the sandbox's auto-approve redirect, as a browser does after \"Allow\".",
+        );
+        let agent = Narrated(AutoApproveAgent::new()?);
+        ops::log_in(&client, scopes, false, &agent, &store).await?
+    };
+    let user = credentials.user_id();
+    detail(format_args!(
+        "Logged in user {user}; access token {}, refresh token [redacted]; saved.",
+        redacted(credentials.access_token())
+    ));
+
+    step(3, "Status (what `withings-oauth status` shows):");
+    let stored = ops::stored(&store, user)?;
+    detail(format_args!("user {user}, scopes {}", stored.scopes()));
+    detail(format_args!(
+        "access token: {}",
+        ops::describe_expiry(stored.expires_at(), Utc::now())
+    ));
+
+    step(
+        4,
+        "A data call: POST /measure?action=getmeas with `Authorization: Bearer <token>`.",
+    );
+    let (token, _) = ops::access_token(&client, &store, user, Utc::now()).await?;
+    let http = reqwest::Client::new();
+    let measure_url = client
+        .api_url()
+        .join("measure")
+        .map_err(|e| failed("the measure URL", e))?;
+    match getmeas(&http, &measure_url, &token).await? {
+        MeasureAnswer::Groups(n) => detail(format_args!("Withings answered {n} measure groups.")),
+        MeasureAnswer::Refused(status, error) => {
+            return Err(failed(
+                "the data call",
+                format_args!("status {status}: {error}"),
+            ));
+        }
+    }
+
+    step(
+        5,
+        "Refresh: a new token pair, saved before the new access token is used.",
+    );
+    let fresh = ops::refresh(&client, &store, user).await?;
+    let changed = fresh.access_token().expose_secret() != token.expose_secret();
+    detail(format_args!(
+        "New access token {}, {}; new refresh token [redacted]; the access token {}.",
+        redacted(fresh.access_token()),
+        ops::describe_expiry(fresh.expires_at(), Utc::now()),
+        if changed { "changed" } else { "did NOT change" }
+    ));
+    if !changed {
+        return Err(failed("refresh", "the access token did not change"));
+    }
+
+    step(
+        6,
+        "Revoke: Withings withdraws the app's access; the local credentials are deleted.",
+    );
+    ops::revoke(&client, &store, user).await?;
+    detail(format_args!(
+        "Users left in the store: {}.",
+        store.users()?.len()
+    ));
+
+    step(7, "The revoked access token is refused now:");
+    match getmeas(&http, &measure_url, fresh.access_token()).await? {
+        MeasureAnswer::Refused(status, error) => {
+            detail(format_args!("/measure answered status {status}: {error}"));
+        }
+        MeasureAnswer::Groups(_) => {
+            return Err(failed("revoke", "the revoked token was still accepted"));
+        }
+    }
+
+    sandbox.shutdown().await;
+    println!();
+    println!(
+        "Done. To log in to the real Withings, configure your app and run `withings-oauth login` (see `withings-oauth --help`)."
+    );
+    Ok(())
+}
+
+enum MeasureAnswer {
+    Groups(usize),
+    Refused(i64, String),
+}
+
+async fn getmeas(
+    http: &reqwest::Client,
+    url: &Url,
+    token: &SecretString,
+) -> Result<MeasureAnswer, CliError> {
+    let body: serde_json::Value = http
+        .post(url.clone())
+        .bearer_auth(token.expose_secret())
+        .form(&[("action", "getmeas")])
+        .send()
+        .await
+        .map_err(|e| failed("the data call", e.without_url()))?
+        .json()
+        .await
+        .map_err(|e| failed("the data call's answer", e.without_url()))?;
+    match body["status"].as_i64() {
+        Some(0) => Ok(MeasureAnswer::Groups(
+            body["body"]["measuregrps"].as_array().map_or(0, Vec::len),
+        )),
+        Some(status) => Ok(MeasureAnswer::Refused(
+            status,
+            body["error"].as_str().unwrap_or("no error text").to_owned(),
+        )),
+        None => Err(failed("the data call", "the answer has no status")),
+    }
+}
+
+/// Shows the authorize URL (with its `state` redacted) before handing it to the real agent.
+struct Narrated<A>(A);
+
+impl<A: UserAgent> UserAgent for Narrated<A> {
+    fn prepare<'a>(&'a self, redirect_uri: &'a Url) -> AgentFuture<'a, Prepared> {
+        self.0.prepare(redirect_uri)
+    }
+
+    fn run<'a>(&'a self, prepared: Prepared, authorize_url: &'a Url) -> AgentFuture<'a, Url> {
+        let query: Vec<&str> = authorize_url
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .map(|pair| {
+                if pair.starts_with("state=") {
+                    "state=[redacted]"
+                } else {
+                    pair
+                }
+            })
+            .collect();
+        let shown = format!(
+            "{}?{}",
+            &authorize_url[..url::Position::AfterPath],
+            query.join("&")
+        );
+        detail(format_args!("Authorize URL: {shown}"));
+        self.0.run(prepared, authorize_url)
+    }
+}

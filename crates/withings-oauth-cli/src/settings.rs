@@ -1,0 +1,259 @@
+//! Where the settings come from: flags, then environment variables (both through clap), then the
+//! config file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+use withings_oauth::{Client, Cloud};
+
+use crate::cli::{CloudArg, GlobalArgs};
+use crate::error::CliError;
+
+/// The name of the application's directories (config, data).
+pub(crate) const APP_NAME: &str = "withings-oauth";
+
+/// The config file's contents. Every field is optional: flags and environment variables win.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    redirect_uri: Option<String>,
+    cloud: Option<CloudArg>,
+    base_url: Option<Url>,
+    store: Option<PathBuf>,
+}
+
+/// The settings of one run, merged.
+pub(crate) struct Settings {
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    redirect_uri: Option<String>,
+    cloud: Option<CloudArg>,
+    base_url: Option<Url>,
+    store: Option<PathBuf>,
+    /// The user asked for with `--user`.
+    pub(crate) user: Option<u64>,
+    /// The config file that was read, if any, or the one that would be read.
+    config_path: Option<PathBuf>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("redirect_uri", &self.redirect_uri)
+            .field("base_url", &self.base_url.as_ref().map(Url::as_str))
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", APP_NAME).map(|d| d.config_dir().join("config.toml"))
+}
+
+impl Settings {
+    /// Merges the flags and environment (already in `args`) with the config file.
+    ///
+    /// A file named with `--config` must exist; the default one may be absent.
+    pub(crate) fn load(args: GlobalArgs) -> Result<Self, CliError> {
+        let (config_path, explicit) = match args.config {
+            Some(path) => (Some(path), true),
+            None => (default_config_path(), false),
+        };
+        let file = match &config_path {
+            Some(path) => read_config(path, explicit)?,
+            None => FileConfig::default(),
+        };
+        Ok(Settings {
+            client_id: args.client_id.or(file.client_id),
+            client_secret: args
+                .client_secret
+                .map(SecretString::from)
+                .or(file.client_secret),
+            redirect_uri: args.redirect_uri.or(file.redirect_uri),
+            cloud: args.cloud.or(file.cloud),
+            base_url: args.base_url.or(file.base_url),
+            store: args.store.or(file.store),
+            user: args.user,
+            config_path,
+        })
+    }
+
+    /// Where the config file is (or would be), for messages.
+    fn config_hint(&self) -> String {
+        match &self.config_path {
+            Some(p) => format!("the config file {}", p.display()),
+            None => "a config file given with --config".to_owned(),
+        }
+    }
+
+    fn missing(&self, what: &str, flag: &str, env: &str, key: &str) -> CliError {
+        CliError::config(format!(
+            "no {what} is configured: set {env}, pass {flag}, or add `{key} = \"...\"` to {}",
+            self.config_hint()
+        ))
+    }
+
+    /// The client built from the settings: id, secret and redirect URI are required.
+    pub(crate) fn client(&self) -> Result<Client, CliError> {
+        let client_id = self.client_id.clone().ok_or_else(|| {
+            self.missing(
+                "client id",
+                "--client-id",
+                "WITHINGS_CLIENT_ID",
+                "client_id",
+            )
+        })?;
+        let client_secret = self.client_secret.clone().ok_or_else(|| {
+            self.missing(
+                "client secret",
+                "--client-secret",
+                "WITHINGS_CLIENT_SECRET",
+                "client_secret",
+            )
+        })?;
+        let redirect_uri = self.redirect_uri.clone().ok_or_else(|| {
+            self.missing(
+                "redirect URI",
+                "--redirect-uri",
+                "WITHINGS_REDIRECT_URI",
+                "redirect_uri",
+            )
+        })?;
+        let builder = Client::builder()
+            .client_id(client_id)
+            .client_secret(client_secret)
+            .redirect_uri(redirect_uri);
+        let builder = match (&self.base_url, self.cloud) {
+            (Some(base), _) => builder.base_url(base.clone()),
+            (None, Some(CloudArg::Us)) => builder.cloud(Cloud::Us),
+            (None, _) => builder.cloud(Cloud::Default),
+        };
+        builder.build().map_err(|e| {
+            CliError::config(format!(
+                "{e} (check the flags, the WITHINGS_* environment variables and {})",
+                self.config_hint()
+            ))
+        })
+    }
+
+    /// The credential store's path: `--store`, `WITHINGS_STORE`, the config file, or the
+    /// platform's data directory.
+    pub(crate) fn store_path(&self) -> Result<PathBuf, CliError> {
+        if let Some(path) = &self.store {
+            return Ok(path.clone());
+        }
+        crate::store::default_path().ok_or_else(|| {
+            CliError::config(
+                "no home directory was found for the credential store: set WITHINGS_STORE or pass --store",
+            )
+        })
+    }
+}
+
+fn read_config(path: &Path, explicit: bool) -> Result<FileConfig, CliError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok(FileConfig::default());
+        }
+        Err(e) => {
+            return Err(CliError::config(format!(
+                "cannot read the config file {}: {e}; check the path given with --config or WITHINGS_CONFIG",
+                path.display()
+            )));
+        }
+    };
+    toml::from_str(&text).map_err(|e| {
+        // toml's message quotes the offending line, which may hold the client secret.
+        let at = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].lines().count().max(1);
+                format!(" at line {line}")
+            })
+            .unwrap_or_default();
+        CliError::config(format!(
+            "the config file {} is not valid{at}: {}; the known keys are client_id, client_secret, redirect_uri, cloud, base_url and store",
+            path.display(),
+            e.message()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn args(config: &Path) -> GlobalArgs {
+        GlobalArgs {
+            config: Some(config.to_owned()),
+            ..GlobalArgs::default()
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "client_id = \"from-file\"\nclient_secret = \"file-secret\"\nredirect_uri = \"https://app.example.com/cb\"\ncloud = \"us\"\n",
+        )
+        .unwrap();
+        let mut a = args(&path);
+        a.client_id = Some("from-flag".into());
+        let s = Settings::load(a).unwrap();
+        assert_eq!(s.client_id.as_deref(), Some("from-flag"));
+        assert_eq!(
+            s.client_secret.as_ref().unwrap().expose_secret(),
+            "file-secret"
+        );
+        let client = s.client().unwrap();
+        assert_eq!(client.cloud(), &Cloud::Us);
+        assert!(!format!("{s:?}").contains("file-secret"));
+    }
+
+    #[test]
+    fn a_bad_config_file_is_named_and_its_secret_not_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "client_secret = \"hunter2-secret\" oops\n").unwrap();
+        let err = Settings::load(args(&path)).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+
+        std::fs::write(&path, "clientid = \"x\"\n").unwrap();
+        let err = Settings::load(args(&path)).unwrap_err().to_string();
+        assert!(err.contains("client_id"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_setting_names_its_variable_flag_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.toml");
+        let err = Settings::load(args(&path)).unwrap_err().to_string();
+        assert!(err.contains("absent.toml"), "{err}");
+
+        let s = Settings::load(GlobalArgs {
+            config: None,
+            ..GlobalArgs::default()
+        })
+        .unwrap();
+        let err = s.client().unwrap_err().to_string();
+        for needle in ["WITHINGS_CLIENT_ID", "--client-id", "client_id ="] {
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+}
