@@ -131,8 +131,8 @@ pub mod loopback;
 pub mod paste;
 pub mod refresh;
 pub mod scope;
-pub mod signature;
 pub mod session;
+pub mod signature;
 mod state;
 pub mod store;
 mod token;
@@ -144,6 +144,8 @@ pub use credentials::{Credentials, StoredCredentials, StoredCredentialsError, Us
 pub use error::{ApiError, CallbackError, ConfigError, Error, StatusFamily, TransportKind};
 pub use flow::{Authorized, PendingCallback, RevokeError, Unauthorized, authorize, login};
 pub use scope::{Scope, Scopes};
+pub use session::{AccessToken, Session, SessionError};
+pub use store::{MemoryStore, StoreError, TokenStore};
 pub use user_agent::{UserAgent, UserAgentError};
 
 pub use secrecy;
