@@ -41,6 +41,8 @@ pub(crate) async fn login(settings: &Settings, args: &LoginArgs) -> Result<(), C
     let scopes = parse_scopes(args)?;
     let client = settings.client()?;
     let store = open_store(settings)?;
+    // A store that can't be read would lose the login after the user went through it.
+    store.users()?;
     let agent = agent::choose(args, &client)?;
     let (credentials, missing) =
         ops::log_in(&client, scopes, args.demo, agent.as_ref(), &store).await?;

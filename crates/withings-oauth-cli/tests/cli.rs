@@ -1,0 +1,434 @@
+//! The `withings-oauth` binary end to end, against a sandbox started by each test on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::assert::OutputAssertExt;
+use predicates::prelude::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use withings_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEMO_USERID, Endpoint, Fault, HTTPS_CALLBACK,
+    SEEDED_USERID, Sandbox, SandboxConfig, TokenKind,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_withings-oauth");
+
+/// A sandbox, a scratch home and a store path that belong to one test.
+struct World {
+    sandbox: Sandbox,
+    home: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl World {
+    async fn start() -> Self {
+        let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+            .await
+            .expect("sandbox starts");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        World {
+            sandbox,
+            home: tempfile::tempdir().unwrap(),
+            http,
+        }
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.home.path().join("store").join("credentials.json")
+    }
+
+    /// The binary with a configuration pointing at the sandbox, and nothing from the real
+    /// environment (home, config, store).
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("WITHINGS_CLIENT_ID", DEFAULT_CLIENT_ID)
+            .env("WITHINGS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+            .env("WITHINGS_REDIRECT_URI", HTTPS_CALLBACK)
+            .env("WITHINGS_BASE_URL", self.sandbox.base_url().as_str())
+            .env("WITHINGS_STORE", self.store_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        self.run_with(self.command(args)).await
+    }
+
+    async fn run_with(&self, mut cmd: Command) -> Output {
+        tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("the command finishes within a minute")
+            .expect("the binary runs")
+    }
+
+    /// `login --agent paste`, playing the user: read the authorize URL from stderr, open it on
+    /// the auto-approving sandbox, paste the address it redirects to.
+    async fn login_paste(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["login", "--agent", "paste"];
+        args.extend_from_slice(extra);
+        let mut cmd = self.command(&args);
+        cmd.stdin(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = String::new();
+        let authorize = loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
+                .await
+                .expect("the login prints the authorize URL")
+                .unwrap()
+                .unwrap_or_else(|| panic!("stderr ended before an authorize URL: {seen}"));
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(start) = line.find("http") {
+                let candidate = line[start..].trim();
+                if candidate.contains("/oauth2_user/authorize2") {
+                    break url::Url::parse(candidate).unwrap();
+                }
+            }
+        };
+        let response = self.http.get(authorize).send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        stdin
+            .write_all(format!("{location}\n").as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        let mut rest = String::new();
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        let mut output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .expect("the login finishes")
+            .unwrap();
+        output.stderr = format!("{seen}{rest}").into_bytes();
+        output
+    }
+
+    fn live_tokens(&self) -> Vec<String> {
+        self.sandbox
+            .handle()
+            .live_tokens()
+            .into_iter()
+            .map(|t| t.token)
+            .collect()
+    }
+
+    /// Withings' `status` for `getmeas` with `token`.
+    async fn measure_status(&self, token: &str) -> i64 {
+        let body: serde_json::Value = self
+            .http
+            .post(self.sandbox.api_url().join("measure").unwrap())
+            .bearer_auth(token)
+            .form(&[("action", "getmeas")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["status"].as_i64().unwrap()
+    }
+
+    async fn token(&self) -> String {
+        let out = self.run(&["token"]).await;
+        let out = out.assert().success().get_output().clone();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "only the token on stdout: {text:?}"
+        );
+        text.trim().to_owned()
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn assert_no_secret(output: &Output, secrets: &[String]) {
+    let all = text(output);
+    for secret in secrets {
+        assert!(!all.contains(secret.as_str()), "a token leaked into: {all}");
+    }
+}
+
+/// Sets the stored access token's expiry an hour in the past, as if the machine slept.
+fn age_store(path: &Path) {
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    for (_, entry) in doc["users"].as_object_mut().unwrap() {
+        entry["expires_at"] = "2001-01-01T00:00:00Z".into();
+    }
+    std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_every_step_offline_and_prints_no_secret() {
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(BIN)
+            .arg("demo")
+            .env_remove("WITHINGS_CLIENT_ID")
+            .env_remove("WITHINGS_STORE")
+            .output(),
+    )
+    .await
+    .expect("the demo finishes")
+    .unwrap();
+    let all = text(&output);
+    output.assert().success();
+    for step in 1..=7 {
+        assert!(
+            all.contains(&format!("[{step}/7]")),
+            "step {step} missing: {all}"
+        );
+    }
+    for needle in [
+        "Logged in user 1001",
+        "3 measure groups",
+        "the access token changed",
+        "Users left in the store: 0",
+        "status 401",
+        "[redacted, 40 chars]",
+        "state=[redacted]",
+    ] {
+        assert!(all.contains(needle), "{needle:?} missing: {all}");
+    }
+    assert!(!all.contains(DEFAULT_CLIENT_SECRET), "{all}");
+    // The demo's sandbox lives in the demo's process, so its tokens can't be listed here:
+    // instead, no token-, code- or state-shaped word may appear (they are 40 hex digits or
+    // 43 base64url characters; nothing the demo prints legitimately is 20 such characters
+    // with a digit).
+    let mut run = String::new();
+    for c in all.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            run.push(c);
+            continue;
+        }
+        assert!(
+            run.len() < 20 || !run.chars().any(|c| c.is_ascii_digit()),
+            "secret-shaped word {run:?} in: {all}"
+        );
+        run.clear();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paste_login_then_status_token_refresh_revoke() {
+    let w = World::start().await;
+
+    let login = w.login_paste(&["--scope", "user.metrics,user.info"]).await;
+    assert_no_secret(&login, &w.live_tokens());
+    login
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "Logged in user {SEEDED_USERID}"
+        )))
+        .stdout(predicate::str::contains("user.metrics"));
+
+    let status = w.run(&["status"]).await;
+    assert_no_secret(&status, &w.live_tokens());
+    status
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("user {SEEDED_USERID}")))
+        .stdout(predicate::str::contains("user.metrics"))
+        .stdout(predicate::str::contains("valid until"));
+
+    let first = w.token().await;
+    assert_eq!(w.measure_status(&first).await, 0);
+    assert_eq!(
+        w.token().await,
+        first,
+        "a fresh token is not refreshed again"
+    );
+
+    let refresh = w.run(&["refresh"]).await;
+    assert_no_secret(&refresh, &w.live_tokens());
+    refresh.assert().success();
+    let second = w.token().await;
+    assert_ne!(second, first);
+    assert_eq!(w.measure_status(&second).await, 0);
+
+    w.run(&["revoke"]).await.assert().success();
+    assert_eq!(w.measure_status(&second).await, 401, "revoked at Withings");
+    w.run(&["token"])
+        .await
+        .assert()
+        .code(3)
+        .stdout("")
+        .stderr(predicate::str::contains("withings-oauth login"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_client_id_names_the_variable() {
+    let w = World::start().await;
+    let mut cmd = w.command(&["login", "--agent", "paste"]);
+    cmd.env_remove("WITHINGS_CLIENT_ID");
+    w.run_with(cmd)
+        .await
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("WITHINGS_CLIENT_ID"))
+        .stderr(predicate::str::contains("--client-id"));
+    assert_eq!(w.sandbox.handle().counters().authorize_page, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_store_is_named_and_left_alone() {
+    let w = World::start().await;
+    let path = w.store_path();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let garbage = b"{\"format\":1,\"users\":{\"1001\": trunc";
+    std::fs::write(&path, garbage).unwrap();
+
+    for args in [&["token"][..], &["status"], &["refresh"], &["logout"]] {
+        w.run(args)
+            .await
+            .assert()
+            .code(5)
+            .stderr(predicate::str::contains(path.display().to_string()))
+            .stderr(predicate::str::contains("fix or delete it"));
+    }
+    // A login would be lost after the user went through it: it does not start.
+    let out = w.run(&["login", "--agent", "paste"]).await;
+    out.assert().code(5);
+    assert_eq!(w.sandbox.handle().counters().authorize_page, 0);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        garbage,
+        "the file is not modified"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_revoked_elsewhere_must_log_in_again() {
+    let w = World::start().await;
+    w.login_paste(&[]).await.assert().success();
+    // Another copy of the credentials (another machine) revokes the access.
+    let copy = std::fs::read(w.store_path()).unwrap();
+    w.run(&["revoke"]).await.assert().success();
+    std::fs::write(w.store_path(), copy).unwrap();
+
+    w.run(&["refresh"])
+        .await
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("withings-oauth login"));
+    age_store(&w.store_path());
+    w.run(&["token"])
+        .await
+        .assert()
+        .code(3)
+        .stdout("")
+        .stderr(predicate::str::contains("withings-oauth login"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_users_need_user_and_each_gets_its_own_token() {
+    let w = World::start().await;
+    w.login_paste(&[]).await.assert().success();
+    w.login_paste(&["--demo"])
+        .await
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("user {DEMO_USERID}")));
+
+    w.run(&["token"])
+        .await
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("--user"))
+        .stderr(predicate::str::contains(SEEDED_USERID.to_string()))
+        .stderr(predicate::str::contains(DEMO_USERID.to_string()));
+
+    let mut tokens = Vec::new();
+    for user in [SEEDED_USERID, DEMO_USERID] {
+        let out = w.run(&["--user", &user.to_string(), "token"]).await;
+        let out = out.assert().success().get_output().clone();
+        tokens.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+    }
+    let live = w.sandbox.handle().live_tokens();
+    for (user, token) in [SEEDED_USERID, DEMO_USERID].into_iter().zip(&tokens) {
+        let info = live
+            .iter()
+            .find(|t| &t.token == token)
+            .expect("a live token");
+        assert_eq!((info.userid, info.kind), (user, TokenKind::Access));
+    }
+
+    let status = w.run(&["status"]).await;
+    assert_no_secret(&status, &w.live_tokens());
+    status
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("user {SEEDED_USERID}")))
+        .stdout(predicate::str::contains(format!("user {DEMO_USERID}")));
+
+    w.run(&["logout", "--user", "999999"])
+        .await
+        .assert()
+        .success();
+    assert_eq!(w.token().await, tokens[0], "one user left: implicit");
+}
+
+/// Kills the CLI while Withings has rotated the tokens but its answer has not arrived: the
+/// stored pair must still get a valid token afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_a_refresh_loses_nothing() {
+    let w = World::start().await;
+    w.login_paste(&[]).await.assert().success();
+    let handle = w.sandbox.handle();
+    // The access token expires for both sides: the sandbox's clock and the stored expiry.
+    handle.advance_clock(Duration::from_secs(4 * 3600));
+    age_store(&w.store_path());
+    let before = std::fs::read(w.store_path()).unwrap();
+
+    handle.inject_fault(Endpoint::Token, Fault::Delay(Duration::from_secs(30)), 1);
+    let mut child: Child = w.command(&["token"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handle.counters().token_refresh == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the refresh never reached the sandbox"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap(); // SIGKILL
+    let status = child.wait().await.unwrap();
+    assert!(!status.success());
+    assert_eq!(
+        std::fs::read(w.store_path()).unwrap(),
+        before,
+        "store untouched"
+    );
+
+    let token = w.token().await;
+    assert_eq!(w.measure_status(&token).await, 0);
+    assert_eq!(handle.counters().token_refresh, 2);
+    assert_eq!(w.token().await, token, "the new pair was saved");
+}
