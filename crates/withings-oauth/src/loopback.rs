@@ -1,1 +1,797 @@
-//! (being written)
+//! The system browser as user agent: a listener on a loopback address receives the redirect.
+//!
+//! # Which agent fits which registration
+//! | callback registered at Withings | agent |
+//! |---|---|
+//! | `http://127.0.0.1/...`, `http://[::1]/...` or `http://localhost/...` | [`LoopbackAgent`] |
+//! | an `https` URL (what Withings' dashboard asks for) | [`BrowserOrPasteAgent`] (browser, then paste), or [`PasteAgent`] |
+//! | a desktop app with a window of its own | the `withings-oauth-webview` crate |
+//!
+//! Withings' documentation says callbacks must be https and must not be `localhost` or an IP,
+//! so a loopback listener can't be the only way in: [`BrowserOrPasteAgent`] opens the browser
+//! and takes whichever comes first, the redirect on the loopback listener (when the redirect URI
+//! is a loopback one) or the address pasted by the user.
+//!
+//! # The listener
+//! - It binds the redirect URI's own address, loopback only: `127.0.0.1` for `localhost`,
+//!   `[::1]` for `[::1]`; never a wildcard address.
+//! - Port 0 or no port (which includes an explicit `:80`, the default port of `http`) means
+//!   "any free port": the listener is bound in [`UserAgent::prepare`], so the real port goes
+//!   into the authorize URL. Register the callback without a port where the server allows it
+//!   (RFC 8252 §7.3).
+//! - The callback path answers a small page saying whether the login worked. A request that is
+//!   not this login's callback (wrong `state`, no `state`, a repeated parameter) gets HTTP 400
+//!   and the listener keeps waiting, so another local program can't end or hijack the login.
+//!   Other paths get 404, other methods 405, request bodies 400.
+//! - Each connection is served on its own task, with limits on header size, header count and
+//!   the time to send the headers, so a slow or hostile client can't hold up the real callback.
+//! - Dropping the login's future closes the listener and every connection at once.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use withings_oauth::loopback::LoopbackAgent;
+//! use withings_oauth::{Client, Scope, Scopes, authorize};
+//!
+//! let client = Client::builder()
+//!     .client_id("my-client-id")
+//!     .client_secret("my-client-secret")
+//!     .redirect_uri("http://127.0.0.1:0/callback") // any free port
+//!     .build()?;
+//! let agent = LoopbackAgent::new()
+//!     .timeout(Duration::from_secs(120))
+//!     .on_authorize_url(|url| eprintln!("If no browser opens, visit {url}"));
+//! let authorized = authorize(&client, Scopes::from(Scope::Metrics), &agent).await?;
+//! # let _ = authorized;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`PasteAgent`]: crate::paste::PasteAgent
+
+use std::convert::Infallible;
+use std::fmt;
+use std::io::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+use url::{Host, Position, Url};
+
+use crate::error::CallbackError;
+use crate::paste::{Intro, PasteAgent, instructions};
+use crate::user_agent::{AgentFuture, Prepared, UserAgent, UserAgentError, screen_callback};
+
+/// Time a client has to send its request headers once it connected.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection may stay open, whatever it does.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(15);
+/// Largest request head (request line and headers). A browser's callback request is ~1 KiB.
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// hyper's read buffer; its minimum is 8 KiB.
+const MAX_BUF_BYTES: usize = 16 * 1024;
+/// Most headers in one request.
+const MAX_HEADERS: usize = 48;
+/// Connections served at once; more are closed at once until some finish.
+const MAX_CONNECTIONS: usize = 64;
+/// Pause after a failed `accept` (out of file descriptors, say) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long [`BrowserOrPasteAgent`] waits for the browser to start before showing the prompt.
+const BROWSER_START_WAIT: Duration = Duration::from_secs(5);
+
+type UrlCallback = Arc<dyn Fn(&Url) + Send + Sync>;
+
+/// Opens the authorize page in the system browser and receives the redirect on a loopback
+/// listener. See the [module docs](self) for what the listener accepts.
+///
+/// Only for redirect URIs `http://127.0.0.1:<port>/path`, `http://[::1]:<port>/path` and
+/// `http://localhost:<port>/path`; any other is refused in [`UserAgent::prepare`] with
+/// [`UserAgentError::UnsupportedRedirectUri`].
+///
+/// # Showing the URL
+/// The callback given to [`on_authorize_url`](Self::on_authorize_url) gets the authorize URL
+/// before the browser is opened, every time: print it as a fallback link, show a spinner, or
+/// hand it to a browser of your own. Without a callback the agent writes nothing when the browser
+/// opens, and one line with the URL to standard error when it can't open one (or
+/// [`open_browser(false)`](Self::open_browser)), since the user could not log in otherwise.
+#[derive(Clone)]
+pub struct LoopbackAgent {
+    open_browser: bool,
+    timeout: Duration,
+    on_authorize_url: Option<UrlCallback>,
+}
+
+impl Default for LoopbackAgent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for LoopbackAgent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopbackAgent")
+            .field("open_browser", &self.open_browser)
+            .field("timeout", &self.timeout)
+            .field("on_authorize_url", &self.on_authorize_url.is_some())
+            .finish()
+    }
+}
+
+impl LoopbackAgent {
+    /// Opens the system browser, waits up to 5 minutes.
+    pub fn new() -> Self {
+        Self {
+            open_browser: true,
+            timeout: Duration::from_secs(300),
+            on_authorize_url: None,
+        }
+    }
+
+    /// Whether to open the system browser (default `true`). The [`webbrowser`] crate chooses
+    /// it, and honours the `BROWSER` environment variable.
+    pub fn open_browser(mut self, open: bool) -> Self {
+        self.open_browser = open;
+        self
+    }
+
+    /// How long to wait for the callback, from the moment the authorize URL is shown
+    /// (default 5 minutes). Then the login ends with [`UserAgentError::TimedOut`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Called with the authorize URL when it is ready, before the browser is opened.
+    ///
+    /// # Security
+    /// The URL holds the login's `state`: show it to the user only.
+    pub fn on_authorize_url(mut self, f: impl Fn(&Url) + Send + Sync + 'static) -> Self {
+        self.on_authorize_url = Some(Arc::new(f));
+        self
+    }
+
+    /// Shows the URL, then never finishes: it runs beside the listener.
+    async fn show(&self, authorize_url: &Url) -> Infallible {
+        if let Some(f) = &self.on_authorize_url {
+            f(authorize_url);
+        }
+        let opened = if self.open_browser {
+            open_in_browser(authorize_url).await
+        } else {
+            Err(io::Error::other("opening a browser is disabled"))
+        };
+        if let Err(e) = opened {
+            debug!(error = %e, "browser not opened");
+            if self.on_authorize_url.is_none() {
+                let _ = writeln!(
+                    io::stderr(),
+                    "Open this address in a web browser to log in to Withings: {authorize_url}"
+                );
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+impl UserAgent for LoopbackAgent {
+    fn prepare<'a>(&'a self, redirect_uri: &'a Url) -> AgentFuture<'a, Prepared> {
+        Box::pin(async move {
+            let (redirect_uri, listener) = bind(redirect_uri).await?;
+            Ok(Prepared::with_resource(redirect_uri, Bound(listener)))
+        })
+    }
+
+    fn run<'a>(&'a self, mut prepared: Prepared, authorize_url: &'a Url) -> AgentFuture<'a, Url> {
+        Box::pin(async move {
+            let redirect_uri = prepared.redirect_uri().clone();
+            let listener = match prepared.take_resource::<Bound>() {
+                Some(Bound(listener)) => listener,
+                None => bind_exact(&redirect_uri).await?,
+            };
+            let wait = wait_for_callback(listener, redirect_uri, authorize_url.clone());
+            let both = async {
+                tokio::select! {
+                    result = wait => result,
+                    never = self.show(authorize_url) => match never {},
+                }
+            };
+            tokio::time::timeout(self.timeout, both)
+                .await
+                .unwrap_or(Err(UserAgentError::TimedOut(self.timeout)))
+        })
+    }
+}
+
+/// Opens the system browser at the authorize URL, then accepts whichever comes first: the
+/// redirect on a loopback listener (only when the redirect URI is a loopback one) or the address
+/// the user pastes, read as [`PasteAgent`] does.
+///
+/// This is the agent for apps that registered an https callback: the browser shows the login,
+/// and its final address, which the app can't receive itself, is pasted back.
+///
+/// A loopback redirect URI with a fixed port that is already taken is not an error: the agent
+/// then only waits for a paste. There is no overall timeout: the login ends with the first
+/// callback, end of input, or too many refused inputs.
+pub struct BrowserOrPasteAgent {
+    paste: PasteAgent,
+    open_browser: bool,
+}
+
+impl fmt::Debug for BrowserOrPasteAgent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrowserOrPasteAgent")
+            .field("paste", &self.paste)
+            .field("open_browser", &self.open_browser)
+            .finish()
+    }
+}
+
+impl BrowserOrPasteAgent {
+    /// Reads pasted addresses from standard input and writes to standard error, like
+    /// [`PasteAgent::stdio`].
+    pub fn stdio() -> Self {
+        Self::from_paste(PasteAgent::stdio())
+    }
+
+    /// Reads pasted addresses from `reader`, writes instructions to `writer`, like
+    /// [`PasteAgent::new`].
+    pub fn new<R, W>(reader: R, writer: W) -> Self
+    where
+        R: tokio::io::AsyncBufRead + Send + Unpin + 'static,
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        Self::from_paste(PasteAgent::new(reader, writer))
+    }
+
+    fn from_paste(paste: PasteAgent) -> Self {
+        Self {
+            paste,
+            open_browser: true,
+        }
+    }
+
+    /// Whether to open the system browser (default `true`); when not, or when it can't be
+    /// opened, the instructions ask the user to open the URL.
+    pub fn open_browser(mut self, open: bool) -> Self {
+        self.open_browser = open;
+        self
+    }
+
+    /// How many refused pastes end the login; see [`PasteAgent::max_attempts`].
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.paste = self.paste.max_attempts(attempts);
+        self
+    }
+}
+
+impl UserAgent for BrowserOrPasteAgent {
+    fn prepare<'a>(&'a self, redirect_uri: &'a Url) -> AgentFuture<'a, Prepared> {
+        Box::pin(async move {
+            let Ok(addr) = listen_addr(redirect_uri) else {
+                return Ok(Prepared::new(redirect_uri.clone()));
+            };
+            match bind(redirect_uri).await {
+                Ok((redirect_uri, listener)) => {
+                    Ok(Prepared::with_resource(redirect_uri, Bound(listener)))
+                }
+                // The port is fixed, so the authorize URL is right anyway; pasting still works.
+                Err(e) if addr.port() != 0 => {
+                    warn!(error = %e, "no loopback listener: waiting for a pasted address only");
+                    Ok(Prepared::new(redirect_uri.clone()))
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn run<'a>(&'a self, mut prepared: Prepared, authorize_url: &'a Url) -> AgentFuture<'a, Url> {
+        Box::pin(async move {
+            let redirect_uri = prepared.redirect_uri().clone();
+            let listener = prepared.take_resource::<Bound>().map(|Bound(l)| l);
+            let listening = listener.is_some();
+            let opened = self.open_browser
+                && match tokio::time::timeout(BROWSER_START_WAIT, open_in_browser(authorize_url))
+                    .await
+                {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "browser not opened");
+                        false
+                    }
+                    // Still starting (a text browser in this terminal, say): assume it opened.
+                    Err(_) => true,
+                };
+            let intro = if opened {
+                Intro::BrowserOpened { listening }
+            } else {
+                Intro::BrowserNotOpened { listening }
+            };
+            let intro = instructions(authorize_url, &redirect_uri, intro);
+            let paste = self
+                .paste
+                .read_callback(&intro, authorize_url, &redirect_uri);
+            let Some(listener) = listener else {
+                return paste.await;
+            };
+            let wait = wait_for_callback(listener, redirect_uri.clone(), authorize_url.clone());
+            tokio::select! {
+                pasted = paste => pasted,
+                received = wait => {
+                    if received.is_ok() {
+                        self.paste.note("\nThe browser sent the login back; nothing to paste.\n").await;
+                    }
+                    received
+                }
+            }
+        })
+    }
+}
+
+/// The listener bound by `prepare`, handed to `run`.
+struct Bound(TcpListener);
+
+/// The address to listen on for `redirect_uri`; port 0 when it has none.
+fn listen_addr(redirect_uri: &Url) -> Result<SocketAddr, UserAgentError> {
+    let unsupported = |why: &str| UserAgentError::UnsupportedRedirectUri {
+        reason: format!(
+            "{redirect_uri} {why}; a loopback listener needs http://127.0.0.1:<port>/..., \
+             http://[::1]:<port>/... or http://localhost:<port>/... (port 0 for any). For an https \
+             callback use PasteAgent or BrowserOrPasteAgent"
+        ),
+    };
+    if redirect_uri.scheme() != "http" {
+        return Err(unsupported("is not plain http"));
+    }
+    let ip = match redirect_uri.host() {
+        Some(Host::Ipv4(ip)) if ip.is_loopback() => IpAddr::V4(ip),
+        Some(Host::Ipv6(ip)) if ip.is_loopback() => IpAddr::V6(ip),
+        Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+        _ => return Err(unsupported("is not on a loopback address")),
+    };
+    Ok(SocketAddr::new(ip, redirect_uri.port().unwrap_or(0)))
+}
+
+/// Binds the listener for `redirect_uri` and returns the redirect URI with the real port.
+async fn bind(redirect_uri: &Url) -> Result<(Url, TcpListener), UserAgentError> {
+    let addr = listen_addr(redirect_uri)?;
+    let failed = |source| UserAgentError::Io {
+        context: format!("listening on {addr} for the login callback (is another login running?)"),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let mut redirect_uri = redirect_uri.clone();
+    if addr.port() == 0 {
+        let port = listener.local_addr().map_err(failed)?.port();
+        redirect_uri
+            .set_port(Some(port))
+            .map_err(|()| UserAgentError::Other("the redirect URI cannot carry a port".into()))?;
+    }
+    debug!(
+        redirect_uri = redirect_uri.as_str(),
+        "loopback listener bound"
+    );
+    Ok((redirect_uri, listener))
+}
+
+/// For `run` without this agent's `prepare`: the port must already be known.
+async fn bind_exact(redirect_uri: &Url) -> Result<TcpListener, UserAgentError> {
+    if listen_addr(redirect_uri)?.port() == 0 {
+        return Err(UserAgentError::Other(
+            "the loopback listener was not prepared: call the agent's prepare() before run(), or use withings_oauth::authorize".into(),
+        ));
+    }
+    Ok(bind(redirect_uri).await?.1)
+}
+
+async fn open_in_browser(url: &Url) -> io::Result<()> {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || webbrowser::open(&url))
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// What every connection needs to judge a request.
+struct Listening {
+    redirect_uri: Url,
+    authorize_url: Url,
+}
+
+/// Serves connections until one brings this login's callback; returns its full URL once the
+/// browser has its answer page.
+async fn wait_for_callback(
+    listener: TcpListener,
+    redirect_uri: Url,
+    authorize_url: Url,
+) -> Result<Url, UserAgentError> {
+    let listening = Arc::new(Listening {
+        redirect_uri,
+        authorize_url,
+    });
+    // Dropping the set aborts every connection task: a cancelled login leaves nothing behind.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Ok(Some(callback)) = done {
+                    return Ok(callback);
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if connections.len() < MAX_CONNECTIONS => {
+                    debug!(%peer, "loopback connection");
+                    connections.spawn(serve_connection(stream, listening.clone()));
+                }
+                Ok((stream, peer)) => {
+                    warn!(%peer, "too many connections to the loopback listener; closing one");
+                    drop(stream);
+                }
+                Err(e) => {
+                    warn!(error = %e, "accepting a loopback connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
+
+/// Serves one connection (one request: no keep-alive) and returns the callback if it was this
+/// login's.
+async fn serve_connection(stream: TcpStream, listening: Arc<Listening>) -> Option<Url> {
+    let accepted: Arc<Mutex<Option<Url>>> = Arc::default();
+    let service = {
+        let accepted = accepted.clone();
+        service_fn(move |request: Request<Incoming>| {
+            let response = respond(&request, &listening, &accepted);
+            async move { Ok::<_, Infallible>(response) }
+        })
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_BUF_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(false);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+        debug!(error = %e, "loopback connection ended with an error");
+    }
+    accepted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}
+
+fn respond(
+    request: &Request<Incoming>,
+    listening: &Listening,
+    accepted: &Mutex<Option<Url>>,
+) -> Response<Full<Bytes>> {
+    if request.uri().path() != listening.redirect_uri.path() {
+        return page(StatusCode::NOT_FOUND, Page::NotFound);
+    }
+    if request.method() != Method::GET {
+        let mut response = page(StatusCode::METHOD_NOT_ALLOWED, Page::NotThisLogin);
+        response
+            .headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+    let has_body = request.headers().contains_key(TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        return page(StatusCode::BAD_REQUEST, Page::NotThisLogin);
+    }
+    // The redirect URI's own origin, not the Host header, which the client chooses.
+    let origin = &listening.redirect_uri[..Position::BeforePath];
+    let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Ok(candidate) = Url::parse(&format!("{origin}{path_and_query}")) else {
+        return page(StatusCode::BAD_REQUEST, Page::NotThisLogin);
+    };
+    let outcome = match screen_callback(&listening.authorize_url, &candidate) {
+        Err(e) if e.is_foreign() => {
+            warn!(reason = %e, "ignored a request that is not this login's callback");
+            return page(StatusCode::BAD_REQUEST, Page::NotThisLogin);
+        }
+        Ok(()) => Page::Success,
+        Err(CallbackError::Denied { .. }) => Page::Denied,
+        Err(_) => Page::Failed,
+    };
+    let mut slot = accepted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *slot = Some(candidate);
+    page(StatusCode::OK, outcome)
+}
+
+#[derive(Clone, Copy)]
+enum Page {
+    Success,
+    Denied,
+    Failed,
+    NotThisLogin,
+    NotFound,
+}
+
+fn page(status: StatusCode, which: Page) -> Response<Full<Bytes>> {
+    let (title, text) = match which {
+        Page::Success => (
+            "Logged in",
+            "Withings sent the login back to the application. You can close this window.",
+        ),
+        Page::Denied => (
+            "Access denied",
+            "Access to your Withings data was denied, so the application is not logged in. \
+             You can close this window; start the login again to allow access.",
+        ),
+        Page::Failed => (
+            "Login not finished",
+            "Withings sent no authorization code. You can close this window and start the login again.",
+        ),
+        Page::NotThisLogin => (
+            "Not this login",
+            "This address is waiting for a different login. If you started a login, use the \
+             browser window it opened.",
+        ),
+        Page::NotFound => ("Not found", "Nothing here."),
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}</style>\
+         </head><body><h1 id=\"title\">{title}</h1><p id=\"message\">{text}</p></body></html>"
+    );
+    let mut response = Response::new(Full::new(Bytes::from(html)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The address bar holds the code: no page may learn it from a Referer.
+    headers.insert(
+        hyper::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    const STATE: &str = "loopback-test-state-0123456789";
+
+    fn authorize_url(redirect_uri: &Url) -> Url {
+        let mut url: Url = "https://account.withings.com/oauth2_user/authorize2"
+            .parse()
+            .unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", "cid")
+            .append_pair("redirect_uri", redirect_uri.as_str())
+            .append_pair("scope", "user.metrics")
+            .append_pair("state", STATE);
+        url
+    }
+
+    /// Sends `request` and returns the status line and the whole answer.
+    async fn send(port: u16, request: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer)).await;
+        answer
+    }
+
+    fn get(path_and_query: &str) -> String {
+        format!("GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    }
+
+    #[test]
+    fn only_loopback_http_redirect_uris_are_supported() {
+        let addr = |s: &str| listen_addr(&s.parse().unwrap());
+        assert_eq!(
+            addr("http://127.0.0.1:0/cb").unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        );
+        assert_eq!(
+            addr("http://localhost:8123/cb").unwrap(),
+            "127.0.0.1:8123".parse().unwrap()
+        );
+        assert_eq!(addr("http://[::1]/cb").unwrap(), "[::1]:0".parse().unwrap());
+        for bad in [
+            "https://app.example.com/cb",
+            "https://127.0.0.1:8123/cb",
+            "http://192.168.1.2:8123/cb",
+            "http://0.0.0.0:8123/cb",
+            "http://example.com/cb",
+        ] {
+            match addr(bad) {
+                Err(UserAgentError::UnsupportedRedirectUri { reason }) => {
+                    assert!(reason.contains("BrowserOrPasteAgent"), "{reason}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn prepare_binds_a_free_port_and_puts_it_in_the_redirect_uri() {
+        let agent = LoopbackAgent::new();
+        let configured: Url = "http://localhost:0/callback".parse().unwrap();
+        let mut prepared = agent.prepare(&configured).await.unwrap();
+        let port = prepared.redirect_uri().port().unwrap();
+        assert_ne!(port, 0);
+        assert_eq!(prepared.redirect_uri().host_str(), Some("localhost"));
+        assert_eq!(prepared.redirect_uri().path(), "/callback");
+        let Bound(listener) = prepared.take_resource::<Bound>().unwrap();
+        assert_eq!(listener.local_addr().unwrap().ip(), Ipv4Addr::LOCALHOST);
+    }
+
+    #[tokio::test]
+    async fn foreign_callbacks_get_400_and_the_right_one_ends_the_wait() {
+        let configured: Url = "http://127.0.0.1:0/callback".parse().unwrap();
+        let (redirect_uri, listener) = bind(&configured).await.unwrap();
+        let port = redirect_uri.port().unwrap();
+        let wait = tokio::spawn(wait_for_callback(
+            listener,
+            redirect_uri.clone(),
+            authorize_url(&redirect_uri),
+        ));
+
+        let wrong = send(port, &get("/callback?code=C&state=forged")).await;
+        assert!(wrong.starts_with("HTTP/1.1 400"), "{wrong}");
+        assert!(wrong.contains("different login"), "{wrong}");
+        let favicon = send(port, &get("/favicon.ico")).await;
+        assert!(favicon.starts_with("HTTP/1.1 404"), "{favicon}");
+        let post = send(
+            port,
+            &format!("POST /callback?code=C&state={STATE} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        let body = send(
+            port,
+            &format!("GET /callback?code=C&state={STATE} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"),
+        )
+        .await;
+        assert!(body.starts_with("HTTP/1.1 400"), "{body}");
+        let huge = send(
+            port,
+            &format!(
+                "GET /callback HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(MAX_HEADER_BYTES * 2)
+            ),
+        )
+        .await;
+        assert!(huge.starts_with("HTTP/1.1 431"), "{huge}");
+        assert!(!wait.is_finished());
+
+        let right = send(port, &get(&format!("/callback?code=C0DE&state={STATE}"))).await;
+        assert!(right.starts_with("HTTP/1.1 200"), "{right}");
+        assert!(right.contains("You can close this window"), "{right}");
+        assert!(!right.contains("C0DE"));
+        let callback = tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            callback.as_str(),
+            format!("http://127.0.0.1:{port}/callback?code=C0DE&state={STATE}")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denial_with_the_right_state_ends_the_wait_with_a_denied_page() {
+        let agent = LoopbackAgent::new()
+            .open_browser(false)
+            .on_authorize_url(|_| {});
+        let prepared = agent
+            .prepare(&"http://127.0.0.1:0/callback".parse().unwrap())
+            .await
+            .unwrap();
+        let redirect_uri = prepared.redirect_uri().clone();
+        let port = redirect_uri.port().unwrap();
+        let authorize = authorize_url(&redirect_uri);
+        let browser = tokio::spawn(async move {
+            send(
+                port,
+                &get(&format!("/callback?error=access_denied&state={STATE}")),
+            )
+            .await
+        });
+        let callback = agent.run(prepared, &authorize).await.unwrap();
+        assert!(callback.query().unwrap().contains("error=access_denied"));
+        let page = browser.await.unwrap();
+        assert!(page.contains("Access denied"), "{page}");
+    }
+
+    #[tokio::test]
+    async fn it_times_out_and_frees_the_port() {
+        let shown = Arc::new(Mutex::new(None::<Url>));
+        let agent = LoopbackAgent::new()
+            .open_browser(false)
+            .timeout(Duration::from_millis(200))
+            .on_authorize_url({
+                let shown = shown.clone();
+                move |url| *shown.lock().unwrap() = Some(url.clone())
+            });
+        let prepared = agent
+            .prepare(&"http://127.0.0.1:0/callback".parse().unwrap())
+            .await
+            .unwrap();
+        let port = prepared.redirect_uri().port().unwrap();
+        let authorize = authorize_url(prepared.redirect_uri());
+        let err = agent.run(prepared, &authorize).await.unwrap_err();
+        assert!(matches!(err, UserAgentError::TimedOut(d) if d == Duration::from_millis(200)));
+        assert_eq!(shown.lock().unwrap().as_ref(), Some(&authorize));
+        TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn https_redirect_uris_are_refused_with_advice() {
+        let err = LoopbackAgent::new()
+            .prepare(&"https://app.example.com/withings/callback".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("PasteAgent"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn browser_or_paste_takes_the_loopback_redirect_or_the_paste() {
+        // The loopback redirect arrives while nothing is pasted.
+        let (reader, _keep_open) = tokio::io::duplex(64);
+        let out = crate::paste::tests::SharedOutput::default();
+        let agent = BrowserOrPasteAgent::new(tokio::io::BufReader::new(reader), out.clone())
+            .open_browser(false);
+        let prepared = agent
+            .prepare(&"http://127.0.0.1:0/callback".parse().unwrap())
+            .await
+            .unwrap();
+        let port = prepared.redirect_uri().port().unwrap();
+        let authorize = authorize_url(prepared.redirect_uri());
+        let browser = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            send(port, &get(&format!("/callback?code=C&state={STATE}"))).await
+        });
+        let callback = agent.run(prepared, &authorize).await.unwrap();
+        assert_eq!(callback.port(), Some(port));
+        assert!(browser.await.unwrap().starts_with("HTTP/1.1 200"));
+        let text = out.text();
+        assert!(text.contains("finishes by itself"), "{text}");
+        assert!(text.contains("nothing to paste"), "{text}");
+
+        // An https redirect URI: no listener, the paste ends it.
+        let https: Url = "https://app.example.com/withings/callback".parse().unwrap();
+        let typed = format!("{https}?code=C&state={STATE}\n");
+        let agent =
+            BrowserOrPasteAgent::new(io::Cursor::new(typed.into_bytes()), tokio::io::sink())
+                .open_browser(false);
+        let prepared = agent.prepare(&https).await.unwrap();
+        assert_eq!(prepared.redirect_uri(), &https);
+        let callback = agent.run(prepared, &authorize_url(&https)).await.unwrap();
+        assert_eq!(callback.host_str(), Some("app.example.com"));
+    }
+}
