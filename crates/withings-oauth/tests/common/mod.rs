@@ -5,10 +5,13 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError};
 use sha2::Sha256;
 use url::Url;
 use wiremock::matchers::{method, path};
@@ -188,3 +191,75 @@ pub(crate) fn closed_port_url() -> Url {
 }
 
 pub(crate) const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// What a token, code or client secret can look like.
+pub(crate) fn secret() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9]{8,40}"
+}
+
+/// Fails if `shown` contains any of `secrets`.
+pub(crate) fn assert_hidden(
+    what: &str,
+    shown: &str,
+    secrets: &[&str],
+) -> Result<(), TestCaseError> {
+    for secret in secrets {
+        prop_assert!(
+            !shown.contains(secret),
+            "{} shows a secret: {}",
+            what,
+            shown
+        );
+    }
+    Ok(())
+}
+
+/// Answers every call with an error whose text repeats the secrets of the request (`code`,
+/// `refresh_token`, `client_secret`) and the client secret of the current case, as a careless
+/// server could. The client id says how: `echo-<status>` or `cut-<status>` (the secret pushed
+/// past the length limit of kept messages, so only its beginning would remain); `signed-<status>`
+/// answers `getnonce` normally and echoes at `/v2/oauth2`.
+pub(crate) fn echo(client_secret: Arc<Mutex<String>>) -> impl Fn(&Request) -> ResponseTemplate {
+    move |request| {
+        let form = form(request);
+        let client_id = form.get("client_id").cloned().unwrap_or_default();
+        let (mode, status) = client_id.split_once('-').unwrap_or(("echo", "503"));
+        if request.url.path() == "/v2/signature" && mode == "signed" {
+            return json_response(r#"{"status":0,"body":{"nonce":"n0nce"}}"#);
+        }
+        let mut echoed: Vec<String> = ["code", "refresh_token", "client_secret"]
+            .iter()
+            .filter_map(|k| form.get(*k).cloned())
+            .collect();
+        echoed.push(client_secret.lock().unwrap().clone());
+        let text = match mode {
+            "cut" => format!("{}{}", "x".repeat(200 - echoed[0].len() / 2), echoed[0]),
+            _ => format!("Invalid Params: bad {}", echoed.join(" and ")),
+        };
+        let status: i64 = status.parse().unwrap();
+        json_response(serde_json::json!({"status": status, "body": {}, "error": text}).to_string())
+    }
+}
+
+pub(crate) fn echo_client(
+    server: &MockServer,
+    client_id: &str,
+    secret: &str,
+    auth: AuthMethod,
+) -> Client {
+    Client::builder()
+        .client_id(client_id)
+        .client_secret(secret)
+        .redirect_uri(REDIRECT_URI)
+        .base_url(base_url(server))
+        .auth_method(auth)
+        .build()
+        .unwrap()
+}
+
+pub(crate) fn network_config(cases: u32) -> Config {
+    Config {
+        failure_persistence: None,
+        ..Config::with_cases(cases)
+    }
+}
