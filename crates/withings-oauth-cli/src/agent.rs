@@ -1,90 +1,135 @@
 //! The user agents the CLI offers, and the one the demo uses to play the user.
 
-use std::io::BufRead;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use url::Url;
-use withings_oauth::user_agent::{AgentFuture, Prepared, UserAgentError, screen_callback};
+use withings_oauth::loopback::{BrowserOrPasteAgent, LoopbackAgent};
+use withings_oauth::paste::PasteAgent;
+use withings_oauth::user_agent::{AgentFuture, Prepared, UserAgentError};
 use withings_oauth::{Client, UserAgent};
 
 use crate::cli::{AgentArg, LoginArgs};
 use crate::error::CliError;
 
-/// The agent `--agent` asks for.
-pub(crate) fn choose(args: &LoginArgs, client: &Client) -> Result<Box<dyn UserAgent>, CliError> {
-    let _ = client;
-    match args.agent {
-        AgentArg::Paste => Ok(Box::new(StdinPaste { max_attempts: 3 })),
-        AgentArg::Auto | AgentArg::Browser => Err(CliError::config(
-            "the browser login is not available in this build: use --agent paste",
+/// The agent `--agent` asks for, and the spinner it may show (finish it after the login).
+pub(crate) fn choose(
+    args: &LoginArgs,
+    client: &Client,
+) -> Result<(Box<dyn UserAgent>, Spinner), CliError> {
+    let spinner = Spinner::default();
+    let loopback = is_loopback(client.redirect_uri());
+    let agent: Box<dyn UserAgent> = match args.agent {
+        AgentArg::Paste => Box::new(PasteAgent::stdio()),
+        AgentArg::Auto if !loopback => {
+            Box::new(BrowserOrPasteAgent::stdio().open_browser(!args.no_browser))
+        }
+        AgentArg::Browser if !loopback => {
+            return Err(CliError::config(format!(
+                "--agent browser needs a loopback redirect URI such as http://127.0.0.1:0/callback, registered for the app; {} is not one: use --agent auto or --agent paste",
+                client.redirect_uri()
+            )));
+        }
+        AgentArg::Auto | AgentArg::Browser => Box::new(browser_agent(
+            !args.no_browser,
+            Duration::from_secs(args.timeout),
+            spinner.clone(),
         )),
-        AgentArg::Webview => Err(webview_missing()),
+        AgentArg::Webview => webview(Duration::from_secs(args.timeout))?,
+    };
+    Ok((agent, spinner))
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
-fn webview_missing() -> CliError {
-    CliError::config(
+/// The system browser with a loopback listener, showing the URL and a countdown on stderr.
+fn browser_agent(open_browser: bool, timeout: Duration, spinner: Spinner) -> LoopbackAgent {
+    LoopbackAgent::new()
+        .open_browser(open_browser)
+        .timeout(timeout)
+        .on_authorize_url(move |url| {
+            if open_browser {
+                eprintln!("Log in to Withings in your browser. If it did not open, visit:");
+            } else {
+                eprintln!("Open this address in a browser to log in to Withings:");
+            }
+            eprintln!("\n  {url}\n");
+            spinner.start(timeout);
+        })
+}
+
+/// The system browser, for `demo --browser`.
+pub(crate) fn demo_browser() -> Result<(LoopbackAgent, Spinner), CliError> {
+    let spinner = Spinner::default();
+    let agent = browser_agent(true, Duration::from_secs(300), spinner.clone());
+    Ok((agent, spinner))
+}
+
+#[cfg(feature = "webview")]
+fn webview(timeout: Duration) -> Result<Box<dyn UserAgent>, CliError> {
+    Ok(Box::new(
+        withings_oauth_webview::WebviewAgent::new().timeout(timeout),
+    ))
+}
+
+#[cfg(not(feature = "webview"))]
+fn webview(_timeout: Duration) -> Result<Box<dyn UserAgent>, CliError> {
+    Err(CliError::config(
         "this withings-oauth was built without the embedded window: rebuild it with \
          `cargo install withings-oauth-cli --features webview` (on Linux this needs the GTK and \
          WebKitGTK development packages, e.g. libwebkit2gtk-4.1-dev), or use --agent browser or --agent paste",
-    )
+    ))
 }
 
-/// Prints the authorize URL on stderr and reads the address the browser ended on from stdin.
-struct StdinPaste {
-    max_attempts: u32,
+/// A spinner with the seconds left, on stderr, only when stderr is a terminal.
+#[derive(Clone, Default)]
+pub(crate) struct Spinner {
+    bar: Arc<Mutex<Option<ProgressBar>>>,
 }
 
-impl UserAgent for StdinPaste {
-    fn run<'a>(&'a self, _prepared: Prepared, authorize_url: &'a Url) -> AgentFuture<'a, Url> {
-        let authorize_url = authorize_url.clone();
-        let max_attempts = self.max_attempts;
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || paste_loop(&authorize_url, max_attempts))
-                .await
-                .map_err(|e| UserAgentError::Other(e.to_string()))?
-        })
-    }
-}
-
-fn paste_loop(authorize_url: &Url, max_attempts: u32) -> Result<Url, UserAgentError> {
-    eprintln!("Open this URL in a browser and allow access:\n\n  {authorize_url}\n");
-    eprintln!(
-        "Then copy the whole address of the page the browser ends on (it starts with the redirect URI) and paste it here:"
-    );
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    for attempt in 1..=max_attempts {
-        line.clear();
-        let n = stdin
-            .lock()
-            .read_line(&mut line)
-            .map_err(|source| UserAgentError::Io {
-                context: "reading the pasted address".into(),
-                source,
-            })?;
-        if n == 0 {
-            return Err(UserAgentError::Cancelled);
+impl Spinner {
+    fn start(&self, timeout: Duration) {
+        if !std::io::stderr().is_terminal() {
+            return;
         }
-        let candidate = match Url::parse(line.trim()) {
-            Ok(url) => url,
-            Err(_) => {
-                eprintln!(
-                    "That is not a URL ({attempt}/{max_attempts}): paste the whole address, starting with http"
-                );
-                continue;
-            }
-        };
-        match screen_callback(authorize_url, &candidate) {
-            Err(e) if e.is_foreign() => {
-                eprintln!("{e} ({attempt}/{max_attempts}): paste the address again");
-            }
-            // A denial or a missing code is this login's answer: the flow reports it.
-            _ => return Ok(candidate),
+        let style = ProgressStyle::with_template(
+            "{spinner} waiting for the browser ({left} left, Ctrl-C to give up)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .with_key(
+            "left",
+            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let left = timeout.saturating_sub(state.elapsed()).as_secs();
+                let _ = write!(w, "{}:{:02}", left / 60, left % 60);
+            },
+        );
+        let bar =
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Some(old) = self.slot().replace(bar) {
+            old.finish_and_clear();
         }
     }
-    Err(UserAgentError::TooManyAttempts {
-        attempts: max_attempts,
-    })
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<ProgressBar>> {
+        self.bar.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Clears the spinner, if it was shown.
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = self.slot().take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Plays the user on a sandbox that auto-approves: opens the authorize URL with an HTTP client
@@ -134,11 +179,4 @@ impl UserAgent for AutoApproveAgent {
                 .map_err(|_| failed("the redirect's Location is not a URL".into()))
         })
     }
-}
-
-/// The system browser with a loopback listener, for `demo --browser`.
-pub(crate) fn demo_browser() -> Result<Box<dyn UserAgent>, CliError> {
-    Err(CliError::config(
-        "the browser login is not available in this build: run the demo without --browser",
-    ))
 }

@@ -43,9 +43,10 @@ pub(crate) async fn login(settings: &Settings, args: &LoginArgs) -> Result<(), C
     let store = open_store(settings)?;
     // A store that can't be read would lose the login after the user went through it.
     store.users()?;
-    let agent = agent::choose(args, &client)?;
-    let (credentials, missing) =
-        ops::log_in(&client, scopes, args.demo, agent.as_ref(), &store).await?;
+    let (agent, spinner) = agent::choose(args, &client)?;
+    let result = ops::log_in(&client, scopes, args.demo, agent.as_ref(), &store).await;
+    spinner.finish();
+    let (credentials, missing) = result?;
     println!(
         "Logged in user {} with scopes {}.",
         credentials.user_id(),

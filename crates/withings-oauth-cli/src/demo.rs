@@ -78,8 +78,10 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
             withings_sandbox::SEEDED_EMAIL,
             withings_sandbox::SEEDED_PASSWORD
         ));
-        let agent = Narrated(crate::agent::demo_browser()?);
-        ops::log_in(&client, scopes, false, &agent, &store).await?
+        let (agent, spinner) = crate::agent::demo_browser()?;
+        let result = ops::log_in(&client, scopes, false, &Narrated(agent), &store).await;
+        spinner.finish();
+        result?
     } else {
         detail(
             "The built-in agent plays the user: it opens the authorize URL with an HTTP client and \

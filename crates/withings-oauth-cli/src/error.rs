@@ -5,7 +5,7 @@ use std::fmt;
 use std::process::ExitCode;
 
 use withings_oauth::refresh::RefreshError;
-use withings_oauth::{ApiError, Error as LoginError};
+use withings_oauth::{ApiError, Error as LoginError, UserAgentError};
 
 /// What kind of failure, which fixes the exit code. Listed in `--help` (see [`EXIT_CODES_HELP`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +115,11 @@ impl CliError {
             LoginError::Config(e) => Self::config(format!(
                 "{e} (set it with a flag, an environment variable or the config file: see `withings-oauth --help`)"
             )),
+            LoginError::UserAgent(e @ UserAgentError::UnsupportedRedirectUri { .. }) => {
+                Self::config(format!(
+                    "{e}: set WITHINGS_REDIRECT_URI to a redirect URI registered for the app, or choose another --agent"
+                ))
+            }
             LoginError::Api(ApiError::InvalidCode) => {
                 Self::new(Kind::LoginFailed, format!("login failed: {error}"))
             }

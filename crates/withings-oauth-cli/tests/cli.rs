@@ -80,7 +80,13 @@ impl World {
     async fn login_paste(&self, extra: &[&str]) -> Output {
         let mut args = vec!["login", "--agent", "paste"];
         args.extend_from_slice(extra);
-        let mut cmd = self.command(&args);
+        self.login_interactive(self.command(&args), Deliver::Paste)
+            .await
+    }
+
+    /// Runs a login command, opens the authorize URL it prints on the auto-approving sandbox
+    /// and brings the callback back as `deliver` says.
+    async fn login_interactive(&self, mut cmd: Command, deliver: Deliver) -> Output {
         cmd.stdin(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
@@ -104,11 +110,20 @@ impl World {
         let response = self.http.get(authorize).send().await.unwrap();
         assert_eq!(response.status(), 302);
         let location = response.headers()["location"].to_str().unwrap().to_owned();
-        stdin
-            .write_all(format!("{location}\n").as_bytes())
-            .await
-            .unwrap();
-        drop(stdin);
+        match deliver {
+            Deliver::Paste => {
+                stdin
+                    .write_all(format!("{location}\n").as_bytes())
+                    .await
+                    .unwrap();
+                drop(stdin);
+            }
+            Deliver::Visit => {
+                // What the browser does next: follow the redirect to the CLI's listener.
+                let page = self.http.get(location).send().await.unwrap();
+                assert_eq!(page.status(), 200);
+            }
+        }
         let mut rest = String::new();
         while let Some(line) = stderr.next_line().await.unwrap() {
             rest.push_str(&line);
@@ -158,6 +173,14 @@ impl World {
         );
         text.trim().to_owned()
     }
+}
+
+/// How the test brings the callback back to the CLI.
+enum Deliver {
+    /// Types it on stdin.
+    Paste,
+    /// Visits it, as the browser would (loopback listener).
+    Visit,
 }
 
 fn text(output: &Output) -> String {
@@ -431,4 +454,55 @@ async fn killed_during_a_refresh_loses_nothing() {
     assert_eq!(w.measure_status(&token).await, 0);
     assert_eq!(handle.counters().token_refresh, 2);
     assert_eq!(w.token().await, token, "the new pair was saved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_login_catches_the_redirect_on_a_loopback_listener() {
+    let w = World::start().await;
+    for agent in ["browser", "auto"] {
+        let mut cmd = w.command(&["login", "--agent", agent, "--no-browser"]);
+        cmd.env("WITHINGS_REDIRECT_URI", "http://127.0.0.1:0/callback");
+        let login = w.login_interactive(cmd, Deliver::Visit).await;
+        assert_no_secret(&login, &w.live_tokens());
+        login
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(format!(
+                "Logged in user {SEEDED_USERID}"
+            )));
+    }
+    let token = w.token().await;
+    assert_eq!(w.measure_status(&token).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_cannot_work_says_what_to_use_instead() {
+    let w = World::start().await;
+    // The https callback can't be caught by a local listener.
+    w.run(&["login", "--agent", "browser"])
+        .await
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("loopback redirect URI"))
+        .stderr(predicate::str::contains("--agent paste"));
+    if !cfg!(feature = "webview") {
+        w.run(&["login", "--agent", "webview"])
+            .await
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--features webview"));
+    }
+    assert_eq!(w.sandbox.handle().counters().authorize_page, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paste_login_ended_without_an_address_fails_cleanly() {
+    let w = World::start().await;
+    // stdin is closed at once: the user pressed Ctrl-D.
+    w.run(&["login", "--agent", "paste"])
+        .await
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("login"));
+    assert!(!w.store_path().exists(), "nothing saved");
 }
