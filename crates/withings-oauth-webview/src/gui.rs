@@ -1,0 +1,444 @@
+//! The thread that owns the windowing event loop and the login windows.
+//!
+//! GTK binds itself to the first thread that initialises it, and a process gets one GTK, so the
+//! event loop lives on one long-lived thread. It sleeps on a channel between logins and runs the
+//! event loop (`run_return`) while at least one login window is open, so several logins, one
+//! after the other or at the same time, share it.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use tao::dpi::LogicalSize;
+use tao::event::{Event, WindowEvent};
+use tao::event_loop::{
+    ControlFlow, EventLoop, EventLoopBuilder, EventLoopProxy, EventLoopWindowTarget,
+};
+use tao::platform::run_return::EventLoopExtRunReturn;
+use tao::window::{Window, WindowBuilder, WindowId};
+use tokio::sync::oneshot;
+use url::Url;
+use withings_oauth::user_agent::UserAgentError;
+use wry::{NewWindowResponse, WebView, WebViewBuilder};
+
+use crate::matcher::callback_url;
+
+/// What to tell someone whose machine cannot show a window.
+pub(crate) const NO_DISPLAY_ADVICE: &str =
+    "no display: use the paste agent, or run under a desktop session";
+
+/// One login to show.
+pub(crate) struct LoginRequest {
+    pub(crate) authorize_url: Url,
+    pub(crate) redirect_uri: Url,
+    pub(crate) title: String,
+    pub(crate) size: (u32, u32),
+    pub(crate) timeout: Duration,
+    pub(crate) reply: oneshot::Sender<Result<Url, UserAgentError>>,
+}
+
+/// Messages to the event loop from the webviews, the timers and the callers.
+#[derive(Debug)]
+enum GuiEvent {
+    /// Look for new requests and for callers that gave up.
+    Wake,
+    /// The login's webview navigated to the redirect URI.
+    Callback(u64, Url),
+    /// The login's time is up.
+    TimedOut(u64),
+}
+
+/// State shared between the GUI thread and the callers.
+#[derive(Default)]
+struct Shared {
+    /// Set once the event loop exists; `None` before (nothing to wake yet).
+    proxy: Mutex<Option<EventLoopProxy<GuiEvent>>>,
+    /// Why the GUI thread stopped, for callers whose request it could not answer.
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn wake(&self) {
+        if let Some(proxy) = self
+            .proxy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = proxy.send_event(GuiEvent::Wake);
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+struct GuiThread {
+    requests: mpsc::Sender<LoginRequest>,
+    shared: Arc<Shared>,
+}
+
+static GUI: Mutex<Option<GuiThread>> = Mutex::new(None);
+
+/// Held by the caller while its login runs. Dropping it (the login finished, or the caller's
+/// future was dropped) wakes the event loop, which closes windows nobody waits for any more.
+pub(crate) struct Ticket {
+    shared: Arc<Shared>,
+}
+
+impl Ticket {
+    /// The error for a login whose reply channel closed without an answer.
+    pub(crate) fn lost(&self) -> UserAgentError {
+        let reason = self
+            .shared
+            .failure()
+            .unwrap_or_else(|| "the login window thread stopped".to_owned());
+        UserAgentError::Other(format!("{reason}: {NO_DISPLAY_ADVICE}"))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.shared.wake();
+    }
+}
+
+/// Hands `request` to the GUI thread, starting it if needed.
+pub(crate) fn submit(request: LoginRequest) -> Result<Ticket, UserAgentError> {
+    let mut gui = GUI.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut request = request;
+    // A thread that could not create its event loop has exited; one new attempt is worth it
+    // (a display may have appeared), more would only repeat the same failure.
+    for _ in 0..2 {
+        let thread = match gui.take() {
+            Some(thread) => thread,
+            None => spawn()?,
+        };
+        match thread.requests.send(request) {
+            Ok(()) => {
+                let shared = Arc::clone(&thread.shared);
+                *gui = Some(thread);
+                shared.wake();
+                return Ok(Ticket { shared });
+            }
+            Err(mpsc::SendError(back)) => {
+                if let Some(reason) = thread.shared.failure() {
+                    tracing::debug!(%reason, "the login window thread had stopped");
+                }
+                request = back;
+            }
+        }
+    }
+    Err(UserAgentError::Other(format!(
+        "the login window thread could not be started: {NO_DISPLAY_ADVICE}"
+    )))
+}
+
+fn spawn() -> Result<GuiThread, UserAgentError> {
+    let (requests, rx) = mpsc::channel();
+    let shared = Arc::new(Shared::default());
+    let thread_shared = Arc::clone(&shared);
+    thread::Builder::new()
+        .name("withings-oauth-webview".to_owned())
+        .spawn(move || gui_main(&rx, &thread_shared))
+        .map_err(|source| UserAgentError::Io {
+            context: "starting the login window thread".to_owned(),
+            source,
+        })?;
+    Ok(GuiThread { requests, shared })
+}
+
+fn new_event_loop() -> EventLoop<GuiEvent> {
+    let mut builder = EventLoopBuilder::<GuiEvent>::with_user_event();
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "dragonfly",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+    ))]
+    {
+        use tao::platform::unix::EventLoopBuilderExtUnix;
+        builder.with_any_thread(true);
+    }
+    #[cfg(target_os = "windows")]
+    {
+        use tao::platform::windows::EventLoopBuilderExtWindows;
+        builder.with_any_thread(true);
+    }
+    builder.build()
+}
+
+/// Starts GTK on this thread, so that a missing display is an error rather than tao's panic.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+))]
+fn start_toolkit() -> Result<(), String> {
+    gtk::init().map_err(|e| format!("GTK could not open the display ({e})"))
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+)))]
+fn start_toolkit() -> Result<(), String> {
+    Ok(())
+}
+
+fn gui_main(rx: &mpsc::Receiver<LoginRequest>, shared: &Shared) {
+    // tao panics when GTK cannot start: whatever happens, it must reach the caller as an
+    // error, not take the process down.
+    let created = catch_unwind(|| {
+        start_toolkit()?;
+        Ok::<_, String>(new_event_loop())
+    })
+    .unwrap_or_else(|panic| Err(panic_text(&*panic)));
+    let mut event_loop = match created {
+        Ok(event_loop) => event_loop,
+        Err(cause) => {
+            let reason = format!("the login window could not be created: {cause}");
+            tracing::warn!(%reason, "no event loop for the login window");
+            *shared
+                .failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(reason.clone());
+            for request in rx.try_iter() {
+                let _ = request.reply.send(Err(UserAgentError::Other(format!(
+                    "{reason}: {NO_DISPLAY_ADVICE}"
+                ))));
+            }
+            return;
+        }
+    };
+    let proxy = event_loop.create_proxy();
+    *shared.proxy.lock().unwrap_or_else(PoisonError::into_inner) = Some(proxy.clone());
+
+    let mut next_id = 0_u64;
+    while let Ok(first) = rx.recv() {
+        let mut queued = vec![first];
+        let mut logins: HashMap<u64, Login> = HashMap::new();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            event_loop.run_return(|event, target, control_flow| {
+                *control_flow = ControlFlow::Wait;
+                queued.extend(rx.try_iter());
+                for request in queued.drain(..) {
+                    next_id += 1;
+                    open(target, &proxy, next_id, request, &mut logins);
+                }
+                match event {
+                    Event::UserEvent(GuiEvent::Callback(id, url)) => {
+                        finish(&mut logins, id, Ok(url));
+                    }
+                    Event::UserEvent(GuiEvent::TimedOut(id)) => {
+                        if let Some(timeout) = logins.get(&id).map(|l| l.timeout) {
+                            finish(&mut logins, id, Err(UserAgentError::TimedOut(timeout)));
+                        }
+                    }
+                    Event::WindowEvent {
+                        window_id,
+                        event: WindowEvent::CloseRequested,
+                        ..
+                    } => {
+                        if let Some(id) = login_of_window(&logins, window_id) {
+                            finish(&mut logins, id, Err(UserAgentError::Cancelled));
+                        }
+                    }
+                    // Leaving only after a full pass lets GTK process the destroyed windows,
+                    // so none stays on screen while the thread sleeps.
+                    Event::RedrawEventsCleared if logins.is_empty() => {
+                        *control_flow = ControlFlow::ExitWithCode(0);
+                    }
+                    _ => {}
+                }
+                logins.retain(|_, login| !login.reply.is_closed());
+            });
+        }));
+        if let Err(panic) = outcome {
+            let reason = format!("the login window failed ({})", panic_text(&*panic));
+            tracing::warn!(%reason, "login window event loop panicked");
+            for request in queued.drain(..).chain(rx.try_iter()) {
+                let _ = request
+                    .reply
+                    .send(Err(UserAgentError::Other(reason.clone())));
+            }
+            for (_, login) in logins.drain() {
+                let _ = login.reply.send(Err(UserAgentError::Other(reason.clone())));
+            }
+        }
+    }
+}
+
+/// An open login window.
+struct Login {
+    // Declared before `window`: the webview must go before the window that holds it.
+    _webview: WebView,
+    window: Window,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<Url, UserAgentError>>,
+    // Dropping it ends the timer thread at once.
+    _timer: mpsc::Sender<()>,
+}
+
+fn login_of_window(logins: &HashMap<u64, Login>, window_id: WindowId) -> Option<u64> {
+    logins
+        .iter()
+        .find(|(_, login)| login.window.id() == window_id)
+        .map(|(id, _)| *id)
+}
+
+fn finish(logins: &mut HashMap<u64, Login>, id: u64, result: Result<Url, UserAgentError>) {
+    if let Some(login) = logins.remove(&id) {
+        match &result {
+            Ok(_) => tracing::debug!(login = id, "callback captured, closing the login window"),
+            Err(e) => tracing::debug!(login = id, error = %e, "closing the login window"),
+        }
+        let _ = login.reply.send(result);
+    }
+}
+
+fn open(
+    target: &EventLoopWindowTarget<GuiEvent>,
+    proxy: &EventLoopProxy<GuiEvent>,
+    id: u64,
+    request: LoginRequest,
+    logins: &mut HashMap<u64, Login>,
+) {
+    if request.reply.is_closed() {
+        return;
+    }
+    match build_window(target, proxy, id, &request) {
+        Ok((window, webview, timer)) => {
+            tracing::debug!(login = id, "login window opened");
+            logins.insert(
+                id,
+                Login {
+                    _webview: webview,
+                    window,
+                    timeout: request.timeout,
+                    reply: request.reply,
+                    _timer: timer,
+                },
+            );
+        }
+        Err(e) => {
+            let _ = request.reply.send(Err(e));
+        }
+    }
+}
+
+fn build_window(
+    target: &EventLoopWindowTarget<GuiEvent>,
+    proxy: &EventLoopProxy<GuiEvent>,
+    id: u64,
+    request: &LoginRequest,
+) -> Result<(Window, WebView, mpsc::Sender<()>), UserAgentError> {
+    let (width, height) = request.size;
+    let window = WindowBuilder::new()
+        .with_title(request.title.as_str())
+        .with_inner_size(LogicalSize::new(width, height))
+        .build(target)
+        .map_err(|e| {
+            UserAgentError::Other(format!(
+                "the login window could not be opened ({e}): {NO_DISPLAY_ADVICE}"
+            ))
+        })?;
+
+    let nav_proxy = proxy.clone();
+    let nav_redirect = request.redirect_uri.clone();
+    let popup_proxy = proxy.clone();
+    let popup_redirect = request.redirect_uri.clone();
+    let builder = WebViewBuilder::new()
+        .with_url(request.authorize_url.as_str())
+        // Nothing of the session (cookies, the password the user typed) is written to disk.
+        .with_incognito(true)
+        .with_navigation_handler(move |uri| match callback_url(&uri, &nav_redirect) {
+            Some(url) => {
+                let _ = nav_proxy.send_event(GuiEvent::Callback(id, url));
+                // The callback never loads: an https callback needs no server behind it and a
+                // custom scheme needs no handler.
+                false
+            }
+            None => true,
+        })
+        .with_new_window_req_handler(move |uri, _features| {
+            if let Some(url) = callback_url(&uri, &popup_redirect) {
+                let _ = popup_proxy.send_event(GuiEvent::Callback(id, url));
+            }
+            NewWindowResponse::Deny
+        });
+    let webview = build_webview(builder, &window).map_err(|e| {
+        UserAgentError::Other(format!(
+            "the web view could not be created ({e}): {NO_DISPLAY_ADVICE}"
+        ))
+    })?;
+
+    let (timer, cancelled) = mpsc::channel::<()>();
+    let timer_proxy = proxy.clone();
+    let timeout = request.timeout;
+    // tao's Linux event loop ignores `ControlFlow::WaitUntil`, so a thread sends the deadline.
+    thread::Builder::new()
+        .name("withings-oauth-webview-timer".to_owned())
+        .spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = cancelled.recv_timeout(timeout) {
+                let _ = timer_proxy.send_event(GuiEvent::TimedOut(id));
+            }
+        })
+        .map_err(|source| UserAgentError::Io {
+            context: "starting the login timer".to_owned(),
+            source,
+        })?;
+    Ok((window, webview, timer))
+}
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+))]
+fn build_webview(builder: WebViewBuilder<'_>, window: &Window) -> wry::Result<WebView> {
+    use tao::platform::unix::WindowExtUnix;
+    use wry::WebViewBuilderExtUnix;
+    // Through GTK rather than a raw X11 handle, so Wayland sessions work too.
+    match window.default_vbox() {
+        Some(vbox) => builder.build_gtk(vbox),
+        None => builder.build(window),
+    }
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+)))]
+fn build_webview(builder: WebViewBuilder<'_>, window: &Window) -> wry::Result<WebView> {
+    builder.build(window)
+}
+
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}

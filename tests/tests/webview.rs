@@ -1,0 +1,245 @@
+//! The embedded webview against the sandbox, in a real WebKitGTK window.
+//!
+//! These tests need a display: run them with `xvfb-run -a cargo test -p withings-oauth-e2e --test
+//! webview` (the project's `bash .ci/test` does). All tests of this file share one process, so
+//! they also prove that several logins, in a row and at the same time, share the window thread.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use withings_oauth::user_agent::UserAgentError;
+use withings_oauth::{Authorized, Client, Error, Scope, Scopes, authorize};
+use withings_oauth_webview::WebviewAgent;
+use withings_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, HTTPS_CALLBACK, SEEDED_USERID, Sandbox, SandboxConfig,
+};
+
+/// Where the child test process is told which no-display case to check.
+const CHILD_ENV: &str = "WITHINGS_WEBVIEW_NO_DISPLAY_CASE";
+
+fn require_display() {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    assert!(
+        set("DISPLAY") || set("WAYLAND_DISPLAY"),
+        "the webview tests need a display and none is set (DISPLAY, WAYLAND_DISPLAY): run them \
+         under `xvfb-run -a cargo test -p withings-oauth-e2e --test webview`, or run `bash .ci/test`"
+    );
+}
+
+fn client(sandbox: &Sandbox, redirect_uri: &str) -> Client {
+    Client::builder()
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret(DEFAULT_CLIENT_SECRET)
+        .redirect_uri(redirect_uri)
+        .base_url(sandbox.base_url())
+        .build()
+        .expect("sandbox client")
+}
+
+/// Calls getmeas with the login's access token, as an application would, and returns `status`.
+async fn getmeas_status(sandbox: &Sandbox, authorized: &Authorized) -> i64 {
+    let url = sandbox.api_url().join("measure").expect("measure URL");
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(authorized.access_token().expose_secret())
+        .form(&[("action", "getmeas")])
+        .send()
+        .await
+        .expect("measure request")
+        .json()
+        .await
+        .expect("measure answer is JSON");
+    body["status"]
+        .as_i64()
+        .expect("measure answer has a status")
+}
+
+async fn webview_login(client: &Client, agent: &WebviewAgent) -> Result<Authorized, Error> {
+    authorize(client, Scopes::from(Scope::Metrics), agent).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_callback_is_intercepted_and_two_logins_in_a_row_work() {
+    require_display();
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+        .await
+        .expect("sandbox");
+    // app.example.com does not resolve here: only interception can bring the callback back.
+    let client = client(&sandbox, HTTPS_CALLBACK);
+    let agent = WebviewAgent::new().timeout(Duration::from_secs(60));
+
+    let started = Instant::now();
+    let first = webview_login(&client, &agent)
+        .await
+        .expect("first webview login");
+    let first_took = started.elapsed();
+    assert_eq!(first.user_id().get(), SEEDED_USERID);
+    assert_eq!(getmeas_status(&sandbox, &first).await, 0);
+
+    let started = Instant::now();
+    let second = webview_login(&client, &agent)
+        .await
+        .expect("second webview login in the same process");
+    let second_took = started.elapsed();
+    assert_eq!(second.user_id().get(), SEEDED_USERID);
+    assert_ne!(
+        first.access_token().expose_secret(),
+        second.access_token().expose_secret(),
+        "the second login must get its own tokens"
+    );
+    assert_eq!(getmeas_status(&sandbox, &second).await, 0);
+    assert_eq!(sandbox.handle().counters().token_code, 2);
+    eprintln!("webview logins took {first_took:?} and {second_took:?}");
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_scheme_callback_is_intercepted() {
+    require_display();
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+        .await
+        .expect("sandbox");
+    let custom = "com.example.withings-app://oauth/callback";
+    sandbox
+        .handle()
+        .register_callback(DEFAULT_CLIENT_ID, custom);
+    let client = client(&sandbox, custom);
+
+    let authorized = webview_login(
+        &client,
+        &WebviewAgent::new().timeout(Duration::from_secs(60)),
+    )
+    .await
+    .expect("webview login with a custom scheme callback");
+    assert_eq!(authorized.user_id().get(), SEEDED_USERID);
+    assert_eq!(getmeas_status(&sandbox, &authorized).await, 0);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_page_times_out_then_the_next_login_works() {
+    require_display();
+    // Without auto-approve the consent form waits for a person who never comes.
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(false))
+        .await
+        .expect("sandbox");
+    let client = client(&sandbox, HTTPS_CALLBACK);
+
+    let timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let err = webview_login(&client, &WebviewAgent::new().timeout(timeout))
+        .await
+        .expect_err("nobody answers the consent form");
+    let waited = started.elapsed();
+    assert!(
+        matches!(err, Error::UserAgent(UserAgentError::TimedOut(d)) if d == timeout),
+        "expected a timeout, got: {err}"
+    );
+    assert!(
+        waited >= timeout,
+        "gave up after {waited:?}, before the timeout"
+    );
+    assert!(
+        err.to_string().contains("run the login again"),
+        "the message says what to do: {err}"
+    );
+    assert_eq!(sandbox.handle().counters().token_code, 0);
+
+    sandbox.handle().set_auto_approve(true);
+    let authorized = webview_login(
+        &client,
+        &WebviewAgent::new().timeout(Duration::from_secs(60)),
+    )
+    .await
+    .expect("a login after a timed-out one");
+    assert_eq!(authorized.user_id().get(), SEEDED_USERID);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_login_closes_its_window_and_the_next_login_works() {
+    require_display();
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(false))
+        .await
+        .expect("sandbox");
+    let client = client(&sandbox, HTTPS_CALLBACK);
+    let agent = WebviewAgent::new().timeout(Duration::from_secs(60));
+
+    // The application gives up on its own (a cancel button, a shutdown) long before the
+    // agent's timeout.
+    let abandoned =
+        tokio::time::timeout(Duration::from_secs(2), webview_login(&client, &agent)).await;
+    assert!(abandoned.is_err(), "the login must still be waiting");
+
+    sandbox.handle().set_auto_approve(true);
+    let authorized = tokio::time::timeout(Duration::from_secs(60), webview_login(&client, &agent))
+        .await
+        .expect("the next login is not stuck behind the abandoned window")
+        .expect("login after an abandoned one");
+    assert_eq!(authorized.user_id().get(), SEEDED_USERID);
+    sandbox.shutdown().await;
+}
+
+#[test]
+fn without_a_usable_display_the_login_fails_with_advice() {
+    // Environment variables are process-wide, so each case runs in a child process: this
+    // same test binary, running only `no_display_child`.
+    let exe = std::env::current_exe().expect("test binary path");
+    for (case, display) in [("unset", None), ("unreachable", Some(":987"))] {
+        let mut command = Command::new(&exe);
+        command
+            .args(["--exact", "no_display_child", "--ignored", "--nocapture"])
+            .env(CHILD_ENV, case)
+            .env_remove("WAYLAND_DISPLAY");
+        match display {
+            Some(display) => command.env("DISPLAY", display),
+            None => command.env_remove("DISPLAY"),
+        };
+        let output = command.output().expect("run the child test");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "case {case}: the child failed or crashed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(
+            stdout.contains("1 passed"),
+            "case {case}: the child test did not run\nstdout:\n{stdout}"
+        );
+    }
+}
+
+/// Run by [`without_a_usable_display_the_login_fails_with_advice`] in a child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by without_a_usable_display_the_login_fails_with_advice with a broken display"]
+async fn no_display_child() {
+    let Ok(case) = std::env::var(CHILD_ENV) else {
+        panic!(
+            "this test only runs as a child of without_a_usable_display_the_login_fails_with_advice"
+        );
+    };
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+        .await
+        .expect("sandbox");
+    let client = client(&sandbox, HTTPS_CALLBACK);
+    let agent = WebviewAgent::new().timeout(Duration::from_secs(30));
+    // Twice: a second login must not hang or crash after the first found no display.
+    for attempt in 1..=2 {
+        let err = tokio::time::timeout(Duration::from_secs(30), webview_login(&client, &agent))
+            .await
+            .unwrap_or_else(|_| panic!("case {case}, attempt {attempt}: hung instead of failing"))
+            .expect_err("no window can be shown");
+        let text = err.to_string();
+        assert!(
+            matches!(err, Error::UserAgent(UserAgentError::Other(_))),
+            "case {case}, attempt {attempt}: {text}"
+        );
+        assert!(
+            text.contains("paste agent") && text.contains("desktop session"),
+            "case {case}, attempt {attempt}: the message must give advice: {text}"
+        );
+    }
+    assert_eq!(sandbox.handle().counters().token_code, 0);
+    sandbox.shutdown().await;
+}
