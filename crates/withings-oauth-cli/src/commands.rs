@@ -2,7 +2,8 @@
 //! stderr, so `$(withings-oauth token)` holds only the token.
 
 use chrono::Utc;
-use secrecy::ExposeSecret;
+use withings_oauth::session::{DEFAULT_MARGIN, Session};
+use withings_oauth::store::StoredEntry;
 use withings_oauth::{Scopes, UserId};
 
 use crate::agent;
@@ -13,7 +14,7 @@ use crate::settings::Settings;
 use crate::store::Store;
 
 fn open_store(settings: &Settings) -> Result<Store, CliError> {
-    Ok(Store::open(settings.store_path()?))
+    Store::open(settings.store_path()?)
 }
 
 fn parse_scopes(args: &LoginArgs) -> Result<Scopes, CliError> {
@@ -42,15 +43,15 @@ pub(crate) async fn login(settings: &Settings, args: &LoginArgs) -> Result<(), C
     let client = settings.client()?;
     let store = open_store(settings)?;
     // A store that can't be read would lose the login after the user went through it.
-    store.users()?;
+    store.users().await?;
     let (agent, spinner) = agent::choose(args, &client)?;
     let result = ops::log_in(&client, scopes, args.demo, agent.as_ref(), &store).await;
     spinner.finish();
-    let (credentials, missing) = result?;
+    let (session, missing) = result?;
+    let status = session.status();
     println!(
         "Logged in user {} with scopes {}.",
-        credentials.user_id(),
-        credentials.scopes()
+        status.user_id, status.scopes
     );
     println!("Credentials saved to {}.", store.path().display());
     if !missing.is_empty() {
@@ -61,67 +62,89 @@ pub(crate) async fn login(settings: &Settings, args: &LoginArgs) -> Result<(), C
     Ok(())
 }
 
-pub(crate) fn status(settings: &Settings) -> Result<(), CliError> {
+/// Shows every stored user (or the one chosen with `--user`); exit code 3 if one of them
+/// must log in again.
+pub(crate) async fn status(settings: &Settings) -> Result<(), CliError> {
     let store = open_store(settings)?;
     let users: Vec<UserId> = match settings.user {
-        Some(_) => vec![store.select_user(settings.user)?],
-        None => store.users()?,
+        Some(_) => vec![store.select_user(settings.user).await?],
+        None => store.users().await?,
     };
     if users.is_empty() {
-        return Err(store.select_user(None).unwrap_err());
+        store.select_user(None).await?;
     }
     let now = Utc::now();
     println!("store: {}", store.path().display());
+    let mut dead = Vec::new();
     for user in users {
-        let credentials = ops::stored(&store, user)?;
         println!("user {user}");
-        println!("  scopes: {}", credentials.scopes());
-        let expiry = ops::describe_expiry(credentials.expires_at(), now);
-        if credentials.expires_within(ops::REFRESH_MARGIN, now) {
-            println!(
-                "  access token: {expiry}; `withings-oauth token` or `refresh` gets a new one"
-            );
-        } else {
-            println!("  access token: {expiry}");
+        match store.load(user).await? {
+            Some(StoredEntry::Credentials(credentials)) => {
+                println!("  scopes: {}", credentials.scopes());
+                let expiry = ops::describe_expiry(credentials.expires_at(), now);
+                if credentials.expires_within(DEFAULT_MARGIN, now) {
+                    println!(
+                        "  access token: {expiry}; `withings-oauth token` or `refresh` gets a new one"
+                    );
+                } else {
+                    println!("  access token: {expiry}");
+                }
+            }
+            _ => {
+                println!("  login required: Withings refused the refresh token");
+                dead.push(user.to_string());
+            }
         }
     }
-    Ok(())
+    if dead.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::login_required(format!(
+            "user {} must log in again: run `withings-oauth login`",
+            dead.join(", ")
+        )))
+    }
+}
+
+async fn selected_session(settings: &Settings) -> Result<(Store, Session), CliError> {
+    let store = open_store(settings)?;
+    let user = store.select_user(settings.user).await?;
+    let client = settings.client()?;
+    let session = ops::session(&client, &store, user).await?;
+    Ok((store, session))
 }
 
 pub(crate) async fn token(settings: &Settings) -> Result<(), CliError> {
-    let store = open_store(settings)?;
-    let user = store.select_user(settings.user)?;
-    let client = settings.client()?;
-    let (token, _) = ops::access_token(&client, &store, user, Utc::now()).await?;
+    let (_, session) = selected_session(settings).await?;
+    let token = session.access_token().await.map_err(ops::session_error)?;
     println!("{}", token.expose_secret());
     Ok(())
 }
 
 pub(crate) async fn refresh(settings: &Settings) -> Result<(), CliError> {
-    let store = open_store(settings)?;
-    let user = store.select_user(settings.user)?;
-    let client = settings.client()?;
-    let fresh = ops::refresh(&client, &store, user).await?;
+    let (_, session) = selected_session(settings).await?;
+    session.refresh().await.map_err(ops::session_error)?;
+    let status = session.status();
     println!(
-        "Refreshed user {user}: access token {}.",
-        ops::describe_expiry(fresh.expires_at(), Utc::now())
+        "Refreshed user {}: access token {}.",
+        status.user_id,
+        ops::describe_expiry(status.expires_at, Utc::now())
     );
     Ok(())
 }
 
 pub(crate) async fn revoke(settings: &Settings) -> Result<(), CliError> {
-    let store = open_store(settings)?;
-    let user = store.select_user(settings.user)?;
-    let client = settings.client()?;
-    ops::revoke(&client, &store, user).await?;
+    let (_, session) = selected_session(settings).await?;
+    let user = session.user_id();
+    session.revoke().await.map_err(ops::session_error)?;
     println!("Revoked the app's access to user {user}'s data and deleted the local credentials.");
     Ok(())
 }
 
-pub(crate) fn logout(settings: &Settings) -> Result<(), CliError> {
+pub(crate) async fn logout(settings: &Settings) -> Result<(), CliError> {
     let store = open_store(settings)?;
-    let user = store.select_user(settings.user)?;
-    store.remove(user)?;
+    let user = store.select_user(settings.user).await?;
+    store.delete(user).await?;
     println!(
         "Deleted the local credentials of user {user}. Withings still allows the app access: `withings-oauth revoke` withdraws it."
     );

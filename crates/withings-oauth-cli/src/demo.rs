@@ -2,8 +2,8 @@
 //! the same steps the real commands take, and every secret redacted.
 
 use chrono::Utc;
-use secrecy::{ExposeSecret, SecretString};
 use url::Url;
+use withings_oauth::session::{GetMeas, measure_type};
 use withings_oauth::user_agent::{AgentFuture, Prepared};
 use withings_oauth::{Client, Scope, Scopes, UserAgent};
 use withings_sandbox::{
@@ -41,7 +41,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         .map_err(|e| failed("the sandbox could not start on 127.0.0.1", e))?;
     let dir = tempfile::tempdir()
         .map_err(|e| CliError::store(format!("cannot create a temporary directory for the demo's store: {e}; set TMPDIR to a writable directory")))?;
-    let store = Store::open(dir.path().join("credentials.json"));
+    let store = Store::open(dir.path().join("tokens.json"))?;
     let redirect_uri = if args.browser {
         "http://127.0.0.1:0/callback"
     } else {
@@ -72,7 +72,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
 
     step(2, "Login, asking for user.metrics.");
     let scopes = Scopes::from(Scope::Metrics);
-    let (credentials, _) = if args.browser {
+    let (session, _) = if args.browser {
         detail(format_args!(
             "Your browser opens the sandbox's page: log in as {} with password {}, then Allow.",
             withings_sandbox::SEEDED_EMAIL,
@@ -90,50 +90,60 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         let agent = Narrated(AutoApproveAgent::new()?);
         ops::log_in(&client, scopes, false, &agent, &store).await?
     };
-    let user = credentials.user_id();
+    let user = session.user_id();
+    let first = session.access_token().await.map_err(ops::session_error)?;
     detail(format_args!(
-        "Logged in user {user}; access token {}, refresh token [redacted]; saved.",
-        redacted(credentials.access_token())
+        "Logged in user {user}; access token {}, refresh token [redacted]; saved to the store before use.",
+        redacted(first.expose_secret())
     ));
 
     step(3, "Status (what `withings-oauth status` shows):");
-    let stored = ops::stored(&store, user)?;
-    detail(format_args!("user {user}, scopes {}", stored.scopes()));
+    let status = session.status();
+    detail(format_args!(
+        "user {user}, scopes {}, stored users: {:?}",
+        status.scopes,
+        store
+            .users()
+            .await?
+            .iter()
+            .map(|u| u.get())
+            .collect::<Vec<_>>()
+    ));
     detail(format_args!(
         "access token: {}",
-        ops::describe_expiry(stored.expires_at(), Utc::now())
+        ops::describe_expiry(status.expires_at, Utc::now())
     ));
 
     step(
         4,
-        "A data call: POST /measure?action=getmeas with `Authorization: Bearer <token>`.",
+        "A data call: getmeas (POST /measure with `Authorization: Bearer <access token>`).",
     );
-    let (token, _) = ops::access_token(&client, &store, user, Utc::now()).await?;
-    let http = reqwest::Client::new();
-    let measure_url = client
-        .api_url()
-        .join("measure")
-        .map_err(|e| failed("the measure URL", e))?;
-    match getmeas(&http, &measure_url, &token).await? {
-        MeasureAnswer::Groups(n) => detail(format_args!("Withings answered {n} measure groups.")),
-        MeasureAnswer::Refused(status, error) => {
-            return Err(failed(
-                "the data call",
-                format_args!("status {status}: {error}"),
-            ));
-        }
-    }
+    let groups = session
+        .get_meas(&GetMeas::new())
+        .await
+        .map_err(ops::session_error)?
+        .groups;
+    let weight = groups
+        .iter()
+        .find_map(|g| g.measure(measure_type::WEIGHT))
+        .map(|m| format!("; a weight of {:.1} kg", m.real_value()))
+        .unwrap_or_default();
+    detail(format_args!(
+        "Withings answered {} measure groups{weight}.",
+        groups.len()
+    ));
 
     step(
         5,
         "Refresh: a new token pair, saved before the new access token is used.",
     );
-    let fresh = ops::refresh(&client, &store, user).await?;
-    let changed = fresh.access_token().expose_secret() != token.expose_secret();
+    session.refresh().await.map_err(ops::session_error)?;
+    let fresh = session.access_token().await.map_err(ops::session_error)?;
+    let changed = fresh.expose_secret() != first.expose_secret();
     detail(format_args!(
         "New access token {}, {}; new refresh token [redacted]; the access token {}.",
-        redacted(fresh.access_token()),
-        ops::describe_expiry(fresh.expires_at(), Utc::now()),
+        redacted(fresh.expose_secret()),
+        ops::describe_expiry(session.status().expires_at, Utc::now()),
         if changed { "changed" } else { "did NOT change" }
     ));
     if !changed {
@@ -144,20 +154,28 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         6,
         "Revoke: Withings withdraws the app's access; the local credentials are deleted.",
     );
-    ops::revoke(&client, &store, user).await?;
+    session.revoke().await.map_err(ops::session_error)?;
     detail(format_args!(
         "Users left in the store: {}.",
-        store.users()?.len()
+        store.users().await?.len()
     ));
 
     step(7, "The revoked access token is refused now:");
-    match getmeas(&http, &measure_url, fresh.access_token()).await? {
-        MeasureAnswer::Refused(status, error) => {
+    let measure_url = client
+        .api_url()
+        .join("measure")
+        .map_err(|e| failed("the measure URL", e))?;
+    match refusal(&measure_url, fresh.expose_secret()).await? {
+        Some((status, error)) => {
             detail(format_args!("/measure answered status {status}: {error}"));
         }
-        MeasureAnswer::Groups(_) => {
-            return Err(failed("revoke", "the revoked token was still accepted"));
+        None => return Err(failed("revoke", "the revoked token was still accepted")),
+    }
+    match ops::session(&client, &store, user).await {
+        Err(e) if e.kind() == Kind::LoginRequired => {
+            detail(format_args!("`withings-oauth token` would now say: {e}"));
         }
+        _ => return Err(failed("revoke", "the store still has a usable login")),
     }
 
     sandbox.shutdown().await;
@@ -168,19 +186,12 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-enum MeasureAnswer {
-    Groups(usize),
-    Refused(i64, String),
-}
-
-async fn getmeas(
-    http: &reqwest::Client,
-    url: &Url,
-    token: &SecretString,
-) -> Result<MeasureAnswer, CliError> {
-    let body: serde_json::Value = http
+/// Calls `getmeas` by hand with a token the session no longer has: Withings' status and error
+/// text if it refuses the call, `None` if it accepts it.
+async fn refusal(url: &Url, token: &str) -> Result<Option<(i64, String)>, CliError> {
+    let body: serde_json::Value = reqwest::Client::new()
         .post(url.clone())
-        .bearer_auth(token.expose_secret())
+        .bearer_auth(token)
         .form(&[("action", "getmeas")])
         .send()
         .await
@@ -189,13 +200,11 @@ async fn getmeas(
         .await
         .map_err(|e| failed("the data call's answer", e.without_url()))?;
     match body["status"].as_i64() {
-        Some(0) => Ok(MeasureAnswer::Groups(
-            body["body"]["measuregrps"].as_array().map_or(0, Vec::len),
-        )),
-        Some(status) => Ok(MeasureAnswer::Refused(
+        Some(0) => Ok(None),
+        Some(status) => Ok(Some((
             status,
             body["error"].as_str().unwrap_or("no error text").to_owned(),
-        )),
+        ))),
         None => Err(failed("the data call", "the answer has no status")),
     }
 }

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::process::ExitCode;
 
-use withings_oauth::refresh::RefreshError;
 use withings_oauth::{ApiError, Error as LoginError, UserAgentError};
 
 /// What kind of failure, which fixes the exit code. Listed in `--help` (see [`EXIT_CODES_HELP`]).
@@ -93,21 +92,6 @@ impl CliError {
                 format!("{context}: {error}; check the network and retry"),
             ),
         }
-    }
-
-    pub(crate) fn refresh(user: impl fmt::Display, error: &RefreshError) -> Self {
-        let context = format!("refreshing the tokens of user {user} failed");
-        if error.login_required() {
-            return Self::login_required(format!(
-                "{context}: Withings no longer accepts the refresh token (revoked, or replaced by a newer login): run `withings-oauth login`"
-            ));
-        }
-        let mut e = Self::api(&context, error.error());
-        if e.kind == Kind::Remote {
-            e.message
-                .push_str(" (the stored credentials are unchanged and still valid)");
-        }
-        e
     }
 
     pub(crate) fn login(error: &LoginError) -> Self {

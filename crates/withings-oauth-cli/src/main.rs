@@ -48,11 +48,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let settings = Settings::load(cli.global)?;
     match &cli.command {
         Command::Login(args) => commands::login(&settings, args).await,
-        Command::Status => commands::status(&settings),
+        Command::Status => commands::status(&settings).await,
         Command::Token => commands::token(&settings).await,
         Command::Refresh => commands::refresh(&settings).await,
         Command::Revoke => commands::revoke(&settings).await,
-        Command::Logout => commands::logout(&settings),
+        Command::Logout => commands::logout(&settings).await,
         Command::Demo(_) => unreachable!("handled above"),
     }
 }

@@ -1,25 +1,53 @@
 //! What the commands do, without the printing: the demo runs the same steps.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use secrecy::SecretString;
-use withings_oauth::{
-    Authorized, Client, Credentials, Scopes, Unauthorized, UserAgent, UserId, login,
-};
+use withings_oauth::session::{Session, SessionError};
+use withings_oauth::{Client, Scopes, Unauthorized, UserAgent, UserId, login};
 
-use crate::error::CliError;
-use crate::store::Store;
+use crate::error::{CliError, Kind};
+use crate::store::{Store, store_error};
 
-/// A token expiring sooner than this is refreshed first, so a script gets minutes of use.
-pub(crate) const REFRESH_MARGIN: TimeDelta = TimeDelta::minutes(5);
+/// The session's error, saying what to do.
+pub(crate) fn session_error(error: SessionError) -> CliError {
+    match &error {
+        SessionError::LoginRequired { user } => CliError::login_required(format!(
+            "user {user} must log in again (the stored login is missing, revoked or was replaced): run `withings-oauth login`"
+        )),
+        SessionError::Store(e) => store_error(e),
+        SessionError::TokensNotSaved(e) => CliError::store(format!(
+            "the new tokens could not be saved ({}); the previous ones stay valid: fix the store and retry",
+            store_error(e)
+        )),
+        SessionError::StartNotSaved { source, .. } => CliError::store(format!(
+            "the login succeeded, but it could not be saved ({}): fix the store, then log in again",
+            store_error(source)
+        )),
+        SessionError::Api(e) => {
+            let mut cli = CliError::api("the call to Withings failed", e);
+            if cli.kind() == Kind::Remote {
+                cli = CliError::new(
+                    Kind::Remote,
+                    format!("{cli} (the stored credentials are unchanged)"),
+                );
+            }
+            cli
+        }
+        _ => CliError::new(
+            Kind::Remote,
+            format!("{error}; the stored credentials are unchanged: retry"),
+        ),
+    }
+}
 
-/// Logs in with `agent` and saves the credentials. Returns them and the scopes not granted.
+/// Logs in with `agent` and saves the login before anything uses it. Returns the session and
+/// the scopes asked for but not granted.
 pub(crate) async fn log_in(
     client: &Client,
     scopes: Scopes,
     demo: bool,
     agent: &dyn UserAgent,
     store: &Store,
-) -> Result<(Credentials, Scopes), CliError> {
+) -> Result<(Session, Scopes), CliError> {
     let mut unauthorized = Unauthorized::new(client, scopes.clone());
     if demo {
         unauthorized = unauthorized.demo_mode();
@@ -27,86 +55,25 @@ pub(crate) async fn log_in(
     let authorized = login(unauthorized, agent)
         .await
         .map_err(|e| CliError::login(&e))?;
-    let credentials = authorized.into_credentials();
-    store.save(&credentials).map_err(|e| {
-        CliError::new(
-            e.kind(),
-            format!("{e} (the login succeeded, but its credentials could not be saved: fix the store and log in again)"),
-        )
-    })?;
-    let missing = scopes.missing_from(credentials.scopes());
-    Ok((credentials, missing))
+    let missing = scopes.missing_from(authorized.scopes());
+    let session = Session::start(authorized, store.shared())
+        .await
+        .map_err(session_error)?;
+    Ok((session, missing))
 }
 
-/// The stored credentials of `user`.
-pub(crate) fn stored(store: &Store, user: UserId) -> Result<Credentials, CliError> {
-    store.load(user)?.ok_or_else(|| {
-        CliError::login_required(format!(
-            "user {user} has no stored credentials in {}: run `withings-oauth login`",
-            store.path().display()
-        ))
-    })
-}
-
-/// Refreshes `user`'s tokens and saves the new pair before anything can use it.
-pub(crate) async fn refresh(
+/// The stored session of `user`.
+pub(crate) async fn session(
     client: &Client,
     store: &Store,
     user: UserId,
-) -> Result<Credentials, CliError> {
-    let credentials = stored(store, user)?;
-    let fresh = Authorized::restore_from_stored(client, credentials)
-        .refresh()
+) -> Result<Session, CliError> {
+    Session::restore(client, store.shared(), user)
         .await
-        .map_err(|e| CliError::refresh(user, &e))?
-        .into_credentials();
-    store.save(&fresh).map_err(|e| {
-        CliError::new(
-            e.kind(),
-            format!("{e} (the new tokens could not be saved; the previous ones stay valid for 8 hours, as long as the new access token is not used)"),
-        )
-    })?;
-    Ok(fresh)
+        .map_err(session_error)
 }
 
-/// A valid access token of `user`, refreshed (and saved) first if it expires soon.
-/// Returns the token and whether it was refreshed.
-pub(crate) async fn access_token(
-    client: &Client,
-    store: &Store,
-    user: UserId,
-    now: DateTime<Utc>,
-) -> Result<(SecretString, bool), CliError> {
-    let credentials = stored(store, user)?;
-    if !credentials.expires_within(REFRESH_MARGIN, now) {
-        return Ok((credentials.access_token().clone(), false));
-    }
-    let fresh = refresh(client, store, user).await?;
-    Ok((fresh.access_token().clone(), true))
-}
-
-/// Revokes `user`'s access at Withings, then deletes the local credentials.
-pub(crate) async fn revoke(client: &Client, store: &Store, user: UserId) -> Result<(), CliError> {
-    let credentials = stored(store, user)?;
-    Authorized::restore_from_stored(client, credentials)
-        .revoke()
-        .await
-        .map_err(|e| {
-            CliError::api(
-                "revoking access failed (the local credentials are kept)",
-                &e.source,
-            )
-        })?;
-    store.remove(user).map_err(|e| {
-        CliError::new(
-            e.kind(),
-            format!("{e} (access was revoked at Withings, but the dead credentials are still in the store: run `withings-oauth logout`)"),
-        )
-    })?;
-    Ok(())
-}
-
-/// How long until `at`, for people: "2h 59m", "45s", or "expired 3m ago".
+/// How long until `at`, for people: "valid until ... (2h 59m left)" or "expired at ... (3m ago)".
 pub(crate) fn describe_expiry(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let human = |d: TimeDelta| {
         let s = d.num_seconds();
@@ -124,13 +91,9 @@ pub(crate) fn describe_expiry(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
-/// `[redacted, 40 chars]`: enough to see a token exists and changed length, nothing more.
-pub(crate) fn redacted(token: &SecretString) -> String {
-    use secrecy::ExposeSecret;
-    format!(
-        "[redacted, {} chars]",
-        token.expose_secret().chars().count()
-    )
+/// `[redacted, 40 chars]`: enough to see a token exists, nothing more.
+pub(crate) fn redacted(token: &str) -> String {
+    format!("[redacted, {} chars]", token.chars().count())
 }
 
 #[cfg(test)]
@@ -154,7 +117,15 @@ mod tests {
 
     #[test]
     fn redaction_shows_only_the_length() {
-        let token = SecretString::from("abcdef0123456789");
-        assert_eq!(redacted(&token), "[redacted, 16 chars]");
+        assert_eq!(redacted("abcdef0123456789"), "[redacted, 16 chars]");
+    }
+
+    #[test]
+    fn a_dead_login_tells_to_log_in() {
+        let e = session_error(SessionError::LoginRequired {
+            user: UserId::new(5),
+        });
+        assert_eq!(e.kind(), Kind::LoginRequired);
+        assert!(e.to_string().contains("withings-oauth login"));
     }
 }

@@ -8,6 +8,9 @@ use assert_cmd::assert::OutputAssertExt;
 use predicates::prelude::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+use withings_oauth::Credentials;
+use withings_oauth::store::{StoredEntry, TokenStore};
+use withings_oauth_store::FileStore;
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEMO_USERID, Endpoint, Fault, HTTPS_CALLBACK,
     SEEDED_USERID, Sandbox, SandboxConfig, TokenKind,
@@ -198,13 +201,17 @@ fn assert_no_secret(output: &Output, secrets: &[String]) {
     }
 }
 
-/// Sets the stored access token's expiry an hour in the past, as if the machine slept.
-fn age_store(path: &Path) {
-    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    for (_, entry) in doc["users"].as_object_mut().unwrap() {
-        entry["expires_at"] = "2001-01-01T00:00:00Z".into();
+/// Sets every stored access token's expiry an hour in the past, as if the machine slept.
+async fn age_store(path: &Path) {
+    let store = FileStore::open(path).unwrap();
+    for user in store.users().await.unwrap() {
+        if let Some(StoredEntry::Credentials(credentials)) = store.load(user).await.unwrap() {
+            let mut stored = credentials.reveal_for_storage();
+            stored.expires_at = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+            let aged = Credentials::from_stored(stored).unwrap();
+            store.save(user, &aged).await.unwrap();
+        }
     }
-    std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,6 +334,7 @@ async fn a_corrupt_store_is_named_and_left_alone() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let garbage = b"{\"format\":1,\"users\":{\"1001\": trunc";
     std::fs::write(&path, garbage).unwrap();
+    set_mode(&path, 0o600);
 
     for args in [&["token"][..], &["status"], &["refresh"], &["logout"]] {
         w.run(args)
@@ -361,13 +369,38 @@ async fn a_user_revoked_elsewhere_must_log_in_again() {
         .assert()
         .code(3)
         .stderr(predicate::str::contains("withings-oauth login"));
-    age_store(&w.store_path());
+    // Recorded in the store: no need to ask Withings again.
+    let refreshes = w.sandbox.handle().counters().token_refresh;
+    w.run(&["status"])
+        .await
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("login required"));
     w.run(&["token"])
         .await
         .assert()
         .code(3)
         .stdout("")
         .stderr(predicate::str::contains("withings-oauth login"));
+    assert_eq!(w.sandbox.handle().counters().token_refresh, refreshes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_others_can_read_is_refused() {
+    let w = World::start().await;
+    w.login_paste(&[]).await.assert().success();
+    set_mode(&w.store_path(), 0o644);
+    w.run(&["token"])
+        .await
+        .assert()
+        .code(5)
+        .stdout("")
+        .stderr(predicate::str::contains("chmod 600"));
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +461,7 @@ async fn killed_during_a_refresh_loses_nothing() {
     let handle = w.sandbox.handle();
     // The access token expires for both sides: the sandbox's clock and the stored expiry.
     handle.advance_clock(Duration::from_secs(4 * 3600));
-    age_store(&w.store_path());
+    age_store(&w.store_path()).await;
     let before = std::fs::read(w.store_path()).unwrap();
 
     handle.inject_fault(Endpoint::Token, Fault::Delay(Duration::from_secs(30)), 1);
