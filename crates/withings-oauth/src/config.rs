@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::error::ConfigError;
@@ -295,6 +295,11 @@ impl ClientBuilder {
         let client_secret = self
             .client_secret
             .ok_or(ConfigError::Missing("the client secret"))?;
+        // Withings would refuse it only after the user has logged in and the code is spent.
+        let secret = client_secret.expose_secret();
+        if secret.is_empty() || secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::InvalidClientSecret);
+        }
         let redirect_uri = self
             .redirect_uri
             .ok_or(ConfigError::Missing("the redirect URI"))?;

@@ -289,6 +289,11 @@ pub enum ConfigError {
     /// The client id is empty or holds spaces or control characters.
     #[error("the client id is not valid: copy it from the Withings developer dashboard")]
     InvalidClientId,
+    /// The client secret is empty or holds spaces or control characters.
+    #[error(
+        "the client secret is empty or holds spaces or line breaks: copy it from the Withings developer dashboard"
+    )]
+    InvalidClientSecret,
     /// The redirect URI is not usable.
     #[error("the redirect URI is not valid: {0}")]
     InvalidRedirectUri(String),

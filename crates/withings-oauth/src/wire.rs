@@ -250,7 +250,8 @@ pub(crate) async fn post_form<T: DeserializeOwned>(
 async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| {
-        if e.is_decode() || e.is_body() {
+        // A body that stops arriving is a body error too; it must read as a timeout.
+        if !e.is_timeout() && (e.is_decode() || e.is_body()) {
             // The connection broke mid-body: what arrived is a truncated answer.
             ApiError::Truncated
         } else {

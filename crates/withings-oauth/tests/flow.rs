@@ -197,3 +197,21 @@ async fn authorize_surfaces_denial_and_cancellation_without_calling_withings() {
     assert!(!err.is_denied());
     assert_eq!(requests(&server).await.len(), 0);
 }
+
+#[test]
+fn an_unusable_client_secret_is_refused_when_the_client_is_built() {
+    // Caught here, not after the user went through the browser and the code was spent.
+    for secret in ["", "   ", "csecret-5678\n", "two words"] {
+        let err = withings_oauth::Client::builder()
+            .client_id(CLIENT_ID)
+            .client_secret(secret)
+            .redirect_uri(REDIRECT_URI)
+            .build()
+            .expect_err("refused");
+        assert!(
+            matches!(err, withings_oauth::ConfigError::InvalidClientSecret),
+            "{secret:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("client secret"), "{err}");
+    }
+}

@@ -326,3 +326,84 @@ async fn a_kept_login_refreshes_on_the_next_try() {
         assert_eq!(form(request)["refresh_token"], OLD_REFRESH);
     }
 }
+
+#[tokio::test]
+async fn a_connection_cut_mid_answer_keeps_the_previous_login() {
+    let base = raw_server(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n".into(),
+        br#"{"status":0,"body":{"userid":"1","access_token":"#,
+        Duration::ZERO,
+    );
+    let err = old_login(&impatient_client(base))
+        .refresh()
+        .await
+        .expect_err("cut short");
+    assert!(err.is_transient());
+    let e = assert_previous_kept(err);
+    assert!(matches!(e, ApiError::Truncated), "{e:?}");
+}
+
+#[tokio::test]
+async fn an_answer_that_stalls_mid_body_is_a_timeout_and_keeps_the_previous_login() {
+    let base = raw_server(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n".into(),
+        br#"{"status":0,"body":{"userid":"1","access_token":"#,
+        Duration::from_secs(3),
+    );
+    let started = std::time::Instant::now();
+    let err = old_login(&impatient_client(base))
+        .refresh()
+        .await
+        .expect_err("times out");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the timeout applies"
+    );
+    let e = assert_previous_kept(err);
+    assert!(
+        matches!(
+            e,
+            ApiError::Transport {
+                kind: TransportKind::Timeout,
+                ..
+            }
+        ),
+        "{e:?}: {e}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_and_keeps_the_previous_login() {
+    let huge = format!(
+        r#"{{"status":0,"body":{{"userid":"1","padding":"{}"}}}}"#,
+        "x".repeat(100 * 1024)
+    );
+    let err = refresh_answering(json_response(huge)).await;
+    let e = assert_previous_kept(err);
+    assert!(
+        matches!(e, ApiError::TooLarge { limit } if limit < 100 * 1024),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_so_tokens_never_go_elsewhere() {
+    let elsewhere = MockServer::start().await;
+    mount_token_answer(
+        &elsewhere,
+        token_answer(json!(USER), "x", "y", "user.metrics"),
+    )
+    .await;
+    let err = refresh_answering(
+        ResponseTemplate::new(307)
+            .insert_header("location", format!("{}/v2/oauth2", elsewhere.uri())),
+    )
+    .await;
+    let e = assert_previous_kept(err);
+    assert!(matches!(e, ApiError::HttpStatus { status: 307 }), "{e:?}");
+    assert_eq!(
+        requests(&elsewhere).await.len(),
+        0,
+        "the refresh token went to the redirect target"
+    );
+}

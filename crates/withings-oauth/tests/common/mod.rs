@@ -263,3 +263,49 @@ pub(crate) fn network_config(cases: u32) -> Config {
         ..Config::with_cases(cases)
     }
 }
+
+/// A one-shot HTTP server on a raw socket, for answers wiremock can't give: it reads one request,
+/// writes `head` and `body_start`, waits `stall`, then closes the connection.
+pub(crate) fn raw_server(head: String, body_start: &'static [u8], stall: Duration) -> Url {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        let mut stream = reader.into_inner();
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(body_start);
+        let _ = stream.flush();
+        std::thread::sleep(stall);
+    });
+    format!("http://127.0.0.1:{port}/").parse().unwrap()
+}
+
+/// A client for `base`, with short timeouts.
+pub(crate) fn impatient_client(base: Url) -> Client {
+    Client::builder()
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .redirect_uri(REDIRECT_URI)
+        .base_url(base)
+        .timeouts(SHORT_TIMEOUT, SHORT_TIMEOUT)
+        .build()
+        .expect("a valid client")
+}
