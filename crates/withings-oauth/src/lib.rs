@@ -148,5 +148,6 @@ pub use session::{AccessToken, Session, SessionError};
 pub use store::{MemoryStore, StoreError, TokenStore};
 pub use user_agent::{UserAgent, UserAgentError};
 
+pub use chrono;
 pub use secrecy;
 pub use url;
