@@ -681,4 +681,29 @@ pub(crate) mod tests {
             "https://app.example.com/withings/callback?code=1"
         );
     }
+
+    proptest::proptest! {
+        /// Whatever is typed: no panic, nothing typed is written back, and only this login's
+        /// callback (or its denial) comes out.
+        #[test]
+        fn any_input_is_screened_and_never_echoed(
+            lines in proptest::collection::vec("ZQX[ -~]{0,40}|ZQX\\PC{0,40}|code=ZQX[a-z]{0,8}&state=[a-zA-Z0-9_-]{0,30}|\\??code=ZQX[a-z]{0,8}&state=the-right-state-0123456789", 1..5),
+        ) {
+            let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (result, out) = runtime.block_on(paste(&input, |a| a));
+            proptest::prop_assert!(!out.contains("ZQX"), "{}", out);
+            match result {
+                Ok(url) => {
+                    let screened = screen_callback(&authorize_url(), &url);
+                    proptest::prop_assert!(
+                        matches!(screened, Ok(()) | Err(CallbackError::Denied { .. })),
+                        "{:?}", screened
+                    );
+                }
+                Err(UserAgentError::Cancelled | UserAgentError::TooManyAttempts { .. }) => {}
+                Err(other) => proptest::prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
 }
