@@ -794,4 +794,36 @@ mod tests {
         let callback = agent.run(prepared, &authorize_url(&https)).await.unwrap();
         assert_eq!(callback.host_str(), Some("app.example.com"));
     }
+
+    #[tokio::test]
+    async fn a_taken_fixed_port_fails_loopback_but_browser_or_paste_falls_back_to_paste() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let redirect_uri: Url = format!("http://127.0.0.1:{port}/callback").parse().unwrap();
+
+        let err = LoopbackAgent::new()
+            .prepare(&redirect_uri)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UserAgentError::Io { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
+
+        let typed = format!("{redirect_uri}?code=C&state={STATE}\n");
+        let out = crate::paste::tests::SharedOutput::default();
+        let agent = BrowserOrPasteAgent::new(io::Cursor::new(typed.into_bytes()), out.clone())
+            .open_browser(false);
+        let prepared = agent.prepare(&redirect_uri).await.unwrap();
+        assert_eq!(prepared.redirect_uri(), &redirect_uri);
+        let callback = agent
+            .run(prepared, &authorize_url(&redirect_uri))
+            .await
+            .unwrap();
+        assert_eq!(callback.port(), Some(port));
+        let text = out.text();
+        assert!(text.contains("Copy the whole address"), "{text}");
+        assert!(!text.contains("finishes by itself"), "{text}");
+    }
 }
