@@ -826,4 +826,34 @@ mod tests {
         assert!(text.contains("Copy the whole address"), "{text}");
         assert!(!text.contains("finishes by itself"), "{text}");
     }
+
+    #[tokio::test]
+    async fn an_ipv6_loopback_redirect_is_served_on_ipv6_loopback() {
+        let configured: Url = "http://[::1]:0/callback".parse().unwrap();
+        let (redirect_uri, listener) = match bind(&configured).await {
+            Ok(bound) => bound,
+            // A host without IPv6 gets a typed error naming the address, not a panic.
+            Err(e @ UserAgentError::Io { .. }) => {
+                assert!(e.to_string().contains("[::1]:0"), "{e}");
+                return;
+            }
+            Err(other) => panic!("{other:?}"),
+        };
+        assert_eq!(redirect_uri.host_str(), Some("[::1]"));
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(addr.ip(), IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        let wait = tokio::spawn(wait_for_callback(
+            listener,
+            redirect_uri.clone(),
+            authorize_url(&redirect_uri),
+        ));
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(get(&format!("/callback?code=C&state={STATE}")).as_bytes())
+            .await
+            .unwrap();
+        let callback = wait.await.unwrap().unwrap();
+        assert_eq!(callback.host_str(), Some("[::1]"));
+        assert_eq!(callback.port(), Some(addr.port()));
+    }
 }
