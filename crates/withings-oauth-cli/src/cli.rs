@@ -44,7 +44,8 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, env = "WITHINGS_CONFIG", value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
 
-    /// Credential store file [default: the platform's data directory]
+    /// Credential store file [default: the platform's data directory, e.g.
+    /// ~/.local/share/withings-oauth/tokens.json]
     #[arg(long, global = true, env = "WITHINGS_STORE", value_name = "PATH")]
     pub(crate) store: Option<PathBuf>,
 
@@ -93,7 +94,8 @@ pub(crate) enum CloudArg {
 pub(crate) enum Command {
     /// Log in a user and save the credentials
     Login(LoginArgs),
-    /// Show the stored login: user, scopes, expiry (never a token)
+    /// Show the stored logins: user, scopes, expiry (never a token); exit code 3 if one must
+    /// log in again
     Status,
     /// Print a valid access token on stdout, refreshing it if needed
     ///

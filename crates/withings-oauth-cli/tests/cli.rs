@@ -539,3 +539,114 @@ async fn a_paste_login_ended_without_an_address_fails_cleanly() {
         .stderr(predicate::str::contains("login"));
     assert!(!w.store_path().exists(), "nothing saved");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_withings_keeps_the_stored_login() {
+    let w = World::start().await;
+    w.login_paste(&[]).await.assert().success();
+    age_store(&w.store_path()).await;
+    let before = std::fs::read(w.store_path()).unwrap();
+
+    w.sandbox
+        .handle()
+        .inject_fault(Endpoint::Token, Fault::Http500, 1);
+    w.run(&["token"])
+        .await
+        .assert()
+        .code(4)
+        .stdout("")
+        .stderr(predicate::str::contains("retry"));
+    assert_eq!(std::fs::read(w.store_path()).unwrap(), before);
+
+    // Nothing listens there any more: a connection failure.
+    let mut cmd = w.command(&["refresh"]);
+    cmd.env("WITHINGS_BASE_URL", "http://127.0.0.1:9/");
+    w.run_with(cmd).await.assert().code(4);
+
+    let token = w.token().await;
+    assert_eq!(w.measure_status(&token).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_refresh_once() {
+    let w = World::start().await;
+    w.login_paste(&[]).await.assert().success();
+    age_store(&w.store_path()).await;
+    // Slow enough that the second process arrives during the first one's refresh.
+    w.sandbox
+        .handle()
+        .inject_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(500)), 1);
+    let (a, b) = tokio::join!(w.run(&["token"]), w.run(&["token"]));
+    let a = a.assert().success().get_output().stdout.clone();
+    let b = b.assert().success().get_output().stdout.clone();
+    assert_eq!(a, b, "both got the one refreshed token");
+    assert_eq!(w.sandbox.handle().counters().token_refresh, 1);
+    let token = String::from_utf8(a).unwrap();
+    assert_eq!(w.measure_status(token.trim()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_secret_is_never_shown() {
+    let w = World::start().await;
+    for args in [&["--help"][..], &["login", "--help"], &["status"]] {
+        let out = w.run(args).await;
+        assert!(
+            !text(&out).contains(DEFAULT_CLIENT_SECRET),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    // A config file is read too: the secret there is not echoed when the file is invalid.
+    let config = w.home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("client_secret = \"{DEFAULT_CLIENT_SECRET}\"\nbogus = 1\n"),
+    )
+    .unwrap();
+    let mut cmd = w.command(&["login"]);
+    cmd.env_remove("WITHINGS_CLIENT_SECRET")
+        .env("WITHINGS_CONFIG", &config);
+    let out = w.run_with(cmd).await;
+    assert!(
+        !text(&out).contains(DEFAULT_CLIENT_SECRET),
+        "{}",
+        text(&out)
+    );
+    out.assert()
+        .code(2)
+        .stderr(predicate::str::contains(config.display().to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_come_from_the_config_file_when_not_in_the_environment() {
+    let w = World::start().await;
+    let config = w
+        .home
+        .path()
+        .join("config")
+        .join("withings-oauth")
+        .join("config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "client_id = \"{DEFAULT_CLIENT_ID}\"\nclient_secret = \"{DEFAULT_CLIENT_SECRET}\"\nredirect_uri = \"{HTTPS_CALLBACK}\"\n"
+        ),
+    )
+    .unwrap();
+    // The default config path (XDG_CONFIG_HOME) is found; the environment no longer says.
+    let mut cmd = w.command(&["login", "--agent", "paste"]);
+    cmd.env_remove("WITHINGS_CLIENT_ID")
+        .env_remove("WITHINGS_CLIENT_SECRET")
+        .env_remove("WITHINGS_REDIRECT_URI");
+    w.login_interactive(cmd, Deliver::Paste)
+        .await
+        .assert()
+        .success();
+    // A flag beats the file: a wrong client id is refused by Withings as a configuration error.
+    w.run(&["refresh", "--client-id", "not-our-app"])
+        .await
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("WITHINGS_CLIENT_ID"));
+}
