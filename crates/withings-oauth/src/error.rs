@@ -354,17 +354,17 @@ pub(crate) fn sanitize_message(message: &str, secrets: &[&str]) -> String {
             out = out.replace(secret, "[redacted]");
         }
     }
-    // A secret cut by the length limit still leaves a prefix: mask long unbroken runs that are a
-    // prefix of a secret.
+    // A secret cut by the length limit still leaves its beginning at the end: mask the longest
+    // end that begins a secret. Every start is tried, because a secret's beginning may repeat
+    // (`aaaab...` right after `...a` hides from a search for non-overlapping `aaaa`).
     for secret in secrets.iter().filter(|s| s.len() >= 8) {
-        let head: String = secret.chars().take(4).collect();
-        for (start, _) in out.clone().match_indices(head.as_str()) {
-            let rest = &out[start..];
-            if secret.starts_with(rest) {
-                out.truncate(start);
-                out.push_str("[redacted]");
-                break;
-            }
+        let cut = out
+            .char_indices()
+            .map(|(start, _)| start)
+            .find(|&start| out.len() - start >= 4 && secret.starts_with(&out[start..]));
+        if let Some(start) = cut {
+            out.truncate(start);
+            out.push_str("[redacted]");
         }
     }
     out

@@ -280,3 +280,48 @@ fn any_expires_in_goes_through_refresh_and_storage_without_panic() {
         })
         .unwrap();
 }
+
+#[test]
+fn a_secret_cut_by_the_length_limit_leaves_no_beginning_behind() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(echo(Arc::new(Mutex::new(String::new()))))
+            .mount(&server)
+            .await;
+        server
+    });
+    // Secrets whose beginning repeats, right after text that ends like them: the hard case for
+    // finding where a cut secret starts.
+    let strategy = ("a{4,8}b[ab]{3,10}", 1usize..4, 4usize..12);
+    let mut runner = TestRunner::new(network_config(64));
+    runner
+        .run(&strategy, |(token, repeated, kept)| {
+            let kept = kept.min(token.len() - 1);
+            // Withings' messages are kept up to 200 characters: `kept` of the token fit.
+            let before = format!(
+                "{}{}",
+                "x".repeat(200 - repeated - kept),
+                "a".repeat(repeated)
+            );
+            let client = echo_client(
+                &server,
+                &format!("after-503-{before}"),
+                CLIENT_SECRET,
+                AuthMethod::ClientSecret,
+            );
+            let login = authorized(&client, 7, "acc", &token, Utc::now(), "user.metrics");
+            let err = runtime.block_on(login.refresh()).expect_err("refused");
+            let shown = kept_message(err.error()).expect("a 503 keeps its text");
+            prop_assert!(shown.starts_with("xxxx"), "{}", shown);
+            prop_assert!(
+                !shown.ends_with(&token[..kept]),
+                "the first {} characters of the token are shown: {}",
+                kept,
+                shown
+            );
+            Ok(())
+        })
+        .unwrap();
+}

@@ -63,6 +63,7 @@ async fn code_exchange_sends_exactly_the_protocol_form() {
     assert_eq!(request.url.path(), "/v2/oauth2");
     assert_eq!(request.url.query(), None, "nothing travels in the URL");
     assert_eq!(content_type(request), FORM_CONTENT_TYPE);
+    assert!(request.headers.get("authorization").is_none());
     assert_eq!(
         form(request),
         expected_form(&[
@@ -351,4 +352,41 @@ async fn the_code_exchange_uses_the_redirect_uri_of_the_authorize_url() {
     pending.complete(&callback("c", &state)).await.unwrap();
     let sent = requests(&server).await;
     assert_eq!(form(&sent[0])["redirect_uri"], in_url);
+}
+
+#[test]
+fn any_code_reaches_the_token_endpoint_unchanged() {
+    // A registered redirect URI may carry a query of its own, with reserved characters.
+    const REDIRECT: &str = "https://app.example.com/withings/callback?tenant=a%26b&x=%2B";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(MockServer::start());
+    let client = withings_oauth::Client::builder()
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .redirect_uri(REDIRECT)
+        .base_url(base_url(&server))
+        .build()
+        .unwrap();
+    let config = proptest::test_runner::Config {
+        failure_persistence: None,
+        ..proptest::test_runner::Config::with_cases(32)
+    };
+    proptest::test_runner::TestRunner::new(config)
+        .run(&"\\PC{1,80}", |code| {
+            runtime.block_on(async {
+                server.reset().await;
+                mount_token_answer(&server, token_answer(json!(1), "a", "r", "user.metrics")).await;
+                let (pending, state) = begin(&client, Scopes::all());
+                let mut url = pending.redirect_uri().clone();
+                url.query_pairs_mut()
+                    .append_pair("code", &code)
+                    .append_pair("state", &state);
+                pending.complete(&url).await.expect("accepted");
+                let sent = form(&requests(&server).await[0]);
+                proptest::prop_assert_eq!(&sent["code"], &code);
+                proptest::prop_assert_eq!(sent["redirect_uri"].as_str(), REDIRECT);
+                Ok(())
+            })
+        })
+        .unwrap();
 }

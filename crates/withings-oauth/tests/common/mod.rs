@@ -217,13 +217,16 @@ pub(crate) fn assert_hidden(
 /// Answers every call with an error whose text repeats the secrets of the request (`code`,
 /// `refresh_token`, `client_secret`) and the client secret of the current case, as a careless
 /// server could. The client id says how: `echo-<status>` or `cut-<status>` (the secret pushed
-/// past the length limit of kept messages, so only its beginning would remain); `signed-<status>`
-/// answers `getnonce` normally and echoes at `/v2/oauth2`.
+/// past the length limit of kept messages, so only its beginning would remain);
+/// `after-<status>-<text>` (the first secret right after `<text>`); `signed-<status>` answers
+/// `getnonce` normally and echoes at `/v2/oauth2`.
 pub(crate) fn echo(client_secret: Arc<Mutex<String>>) -> impl Fn(&Request) -> ResponseTemplate {
     move |request| {
         let form = form(request);
         let client_id = form.get("client_id").cloned().unwrap_or_default();
-        let (mode, status) = client_id.split_once('-').unwrap_or(("echo", "503"));
+        let mut parts = client_id.splitn(3, '-');
+        let (mode, status) = (parts.next().unwrap(), parts.next().unwrap_or("503"));
+        let text_before = parts.next().unwrap_or_default();
         if request.url.path() == "/v2/signature" && mode == "signed" {
             return json_response(r#"{"status":0,"body":{"nonce":"n0nce"}}"#);
         }
@@ -234,6 +237,7 @@ pub(crate) fn echo(client_secret: Arc<Mutex<String>>) -> impl Fn(&Request) -> Re
         echoed.push(client_secret.lock().unwrap().clone());
         let text = match mode {
             "cut" => format!("{}{}", "x".repeat(200 - echoed[0].len() / 2), echoed[0]),
+            "after" => format!("{text_before}{}", echoed[0]),
             _ => format!("Invalid Params: bad {}", echoed.join(" and ")),
         };
         let status: i64 = status.parse().unwrap();
