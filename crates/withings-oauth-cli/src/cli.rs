@@ -136,7 +136,8 @@ pub(crate) struct LoginArgs {
     #[arg(long)]
     pub(crate) no_browser: bool,
 
-    /// Give up after this many seconds without a callback
+    /// Give up after this many seconds without a callback (browser and webview agents; a paste
+    /// prompt waits until end of input)
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub(crate) timeout: u64,
 }

@@ -13,7 +13,7 @@ use withings_oauth::store::{StoredEntry, TokenStore};
 use withings_oauth_store::FileStore;
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEMO_USERID, Endpoint, Fault, HTTPS_CALLBACK,
-    SEEDED_USERID, Sandbox, SandboxConfig, TokenKind,
+    SEEDED_EMAIL, SEEDED_PASSWORD, SEEDED_USERID, Sandbox, SandboxConfig, TokenKind,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_withings-oauth");
@@ -110,11 +110,26 @@ impl World {
                 }
             }
         };
-        let response = self.http.get(authorize).send().await.unwrap();
+        let response = match &deliver {
+            Deliver::PasteAfterForm(answers) => {
+                // The consent form, submitted as the page would: the authorize parameters,
+                // then what the user chose.
+                let mut form: Vec<(String, String)> =
+                    authorize.query_pairs().into_owned().collect();
+                form.push(("scopes_chosen".into(), "1".into()));
+                form.push(("email".into(), SEEDED_EMAIL.into()));
+                form.push(("password".into(), SEEDED_PASSWORD.into()));
+                form.extend(answers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                let mut target = authorize.clone();
+                target.set_query(None);
+                self.http.post(target).form(&form).send().await.unwrap()
+            }
+            _ => self.http.get(authorize).send().await.unwrap(),
+        };
         assert_eq!(response.status(), 302);
         let location = response.headers()["location"].to_str().unwrap().to_owned();
         match deliver {
-            Deliver::Paste => {
+            Deliver::Paste | Deliver::PasteAfterForm(_) => {
                 stdin
                     .write_all(format!("{location}\n").as_bytes())
                     .await
@@ -184,6 +199,9 @@ enum Deliver {
     Paste,
     /// Visits it, as the browser would (loopback listener).
     Visit,
+    /// Submits the consent form with these fields instead of relying on auto-approve, then
+    /// types the callback on stdin.
+    PasteAfterForm(&'static [(&'static str, &'static str)]),
 }
 
 fn text(output: &Output) -> String {
@@ -649,4 +667,47 @@ async fn settings_come_from_the_config_file_when_not_in_the_environment() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("WITHINGS_CLIENT_ID"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fewer_scopes_than_asked_are_reported() {
+    let w = World::start().await;
+    let cmd = w.command(&[
+        "login",
+        "--agent",
+        "paste",
+        "--scope",
+        "user.metrics",
+        "--scope",
+        "user.info",
+    ]);
+    let answers = &[("grant_scope", "user.metrics"), ("decision", "allow")];
+    let out = w
+        .login_interactive(cmd, Deliver::PasteAfterForm(answers))
+        .await;
+    out.assert()
+        .success()
+        .stdout(predicate::str::contains("with scopes user.metrics."))
+        .stderr(predicate::str::contains(
+            "warning: Withings did not grant user.info",
+        ));
+    w.run(&["status"])
+        .await
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("scopes: user.metrics\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_login_saves_nothing() {
+    let w = World::start().await;
+    let cmd = w.command(&["login", "--agent", "paste"]);
+    let out = w
+        .login_interactive(cmd, Deliver::PasteAfterForm(&[("decision", "deny")]))
+        .await;
+    out.assert()
+        .code(1)
+        .stderr(predicate::str::contains("denied"))
+        .stderr(predicate::str::contains("allow access"));
+    assert!(!w.store_path().exists());
 }
