@@ -173,7 +173,7 @@ fn read_config(path: &Path, explicit: bool) -> Result<FileConfig, CliError> {
             )));
         }
     };
-    toml::from_str(&text).map_err(|e| {
+    let file: FileConfig = toml::from_str(&text).map_err(|e| {
         // toml's message quotes the offending line, which may hold the client secret.
         let at = e
             .span()
@@ -187,7 +187,26 @@ fn read_config(path: &Path, explicit: bool) -> Result<FileConfig, CliError> {
             path.display(),
             e.message()
         ))
-    })
+    })?;
+    if file.client_secret.is_some() && readable_by_others(path) {
+        eprintln!(
+            "warning: the config file {} holds the client secret and other users can read it: run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> bool {
+    false
 }
 
 #[cfg(test)]

@@ -652,15 +652,32 @@ async fn settings_come_from_the_config_file_when_not_in_the_environment() {
         ),
     )
     .unwrap();
+    set_mode(&config, 0o644);
     // The default config path (XDG_CONFIG_HOME) is found; the environment no longer says.
-    let mut cmd = w.command(&["login", "--agent", "paste"]);
-    cmd.env_remove("WITHINGS_CLIENT_ID")
-        .env_remove("WITHINGS_CLIENT_SECRET")
-        .env_remove("WITHINGS_REDIRECT_URI");
-    w.login_interactive(cmd, Deliver::Paste)
+    let from_file_only = |args: &[&str]| {
+        let mut cmd = w.command(args);
+        cmd.env_remove("WITHINGS_CLIENT_ID")
+            .env_remove("WITHINGS_CLIENT_SECRET")
+            .env_remove("WITHINGS_REDIRECT_URI");
+        cmd
+    };
+    let login = w
+        .login_interactive(
+            from_file_only(&["login", "--agent", "paste"]),
+            Deliver::Paste,
+        )
+        .await;
+    login
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("other users can read it"))
+        .stderr(predicate::str::contains("chmod 600"));
+    set_mode(&config, 0o600);
+    w.run_with(from_file_only(&["refresh"]))
         .await
         .assert()
-        .success();
+        .success()
+        .stderr(predicate::str::contains("warning").not());
     // A flag beats the file: a wrong client id is refused by Withings as a configuration error.
     w.run(&["refresh", "--client-id", "not-our-app"])
         .await
