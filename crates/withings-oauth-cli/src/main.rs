@@ -41,18 +41,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    if let Command::Demo(args) = &cli.command {
-        // The demo must not read the user's configuration or touch their store.
-        return demo::run(args).await;
-    }
-    let settings = Settings::load(cli.global)?;
-    match &cli.command {
-        Command::Login(args) => commands::login(&settings, args).await,
-        Command::Status => commands::status(&settings).await,
-        Command::Token => commands::token(&settings).await,
-        Command::Refresh => commands::refresh(&settings).await,
-        Command::Revoke => commands::revoke(&settings).await,
-        Command::Logout => commands::logout(&settings).await,
-        Command::Demo(_) => unreachable!("handled above"),
+    let global = cli.global;
+    let settings = move || Settings::load(global);
+    match cli.command {
+        // The demo reads none of the user's settings and never touches their store.
+        Command::Demo(args) => demo::run(&args).await,
+        Command::Login(args) => commands::login(&settings()?, &args).await,
+        Command::Status => commands::status(&settings()?).await,
+        Command::Token => commands::token(&settings()?).await,
+        Command::Refresh => commands::refresh(&settings()?).await,
+        Command::Revoke => commands::revoke(&settings()?).await,
+        Command::Logout => commands::logout(&settings()?).await,
     }
 }
