@@ -199,7 +199,9 @@ struct DriverProcess {
 impl Drop for DriverProcess {
     fn drop(&mut self) {
         #[cfg(unix)]
-        if let Some(pid) = self.child.id() {
+        if let Some(pid) = self.child.id()
+            && leads_its_own_group(pid)
+        {
             // chromedriver's Chromium is in its process group: end them all, by group id.
             let _ = std::process::Command::new("kill")
                 .arg("-KILL")
@@ -210,6 +212,23 @@ impl Drop for DriverProcess {
         }
         let _ = self.child.start_kill();
     }
+}
+
+/// Whether process `pid` leads its own process group, so that killing the group kills only what
+/// it started. Checked in `/proc` (Linux); elsewhere, never assumed.
+#[cfg(unix)]
+fn leads_its_own_group(pid: u32) -> bool {
+    if pid <= 1 || pid == std::process::id() {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    fields.split_whitespace().nth(2) == Some(pid.to_string().as_str())
 }
 
 fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
