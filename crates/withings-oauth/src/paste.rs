@@ -682,6 +682,136 @@ pub(crate) mod tests {
         );
     }
 
+    /// Set in a child process of [`stdio_reads_standard_input_and_writes_standard_error`]: which
+    /// login the child runs on its real standard input.
+    const CHILD_MODE: &str = "WITHINGS_OAUTH_TEST_STDIO_CHILD";
+
+    /// Runs this test binary again as a child, with `mode`, `input` on its standard input (kept
+    /// open unless `close_stdin`); returns (exit success, stdout, stderr).
+    fn run_child(mode: &str, input: &str, close_stdin: bool) -> (bool, String, String) {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "paste::tests::stdio_child",
+                "--nocapture",
+            ])
+            .env(CHILD_MODE, mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        let held_open = if close_stdin {
+            drop(stdin);
+            None
+        } else {
+            Some(stdin)
+        };
+        let mut finished = false;
+        for _ in 0..200 {
+            if child.try_wait().unwrap().is_some() {
+                finished = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if !finished {
+            let _ = child.kill();
+        }
+        drop(held_open);
+        let output = child.wait_with_output().unwrap();
+        (
+            finished && output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn stdio_reads_standard_input_and_writes_standard_error() {
+        let input = format!("garbage\n{REDIRECT}?code=SECRETCODE&state={STATE}\n");
+        let (ok, stdout, stderr) = run_child("paste", &input, false);
+        assert!(ok, "{stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!(
+                "CALLBACK {REDIRECT}?code=SECRETCODE&state={STATE}"
+            )),
+            "{stdout}"
+        );
+        assert!(stderr.contains("valid for 30 seconds"), "{stderr}");
+        assert!(stderr.contains("attempt 2 of 3"), "{stderr}");
+        assert!(!stderr.contains("SECRETCODE"), "{stderr}");
+
+        let (ok, stdout, stderr) = run_child("paste", "", true);
+        assert!(ok, "{stdout}{stderr}");
+        assert!(stdout.contains("CANCELLED"), "{stdout}");
+    }
+
+    /// The browser answers while standard input is open and silent: the login ends and the
+    /// process exits, without waiting for a line nobody types.
+    #[cfg(feature = "loopback")]
+    #[test]
+    fn a_pending_stdin_read_does_not_hold_up_the_process() {
+        let (ok, stdout, stderr) = run_child("browser-or-paste", "", false);
+        assert!(ok, "the child did not exit by itself: {stdout}{stderr}");
+        assert!(stdout.contains("CALLBACK http://127.0.0.1:"), "{stdout}");
+    }
+
+    #[tokio::test]
+    #[ignore = "a child process of the stdio tests: it reads the test binary's own stdin"]
+    async fn stdio_child() {
+        // Not a test of its own: without the variable (`--include-ignored`) there is nothing to do.
+        let Ok(mode) = std::env::var(CHILD_MODE) else {
+            return;
+        };
+        let result = match mode.as_str() {
+            "paste" => {
+                PasteAgent::stdio()
+                    .run(Prepared::new(REDIRECT.parse().unwrap()), &authorize_url())
+                    .await
+            }
+            #[cfg(feature = "loopback")]
+            "browser-or-paste" => {
+                let agent = crate::loopback::BrowserOrPasteAgent::stdio().open_browser(false);
+                let prepared = agent
+                    .prepare(&"http://127.0.0.1:0/callback".parse().unwrap())
+                    .await
+                    .unwrap();
+                let redirect = prepared.redirect_uri().clone();
+                let mut authorize: Url = "https://account.withings.com/oauth2_user/authorize2"
+                    .parse()
+                    .unwrap();
+                authorize
+                    .query_pairs_mut()
+                    .append_pair("redirect_uri", redirect.as_str())
+                    .append_pair("state", STATE);
+                let port = redirect.port().unwrap();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .unwrap();
+                    let request =
+                        format!("GET /callback?code=C&state={STATE} HTTP/1.1\r\nHost: x\r\n\r\n");
+                    stream.write_all(request.as_bytes()).await.unwrap();
+                    let mut answer = Vec::new();
+                    let _ = stream.read_to_end(&mut answer).await;
+                });
+                agent.run(prepared, &authorize).await
+            }
+            other => panic!("unknown mode {other}"),
+        };
+        match result {
+            Ok(url) => println!("CALLBACK {url}"),
+            Err(UserAgentError::Cancelled) => println!("CANCELLED"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     proptest::proptest! {
         /// Whatever is typed: no panic, nothing typed is written back, and only this login's
         /// callback (or its denial) comes out.
