@@ -89,16 +89,15 @@ pub fn query_param(url: &Url, name: &str) -> Option<String> {
 
 /// Headless Chromium under chromedriver, driven through WebDriver ([`fantoccini`]).
 ///
-/// [`Browser::start`] runs chromedriver on a free port of 127.0.0.1 in a process group of its
-/// own, with a fresh profile directory. Dropping the value kills that process group (chromedriver
-/// and the Chromium it started), so a failing test leaves no browser behind; [`Browser::close`]
-/// ends the session politely first.
+/// [`Browser::start`] runs chromedriver on a free port of 127.0.0.1, with a fresh profile
+/// directory. Dropping the value, even in a panicking test, ends the WebDriver session (Chromium
+/// quits) and kills chromedriver by its pid; [`Browser::close`] does the same without blocking.
 ///
 /// The programs are found on `PATH` (`chromium`, `chromedriver`) or through the environment
 /// variables `CHROMIUM` and `CHROMEDRIVER`.
 pub struct Browser {
     webdriver: fantoccini::Client,
-    _driver: DriverProcess,
+    driver: DriverProcess,
     _profile: tempfile::TempDir,
 }
 
@@ -130,15 +129,17 @@ impl Browser {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
-        #[cfg(unix)]
-        command.process_group(0);
         let child = command.spawn().unwrap_or_else(|e| {
             panic!(
                 "chromedriver ({}) did not start: {e}; {BROWSER_SETUP_HINT}",
                 chromedriver.display()
             )
         });
-        let driver = DriverProcess { child };
+        let mut driver = DriverProcess {
+            child,
+            port,
+            session: None,
+        };
         let webdriver_url = format!("http://127.0.0.1:{port}");
         wait_until_ready(&webdriver_url).await;
 
@@ -172,9 +173,10 @@ impl Browser {
                 chromium.display()
             )
         });
+        driver.session = webdriver.session_id().await.ok().flatten();
         Browser {
             webdriver,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }
@@ -185,50 +187,49 @@ impl Browser {
     }
 
     /// Ends the WebDriver session (Chromium quits), then stops chromedriver.
-    pub async fn close(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.webdriver.clone().close()).await;
-        drop(self);
+    pub async fn close(mut self) {
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), self.webdriver.clone().close()).await;
+        if matches!(closed, Ok(Ok(()))) {
+            self.driver.session = None;
+        }
     }
 }
 
-/// chromedriver, killed with its whole process group when dropped.
+/// chromedriver; dropping it ends the browser session, then kills chromedriver.
 struct DriverProcess {
     child: tokio::process::Child,
+    port: u16,
+    session: Option<String>,
 }
 
 impl Drop for DriverProcess {
     fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(pid) = self.child.id()
-            && leads_its_own_group(pid)
-        {
-            // chromedriver's Chromium is in its process group: end them all, by group id.
-            let _ = std::process::Command::new("kill")
-                .arg("-KILL")
-                .arg(format!("-{pid}"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+        // Drop can't await: end the session with a blocking request, so chromedriver quits
+        // Chromium (a killed chromedriver would leave it running), then kill chromedriver itself,
+        // by its pid.
+        if let Some(session) = &self.session {
+            delete_session(self.port, session);
         }
         let _ = self.child.start_kill();
     }
 }
 
-/// Whether process `pid` leads its own process group, so that killing the group kills only what
-/// it started. Checked in `/proc` (Linux); elsewhere, never assumed.
-#[cfg(unix)]
-fn leads_its_own_group(pid: u32) -> bool {
-    if pid <= 1 || pid == std::process::id() {
-        return false;
+/// `DELETE /session/{id}` on chromedriver, over a plain blocking socket, bounded to 10 s.
+fn delete_session(port: u16, session: &str) {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = stream.take(64 * 1024).read_to_end(&mut answer);
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-    let Some((_, fields)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    fields.split_whitespace().nth(2) == Some(pid.to_string().as_str())
 }
 
 fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
