@@ -95,6 +95,35 @@ async fn https_callback_is_intercepted_and_two_logins_in_a_row_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_logins_each_get_their_own_callback() {
+    require_display();
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+        .await
+        .expect("sandbox");
+    let client = client(&sandbox, HTTPS_CALLBACK);
+    let agent = WebviewAgent::new().timeout(Duration::from_secs(60));
+
+    // Each callback carries its own login's `state`: a callback routed to the wrong window
+    // would fail the state check.
+    let (a, b, c) = tokio::join!(
+        webview_login(&client, &agent),
+        webview_login(&client, &agent),
+        webview_login(&client, &agent),
+    );
+    let logins = [
+        a.expect("login a"),
+        b.expect("login b"),
+        c.expect("login c"),
+    ];
+    for login in &logins {
+        assert_eq!(login.user_id().get(), SEEDED_USERID);
+        assert_eq!(getmeas_status(&sandbox, login).await, 0);
+    }
+    assert_eq!(sandbox.handle().counters().token_code, 3);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_scheme_callback_is_intercepted() {
     require_display();
     let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
@@ -144,7 +173,12 @@ async fn an_unanswered_page_times_out_then_the_next_login_works() {
         err.to_string().contains("run the login again"),
         "the message says what to do: {err}"
     );
-    assert_eq!(sandbox.handle().counters().token_code, 0);
+    let counters = sandbox.handle().counters();
+    assert_eq!(
+        counters.authorize_page, 1,
+        "the window loaded the consent page and waited on it"
+    );
+    assert_eq!(counters.token_code, 0);
 
     sandbox.handle().set_auto_approve(true);
     let authorized = webview_login(

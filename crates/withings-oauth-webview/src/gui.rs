@@ -42,7 +42,8 @@ pub(crate) struct LoginRequest {
 }
 
 /// Messages to the event loop from the webviews, the timers and the callers.
-#[derive(Debug)]
+///
+/// No `Debug`: a callback URL carries the code and the state.
 enum GuiEvent {
     /// Look for new requests and for callers that gave up.
     Wake,
@@ -229,57 +230,75 @@ fn gui_main(rx: &mpsc::Receiver<LoginRequest>, shared: &Shared) {
     *shared.proxy.lock().unwrap_or_else(PoisonError::into_inner) = Some(proxy.clone());
 
     let mut next_id = 0_u64;
+    let mut queued: Vec<LoginRequest> = Vec::new();
+    let mut logins: HashMap<u64, Login> = HashMap::new();
     while let Ok(first) = rx.recv() {
-        let mut queued = vec![first];
-        let mut logins: HashMap<u64, Login> = HashMap::new();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            event_loop.run_return(|event, target, control_flow| {
-                *control_flow = ControlFlow::Wait;
-                queued.extend(rx.try_iter());
-                for request in queued.drain(..) {
-                    next_id += 1;
-                    open(target, &proxy, next_id, request, &mut logins);
+        queued.push(first);
+        // A request can arrive while the loop is on its way out; the loop then runs again
+        // rather than leaving a window nobody drives.
+        while !queued.is_empty() || !logins.is_empty() {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                event_loop.run_return(|event, target, control_flow| {
+                    if let Event::LoopDestroyed = event {
+                        return;
+                    }
+                    *control_flow = ControlFlow::Wait;
+                    queued.extend(rx.try_iter());
+                    for request in queued.drain(..) {
+                        next_id += 1;
+                        open(target, &proxy, next_id, request, &mut logins);
+                    }
+                    handle(event, &mut logins, control_flow);
+                    logins.retain(|_, login| !login.reply.is_closed());
+                });
+            }));
+            if let Err(panic) = outcome {
+                let reason = format!("the login window failed ({})", panic_text(&*panic));
+                tracing::warn!(%reason, "login window event loop panicked");
+                for request in queued.drain(..).chain(rx.try_iter()) {
+                    let _ = request
+                        .reply
+                        .send(Err(UserAgentError::Other(reason.clone())));
                 }
-                match event {
-                    Event::UserEvent(GuiEvent::Callback(id, url)) => {
-                        finish(&mut logins, id, Ok(url));
-                    }
-                    Event::UserEvent(GuiEvent::TimedOut(id)) => {
-                        if let Some(timeout) = logins.get(&id).map(|l| l.timeout) {
-                            finish(&mut logins, id, Err(UserAgentError::TimedOut(timeout)));
-                        }
-                    }
-                    Event::WindowEvent {
-                        window_id,
-                        event: WindowEvent::CloseRequested,
-                        ..
-                    } => {
-                        if let Some(id) = login_of_window(&logins, window_id) {
-                            finish(&mut logins, id, Err(UserAgentError::Cancelled));
-                        }
-                    }
-                    // Leaving only after a full pass lets GTK process the destroyed windows,
-                    // so none stays on screen while the thread sleeps.
-                    Event::RedrawEventsCleared if logins.is_empty() => {
-                        *control_flow = ControlFlow::ExitWithCode(0);
-                    }
-                    _ => {}
+                for (_, login) in logins.drain() {
+                    let _ = login.reply.send(Err(UserAgentError::Other(reason.clone())));
                 }
-                logins.retain(|_, login| !login.reply.is_closed());
-            });
-        }));
-        if let Err(panic) = outcome {
-            let reason = format!("the login window failed ({})", panic_text(&*panic));
-            tracing::warn!(%reason, "login window event loop panicked");
-            for request in queued.drain(..).chain(rx.try_iter()) {
-                let _ = request
-                    .reply
-                    .send(Err(UserAgentError::Other(reason.clone())));
-            }
-            for (_, login) in logins.drain() {
-                let _ = login.reply.send(Err(UserAgentError::Other(reason.clone())));
             }
         }
+    }
+}
+
+fn handle(
+    event: Event<'_, GuiEvent>,
+    logins: &mut HashMap<u64, Login>,
+    control_flow: &mut ControlFlow,
+) {
+    match event {
+        Event::UserEvent(GuiEvent::Callback(id, url)) => {
+            finish(logins, id, Ok(url));
+        }
+        Event::UserEvent(GuiEvent::TimedOut(id)) => {
+            if let Some(timeout) = logins.get(&id).map(|l| l.timeout) {
+                finish(logins, id, Err(UserAgentError::TimedOut(timeout)));
+            }
+        }
+        // Destroyed: something outside GTK tore the window down (an X client killing it,
+        // say); nobody can answer in it any more.
+        Event::WindowEvent {
+            window_id,
+            event: WindowEvent::CloseRequested | WindowEvent::Destroyed,
+            ..
+        } => {
+            if let Some(id) = login_of_window(logins, window_id) {
+                finish(logins, id, Err(UserAgentError::Cancelled));
+            }
+        }
+        // Leaving only after a full pass lets GTK process the destroyed windows, so none
+        // stays on screen while the thread sleeps.
+        Event::RedrawEventsCleared if logins.is_empty() => {
+            *control_flow = ControlFlow::ExitWithCode(0);
+        }
+        _ => {}
     }
 }
 

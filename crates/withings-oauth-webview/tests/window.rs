@@ -1,0 +1,131 @@
+//! The login window on a real display, without a Withings server: pages are `data:` URLs.
+//!
+//! Needs a display: `xvfb-run -a cargo test -p withings-oauth-webview` (or `bash .ci/test`).
+#![cfg(target_os = "linux")]
+
+use std::time::{Duration, Instant};
+
+use url::Url;
+use withings_oauth::user_agent::{Prepared, UserAgent, UserAgentError};
+use withings_oauth_webview::WebviewAgent;
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{AtomEnum, ClientMessageEvent, ConnectionExt, EventMask, Window};
+use x11rb::rust_connection::RustConnection;
+
+fn require_display() {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    assert!(
+        set("DISPLAY"),
+        "these tests need an X display and DISPLAY is not set: run them under \
+         `xvfb-run -a cargo test -p withings-oauth-webview`, or run `bash .ci/test`"
+    );
+}
+
+/// A page that runs `script` once loaded.
+fn page(script: &str) -> Url {
+    let html = format!("<!doctype html><title>t</title><p>login</p><script>{script}</script>");
+    // Every byte escaped: `+` would stay a plus sign in a data URL, not become a space.
+    let escaped: String = html.bytes().map(|b| format!("%{b:02X}")).collect();
+    Url::parse(&format!("data:text/html,{escaped}")).unwrap()
+}
+
+/// The top-level window titled `title`, once it exists.
+fn find_window(conn: &RustConnection, root: Window, title: &str) -> Option<Window> {
+    let children = conn.query_tree(root).ok()?.reply().ok()?.children;
+    children.into_iter().find(|&window| {
+        conn.get_property(false, window, AtomEnum::WM_NAME, AtomEnum::ANY, 0, 256)
+            .ok()
+            .and_then(|cookie| cookie.reply().ok())
+            .is_some_and(|prop| prop.value == title.as_bytes())
+    })
+}
+
+/// Asks the window titled `title` to close, as a window manager's close button does.
+fn close_window_titled(title: &str, within: Duration) -> Result<(), String> {
+    let (conn, screen) = x11rb::connect(None).map_err(|e| format!("X connection: {e}"))?;
+    let root = conn.setup().roots[screen].root;
+    let deadline = Instant::now() + within;
+    let window = loop {
+        if let Some(window) = find_window(&conn, root, title) {
+            break window;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no window titled {title:?} appeared"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // A person reaches the close button some time after the window appears; a message sent
+    // within the first milliseconds can beat the toolkit's own wiring of the window.
+    std::thread::sleep(Duration::from_secs(1));
+    let atom = |name: &str| -> Result<u32, String> {
+        Ok(conn
+            .intern_atom(false, name.as_bytes())
+            .map_err(|e| e.to_string())?
+            .reply()
+            .map_err(|e| e.to_string())?
+            .atom)
+    };
+    let protocols = atom("WM_PROTOCOLS")?;
+    let delete = atom("WM_DELETE_WINDOW")?;
+    let event = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
+    conn.send_event(false, window, EventMask::NO_EVENT, event)
+        .map_err(|e| e.to_string())?;
+    conn.flush().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_window_cancels_the_login() {
+    require_display();
+    let title = format!("close-me-{}", std::process::id());
+    let agent = WebviewAgent::new()
+        .title(title.clone())
+        .timeout(Duration::from_secs(20));
+    let redirect: Url = "https://app.example.com/withings/callback".parse().unwrap();
+    let authorize = page("");
+
+    let closer =
+        tokio::task::spawn_blocking(move || close_window_titled(&title, Duration::from_secs(15)));
+    let started = Instant::now();
+    let result = agent.run(Prepared::new(redirect), &authorize).await;
+    closer
+        .await
+        .expect("closer thread")
+        .expect("the window was found and asked to close");
+    assert!(
+        matches!(result, Err(UserAgentError::Cancelled)),
+        "expected Cancelled, got {result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "ended by the close, not the timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_sent_to_the_redirect_uri_returns_the_whole_callback() {
+    require_display();
+    let redirect: Url = "https://app.example.com/withings/callback".parse().unwrap();
+    let callback = "https://app.example.com/withings/callback?code=c0de&state=st4te&extra=1";
+    let authorize = page(&format!("location.href = '{callback}';"));
+    let agent = WebviewAgent::new().timeout(Duration::from_secs(20));
+    let got = agent
+        .run(Prepared::new(redirect), &authorize)
+        .await
+        .expect("callback captured");
+    assert_eq!(got.as_str(), callback);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_scheme_redirect_is_captured_without_a_handler() {
+    require_display();
+    let redirect: Url = "com.example.app://oauth/callback".parse().unwrap();
+    let callback = "com.example.app://oauth/callback?code=c0de&state=st4te";
+    let authorize = page(&format!("location.href = '{callback}';"));
+    let agent = WebviewAgent::new().timeout(Duration::from_secs(20));
+    let got = agent
+        .run(Prepared::new(redirect), &authorize)
+        .await
+        .expect("callback captured");
+    assert_eq!(got.as_str(), callback);
+}
