@@ -124,7 +124,7 @@ fn grant(
     scopes: Vec<String>,
     now: std::time::SystemTime,
 ) -> Response {
-    let expires_at = now + inner.config.code_lifetime;
+    let expires_at = crate::clock::later(now, inner.config.code_lifetime);
     let code = inner.issue_code(Code {
         client_id: request.client_id.clone(),
         userid,

@@ -12,7 +12,10 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn now(&self) -> SystemTime {
-        SystemTime::now() + Duration::from_nanos(self.offset_nanos.load(Ordering::Relaxed))
+        later(
+            SystemTime::now(),
+            Duration::from_nanos(self.offset_nanos.load(Ordering::Relaxed)),
+        )
     }
 
     pub(crate) fn advance(&self, by: Duration) {
@@ -24,6 +27,20 @@ impl Clock {
                 Some(o.saturating_add(by))
             });
     }
+}
+
+/// A thousand years: longer than any test runs, and representable after any time the clock
+/// can show (real time plus at most `u64::MAX` nanoseconds, about 584 years) on every platform.
+const FAR_AHEAD: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
+/// `t + by`, or, when that time can't be represented (a lifetime of `Duration::MAX`), a time
+/// at least a thousand years after `t`: "never expires" for all practical purposes, and never
+/// a panic while the state lock is held.
+pub(crate) fn later(t: SystemTime, by: Duration) -> SystemTime {
+    t.checked_add(by)
+        .or_else(|| t.checked_add(FAR_AHEAD))
+        // Unreachable for the times the clock shows; `t` itself still beats panicking.
+        .unwrap_or(t)
 }
 
 pub(crate) fn unix_secs(t: SystemTime) -> u64 {
@@ -40,6 +57,18 @@ mod tests {
         let before = unix_secs(clock.now());
         clock.advance(Duration::from_secs(3600));
         assert!(unix_secs(clock.now()) >= before + 3600);
+    }
+
+    #[test]
+    fn later_never_overflows() {
+        let now = SystemTime::now();
+        assert_eq!(
+            later(now, Duration::from_secs(30)),
+            now + Duration::from_secs(30)
+        );
+        assert!(later(now, Duration::MAX) >= now + FAR_AHEAD);
+        let far = later(now, Duration::from_nanos(u64::MAX));
+        assert!(later(far, Duration::MAX) > far);
     }
 
     #[test]

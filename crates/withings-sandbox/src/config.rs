@@ -102,8 +102,12 @@ impl Default for User {
 /// How a [`Sandbox`](crate::Sandbox) starts.
 ///
 /// The default registers [`App::default`] and [`User::default`], does not auto-approve, and
-/// uses Withings' lifetimes: access tokens 3 h, codes 30 s, nonces 30 min, a rotated refresh
-/// token dies 8 h after its successor was issued; 120 requests per minute per client.
+/// uses Withings' lifetimes: access tokens 3 h, refresh tokens 1 year, codes 30 s, nonces
+/// 30 min, a rotated refresh token dies 8 h after its successor was issued; 120 requests per
+/// minute per client.
+///
+/// Any lifetime is accepted, up to [`Duration::MAX`]: one too long to add to the clock means
+/// "a thousand years or more", never a panic.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
     pub(crate) apps: Vec<App>,
@@ -172,6 +176,13 @@ impl SandboxConfig {
     /// parts are ignored in `expires_in` but honoured by the expiry check.
     pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.access_token_lifetime = lifetime;
+        self
+    }
+
+    /// Lifetime of refresh tokens (default 1 year, as Withings). A refresh with an expired
+    /// refresh token is answered `Invalid Params: invalid refresh_token`.
+    pub fn refresh_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.refresh_token_lifetime = lifetime;
         self
     }
 

@@ -45,13 +45,22 @@ struct Args {
     #[arg(long)]
     auto_approve: bool,
 
-    /// Access token lifetime in seconds (expires_in).
-    #[arg(long, value_name = "SECS", default_value_t = 10_800)]
+    /// Access token lifetime in seconds (expires_in): 1 to 315360000 (10 years).
+    #[arg(long, value_name = "SECS", default_value_t = 10_800, value_parser = lifetime(1))]
     access_token_lifetime: u64,
 
     /// Requests per minute per client id before status 601; 0 turns the limit off.
     #[arg(long, value_name = "N", default_value_t = 120)]
     rate_limit: u32,
+}
+
+/// The longest lifetime a flag accepts: 10 years in seconds, ten times Withings' longest (the
+/// refresh token's year). Longer ones are surely typos, and the library takes them anyway.
+const MAX_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// Seconds from `min` to [`MAX_LIFETIME_SECS`]; clap names the range when a value is outside.
+fn lifetime(min: u64) -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(min..=MAX_LIFETIME_SECS)
 }
 
 fn parse_app(s: &str) -> Result<App, String> {
@@ -162,5 +171,16 @@ mod tests {
         assert_eq!(config.apps()[0].client_id, "id");
         assert_eq!(config.users(), [User::default()]);
         assert_eq!(config.rate_limit_per_minute(), None);
+    }
+
+    #[test]
+    fn lifetimes_are_bounded_to_ten_years() {
+        let parse = |secs: &str| {
+            Args::try_parse_from(["withings-sandbox", "--access-token-lifetime", secs])
+        };
+        assert!(parse(&MAX_LIFETIME_SECS.to_string()).is_ok());
+        assert!(parse(&(MAX_LIFETIME_SECS + 1).to_string()).is_err());
+        assert!(parse("0").is_err());
+        assert!(parse(&u64::MAX.to_string()).is_err());
     }
 }

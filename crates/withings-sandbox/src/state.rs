@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, later};
 use crate::config::{App, SandboxConfig, User};
 use crate::fault::Faults;
 
@@ -298,7 +298,7 @@ impl Inner {
             evict_oldest(&mut self.nonces, |n| n.expires_at);
         }
         let value = random_token();
-        let expires_at = now + self.config.nonce_lifetime;
+        let expires_at = later(now, self.config.nonce_lifetime);
         self.nonces.insert(
             value.clone(),
             Nonce {
@@ -346,7 +346,7 @@ impl Inner {
                 client_id: client_id.to_owned(),
                 userid,
                 scopes: scopes.clone(),
-                expires_at: now + lifetime,
+                expires_at: later(now, lifetime),
                 used: false,
                 replaces,
             },
@@ -357,7 +357,7 @@ impl Inner {
                 client_id: client_id.to_owned(),
                 userid,
                 scopes: scopes.clone(),
-                expires_at: now + self.config.refresh_token_lifetime,
+                expires_at: later(now, self.config.refresh_token_lifetime),
                 dies_at: None,
             },
         );
@@ -381,7 +381,7 @@ impl Inner {
         if old.client_id != client_id || old.deadline() <= now {
             return None;
         }
-        old.dies_at.get_or_insert(now + grace);
+        old.dies_at.get_or_insert(later(now, grace));
         let (userid, scopes) = (old.userid, old.scopes.clone());
         Some(self.issue_pair(client_id, userid, scopes, Some(token.to_owned()), now))
     }

@@ -37,6 +37,21 @@ fn bad_flags_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("CLIENT_ID:SECRET"));
 }
 
+#[test]
+fn out_of_range_lifetimes_are_refused_with_the_range() {
+    for value in ["0", "315360001", "18446744073709551615"] {
+        let out = Command::new(BIN)
+            .args(["--access-token-lifetime", value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
+        assert!(stderr.contains("--access-token-lifetime"), "{stderr}");
+        assert!(stderr.contains("1..=315360000"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
 /// Kills the child even when an assertion fails.
 struct Child(std::process::Child);
 

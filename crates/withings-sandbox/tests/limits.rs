@@ -73,6 +73,39 @@ async fn rate_limit_counts_measure_by_the_token_client_and_can_be_turned_off() {
     assert_eq!((c.rate_limited, c.measure), (1, 153));
 }
 
+/// Lifetimes too long to add to the clock mean "far future": every endpoint keeps answering,
+/// before and after the clock is moved as far as it goes.
+#[tokio::test]
+async fn huge_lifetimes_and_clock_advances_do_not_panic() {
+    let config = SandboxConfig::default()
+        .access_token_lifetime(Duration::MAX)
+        .refresh_token_lifetime(Duration::MAX)
+        .code_lifetime(Duration::MAX)
+        .nonce_lifetime(Duration::MAX)
+        .old_refresh_grace(Duration::MAX);
+    let env = start(config).await;
+    let body = env.tokens().await;
+    assert_eq!(body["expires_in"], u64::MAX);
+    assert_eq!(env.nonce().await.len(), 40);
+
+    env.handle
+        .advance_clock(Duration::from_secs(100 * 365 * 24 * 3600));
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(env.measure(access).await["status"], 0, "valid a century on");
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let rotated = env.refresh(refresh).await;
+    assert_eq!(rotated["status"], 0, "{rotated}");
+
+    env.handle.advance_clock(Duration::MAX);
+    env.handle.advance_clock(Duration::MAX);
+    let again = env
+        .refresh(rotated["body"]["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(again["status"], 0, "{again}");
+    assert_eq!(env.handle.live_codes().len(), 0);
+    assert!(env.handle.live_tokens().len() >= 4);
+}
+
 #[test]
 fn handle_is_send_sync_and_clone() {
     fn assert_traits<T: Send + Sync + Clone + 'static>() {}
