@@ -158,7 +158,7 @@ pub enum ApiError {
     },
     /// A body that is not JSON (an HTML error page, say).
     #[error(
-        "the server answered {content_type} instead of JSON: check the API base URL, or retry later"
+        "the server's answer is not JSON (it said {content_type}): check the API base URL, or retry later"
     )]
     NotJson {
         /// The `Content-Type` the server declared.
@@ -342,6 +342,9 @@ impl Error {
 }
 
 /// Shortens Withings' message, drops control characters and masks any secret of the request.
+///
+/// Secrets shorter than 4 bytes are not masked (no real code or token is that short), and a
+/// secret cut by the length limit is masked only if at least 8 bytes long.
 pub(crate) fn sanitize_message(message: &str, secrets: &[&str]) -> String {
     const MAX: usize = 200;
     let mut out: String = message

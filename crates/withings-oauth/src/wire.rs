@@ -61,6 +61,11 @@ pub(crate) fn parse_envelope<'a>(
         return Err(ApiError::EmptyBody);
     }
     if !trimmed.starts_with('{') {
+        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            return Err(ApiError::Malformed {
+                reason: "the answer is JSON but not an object".into(),
+            });
+        }
         let content_type = content_type
             .map(|c| c.chars().filter(|c| !c.is_control()).take(100).collect())
             .unwrap_or_else(|| "an unnamed content type".to_owned());
@@ -216,10 +221,15 @@ impl TokenBody {
             },
             token_type: self
                 .token_type
-                .filter(|t| !t.is_empty() && t.len() < 32)
+                .filter(|t| is_token_type(t))
                 .unwrap_or_else(|| "Bearer".to_owned()),
         })
     }
+}
+
+/// Whether a `token_type` is short printable ASCII (it is shown in terminals and logs).
+pub(crate) fn is_token_type(t: &str) -> bool {
+    !t.is_empty() && t.len() < 32 && t.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Posts a form to `path` on the API host and returns the parsed success body.

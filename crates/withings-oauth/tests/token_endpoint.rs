@@ -390,3 +390,24 @@ fn any_code_reaches_the_token_endpoint_unchanged() {
         })
         .unwrap();
 }
+
+#[tokio::test]
+async fn json_that_is_not_an_envelope_is_malformed_not_html() {
+    for body in ["[]", r#""ok""#, "42", "null", "true"] {
+        let e = exchange_error(json_response(body)).await;
+        assert!(matches!(e, ApiError::Malformed { .. }), "{body}: {e:?}");
+        assert!(!e.to_string().contains("instead of JSON"), "{body}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_says_so_whatever_its_declared_type() {
+    let e = exchange_error(json_response("<html>502 Bad Gateway</html>")).await;
+    assert!(matches!(e, ApiError::NotJson { .. }), "{e:?}");
+    let shown = e.to_string();
+    assert!(shown.contains("not JSON"), "{shown}");
+    assert!(
+        shown.contains("application/json"),
+        "the declared type is named: {shown}"
+    );
+}
