@@ -49,6 +49,24 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10_800, value_parser = lifetime(1))]
     access_token_lifetime: u64,
 
+    /// Refresh token lifetime in seconds: 1 to 315360000 (10 years). Withings: 1 year.
+    #[arg(long, value_name = "SECS", default_value_t = 365 * 24 * 3600, value_parser = lifetime(1))]
+    refresh_token_lifetime: u64,
+
+    /// Authorization code lifetime in seconds: 1 to 315360000. Withings: 30.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = lifetime(1))]
+    code_lifetime: u64,
+
+    /// Lifetime of a getnonce nonce in seconds: 1 to 315360000. Withings: 30 minutes.
+    #[arg(long, value_name = "SECS", default_value_t = 30 * 60, value_parser = lifetime(1))]
+    nonce_lifetime: u64,
+
+    /// How long a rotated refresh token keeps working after its successor was issued, in
+    /// seconds, unless the successor's access token is used first: 0 to 315360000. Withings:
+    /// 8 hours.
+    #[arg(long, value_name = "SECS", default_value_t = 8 * 3600, value_parser = lifetime(0))]
+    old_refresh_grace: u64,
+
     /// Requests per minute per client id before status 601; 0 turns the limit off.
     #[arg(long, value_name = "N", default_value_t = 120)]
     rate_limit: u32,
@@ -97,6 +115,10 @@ fn config(args: &Args) -> SandboxConfig {
     let mut config = SandboxConfig::default()
         .auto_approve(args.auto_approve)
         .access_token_lifetime(Duration::from_secs(args.access_token_lifetime))
+        .refresh_token_lifetime(Duration::from_secs(args.refresh_token_lifetime))
+        .code_lifetime(Duration::from_secs(args.code_lifetime))
+        .nonce_lifetime(Duration::from_secs(args.nonce_lifetime))
+        .old_refresh_grace(Duration::from_secs(args.old_refresh_grace))
         .rate_limit((args.rate_limit > 0).then_some(args.rate_limit));
     if !args.apps.is_empty() {
         config = config.without_apps();
@@ -175,12 +197,47 @@ mod tests {
 
     #[test]
     fn lifetimes_are_bounded_to_ten_years() {
-        let parse = |secs: &str| {
-            Args::try_parse_from(["withings-sandbox", "--access-token-lifetime", secs])
-        };
-        assert!(parse(&MAX_LIFETIME_SECS.to_string()).is_ok());
-        assert!(parse(&(MAX_LIFETIME_SECS + 1).to_string()).is_err());
-        assert!(parse("0").is_err());
-        assert!(parse(&u64::MAX.to_string()).is_err());
+        for flag in [
+            "--access-token-lifetime",
+            "--refresh-token-lifetime",
+            "--code-lifetime",
+            "--nonce-lifetime",
+            "--old-refresh-grace",
+        ] {
+            let parse = |secs: &str| Args::try_parse_from(["withings-sandbox", flag, secs]);
+            assert!(parse(&MAX_LIFETIME_SECS.to_string()).is_ok(), "{flag}");
+            assert!(
+                parse(&(MAX_LIFETIME_SECS + 1).to_string()).is_err(),
+                "{flag}"
+            );
+            assert!(parse(&u64::MAX.to_string()).is_err(), "{flag}");
+            // A grace of 0 means a rotated token dies at once; a lifetime of 0 is useless.
+            assert_eq!(parse("0").is_ok(), flag == "--old-refresh-grace", "{flag}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_withings_lifetimes() {
+        let args = Args::parse_from(["withings-sandbox"]);
+        let ours = format!("{:?}", config(&args));
+        let library = format!("{:?}", SandboxConfig::default());
+        assert_eq!(ours, library);
+        let args = Args::parse_from([
+            "withings-sandbox",
+            "--code-lifetime",
+            "5",
+            "--refresh-token-lifetime",
+            "60",
+            "--nonce-lifetime",
+            "7",
+            "--old-refresh-grace",
+            "0",
+        ]);
+        let expected = SandboxConfig::default()
+            .code_lifetime(Duration::from_secs(5))
+            .refresh_token_lifetime(Duration::from_secs(60))
+            .nonce_lifetime(Duration::from_secs(7))
+            .old_refresh_grace(Duration::ZERO);
+        assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
     }
 }

@@ -219,6 +219,45 @@ async fn old_refresh_token_dies_8_hours_after_rotation() {
 }
 
 #[tokio::test]
+async fn refresh_tokens_expire_after_a_year_or_the_configured_lifetime() {
+    let env = start_default().await;
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let r1 = env.tokens().await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.handle.advance_clock(year - Duration::from_secs(60));
+    let rotated = env.refresh(&r1).await;
+    assert_eq!(rotated["status"], 0, "a minute short of a year: {rotated}");
+    let r2 = rotated["body"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.handle.advance_clock(Duration::from_secs(61));
+    // Inside its 8 h grace, but its year is over.
+    assert_error(
+        &env.refresh(&r1).await,
+        503,
+        error_text::INVALID_REFRESH_TOKEN,
+    );
+    assert_eq!(env.refresh(&r2).await["status"], 0, "a new year for r2");
+
+    let hour = Duration::from_secs(3600);
+    let env = start(SandboxConfig::default().refresh_token_lifetime(hour)).await;
+    let r = env.tokens().await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.handle.advance_clock(hour + Duration::from_secs(1));
+    assert_error(
+        &env.refresh(&r).await,
+        503,
+        error_text::INVALID_REFRESH_TOKEN,
+    );
+    assert_eq!(env.handle.counters().refresh_rejected, 1);
+}
+
+#[tokio::test]
 async fn old_refresh_token_dies_when_the_new_access_token_is_first_used() {
     let env = start_default().await;
     let r1 = env.tokens().await["refresh_token"]
