@@ -73,7 +73,15 @@ fn normalize_base(which: &'static str, url: &Url) -> Result<Url, ConfigError> {
 }
 
 /// Whether the URL's host is 127.0.0.0/8, `::1` or `localhost`.
-pub(crate) fn is_loopback(url: &Url) -> bool {
+///
+/// ```
+/// use withings_oauth::config::is_loopback;
+///
+/// assert!(is_loopback(&"http://127.0.0.1:0/callback".parse().unwrap()));
+/// assert!(is_loopback(&"http://localhost:8080/".parse().unwrap()));
+/// assert!(!is_loopback(&"https://app.example.com/callback".parse().unwrap()));
+/// ```
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -145,6 +145,9 @@ impl Credentials {
                 return Err(StoredCredentialsError::InvalidToken(name));
             }
         }
+        if !crate::wire::is_token_type(&stored.token_type) {
+            return Err(StoredCredentialsError::InvalidToken("token type"));
+        }
         Ok(Credentials {
             user_id: stored.user_id,
             access_token: SecretString::from(stored.access_token),

@@ -46,11 +46,13 @@ impl Unauthorized {
     }
 
     /// Uses `redirect_uri` instead of the configured one. Only the port of a loopback redirect
-    /// URI configured with port 0 (or none) may change; anything else is refused.
+    /// URI configured with port 0 or no port may change (RFC 8252 §7.3); anything else is
+    /// refused.
     pub fn with_redirect_uri(mut self, redirect_uri: Url) -> Result<Self, ConfigError> {
         let configured = self.client.redirect_uri();
         if &redirect_uri != configured {
             let mut same_but_port = redirect_uri.clone();
+            // Port 0 or no port: any free port (RFC 8252 §7.3), see the loopback agent.
             let port_free = is_loopback(configured) && configured.port().is_none_or(|p| p == 0);
             if !port_free
                 || same_but_port.set_port(configured.port()).is_err()

@@ -151,3 +151,8 @@ pub use user_agent::{UserAgent, UserAgentError};
 pub use chrono;
 pub use secrecy;
 pub use url;
+
+/// The README's example, compiled as a doc test so it can't rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;

@@ -33,7 +33,7 @@ pub async fn refresh(authorized: Authorized) -> Result<Authorized, RefreshError>
     match result {
         Ok(credentials) => {
             info!(expires_at = %credentials.expires_at(), scopes = %credentials.scopes(), "tokens refreshed");
-            Ok(Authorized::restore_from_stored(&client, credentials))
+            Ok(Authorized::new(client, credentials))
         }
         Err(ApiError::InvalidRefreshToken) => {
             warn!("refresh token rejected: the user must log in again");

@@ -56,7 +56,12 @@ impl FromStr for Scope {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        if s.is_empty() || s.contains(',') || s.chars().any(char::is_whitespace) {
+        // Printable ASCII only: scopes are shown in terminals and logs.
+        if s.is_empty()
+            || s.len() > 100
+            || s.contains(',')
+            || !s.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(InvalidScope(s.to_owned()));
         }
         Ok(match s {
@@ -69,7 +74,8 @@ impl FromStr for Scope {
     }
 }
 
-/// A set of scopes, rendered comma-separated as Withings wants.
+/// A set of scopes, rendered comma-separated as Withings wants. Rendering keeps insertion order;
+/// equality ignores order (`user.info,user.metrics` equals `user.metrics,user.info`).
 ///
 /// ```
 /// use withings_oauth::{Scope, Scopes};
@@ -78,8 +84,22 @@ impl FromStr for Scope {
 /// assert!(scopes.contains(&Scope::Metrics));
 /// assert_eq!(scopes.to_string(), "user.metrics,user.activity");
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default)]
 pub struct Scopes(Vec<Scope>);
+
+impl PartialEq for Scopes {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_set(other)
+    }
+}
+
+impl Eq for Scopes {}
+
+impl std::hash::Hash for Scopes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.iter().collect::<BTreeSet<_>>().hash(state);
+    }
+}
 
 impl Scopes {
     /// No scope at all.
