@@ -158,10 +158,11 @@ fn validate(inner: &Inner, params: &Params) -> Result<AuthRequest, ErrorPage> {
             "Invalid client_id: no application is registered with this client id.".into(),
         ));
     };
-    let Some(redirect_uri) = params
-        .get("redirect_uri")
-        .filter(|uri| app.callback_urls.iter().any(|c| callback_matches(c, uri)))
-    else {
+    let Some(redirect_uri) = params.get("redirect_uri").filter(|uri| {
+        app.callback_urls
+            .iter()
+            .any(|c| callback_matches(c, uri, inner.config.exact_redirect_uris))
+    }) else {
         return Err(ErrorPage(
             "The redirect_uri does not match any callback URL registered for this application."
                 .into(),
@@ -192,11 +193,14 @@ fn validate(inner: &Inner, params: &Params) -> Result<AuthRequest, ErrorPage> {
     })
 }
 
-/// Exact match, except that a registered `http` loopback callback without a port matches
-/// any port on any loopback host (RFC 8252 §7.3).
-pub(crate) fn callback_matches(registered: &str, requested: &str) -> bool {
+/// Exact match, except that, unless `exact`, a registered `http` loopback callback without a
+/// port matches any port on any loopback host (RFC 8252 §7.3).
+pub(crate) fn callback_matches(registered: &str, requested: &str, exact: bool) -> bool {
     if registered == requested {
         return true;
+    }
+    if exact {
+        return false;
     }
     let (Ok(reg), Ok(req)) = (Url::parse(registered), Url::parse(requested)) else {
         return false;
@@ -326,32 +330,67 @@ mod tests {
     #[test]
     fn loopback_callback_matches_any_port_and_loopback_host() {
         let reg = crate::LOOPBACK_CALLBACK;
-        assert!(callback_matches(reg, "http://127.0.0.1/callback"));
-        assert!(callback_matches(reg, "http://127.0.0.1:8123/callback"));
-        assert!(callback_matches(reg, "http://[::1]:8123/callback"));
-        assert!(callback_matches(reg, "http://localhost:1/callback"));
-        assert!(!callback_matches(reg, "http://127.0.0.1:8123/other"));
-        assert!(!callback_matches(reg, "https://127.0.0.1:8123/callback"));
-        assert!(!callback_matches(reg, "http://127.0.0.2:8123/callback"));
-        assert!(!callback_matches(reg, "http://evil.example/callback"));
-        assert!(!callback_matches(reg, "http://127.0.0.1:8123/callback?x=1"));
+        assert!(callback_matches(reg, "http://127.0.0.1/callback", false));
+        assert!(callback_matches(
+            reg,
+            "http://127.0.0.1:8123/callback",
+            false
+        ));
+        assert!(callback_matches(reg, "http://[::1]:8123/callback", false));
+        assert!(callback_matches(reg, "http://localhost:1/callback", false));
+        assert!(!callback_matches(reg, "http://127.0.0.1:8123/other", false));
+        assert!(!callback_matches(
+            reg,
+            "https://127.0.0.1:8123/callback",
+            false
+        ));
+        assert!(!callback_matches(
+            reg,
+            "http://127.0.0.2:8123/callback",
+            false
+        ));
+        assert!(!callback_matches(
+            reg,
+            "http://evil.example/callback",
+            false
+        ));
+        assert!(!callback_matches(
+            reg,
+            "http://127.0.0.1:8123/callback?x=1",
+            false
+        ));
+    }
+
+    #[test]
+    fn exact_mode_refuses_other_loopback_ports() {
+        let reg = crate::LOOPBACK_CALLBACK;
+        assert!(callback_matches(reg, reg, true));
+        assert!(!callback_matches(
+            reg,
+            "http://127.0.0.1:8123/callback",
+            true
+        ));
+        assert!(!callback_matches(reg, "http://localhost/callback", true));
     }
 
     #[test]
     fn other_callbacks_need_an_exact_match() {
         let reg = crate::HTTPS_CALLBACK;
-        assert!(callback_matches(reg, reg));
+        assert!(callback_matches(reg, reg, false));
         assert!(!callback_matches(
             reg,
-            "https://app.example.com/withings/callback/"
+            "https://app.example.com/withings/callback/",
+            false
         ));
         assert!(!callback_matches(
             reg,
-            "https://app.example.com:8443/withings/callback"
+            "https://app.example.com:8443/withings/callback",
+            false
         ));
         assert!(!callback_matches(
             "http://127.0.0.1:9000/cb",
-            "http://127.0.0.1:9001/cb"
+            "http://127.0.0.1:9001/cb",
+            false
         ));
     }
 
@@ -361,8 +400,12 @@ mod tests {
             registered in ".{0,40}",
             requested in ".{0,40}",
         ) {
-            let _ = callback_matches(&registered, &requested);
-            proptest::prop_assert!(callback_matches(&registered, &registered));
+            let lenient = callback_matches(&registered, &requested, false);
+            let exact = callback_matches(&registered, &requested, true);
+            // Exact matching only ever refuses more.
+            proptest::prop_assert!(!exact || lenient);
+            proptest::prop_assert_eq!(exact, registered == requested);
+            proptest::prop_assert!(callback_matches(&registered, &registered, true));
         }
 
         #[test]

@@ -10,7 +10,8 @@ pub const DEFAULT_CLIENT_SECRET: &str = "sandbox-client-secret";
 ///
 /// It has no port, so it matches a `redirect_uri` on *any* port of `127.0.0.1`, `[::1]` or
 /// `localhost` with the same scheme and path, as RFC 8252 §7.3 asks of loopback redirects.
-/// Whether Withings itself does this is not documented; the sandbox assumes it does.
+/// Whether Withings itself does this is not documented, and it may require an exact match;
+/// [`SandboxConfig::exact_redirect_uris`] makes the sandbox do that.
 pub const LOOPBACK_CALLBACK: &str = "http://127.0.0.1/callback";
 /// HTTPS callback of the default app, the kind of callback Withings' dashboard accepts.
 pub const HTTPS_CALLBACK: &str = "https://app.example.com/withings/callback";
@@ -104,7 +105,8 @@ impl Default for User {
 /// The default registers [`App::default`] and [`User::default`], does not auto-approve, and
 /// uses Withings' lifetimes: access tokens 3 h, refresh tokens 1 year, codes 30 s, nonces
 /// 30 min, a rotated refresh token dies 8 h after its successor was issued; 120 requests per
-/// minute per client.
+/// minute per client; a registered loopback callback without a port matches any port (see
+/// [`SandboxConfig::exact_redirect_uris`]).
 ///
 /// Any lifetime is accepted, up to [`Duration::MAX`]: one too long to add to the clock means
 /// "a thousand years or more", never a panic.
@@ -119,6 +121,7 @@ pub struct SandboxConfig {
     pub(crate) nonce_lifetime: Duration,
     pub(crate) old_refresh_grace: Duration,
     pub(crate) rate_limit: Option<u32>,
+    pub(crate) exact_redirect_uris: bool,
 }
 
 impl Default for SandboxConfig {
@@ -133,6 +136,7 @@ impl Default for SandboxConfig {
             nonce_lifetime: Duration::from_secs(30 * 60),
             old_refresh_grace: Duration::from_secs(8 * 3600),
             rate_limit: Some(120),
+            exact_redirect_uris: false,
         }
     }
 }
@@ -208,6 +212,20 @@ impl SandboxConfig {
     /// Requests per minute per client id before status 601; `None` turns the limit off.
     pub fn rate_limit(mut self, per_minute: Option<u32>) -> Self {
         self.rate_limit = per_minute;
+        self
+    }
+
+    /// Whether a `redirect_uri` must equal a registered callback letter for letter (default
+    /// `false`).
+    ///
+    /// By default a registered loopback `http` callback without a port, such as
+    /// [`LOOPBACK_CALLBACK`], matches a `redirect_uri` on any port of any loopback host, as
+    /// RFC 8252 §7.3 asks for native apps, so that a client listening on a free port can log
+    /// in. Withings does not document this, and the real service may require an exact match:
+    /// `true` turns the leniency off, to check that a client sends exactly the callback it
+    /// registered.
+    pub fn exact_redirect_uris(mut self, exact: bool) -> Self {
+        self.exact_redirect_uris = exact;
         self
     }
 

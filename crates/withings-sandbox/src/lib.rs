@@ -86,6 +86,12 @@
 //! every guess. The guesses lean strict: an exact `redirect_uri` match, lowercase-hex
 //! signatures, comma-separated scopes only.
 //!
+//! One exception leans lenient, so that tests can listen on random ports: a registered
+//! loopback `http` callback without a port (such as [`LOOPBACK_CALLBACK`]) matches a
+//! `redirect_uri` on any port of `127.0.0.1`, `[::1]` or `localhost`, as RFC 8252 §7.3 asks.
+//! The real Withings may require an exact match;
+//! [`SandboxConfig::exact_redirect_uris`]`(true)` turns the leniency off.
+//!
 //! # What it is not
 //! A test server: secrets are compared in plain text, tokens are visible through
 //! [`SandboxHandle::live_tokens`], there is no TLS, and nothing is persisted.

@@ -117,6 +117,34 @@ async fn loopback_callback_accepts_any_port_and_loopback_host() {
 }
 
 #[tokio::test]
+async fn exact_redirect_uris_turn_the_loopback_leniency_off() {
+    let env = start(SandboxConfig::default().exact_redirect_uris(true)).await;
+    for refused in [
+        "http://127.0.0.1:1/callback",
+        "http://[::1]:40000/callback",
+        "http://localhost/callback",
+    ] {
+        let resp = env
+            .get_page(&with(&auth_params(REDIRECT), "redirect_uri", refused))
+            .await;
+        assert_eq!(resp.status(), 400, "{refused}");
+        assert!(resp.headers().get("location").is_none(), "{refused}");
+    }
+    // The registered callbacks themselves still work, letter for letter.
+    for ok in ["http://127.0.0.1/callback", HTTPS_CALLBACK] {
+        let resp = env
+            .get_page(&with(&auth_params(REDIRECT), "redirect_uri", ok))
+            .await;
+        assert_eq!(resp.status(), 200, "{ok}");
+    }
+    env.handle.register_callback(
+        withings_sandbox::DEFAULT_CLIENT_ID,
+        "http://127.0.0.1:8765/callback",
+    );
+    assert_eq!(env.code_for(REDIRECT).await.len(), 40);
+}
+
+#[tokio::test]
 async fn bad_response_type_scope_or_missing_state_are_error_pages() {
     let env = start_default().await;
     let base = auth_params(REDIRECT);
