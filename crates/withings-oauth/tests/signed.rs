@@ -73,11 +73,18 @@ fn assert_nonce_request(request: &Request, before: DateTime<Utc>, after: DateTim
 fn assert_secret_never_sent(requests: &[Request]) {
     for request in requests {
         let body = String::from_utf8_lossy(&request.body);
-        assert!(
-            !body.contains(CLIENT_SECRET),
-            "{} carried the secret",
-            request.url.path()
-        );
+        let headers = format!("{:?}", request.headers);
+        for (part, text) in [
+            ("body", &*body),
+            ("URL", request.url.as_str()),
+            ("headers", &headers),
+        ] {
+            assert!(
+                !text.contains(CLIENT_SECRET),
+                "the {part} of {} carried the secret",
+                request.url.path()
+            );
+        }
     }
 }
 
