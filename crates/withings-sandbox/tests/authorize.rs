@@ -21,6 +21,21 @@ fn without(params: &[(&'static str, String)], key: &str) -> Vec<(&'static str, S
     params.iter().filter(|(k, _)| *k != key).cloned().collect()
 }
 
+/// The authorize page for `redirect_uri`, the other parameters valid.
+async fn page_for(env: &common::Env, redirect_uri: &str) -> reqwest::Response {
+    env.get_page(&with(&auth_params(REDIRECT), "redirect_uri", redirect_uri))
+        .await
+}
+
+/// A `redirect_uri` that matches no callback gets the error page, never a redirect.
+async fn assert_redirect_uri_refused(env: &common::Env, redirect_uri: &str) {
+    let resp = page_for(env, redirect_uri).await;
+    assert_eq!(resp.status(), 400, "{redirect_uri}");
+    assert!(resp.headers().get("location").is_none(), "{redirect_uri}");
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("redirect_uri does not match"), "{html}");
+}
+
 #[tokio::test]
 async fn page_renders_with_stable_ids_and_hidden_parameters() {
     let env = start_default().await;
@@ -72,17 +87,7 @@ async fn mismatched_redirect_uri_is_an_error_page_without_redirect() {
         "http://127.0.0.1:8765/other",
         "https://127.0.0.1:8765/callback",
     ] {
-        let resp = env
-            .get_page(&with(&auth_params(REDIRECT), "redirect_uri", bad))
-            .await;
-        assert_eq!(resp.status(), 400, "{bad}");
-        assert!(resp.headers().get("location").is_none());
-        assert!(
-            resp.text()
-                .await
-                .unwrap()
-                .contains("redirect_uri does not match")
-        );
+        assert_redirect_uri_refused(&env, bad).await;
     }
     // A POST with a tampered hidden field is refused the same way.
     let mut form = with(
@@ -109,10 +114,7 @@ async fn loopback_callback_accepts_any_port_and_loopback_host() {
         "http://localhost:5555/callback",
         HTTPS_CALLBACK,
     ] {
-        let resp = env
-            .get_page(&with(&auth_params(REDIRECT), "redirect_uri", ok))
-            .await;
-        assert_eq!(resp.status(), 200, "{ok}");
+        assert_eq!(page_for(&env, ok).await.status(), 200, "{ok}");
     }
 }
 
@@ -124,18 +126,11 @@ async fn exact_redirect_uris_turn_the_loopback_leniency_off() {
         "http://[::1]:40000/callback",
         "http://localhost/callback",
     ] {
-        let resp = env
-            .get_page(&with(&auth_params(REDIRECT), "redirect_uri", refused))
-            .await;
-        assert_eq!(resp.status(), 400, "{refused}");
-        assert!(resp.headers().get("location").is_none(), "{refused}");
+        assert_redirect_uri_refused(&env, refused).await;
     }
     // The registered callbacks themselves still work, letter for letter.
     for ok in ["http://127.0.0.1/callback", HTTPS_CALLBACK] {
-        let resp = env
-            .get_page(&with(&auth_params(REDIRECT), "redirect_uri", ok))
-            .await;
-        assert_eq!(resp.status(), 200, "{ok}");
+        assert_eq!(page_for(&env, ok).await.status(), 200, "{ok}");
     }
     env.handle.register_callback(
         withings_sandbox::DEFAULT_CLIENT_ID,

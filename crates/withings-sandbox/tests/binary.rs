@@ -103,10 +103,7 @@ async fn serves_the_configured_app_on_the_printed_url() {
     let base = url::Url::parse(base).unwrap();
     assert_ne!(base.port(), Some(0));
 
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = common::http_client();
     let mut authorize = base.join("oauth2_user/authorize2").unwrap();
     authorize
         .query_pairs_mut()
@@ -118,41 +115,19 @@ async fn serves_the_configured_app_on_the_printed_url() {
     let resp = http.get(authorize).send().await.unwrap();
     assert_eq!(resp.status(), 302, "auto-approve");
     let code = common::location_params(&resp)["code"].clone();
-    let answer: serde_json::Value = http
-        .post(base.join("v2/oauth2").unwrap())
-        .form(&[
-            ("action", "requesttoken"),
-            ("grant_type", "authorization_code"),
-            ("client_id", "cli-app"),
-            ("client_secret", "cli-secret"),
-            ("code", &code),
-            ("redirect_uri", "http://127.0.0.1:7000/cb"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token_url = base.join("v2/oauth2").unwrap();
+    let exchange = common::code_form("cli-app", "cli-secret", &code, "http://127.0.0.1:7000/cb");
+    let answer = common::envelope(http.post(token_url.clone()).form(&exchange)).await;
     assert_eq!(answer["status"], 0, "{answer}");
     assert_eq!(answer["body"]["userid"], "4242");
     assert_eq!(answer["body"]["expires_in"], 600);
     // The default app is replaced by --app.
-    let default_app: serde_json::Value = http
-        .post(base.join("v2/oauth2").unwrap())
-        .form(&[
-            ("action", "requesttoken"),
-            ("grant_type", "refresh_token"),
-            ("client_id", withings_sandbox::DEFAULT_CLIENT_ID),
-            ("client_secret", withings_sandbox::DEFAULT_CLIENT_SECRET),
-            ("refresh_token", "x"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refresh = common::refresh_form(
+        withings_sandbox::DEFAULT_CLIENT_ID,
+        withings_sandbox::DEFAULT_CLIENT_SECRET,
+        "x",
+    );
+    let default_app = common::envelope(http.post(token_url).form(&refresh)).await;
     assert_eq!(
         default_app["error"],
         withings_sandbox::error_text::INVALID_CLIENT

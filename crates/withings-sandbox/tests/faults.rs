@@ -5,16 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{REDIRECT, start_default};
-use withings_sandbox::{Endpoint, Fault, TokenKind};
+use common::{REDIRECT, code_form, refresh_form, start_default};
+use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Endpoint, Fault, TokenKind};
 
 #[tokio::test]
 async fn delay_processes_the_request_then_holds_the_response() {
     let env = start_default().await;
-    let r1 = env.tokens().await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r1 = common::string(&env.tokens().await, "refresh_token");
     env.handle
         .inject_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(400)), 1);
     let started = Instant::now();
@@ -36,23 +33,13 @@ async fn delay_processes_the_request_then_holds_the_response() {
 #[tokio::test]
 async fn delay_past_a_client_timeout_still_rotates_the_tokens() {
     let env = start_default().await;
-    let r1 = env.tokens().await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r1 = common::string(&env.tokens().await, "refresh_token");
     env.handle
         .inject_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(800)), 1);
     let result = env
-        .http
-        .post(env.url("v2/oauth2"))
+        .request("v2/oauth2")
         .timeout(Duration::from_millis(200))
-        .form(&[
-            ("action", "requesttoken"),
-            ("grant_type", "refresh_token"),
-            ("client_id", withings_sandbox::DEFAULT_CLIENT_ID),
-            ("client_secret", withings_sandbox::DEFAULT_CLIENT_SECRET),
-            ("refresh_token", &r1),
-        ])
+        .form(&refresh_form(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, &r1))
         .send()
         .await;
     assert!(result.is_err_and(|e| e.is_timeout()));
@@ -75,19 +62,8 @@ async fn drop_connection_closes_without_response_and_does_not_process() {
     let code = env.code_for(REDIRECT).await;
     env.handle
         .inject_fault(Endpoint::Token, Fault::DropConnection, 1);
-    let result = env
-        .http
-        .post(env.url("v2/oauth2"))
-        .form(&[
-            ("action", "requesttoken"),
-            ("grant_type", "authorization_code"),
-            ("client_id", withings_sandbox::DEFAULT_CLIENT_ID),
-            ("client_secret", withings_sandbox::DEFAULT_CLIENT_SECRET),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-        ])
-        .send()
-        .await;
+    let form = code_form(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, &code, REDIRECT);
+    let result = env.request("v2/oauth2").form(&form).send().await;
     let err = result.expect_err("no response");
     assert!(!err.is_timeout() && err.status().is_none(), "{err:?}");
     assert_eq!(env.handle.live_codes().len(), 1, "not processed");
@@ -105,12 +81,8 @@ async fn http500_answers_html_and_does_not_process() {
     let code = env.code_for(REDIRECT).await;
     env.handle.inject_fault(Endpoint::Token, Fault::Http500, 1);
     let resp = env
-        .http
-        .post(env.url("v2/oauth2"))
-        .form(&[("action", "requesttoken"), ("code", &code)])
-        .send()
-        .await
-        .unwrap();
+        .post_raw("v2/oauth2", &[("action", "requesttoken"), ("code", &code)])
+        .await;
     assert_eq!(resp.status(), 500);
     assert!(
         resp.headers()["content-type"]
@@ -129,12 +101,8 @@ async fn malformed_body_is_truncated_json_and_does_not_process() {
     env.handle
         .inject_fault(Endpoint::Token, Fault::MalformedBody, 1);
     let resp = env
-        .http
-        .post(env.url("v2/oauth2"))
-        .form(&[("action", "requesttoken"), ("code", &code)])
-        .send()
-        .await
-        .unwrap();
+        .post_raw("v2/oauth2", &[("action", "requesttoken"), ("code", &code)])
+        .await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     assert!(text.starts_with(r#"{"status":0,"body":{"#), "{text}");
@@ -145,10 +113,7 @@ async fn malformed_body_is_truncated_json_and_does_not_process() {
 #[tokio::test]
 async fn faults_apply_to_exactly_k_requests_of_their_endpoint() {
     let env = start_default().await;
-    let access = env.tokens().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = common::string(&env.tokens().await, "access_token");
     env.handle
         .inject_fault(Endpoint::Measure, Fault::Http500, 2);
     env.handle
@@ -157,8 +122,7 @@ async fn faults_apply_to_exactly_k_requests_of_their_endpoint() {
     assert_eq!(env.nonce().await.len(), 40);
     for _ in 0..2 {
         let resp = env
-            .http
-            .post(env.url("measure"))
+            .request("measure")
             .bearer_auth(&access)
             .send()
             .await

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{REDIRECT, assert_error, start, start_default};
+use common::{REDIRECT, assert_error, envelope, start, start_default};
 use withings_sandbox::{
     App, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MAX_BODY_BYTES, Sandbox, SandboxConfig,
     error_text,
@@ -25,18 +25,7 @@ async fn rate_limit_answers_601_per_client_and_window() {
     // The token endpoint shares the budget of the same client...
     assert_error(&env.refresh("x").await, 601, error_text::TOO_MANY_REQUESTS);
     // ...but another client has its own.
-    let other = env
-        .post(
-            "v2/oauth2",
-            &[
-                ("action", "requesttoken"),
-                ("grant_type", "refresh_token"),
-                ("client_id", "other-client"),
-                ("client_secret", "other-secret"),
-                ("refresh_token", "x"),
-            ],
-        )
-        .await;
+    let other = env.refresh_as("other-client", "other-secret", "x").await;
     assert_error(&other, 503, error_text::INVALID_REFRESH_TOKEN);
     assert_eq!(env.handle.counters().rate_limited, 2);
     assert_eq!(
@@ -52,10 +41,7 @@ async fn rate_limit_answers_601_per_client_and_window() {
 #[tokio::test]
 async fn rate_limit_counts_measure_by_the_token_client_and_can_be_turned_off() {
     let env = start(SandboxConfig::default().rate_limit(None)).await;
-    let access = env.tokens().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = common::string(&env.tokens().await, "access_token");
     for _ in 0..150 {
         assert_eq!(env.measure(&access).await["status"], 0);
     }
@@ -119,28 +105,15 @@ async fn garbage_input_gets_envelopes_not_panics() {
     for path in ["v2/oauth2", "v2/signature"] {
         let empty = env.post(path, &[]).await;
         assert_error(&empty, 503, "Invalid Params: missing action");
-        let json: serde_json::Value = env
-            .http
-            .post(env.url(path))
+        let json = env
+            .request(path)
             .header("content-type", "application/json")
-            .body(r#"{"action":"requesttoken","client_id":"sandbox-client-id"}"#)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_error(&json, 503, "Invalid Params: missing action");
-        let binary: serde_json::Value = env
-            .http
-            .post(env.url(path))
-            .body(vec![0xff, 0xfe, b'%', b'z', b'=', b'&', b'&', 0x00])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .body(r#"{"action":"requesttoken","client_id":"sandbox-client-id"}"#);
+        assert_error(&envelope(json).await, 503, "Invalid Params: missing action");
+        let binary = env
+            .request(path)
+            .body(vec![0xff, 0xfe, b'%', b'z', b'=', b'&', b'&', 0x00]);
+        let binary = envelope(binary).await;
         assert_eq!(binary["status"], 503);
     }
     let missing_client = env.post("v2/oauth2", &[("action", "requesttoken")]).await;
@@ -171,15 +144,8 @@ async fn garbage_input_gets_envelopes_not_panics() {
         .await;
     assert_error(&bad_timestamp, 503, error_text::INVALID_TIMESTAMP);
     // Query parameters work too (Withings documents them as such).
-    let via_query: serde_json::Value = env
-        .http
-        .get(env.url("v2/oauth2?action=requesttoken&client_id=sandbox-client-id&client_secret=sandbox-client-secret&grant_type=refresh_token&refresh_token=nope"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let via_query = env.http.get(env.url("v2/oauth2?action=requesttoken&client_id=sandbox-client-id&client_secret=sandbox-client-secret&grant_type=refresh_token&refresh_token=nope"));
+    let via_query = envelope(via_query).await;
     assert_error(&via_query, 503, error_text::INVALID_REFRESH_TOKEN);
 }
 
@@ -191,21 +157,14 @@ async fn huge_bodies_are_refused_with_an_envelope() {
         "a".repeat(MAX_BODY_BYTES * 16)
     );
     for path in ["v2/oauth2", "v2/signature", "measure"] {
-        let resp = env
-            .http
-            .post(env.url(path))
+        let request = env
+            .request(path)
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(huge.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let answer: serde_json::Value = resp.json().await.unwrap();
-        assert_error(&answer, 503, error_text::BODY_TOO_LARGE);
+            .body(huge.clone());
+        assert_error(&envelope(request).await, 503, error_text::BODY_TOO_LARGE);
     }
     let page = env
-        .http
-        .post(env.url("oauth2_user/authorize2"))
+        .request("oauth2_user/authorize2")
         .body(huge)
         .send()
         .await
@@ -223,7 +182,7 @@ async fn many_clients_at_once() {
         let env = env.clone();
         tasks.push(tokio::spawn(async move {
             let body = env.tokens().await;
-            let access = body["access_token"].as_str().unwrap().to_owned();
+            let access = common::string(&body, "access_token");
             assert_eq!(env.measure(&access).await["status"], 0);
             access
         }));

@@ -2,16 +2,13 @@
 
 mod common;
 
-use common::{REDIRECT, assert_error, auth_params, location_params, start_default};
+use common::{REDIRECT, assert_error, auth_params, envelope, location_params, start_default};
 use withings_sandbox::{SEEDED_EMAIL, SEEDED_PASSWORD, error_text};
 
 #[tokio::test]
 async fn getmeas_returns_measure_groups() {
     let env = start_default().await;
-    let access = env.tokens().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = common::string(&env.tokens().await, "access_token");
     let answer = env.measure(&access).await;
     assert_eq!(answer["status"], 0, "{answer}");
     let body = &answer["body"];
@@ -35,44 +32,20 @@ async fn getmeas_returns_measure_groups() {
 #[tokio::test]
 async fn access_token_as_form_parameter_is_accepted() {
     let env = start_default().await;
-    let access = env.tokens().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let answer: serde_json::Value = env
-        .http
-        .post(env.url("measure"))
-        .form(&[("action", "getmeas"), ("access_token", &access)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let access = common::string(&env.tokens().await, "access_token");
+    let as_form = env
+        .request("measure")
+        .form(&[("action", "getmeas"), ("access_token", &access)]);
+    let answer = envelope(as_form).await;
     assert_eq!(answer["status"], 0, "{answer}");
-    let lowercase_scheme: serde_json::Value = env
-        .http
-        .post(env.url("measure"))
-        .header("authorization", format!("bearer {access}"))
-        .form(&[("action", "getmeas")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let with_authorization = |value: String| {
+        env.request("measure")
+            .header("authorization", value)
+            .form(&[("action", "getmeas")])
+    };
+    let lowercase_scheme = envelope(with_authorization(format!("bearer {access}"))).await;
     assert_eq!(lowercase_scheme["status"], 0, "{lowercase_scheme}");
-    let basic: serde_json::Value = env
-        .http
-        .post(env.url("measure"))
-        .header("authorization", format!("Basic {access}"))
-        .form(&[("action", "getmeas")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let basic = envelope(with_authorization(format!("Basic {access}"))).await;
     assert_error(&basic, 401, error_text::INVALID_TOKEN);
 }
 
@@ -116,20 +89,11 @@ async fn token_without_user_metrics_is_refused() {
 #[tokio::test]
 async fn wrong_action_is_invalid_params() {
     let env = start_default().await;
-    let access = env.tokens().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let answer: serde_json::Value = env
-        .http
-        .post(env.url("measure"))
+    let access = common::string(&env.tokens().await, "access_token");
+    let request = env
+        .request("measure")
         .bearer_auth(&access)
-        .form(&[("action", "getsomething")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .form(&[("action", "getsomething")]);
+    let answer = envelope(request).await;
     assert_error(&answer, 503, error_text::INVALID_ACTION);
 }

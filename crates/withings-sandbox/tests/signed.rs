@@ -61,20 +61,12 @@ async fn signed_exchange(
     nonce: &str,
     secret: &str,
 ) -> serde_json::Value {
-    let signature = sign(secret, &["requesttoken", DEFAULT_CLIENT_ID, nonce]);
-    env.post(
-        "v2/oauth2",
-        &[
-            ("action", "requesttoken"),
-            ("grant_type", "authorization_code"),
-            ("client_id", DEFAULT_CLIENT_ID),
-            ("nonce", nonce),
-            ("signature", &signature),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-        ],
-    )
-    .await
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+    ];
+    env.post_signed("requesttoken", nonce, secret, &form).await
 }
 
 #[tokio::test]
@@ -114,22 +106,7 @@ async fn nonces_expire_after_30_minutes() {
 }
 
 async fn revoke(env: &common::Env, userid: &str) -> serde_json::Value {
-    let nonce = env.nonce().await;
-    let signature = sign(
-        DEFAULT_CLIENT_SECRET,
-        &["revoke", DEFAULT_CLIENT_ID, &nonce],
-    );
-    env.post(
-        "v2/oauth2",
-        &[
-            ("action", "revoke"),
-            ("client_id", DEFAULT_CLIENT_ID),
-            ("nonce", &nonce),
-            ("signature", &signature),
-            ("userid", userid),
-        ],
-    )
-    .await
+    env.signed("revoke", &[("userid", userid)]).await
 }
 
 #[tokio::test]
@@ -174,23 +151,11 @@ async fn revoke_kills_both_tokens() {
 #[tokio::test]
 async fn getdemoaccess_gives_demo_tokens() {
     let env = start_default().await;
-    let nonce = env.nonce().await;
-    let signature = sign(
-        DEFAULT_CLIENT_SECRET,
-        &["getdemoaccess", DEFAULT_CLIENT_ID, &nonce],
-    );
-    let answer = env
-        .post(
-            "v2/oauth2",
-            &[
-                ("action", "getdemoaccess"),
-                ("client_id", DEFAULT_CLIENT_ID),
-                ("nonce", &nonce),
-                ("signature", &signature),
-                ("scope_oauth2", "user.activity,user.metrics"),
-            ],
-        )
-        .await;
+    let demo_access = async |scope: &str| {
+        env.signed("getdemoaccess", &[("scope_oauth2", scope)])
+            .await
+    };
+    let answer = demo_access("user.activity,user.metrics").await;
     assert_eq!(answer["status"], 0, "{answer}");
     let body = &answer["body"];
     assert_eq!(body["userid"], DEMO_USERID);
@@ -201,51 +166,16 @@ async fn getdemoaccess_gives_demo_tokens() {
     assert_eq!(refreshed["body"]["userid"], DEMO_USERID);
     assert_eq!(env.handle.counters().demo_access, 1);
 
-    let nonce = env.nonce().await;
-    let signature = sign(
-        DEFAULT_CLIENT_SECRET,
-        &["getdemoaccess", DEFAULT_CLIENT_ID, &nonce],
-    );
-    let bad_scope = env
-        .post(
-            "v2/oauth2",
-            &[
-                ("action", "getdemoaccess"),
-                ("client_id", DEFAULT_CLIENT_ID),
-                ("nonce", &nonce),
-                ("signature", &signature),
-                ("scope_oauth2", "everything"),
-            ],
-        )
-        .await;
+    let bad_scope = demo_access("everything").await;
     assert_error(&bad_scope, 503, error_text::INVALID_SCOPE);
 }
 
 #[tokio::test]
 async fn signed_refresh_rotates_like_the_secret_form() {
     let env = start_default().await;
-    let r1 = env.tokens().await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let nonce = env.nonce().await;
-    let signature = sign(
-        DEFAULT_CLIENT_SECRET,
-        &["requesttoken", DEFAULT_CLIENT_ID, &nonce],
-    );
-    let answer = env
-        .post(
-            "v2/oauth2",
-            &[
-                ("action", "requesttoken"),
-                ("grant_type", "refresh_token"),
-                ("client_id", DEFAULT_CLIENT_ID),
-                ("nonce", &nonce),
-                ("signature", &signature),
-                ("refresh_token", &r1),
-            ],
-        )
-        .await;
+    let r1 = common::string(&env.tokens().await, "refresh_token");
+    let form = [("grant_type", "refresh_token"), ("refresh_token", &r1)];
+    let answer = env.signed("requesttoken", &form).await;
     assert_eq!(answer["status"], 0, "{answer}");
     assert_eq!(answer["body"]["userid"], SEEDED_USERID);
     assert_ne!(answer["body"]["refresh_token"], r1.as_str());

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{REDIRECT, SCOPE, assert_error, start, start_default};
+use common::{REDIRECT, SCOPE, assert_error, code_form, start, start_default};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SEEDED_USERID, SandboxConfig, TokenKind, error_text,
 };
@@ -131,32 +131,13 @@ async fn wrong_secret_or_unknown_client_is_invalid_client() {
         ("unknown-client", DEFAULT_CLIENT_SECRET),
     ] {
         let answer = env
-            .post(
-                "v2/oauth2",
-                &[
-                    ("action", "requesttoken"),
-                    ("grant_type", "authorization_code"),
-                    ("client_id", client_id),
-                    ("client_secret", secret),
-                    ("code", &code),
-                    ("redirect_uri", REDIRECT),
-                ],
-            )
+            .post("v2/oauth2", &code_form(client_id, secret, &code, REDIRECT))
             .await;
         assert_error(&answer, 503, "Invalid Params: invalid client id/secret");
     }
-    let no_secret = env
-        .post(
-            "v2/oauth2",
-            &[
-                ("action", "requesttoken"),
-                ("grant_type", "authorization_code"),
-                ("client_id", DEFAULT_CLIENT_ID),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-            ],
-        )
-        .await;
+    let mut no_secret = code_form(DEFAULT_CLIENT_ID, "", &code, REDIRECT).to_vec();
+    no_secret.retain(|(k, _)| *k != "client_secret");
+    let no_secret = env.post("v2/oauth2", &no_secret).await;
     assert_error(&no_secret, 503, error_text::INVALID_CLIENT);
     assert_eq!(
         env.exchange(&code, REDIRECT).await["status"],
@@ -190,15 +171,9 @@ async fn refresh_answers_userid_as_a_number_and_a_new_pair_each_time() {
 #[tokio::test]
 async fn old_refresh_token_dies_8_hours_after_rotation() {
     let env = start_default().await;
-    let r1 = env.tokens().await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r1 = common::string(&env.tokens().await, "refresh_token");
     let rotated = env.refresh(&r1).await;
-    let r2 = rotated["body"]["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r2 = common::string(&rotated["body"], "refresh_token");
 
     env.handle.advance_clock(Duration::from_secs(8 * 3600 - 60));
     // Within the grace period the old token still works and yields yet another pair.
@@ -222,17 +197,11 @@ async fn old_refresh_token_dies_8_hours_after_rotation() {
 async fn refresh_tokens_expire_after_a_year_or_the_configured_lifetime() {
     let env = start_default().await;
     let year = Duration::from_secs(365 * 24 * 3600);
-    let r1 = env.tokens().await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r1 = common::string(&env.tokens().await, "refresh_token");
     env.handle.advance_clock(year - Duration::from_secs(60));
     let rotated = env.refresh(&r1).await;
     assert_eq!(rotated["status"], 0, "a minute short of a year: {rotated}");
-    let r2 = rotated["body"]["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r2 = common::string(&rotated["body"], "refresh_token");
     env.handle.advance_clock(Duration::from_secs(61));
     // Inside its 8 h grace, but its year is over.
     assert_error(
@@ -244,10 +213,7 @@ async fn refresh_tokens_expire_after_a_year_or_the_configured_lifetime() {
 
     let hour = Duration::from_secs(3600);
     let env = start(SandboxConfig::default().refresh_token_lifetime(hour)).await;
-    let r = env.tokens().await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r = common::string(&env.tokens().await, "refresh_token");
     env.handle.advance_clock(hour + Duration::from_secs(1));
     assert_error(
         &env.refresh(&r).await,
@@ -260,10 +226,7 @@ async fn refresh_tokens_expire_after_a_year_or_the_configured_lifetime() {
 #[tokio::test]
 async fn old_refresh_token_dies_when_the_new_access_token_is_first_used() {
     let env = start_default().await;
-    let r1 = env.tokens().await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r1 = common::string(&env.tokens().await, "refresh_token");
     let pair2 = env.refresh(&r1).await["body"].clone();
     // Not used yet: the old token still works (a lost response can be retried).
     let pair3 = env.refresh(&r1).await["body"].clone();
@@ -285,22 +248,8 @@ async fn old_refresh_token_dies_when_the_new_access_token_is_first_used() {
 async fn refresh_token_of_another_client_or_unknown_is_rejected() {
     let other = withings_sandbox::App::new("other-client", "other-secret", [REDIRECT]);
     let env = start(SandboxConfig::default().with_app(other)).await;
-    let r1 = env.tokens().await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let answer = env
-        .post(
-            "v2/oauth2",
-            &[
-                ("action", "requesttoken"),
-                ("grant_type", "refresh_token"),
-                ("client_id", "other-client"),
-                ("client_secret", "other-secret"),
-                ("refresh_token", &r1),
-            ],
-        )
-        .await;
+    let r1 = common::string(&env.tokens().await, "refresh_token");
+    let answer = env.refresh_as("other-client", "other-secret", &r1).await;
     assert_error(&answer, 503, error_text::INVALID_REFRESH_TOKEN);
     assert_error(
         &env.refresh("nope").await,
@@ -332,40 +281,23 @@ async fn wrong_grant_type_and_unknown_action_are_invalid_params() {
         ("client_id", DEFAULT_CLIENT_ID),
         ("client_secret", DEFAULT_CLIENT_SECRET),
     ];
-    let wrong_grant = env
-        .post(
-            "v2/oauth2",
-            &[
-                &base[..],
-                &[("action", "requesttoken"), ("grant_type", "password")],
-            ]
-            .concat(),
-        )
-        .await;
-    assert_error(&wrong_grant, 503, error_text::INVALID_GRANT_TYPE);
-    let no_grant = env
-        .post(
-            "v2/oauth2",
-            &[&base[..], &[("action", "requesttoken")]].concat(),
-        )
-        .await;
-    assert_error(&no_grant, 503, "Invalid Params: missing grant_type");
-    let unknown = env
-        .post(
-            "v2/oauth2",
-            &[&base[..], &[("action", "listusers")]].concat(),
-        )
-        .await;
-    assert_error(&unknown, 503, error_text::INVALID_ACTION);
-    let no_refresh = env
-        .post(
-            "v2/oauth2",
-            &[
-                &base[..],
-                &[("action", "requesttoken"), ("grant_type", "refresh_token")],
-            ]
-            .concat(),
-        )
-        .await;
-    assert_error(&no_refresh, 503, "Invalid Params: missing refresh_token");
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[("action", "requesttoken"), ("grant_type", "password")],
+            error_text::INVALID_GRANT_TYPE,
+        ),
+        (
+            &[("action", "requesttoken")],
+            "Invalid Params: missing grant_type",
+        ),
+        (&[("action", "listusers")], error_text::INVALID_ACTION),
+        (
+            &[("action", "requesttoken"), ("grant_type", "refresh_token")],
+            "Invalid Params: missing refresh_token",
+        ),
+    ];
+    for (extra, error) in cases {
+        let answer = env.post("v2/oauth2", &[&base[..], extra].concat()).await;
+        assert_error(&answer, 503, error);
+    }
 }

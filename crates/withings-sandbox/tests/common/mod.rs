@@ -26,15 +26,71 @@ pub struct Env {
 pub async fn start(config: SandboxConfig) -> Env {
     let sandbox = Sandbox::start(config).await.expect("sandbox starts");
     let handle = sandbox.handle();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     Env {
         sandbox,
         handle,
-        http,
+        http: http_client(),
     }
+}
+
+/// A client that shows redirects instead of following them.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Sends `request` and parses the envelope, after checking the HTTP 200 that Withings answers
+/// even for errors.
+pub async fn envelope(request: reqwest::RequestBuilder) -> Value {
+    let resp = request.send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "Withings answers HTTP 200 even for errors"
+    );
+    resp.json().await.unwrap()
+}
+
+/// The form of a code exchange authenticated with the client secret.
+pub fn code_form<'a>(
+    client_id: &'a str,
+    client_secret: &'a str,
+    code: &'a str,
+    redirect_uri: &'a str,
+) -> [(&'static str, &'a str); 6] {
+    [
+        ("action", "requesttoken"),
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+    ]
+}
+
+/// The form of a refresh authenticated with the client secret.
+pub fn refresh_form<'a>(
+    client_id: &'a str,
+    client_secret: &'a str,
+    refresh_token: &'a str,
+) -> [(&'static str, &'a str); 5] {
+    [
+        ("action", "requesttoken"),
+        ("grant_type", "refresh_token"),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("refresh_token", refresh_token),
+    ]
+}
+
+/// `value[key]` as an owned string; panics with the value when it is not a string.
+pub fn string(value: &Value, key: &str) -> String {
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key:?} in {value}"))
+        .to_owned()
 }
 
 pub async fn start_default() -> Env {
@@ -96,49 +152,61 @@ impl Env {
         location_params(&resp)["code"].clone()
     }
 
+    /// A POST to `path`, to be completed and sent by the caller.
+    pub fn request(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path))
+    }
+
+    /// POSTs `form` to `path` and returns the response as it is (faults answer otherwise
+    /// than with an envelope).
+    pub async fn post_raw(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.request(path).form(form).send().await.unwrap()
+    }
+
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Value {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            resp.status(),
-            200,
-            "Withings answers HTTP 200 even for errors"
-        );
-        resp.json().await.unwrap()
+        envelope(self.request(path).form(form)).await
     }
 
     pub async fn exchange(&self, code: &str, redirect_uri: &str) -> Value {
-        self.post(
-            "v2/oauth2",
-            &[
-                ("action", "requesttoken"),
-                ("grant_type", "authorization_code"),
-                ("client_id", DEFAULT_CLIENT_ID),
-                ("client_secret", DEFAULT_CLIENT_SECRET),
-                ("code", code),
-                ("redirect_uri", redirect_uri),
-            ],
-        )
-        .await
+        let form = code_form(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, code, redirect_uri);
+        self.post("v2/oauth2", &form).await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Value {
-        self.post(
-            "v2/oauth2",
-            &[
-                ("action", "requesttoken"),
-                ("grant_type", "refresh_token"),
-                ("client_id", DEFAULT_CLIENT_ID),
-                ("client_secret", DEFAULT_CLIENT_SECRET),
-                ("refresh_token", refresh_token),
-            ],
-        )
-        .await
+        self.refresh_as(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, refresh_token)
+            .await
+    }
+
+    pub async fn refresh_as(&self, client_id: &str, secret: &str, refresh_token: &str) -> Value {
+        let form = refresh_form(client_id, secret, refresh_token);
+        self.post("v2/oauth2", &form).await
+    }
+
+    /// A signed call of the default client: `action`, `client_id`, `nonce`, the signature of
+    /// the three keyed by `secret`, then `extra`.
+    pub async fn post_signed(
+        &self,
+        action: &str,
+        nonce: &str,
+        secret: &str,
+        extra: &[(&str, &str)],
+    ) -> Value {
+        let signature = sign(secret, &[action, DEFAULT_CLIENT_ID, nonce]);
+        let mut form = vec![
+            ("action", action),
+            ("client_id", DEFAULT_CLIENT_ID),
+            ("nonce", nonce),
+            ("signature", signature.as_str()),
+        ];
+        form.extend_from_slice(extra);
+        self.post("v2/oauth2", &form).await
+    }
+
+    /// A signed call with a fresh nonce and the right secret.
+    pub async fn signed(&self, action: &str, extra: &[(&str, &str)]) -> Value {
+        let nonce = self.nonce().await;
+        self.post_signed(action, &nonce, DEFAULT_CLIENT_SECRET, extra)
+            .await
     }
 
     /// Code flow end to end: returns the token body.
@@ -150,16 +218,11 @@ impl Env {
     }
 
     pub async fn measure(&self, access_token: &str) -> Value {
-        let resp = self
-            .http
-            .post(self.url("measure"))
+        let request = self
+            .request("measure")
             .bearer_auth(access_token)
-            .form(&[("action", "getmeas")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.json().await.unwrap()
+            .form(&[("action", "getmeas")]);
+        envelope(request).await
     }
 
     pub async fn getnonce_raw(&self, timestamp: u64, secret: &str) -> Value {
