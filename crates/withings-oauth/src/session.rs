@@ -50,7 +50,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -207,7 +207,11 @@ impl SessionError {
 pub struct Session {
     shared: Arc<Shared>,
     margin: TimeDelta,
+    /// `margin` in nanoseconds, for the fast path.
+    margin_nanos: u64,
     clock: Arc<dyn Clock>,
+    /// Whether `clock` is the system clock, which the fast path reads through `mono_nanos`.
+    system_clock: bool,
 }
 
 struct Shared {
@@ -220,6 +224,10 @@ struct Shared {
     slot: Arc<tokio::sync::Mutex<Slot>>,
     /// Refresh attempts finished, successful or not.
     attempts: AtomicU64,
+    /// Woken when a refresh attempt (or a revoke) ends.
+    finished: tokio::sync::Notify,
+    /// The message of the last failed attempt, for the callers that waited for it.
+    last_failure: Mutex<String>,
 }
 
 struct Published {
@@ -228,9 +236,54 @@ struct Published {
     scopes: Scopes,
     generation: u64,
     login_required: bool,
+    /// `expires_at` on the monotonic clock of [`mono_nanos`], as of the last wall clock read.
+    expires_mono: AtomicU64,
+    /// Until when (on the same clock) `expires_mono` is trusted without reading the wall clock.
+    trusted_until: AtomicU64,
+}
+
+/// How long the fast path trusts the monotonic clock before checking it against the wall
+/// clock again: a suspended laptop or a clock step is noticed within this much running time.
+const TRUST_NANOS: u64 = 1_000_000_000;
+
+/// Nanoseconds on a monotonic clock, from the CPU's time-stamp counter where it is reliable:
+/// about 10 ns a read here, where the system clock takes 25 ns and `Utc::now()` 60 ns, which
+/// would make the fresh-token path slower than a plain locked `String` clone.
+fn mono_nanos() -> u64 {
+    static BASE: std::sync::OnceLock<quanta::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(quanta::Instant::now);
+    u64::try_from(quanta::Instant::now().duration_since(base).as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Published {
+    /// Whether the token is usable now, on the system clock: the monotonic estimate while it
+    /// is trusted, else the wall clock (which renews the estimate).
+    fn usable_now(&self, margin: TimeDelta, margin_nanos: u64) -> bool {
+        let now = mono_nanos();
+        // Acquire pairs with the Release in `anchor`: the `expires_mono` read below is at
+        // least as new as the trust window read here.
+        if now < self.trusted_until.load(Ordering::Acquire) {
+            return !self.login_required
+                && now.saturating_add(margin_nanos) < self.expires_mono.load(Ordering::Relaxed);
+        }
+        let wall = Utc::now();
+        self.anchor(wall, now);
+        self.usable(wall, margin)
+    }
+
+    /// Maps `expires_at` onto the monotonic clock, as seen at `wall` = `mono`.
+    fn anchor(&self, wall: DateTime<Utc>, mono: u64) {
+        let left = self
+            .expires_at
+            .signed_duration_since(wall)
+            .num_nanoseconds()
+            .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(0));
+        self.expires_mono
+            .store(mono.saturating_add(left), Ordering::Relaxed);
+        self.trusted_until
+            .store(mono.saturating_add(TRUST_NANOS), Ordering::Release);
+    }
+
     fn usable(&self, now: DateTime<Utc>, margin: TimeDelta) -> bool {
         !self.login_required
             && now
@@ -244,8 +297,6 @@ struct Slot {
     authorized: Option<Authorized>,
     /// `authorized` holds a refreshed pair the store does not have yet.
     unsaved: bool,
-    /// The message of the last failed attempt, for the callers that waited for it.
-    last_failure: String,
 }
 
 impl fmt::Debug for Session {
@@ -305,12 +356,15 @@ impl Session {
                 slot: Arc::new(tokio::sync::Mutex::new(Slot {
                     authorized: Some(authorized),
                     unsaved: false,
-                    last_failure: String::new(),
                 })),
                 attempts: AtomicU64::new(0),
+                finished: tokio::sync::Notify::new(),
+                last_failure: Mutex::new(String::new()),
             }),
             margin: DEFAULT_MARGIN,
+            margin_nanos: nanos(DEFAULT_MARGIN),
             clock: Arc::new(SystemClock),
+            system_clock: true,
         }
     }
 
@@ -318,13 +372,23 @@ impl Session {
     /// counts as zero.
     pub fn with_margin(mut self, margin: TimeDelta) -> Self {
         self.margin = margin.max(TimeDelta::zero());
+        self.margin_nanos = nanos(self.margin);
         self
     }
 
     /// Reads the time from `clock` instead of the system clock.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self.system_clock = false;
         self
+    }
+
+    fn usable(&self, published: &Published) -> bool {
+        if self.system_clock {
+            published.usable_now(self.margin, self.margin_nanos)
+        } else {
+            published.usable(self.clock.now(), self.margin)
+        }
     }
 
     /// The user.
@@ -354,10 +418,9 @@ impl Session {
     }
 
     async fn token_and_generation(&self) -> Result<(AccessToken, u64), SessionError> {
-        let now = self.clock.now();
         let seen = {
             let published = self.shared.read();
-            if published.usable(now, self.margin) {
+            if self.usable(&published) {
                 return Ok((published.token.clone(), published.generation));
             }
             published.generation
@@ -379,42 +442,70 @@ impl Session {
         force: bool,
     ) -> Result<(AccessToken, u64), SessionError> {
         let attempts = self.shared.attempts.load(Ordering::Acquire);
-        // Double-checked refresh: callers queue on the slot lock, and each one that gets it
-        // looks again, because the caller before it may have refreshed already. Refreshing
-        // twice would spend a rotated refresh token, which breaks the chain.
-        let slot = self.shared.slot.clone().lock_owned().await;
-        {
-            let published = self.shared.read();
-            if published.login_required {
-                return Err(SessionError::LoginRequired {
-                    user: self.shared.user,
-                });
+        loop {
+            // Registered before looking, so that a refresh ending between the look and the
+            // wait still wakes this call.
+            let finished = self.shared.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            if let Some(outcome) = self.outcome_since(seen, force, attempts, false) {
+                return outcome;
             }
-            if !slot.unsaved
-                && (published.generation != seen
-                    || (!force && published.usable(self.clock.now(), self.margin)))
-            {
-                return Ok((published.token.clone(), published.generation));
+            // Double-checked refresh: whoever takes the slot lock looks again before
+            // refreshing, because a refresh may have ended between the look above and the
+            // lock; refreshing twice would spend a rotated refresh token and break the chain.
+            // The other callers don't queue on the lock: they wait for the refresh to end and
+            // all take its token at once.
+            let Ok(slot) = self.shared.slot.clone().try_lock_owned() else {
+                finished.await;
+                continue;
+            };
+            if let Some(outcome) = self.outcome_since(seen, force, attempts, slot.unsaved) {
+                return outcome;
             }
-            if !slot.unsaved && self.shared.attempts.load(Ordering::Acquire) != attempts {
-                // The refresh this call waited for failed; its caller has the details.
-                return Err(SessionError::ConcurrentRefreshFailed {
-                    message: slot.last_failure.clone(),
-                });
-            }
+            // Spawned so that a caller giving up (a timeout, a dropped request) can't drop a
+            // refreshed pair between Withings' answer and the save.
+            let task = tokio::spawn(self.shared.clone().refresh_locked(
+                slot,
+                self.margin,
+                self.clock.clone(),
+            ));
+            return match task.await {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Err(SessionError::Shutdown),
+            };
         }
-        // Spawned so that a caller giving up (a timeout, a dropped request) can't drop a
-        // refreshed pair between Withings' answer and the save.
-        let task = tokio::spawn(self.shared.clone().refresh_locked(
-            slot,
-            self.margin,
-            self.clock.clone(),
-        ));
-        match task.await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(SessionError::Shutdown),
+    }
+
+    /// What a caller that saw generation `seen` and attempt count `attempts` gets without
+    /// refreshing, if anything.
+    fn outcome_since(
+        &self,
+        seen: u64,
+        force: bool,
+        attempts: u64,
+        unsaved: bool,
+    ) -> Option<Result<(AccessToken, u64), SessionError>> {
+        let published = self.shared.read();
+        if published.login_required {
+            return Some(Err(SessionError::LoginRequired {
+                user: self.shared.user,
+            }));
         }
+        if unsaved {
+            return None;
+        }
+        if published.generation != seen || (!force && self.usable(&published)) {
+            return Some(Ok((published.token.clone(), published.generation)));
+        }
+        if self.shared.attempts.load(Ordering::Acquire) != attempts {
+            // The refresh this call waited for failed; its caller has the details.
+            return Some(Err(SessionError::ConcurrentRefreshFailed {
+                message: self.shared.last_failure(),
+            }));
+        }
+        None
     }
 
     /// Calls a Withings data endpoint (`path` on the API host, e.g. `measure`) with the access
@@ -497,6 +588,20 @@ impl Session {
     pub async fn revoke(self) -> Result<(), SessionError> {
         let user = self.shared.user;
         let mut slot = self.shared.slot.lock().await;
+        let revoked = self.revoke_locked(&mut slot).await;
+        drop(slot);
+        // Callers that found the lock taken look again: they find the login gone, or take it.
+        self.shared.finished.notify_waiters();
+        revoked?;
+        self.shared
+            .store
+            .delete(user)
+            .await
+            .map_err(SessionError::Store)
+    }
+
+    async fn revoke_locked(&self, slot: &mut Slot) -> Result<(), SessionError> {
+        let user = self.shared.user;
         let Some(authorized) = slot.authorized.as_ref() else {
             return Err(SessionError::LoginRequired { user });
         };
@@ -509,11 +614,7 @@ impl Session {
         slot.authorized = None;
         slot.unsaved = false;
         self.shared.set_login_required();
-        self.shared
-            .store
-            .delete(user)
-            .await
-            .map_err(SessionError::Store)
+        Ok(())
     }
 }
 
@@ -536,6 +637,13 @@ impl Shared {
         result
     }
 
+    fn last_failure(&self) -> String {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn set_login_required(&self) {
         let mut published = self
             .published
@@ -547,6 +655,8 @@ impl Shared {
             scopes: published.scopes.clone(),
             generation: published.generation + 1,
             login_required: true,
+            expires_mono: AtomicU64::new(0),
+            trusted_until: AtomicU64::new(0),
         });
     }
 
@@ -563,9 +673,14 @@ impl Shared {
             .instrument(span)
             .await;
         if let Err(e) = &result {
-            slot.last_failure = e.to_string();
+            *self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = e.to_string();
         }
         self.attempts.fetch_add(1, Ordering::AcqRel);
+        drop(slot);
+        self.finished.notify_waiters();
         result
     }
 
@@ -659,14 +774,24 @@ impl Shared {
 
 impl Published {
     fn of(credentials: &Credentials, generation: u64) -> Self {
-        Published {
+        let published = Published {
             token: AccessToken(Arc::new(credentials.access_token.clone())),
             expires_at: credentials.expires_at,
             scopes: credentials.scopes.clone(),
             generation,
             login_required: false,
-        }
+            expires_mono: AtomicU64::new(0),
+            trusted_until: AtomicU64::new(0),
+        };
+        published.anchor(Utc::now(), mono_nanos());
+        published
     }
+}
+
+fn nanos(delta: TimeDelta) -> u64 {
+    delta
+        .num_nanoseconds()
+        .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(0))
 }
 
 fn check_owner(user: UserId, credentials: &Credentials) -> Result<(), SessionError> {
@@ -1020,6 +1145,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_margin_decides_on_the_system_clock_too() {
+        let server = MockServer::start().await;
+        refresh_with("old-refresh")
+            .respond_with(token_answer("new-access", "new-refresh"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        // Six minutes left: fresh with the default 5-minute margin, due with a 7-minute one.
+        let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::minutes(6)).await;
+        assert_eq!(
+            session.access_token().await.unwrap().expose_secret(),
+            "old-access"
+        );
+        let eager = session.clone().with_margin(TimeDelta::minutes(7));
+        assert_eq!(
+            eager.access_token().await.unwrap().expose_secret(),
+            "new-access"
+        );
+        assert_eq!(
+            session.access_token().await.unwrap().expose_secret(),
+            "new-access"
+        );
+        server.verify().await;
+    }
+
+    #[tokio::test]
     async fn a_token_entering_the_margin_is_refreshed_once_and_saved_before_it_is_returned() {
         let server = MockServer::start().await;
         refresh_with("old-refresh")
@@ -1074,6 +1225,49 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap().expose_secret(), "new-access");
         }
         server.verify().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_waiting_for_a_failed_refresh_get_its_error_without_retrying() {
+        let server = MockServer::start().await;
+        refresh_with("old-refresh")
+            .respond_with(ResponseTemplate::new(502).set_delay(Duration::from_millis(200)))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::minutes(1)).await;
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let session = session.clone();
+                tokio::spawn(async move { session.access_token().await })
+            })
+            .collect();
+        let mut direct = 0;
+        for task in tasks {
+            match task.await.unwrap().unwrap_err() {
+                SessionError::Api(ApiError::HttpStatus { status: 502 }) => direct += 1,
+                SessionError::ConcurrentRefreshFailed { message } => {
+                    assert!(message.contains("HTTP 502"), "{message}")
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            direct, 1,
+            "one caller refreshed; the others shared its failure"
+        );
+        server.verify().await;
+
+        refresh_with("old-refresh")
+            .respond_with(token_answer("new-access", "new-refresh"))
+            .mount(&server)
+            .await;
+        assert_eq!(
+            session.access_token().await.unwrap().expose_secret(),
+            "new-access",
+            "the next call tries again with the kept refresh token"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,204 @@
+//! Session benchmarks; see docs/benchmarks.md for what they measure and the goals.
+//!
+//! - `fresh_token`: `Session::access_token` on a fresh session, against a naive cache
+//!   (`Arc<RwLock<String>>`, cloning the string). Goal: ratio <= 1.0.
+//! - `expired_session`: 1,000 concurrent callers (futures polled together) on an expired session
+//!   (one refresh against the sandbox, a save, everyone served), against one plain refresh round
+//!   trip to the sandbox. Goal: ratio <= 1.5. For information, the same with 1,000 spawned tasks,
+//!   and what spawning 1,000 empty tasks costs alone.
+
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use secrecy::ExposeSecret;
+use withings_oauth::session::{Clock, Session};
+use withings_oauth::store::MemoryStore;
+use withings_oauth::{Authorized, Client, Unauthorized, UserId};
+use withings_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, SEEDED_USERID, Sandbox,
+    SandboxConfig,
+};
+
+const CALLERS: usize = 1000;
+
+struct OffsetClock(TimeDelta);
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.0
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+async fn sandbox_and_login() -> (Sandbox, Client, Authorized) {
+    // No rate limit: the benchmark refreshes thousands of times a minute.
+    let config = SandboxConfig::default().auto_approve(true).rate_limit(None);
+    let sandbox = Sandbox::start(config).await.expect("the sandbox starts");
+    let client = Client::builder()
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret(DEFAULT_CLIENT_SECRET)
+        .redirect_uri(LOOPBACK_CALLBACK)
+        .base_url(sandbox.base_url())
+        .build()
+        .expect("a client");
+    let pending = Unauthorized::new(&client, "user.metrics".parse().expect("a scope"))
+        .begin()
+        .expect("a login");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    let response = http
+        .get(pending.authorize_url().clone())
+        .send()
+        .await
+        .expect("the authorize page");
+    let callback = response.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .expect("a Location")
+        .parse()
+        .expect("a callback URL");
+    let authorized = pending.complete(&callback).await.expect("a code exchange");
+    (sandbox, client, authorized)
+}
+
+fn fresh_token(c: &mut Criterion) {
+    let rt = runtime();
+    let (_sandbox, _client, authorized) = rt.block_on(sandbox_and_login());
+    let naive = Arc::new(RwLock::new(
+        authorized.access_token().expose_secret().to_owned(),
+    ));
+    let session = rt
+        .block_on(Session::start(authorized, Arc::new(MemoryStore::new())))
+        .expect("a session");
+
+    let mut group = c.benchmark_group("fresh_token");
+    group.bench_function("session_access_token", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(session.access_token().await.expect("a token"));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("naive_rwlock_string_clone", |b| {
+        b.iter(|| black_box(naive.read().expect("not poisoned").clone()))
+    });
+    group.finish();
+}
+
+/// One round: a new session restored from the store, on a clock that makes its token expired
+/// (so every round pays for one refresh), and `CALLERS` callers asking it for a token at once.
+fn expired_round(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    store: &Arc<MemoryStore>,
+    user: UserId,
+    round: i64,
+    spawned: bool,
+) -> Duration {
+    let clock = Arc::new(OffsetClock(TimeDelta::hours(4 * round)));
+    rt.block_on(async {
+        let session = Session::restore(client, store.clone(), user)
+            .await
+            .expect("a stored login")
+            .with_clock(clock);
+        let start = Instant::now();
+        if spawned {
+            let tasks: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let session = session.clone();
+                    tokio::spawn(async move { session.access_token().await })
+                })
+                .collect();
+            for task in tasks {
+                black_box(task.await.expect("a task").expect("a token"));
+            }
+        } else {
+            let calls = (0..CALLERS).map(|_| session.access_token());
+            for token in futures_util::future::join_all(calls).await {
+                black_box(token.expect("a token"));
+            }
+        }
+        start.elapsed()
+    })
+}
+
+fn expired_session(c: &mut Criterion) {
+    let rt = runtime();
+    let (_sandbox, client, authorized) = rt.block_on(sandbox_and_login());
+    let store = Arc::new(MemoryStore::new());
+    let user = UserId::new(SEEDED_USERID);
+    rt.block_on(Session::start(authorized, store.clone()))
+        .expect("a session");
+
+    let mut group = c.benchmark_group("expired_session");
+    group.sample_size(20);
+    let mut round = 0i64;
+    for (name, spawned) in [
+        ("session_1000_concurrent_callers", false),
+        ("session_1000_spawned_tasks", true),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        round += 1;
+                        expired_round(&rt, &client, &store, user, round, spawned)
+                    })
+                    .sum()
+            })
+        });
+    }
+    group.bench_function("spawn_1000_empty_tasks", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = (0..CALLERS).map(|_| tokio::spawn(async {})).collect();
+                    for task in tasks {
+                        task.await.expect("a task");
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    });
+
+    let (_sandbox, _client, authorized) = rt.block_on(sandbox_and_login());
+    let mut current = Some(authorized);
+    group.bench_function("plain_refresh_round_trip", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let authorized = current.take().expect("a login");
+                    let start = Instant::now();
+                    let fresh = authorized.refresh().await.expect("a refresh");
+                    total += start.elapsed();
+                    current = Some(fresh);
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, fresh_token, expired_session);
+criterion_main!(benches);
