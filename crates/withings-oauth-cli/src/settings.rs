@@ -160,6 +160,50 @@ impl Settings {
     }
 }
 
+/// The keys of the config file, in the order the docs list them.
+const KNOWN_KEYS: [&str; 6] = [
+    "client_id",
+    "client_secret",
+    "redirect_uri",
+    "cloud",
+    "base_url",
+    "store",
+];
+
+/// The line number of byte `offset` in `text`, and the key set on that line if it is one of
+/// [`KNOWN_KEYS`]. Anything else on the line (a value, an unknown key that may be a pasted
+/// secret) is never returned.
+fn locate(text: &str, offset: usize) -> (Option<usize>, Option<&'static str>) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let number = before.matches('\n').count() + 1;
+    let key = line
+        .split_once('=')
+        .map(|(key, _)| key.trim().trim_matches('"'))
+        .and_then(|key| KNOWN_KEYS.into_iter().find(|k| *k == key));
+    (Some(number), key)
+}
+
+/// Why the file was refused, in words of our own. toml's message may quote the offending
+/// value (`invalid type: integer `12345678`, expected a string` for a numeric client secret),
+/// so it only chooses among these texts and is never shown.
+fn reason(toml_message: &str, key: Option<&str>) -> &'static str {
+    if toml_message.starts_with("invalid type") {
+        "the value has the wrong type: each setting is a string in double quotes"
+    } else if toml_message.starts_with("unknown field") {
+        "this key is not one of the known keys"
+    } else if toml_message.starts_with("unknown variant") {
+        "the value is not one of those allowed (cloud is \"eu\" or \"us\")"
+    } else if toml_message.starts_with("duplicate key") {
+        "the key is set twice"
+    } else if key == Some("base_url") {
+        "the value is not a valid URL (such as \"http://127.0.0.1:8080/\")"
+    } else {
+        "this is not valid TOML: write one `key = \"value\"` per line"
+    }
+}
+
 fn read_config(path: &Path, explicit: bool) -> Result<FileConfig, CliError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -174,18 +218,14 @@ fn read_config(path: &Path, explicit: bool) -> Result<FileConfig, CliError> {
         }
     };
     let file: FileConfig = toml::from_str(&text).map_err(|e| {
-        // toml's message quotes the offending line, which may hold the client secret.
-        let at = e
-            .span()
-            .map(|s| {
-                let line = text[..s.start.min(text.len())].lines().count().max(1);
-                format!(" at line {line}")
-            })
-            .unwrap_or_default();
+        let (line, key) = e.span().map_or((None, None), |s| locate(&text, s.start));
+        let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+        let key_text = key.map(|k| format!(" (`{k}`)")).unwrap_or_default();
         CliError::config(format!(
-            "the config file {} is not valid{at}: {}; the known keys are client_id, client_secret, redirect_uri, cloud, base_url and store",
+            "the config file {} is not valid{at}{key_text}: {}; the known keys are {}",
             path.display(),
-            e.message()
+            reason(e.message(), key),
+            KNOWN_KEYS.join(", ")
         ))
     })?;
     if file.client_secret.is_some() && readable_by_others(path) {
@@ -256,6 +296,53 @@ mod tests {
         std::fs::write(&path, "clientid = \"x\"\n").unwrap();
         let err = Settings::load(args(&path)).unwrap_err().to_string();
         assert!(err.contains("client_id"), "{err}");
+    }
+
+    #[test]
+    fn no_error_about_the_file_quotes_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        for (text, line, expected) in [
+            (
+                "client_secret = 12345678\n",
+                1,
+                "(`client_secret`): the value has the wrong type",
+            ),
+            (
+                "client_id = \"a\"\nclient_secret = [\"87654321\"]\n",
+                2,
+                "(`client_secret`): the value has the wrong type",
+            ),
+            (
+                "cloud = \"m4rs-87654321\"\n",
+                1,
+                "(`cloud`): the value is not one of those allowed",
+            ),
+            (
+                "base_url = \"no url 87654321\"\n",
+                1,
+                "(`base_url`): the value is not a valid URL",
+            ),
+            (
+                "client_secret = \"a\"\nclient_secret = \"87654321\"\n",
+                2,
+                "(`client_secret`): the key is set twice",
+            ),
+            (
+                "87654321 = \"x\"\n",
+                1,
+                "line 1: this key is not one of the known keys",
+            ),
+            ("87654321\n", 1, "line 1: this is not valid TOML"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Settings::load(args(&path)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+            assert!(err.contains(&format!("at line {line}")), "{text:?}: {err}");
+            for secret in ["12345678", "87654321", "m4rs"] {
+                assert!(!err.contains(secret), "{text:?}: {err}");
+            }
+        }
     }
 
     #[test]

@@ -614,25 +614,32 @@ async fn the_client_secret_is_never_shown() {
             text(&out)
         );
     }
-    // A config file is read too: the secret there is not echoed when the file is invalid.
+    // A config file is read too: the secret there is not echoed when the file is invalid, not
+    // even when it is a number (toml's own message would quote it).
     let config = w.home.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!("client_secret = \"{DEFAULT_CLIENT_SECRET}\"\nbogus = 1\n"),
-    )
-    .unwrap();
-    let mut cmd = w.command(&["login"]);
-    cmd.env_remove("WITHINGS_CLIENT_SECRET")
-        .env("WITHINGS_CONFIG", &config);
-    let out = w.run_with(cmd).await;
-    assert!(
-        !text(&out).contains(DEFAULT_CLIENT_SECRET),
-        "{}",
-        text(&out)
-    );
-    out.assert()
-        .code(2)
-        .stderr(predicate::str::contains(config.display().to_string()));
+    for (contents, secret, line) in [
+        (
+            format!("client_secret = \"{DEFAULT_CLIENT_SECRET}\"\nbogus = 1\n"),
+            DEFAULT_CLIENT_SECRET,
+            "line 2",
+        ),
+        (
+            "client_id = \"x\"\nclient_secret = 12345678\n".to_owned(),
+            "12345678",
+            "line 2 (`client_secret`)",
+        ),
+    ] {
+        std::fs::write(&config, contents).unwrap();
+        let mut cmd = w.command(&["login"]);
+        cmd.env_remove("WITHINGS_CLIENT_SECRET")
+            .env("WITHINGS_CONFIG", &config);
+        let out = w.run_with(cmd).await;
+        assert!(!text(&out).contains(secret), "{}", text(&out));
+        out.assert()
+            .code(2)
+            .stderr(predicate::str::contains(config.display().to_string()))
+            .stderr(predicate::str::contains(line));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
