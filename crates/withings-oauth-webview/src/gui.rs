@@ -51,6 +51,8 @@ enum GuiEvent {
     Callback(u64, Url),
     /// The login's time is up.
     TimedOut(u64),
+    /// The user asked to close the login's window.
+    Closed(u64),
 }
 
 /// State shared between the GUI thread and the callers.
@@ -282,6 +284,9 @@ fn handle(
                 finish(logins, id, Err(UserAgentError::TimedOut(timeout)));
             }
         }
+        Event::UserEvent(GuiEvent::Closed(id)) => {
+            finish(logins, id, Err(UserAgentError::Cancelled));
+        }
         // Destroyed: something outside GTK tore the window down (an X client killing it,
         // say); nobody can answer in it any more.
         Event::WindowEvent {
@@ -376,6 +381,7 @@ fn build_window(
                 "the login window could not be opened ({e}): {NO_DISPLAY_ADVICE}"
             ))
         })?;
+    watch_close_requests(&window, proxy, id);
 
     let nav_proxy = proxy.clone();
     let nav_redirect = request.redirect_uri.clone();
@@ -451,6 +457,34 @@ fn build_webview(builder: WebViewBuilder<'_>, window: &Window) -> wry::Result<We
 fn build_webview(builder: WebViewBuilder<'_>, window: &Window) -> wry::Result<WebView> {
     builder.build(window)
 }
+
+/// tao only wires its own close handling on a later turn of the loop; until then GTK's default
+/// would destroy the window without telling anyone. Watching from the start closes that gap.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+))]
+fn watch_close_requests(window: &Window, proxy: &EventLoopProxy<GuiEvent>, id: u64) {
+    use gtk::prelude::WidgetExt;
+    use tao::platform::unix::WindowExtUnix;
+    let proxy = proxy.clone();
+    window.gtk_window().connect_delete_event(move |_, _| {
+        let _ = proxy.send_event(GuiEvent::Closed(id));
+        gtk::glib::Propagation::Stop
+    });
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+)))]
+fn watch_close_requests(_window: &Window, _proxy: &EventLoopProxy<GuiEvent>, _id: u64) {}
 
 fn panic_text(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {

@@ -3,13 +3,17 @@
 //! Needs a display: `xvfb-run -a cargo test -p withings-oauth-webview` (or `bash .ci/test`).
 #![cfg(target_os = "linux")]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use url::Url;
 use withings_oauth::user_agent::{Prepared, UserAgent, UserAgentError};
 use withings_oauth_webview::WebviewAgent;
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{AtomEnum, ClientMessageEvent, ConnectionExt, EventMask, Window};
+use x11rb::protocol::xproto::{
+    AtomEnum, ClientMessageEvent, ConnectionExt, EventMask, MapState, Window,
+};
 use x11rb::rust_connection::RustConnection;
 
 fn require_display() {
@@ -40,23 +44,14 @@ fn find_window(conn: &RustConnection, root: Window, title: &str) -> Option<Windo
     })
 }
 
-/// Asks the window titled `title` to close, as a window manager's close button does.
-fn close_window_titled(title: &str, within: Duration) -> Result<(), String> {
+/// Asks the window titled `title` to close, as a window manager's close button does, until
+/// `stop` is set. Returns how many requests were sent.
+///
+/// A request goes only to a window that is on screen (the toolkit may replace the X window
+/// while setting it up) and is repeated every second, as a person would click again.
+fn close_window_titled(title: &str, stop: &AtomicBool, within: Duration) -> Result<u32, String> {
     let (conn, screen) = x11rb::connect(None).map_err(|e| format!("X connection: {e}"))?;
     let root = conn.setup().roots[screen].root;
-    let deadline = Instant::now() + within;
-    let window = loop {
-        if let Some(window) = find_window(&conn, root, title) {
-            break window;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("no window titled {title:?} appeared"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // A person reaches the close button some time after the window appears; a message sent
-    // within the first milliseconds can beat the toolkit's own wiring of the window.
-    std::thread::sleep(Duration::from_secs(1));
     let atom = |name: &str| -> Result<u32, String> {
         Ok(conn
             .intern_atom(false, name.as_bytes())
@@ -67,11 +62,33 @@ fn close_window_titled(title: &str, within: Duration) -> Result<(), String> {
     };
     let protocols = atom("WM_PROTOCOLS")?;
     let delete = atom("WM_DELETE_WINDOW")?;
-    let event = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
-    conn.send_event(false, window, EventMask::NO_EVENT, event)
-        .map_err(|e| e.to_string())?;
-    conn.flush().map_err(|e| e.to_string())?;
-    Ok(())
+    let deadline = Instant::now() + within;
+    let mut sent = 0;
+    let mut last_sent: Option<Instant> = None;
+    while !stop.load(Ordering::SeqCst) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the login did not end within {within:?} ({sent} close requests sent)"
+            ));
+        }
+        let viewable = find_window(&conn, root, title).filter(|&window| {
+            conn.get_window_attributes(window)
+                .ok()
+                .and_then(|cookie| cookie.reply().ok())
+                .is_some_and(|attrs| attrs.map_state == MapState::VIEWABLE)
+        });
+        let due = last_sent.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if let Some(window) = viewable.filter(|_| due) {
+            let event = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
+            conn.send_event(false, window, EventMask::NO_EVENT, event)
+                .map_err(|e| e.to_string())?;
+            conn.flush().map_err(|e| e.to_string())?;
+            sent += 1;
+            last_sent = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(sent)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,14 +101,20 @@ async fn closing_the_window_cancels_the_login() {
     let redirect: Url = "https://app.example.com/withings/callback".parse().unwrap();
     let authorize = page("");
 
-    let closer =
-        tokio::task::spawn_blocking(move || close_window_titled(&title, Duration::from_secs(15)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let closer_stop = Arc::clone(&stop);
+    let closer = tokio::task::spawn_blocking(move || {
+        close_window_titled(&title, &closer_stop, Duration::from_secs(15))
+    });
     let started = Instant::now();
     let result = agent.run(Prepared::new(redirect), &authorize).await;
-    closer
+    stop.store(true, Ordering::SeqCst);
+    let sent = closer
         .await
         .expect("closer thread")
         .expect("the window was found and asked to close");
+    assert!(sent >= 1, "no close request was sent");
+    eprintln!("close requests sent: {sent}");
     assert!(
         matches!(result, Err(UserAgentError::Cancelled)),
         "expected Cancelled, got {result:?}"
