@@ -52,8 +52,13 @@
 //! disk, so each login asks for the Withings password again.
 //!
 //! # Platforms
-//! - **Linux and the BSDs** (WebKitGTK 4.1 and GTK 3 at run time; X11 or Wayland) and
-//!   **Windows** (WebView2): supported with the design above.
+//! - **Linux and the BSDs**: WebKitGTK 4.1 and GTK 3 at run time (building needs their
+//!   development packages, e.g. `libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev` on Debian);
+//!   X11 or Wayland. This is where the project's tests run (X11, under Xvfb). GTK serves one
+//!   thread per process: an application that already runs GTK on a thread of its own gets an
+//!   error from this agent and should show the page with its own GTK widgets instead.
+//! - **Windows** (WebView2 runtime): the same design, since tao allows its event loop on a
+//!   thread other than the main one there too.
 //! - **macOS**: AppKit only runs windows on the process's main thread, which belongs to your
 //!   application, so this agent returns [`UserAgentError::Other`] there at once. A macOS
 //!   application either uses the system browser with a loopback redirect (the core crate's
