@@ -13,6 +13,7 @@ use withings_oauth::{Client, UserAgent};
 
 use crate::cli::{AgentArg, LoginArgs};
 use crate::error::CliError;
+use crate::out::note;
 
 /// The agent `--agent` asks for, and the spinner it may show (finish it after the login).
 pub(crate) fn choose(
@@ -58,11 +59,11 @@ fn browser_agent(open_browser: bool, timeout: Duration, spinner: Spinner) -> Loo
         .timeout(timeout)
         .on_authorize_url(move |url| {
             if open_browser {
-                eprintln!("Log in to Withings in your browser. If it did not open, visit:");
+                note!("Log in to Withings in your browser. If it did not open, visit:");
             } else {
-                eprintln!("Open this address in a browser to log in to Withings:");
+                note!("Open this address in a browser to log in to Withings:");
             }
-            eprintln!("\n  {url}\n");
+            note!("\n  {url}\n");
             spinner.start(timeout);
         })
 }

@@ -10,6 +10,7 @@ use crate::agent;
 use crate::cli::LoginArgs;
 use crate::error::CliError;
 use crate::ops;
+use crate::out::{note, say};
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -49,13 +50,14 @@ pub(crate) async fn login(settings: &Settings, args: &LoginArgs) -> Result<(), C
     spinner.finish();
     let (session, missing) = result?;
     let status = session.status();
-    println!(
+    say!(
         "Logged in user {} with scopes {}.",
-        status.user_id, status.scopes
-    );
-    println!("Credentials saved to {}.", store.path().display());
+        status.user_id,
+        status.scopes
+    )?;
+    say!("Credentials saved to {}.", store.path().display())?;
     if !missing.is_empty() {
-        eprintln!(
+        note!(
             "warning: Withings did not grant {missing}: calls that need it will be refused; log in again and allow it if you need it"
         );
     }
@@ -74,24 +76,24 @@ pub(crate) async fn status(settings: &Settings) -> Result<(), CliError> {
         store.select_user(None).await?;
     }
     let now = Utc::now();
-    println!("store: {}", store.path().display());
+    say!("store: {}", store.path().display())?;
     let mut dead = Vec::new();
     for user in users {
-        println!("user {user}");
+        say!("user {user}")?;
         match store.load(user).await? {
             Some(StoredEntry::Credentials(credentials)) => {
-                println!("  scopes: {}", credentials.scopes());
+                say!("  scopes: {}", credentials.scopes())?;
                 let expiry = ops::describe_expiry(credentials.expires_at(), now);
                 if credentials.expires_within(DEFAULT_MARGIN, now) {
-                    println!(
+                    say!(
                         "  access token: {expiry}; `withings-oauth token` or `refresh` gets a new one"
-                    );
+                    )?;
                 } else {
-                    println!("  access token: {expiry}");
+                    say!("  access token: {expiry}")?;
                 }
             }
             _ => {
-                println!("  login required: Withings refused the refresh token");
+                say!("  login required: Withings refused the refresh token")?;
                 dead.push(user.to_string());
             }
         }
@@ -117,7 +119,7 @@ async fn selected_session(settings: &Settings) -> Result<(Store, Session), CliEr
 pub(crate) async fn token(settings: &Settings) -> Result<(), CliError> {
     let (_, session) = selected_session(settings).await?;
     let token = session.access_token().await.map_err(ops::session_error)?;
-    println!("{}", token.expose_secret());
+    say!("{}", token.expose_secret())?;
     Ok(())
 }
 
@@ -125,11 +127,11 @@ pub(crate) async fn refresh(settings: &Settings) -> Result<(), CliError> {
     let (_, session) = selected_session(settings).await?;
     session.refresh().await.map_err(ops::session_error)?;
     let status = session.status();
-    println!(
+    say!(
         "Refreshed user {}: access token {}.",
         status.user_id,
         ops::describe_expiry(status.expires_at, Utc::now())
-    );
+    )?;
     Ok(())
 }
 
@@ -137,7 +139,7 @@ pub(crate) async fn revoke(settings: &Settings) -> Result<(), CliError> {
     let (_, session) = selected_session(settings).await?;
     let user = session.user_id();
     session.revoke().await.map_err(ops::session_error)?;
-    println!("Revoked the app's access to user {user}'s data and deleted the local credentials.");
+    say!("Revoked the app's access to user {user}'s data and deleted the local credentials.")?;
     Ok(())
 }
 
@@ -145,8 +147,8 @@ pub(crate) async fn logout(settings: &Settings) -> Result<(), CliError> {
     let store = open_store(settings)?;
     let user = store.select_user(settings.user).await?;
     store.delete(user).await?;
-    println!(
+    say!(
         "Deleted the local credentials of user {user}. Withings still allows the app access: `withings-oauth revoke` withdraws it."
-    );
+    )?;
     Ok(())
 }

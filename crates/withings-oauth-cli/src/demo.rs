@@ -14,16 +14,17 @@ use crate::agent::AutoApproveAgent;
 use crate::cli::DemoArgs;
 use crate::error::{CliError, Kind};
 use crate::ops::{self, redacted};
+use crate::out::say;
 use crate::store::Store;
 
 const STEPS: usize = 7;
 
-fn step(n: usize, text: impl std::fmt::Display) {
-    println!("[{n}/{STEPS}] {text}");
+fn step(n: usize, text: impl std::fmt::Display) -> Result<(), CliError> {
+    say!("[{n}/{STEPS}] {text}")
 }
 
-fn detail(text: impl std::fmt::Display) {
-    println!("      {text}");
+fn detail(text: impl std::fmt::Display) -> Result<(), CliError> {
+    say!("      {text}")
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
@@ -31,10 +32,10 @@ fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
 }
 
 pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
-    println!(
+    say!(
         "withings-oauth demo: log in, use, refresh and revoke, against a local Withings sandbox."
-    );
-    println!();
+    )?;
+    say!("")?;
 
     let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(!args.browser))
         .await
@@ -61,23 +62,23 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
             "Started a Withings sandbox on {} (offline: nothing leaves this machine).",
             sandbox.base_url()
         ),
-    );
+    )?;
     detail(format_args!(
         "App: client id {DEFAULT_CLIENT_ID}, client secret [redacted], redirect URI {redirect_uri}."
-    ));
+    ))?;
     detail(format_args!(
         "Credentials go to a temporary store, deleted at the end: {}",
         store.path().display()
-    ));
+    ))?;
 
-    step(2, "Login, asking for user.metrics.");
+    step(2, "Login, asking for user.metrics.")?;
     let scopes = Scopes::from(Scope::Metrics);
     let (session, _) = if args.browser {
         detail(format_args!(
             "Your browser opens the sandbox's page: log in as {} with password {}, then Allow.",
             withings_sandbox::SEEDED_EMAIL,
             withings_sandbox::SEEDED_PASSWORD
-        ));
+        ))?;
         let (agent, spinner) = crate::agent::demo_browser()?;
         let result = ops::log_in(&client, scopes, false, &Narrated(agent), &store).await;
         spinner.finish();
@@ -86,7 +87,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         detail(
             "The built-in agent plays the user: it opens the authorize URL with an HTTP client and \
              follows the sandbox's auto-approve redirect, as a browser does after \"Allow\".",
-        );
+        )?;
         let agent = Narrated(AutoApproveAgent::new()?);
         ops::log_in(&client, scopes, false, &agent, &store).await?
     };
@@ -95,9 +96,9 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
     detail(format_args!(
         "Logged in user {user}; access token {}, refresh token [redacted]; saved to the store before use.",
         redacted(first.expose_secret())
-    ));
+    ))?;
 
-    step(3, "Status (what `withings-oauth status` shows):");
+    step(3, "Status (what `withings-oauth status` shows):")?;
     let status = session.status();
     detail(format_args!(
         "user {user}, scopes {}, stored users: {:?}",
@@ -108,16 +109,16 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
             .iter()
             .map(|u| u.get())
             .collect::<Vec<_>>()
-    ));
+    ))?;
     detail(format_args!(
         "access token: {}",
         ops::describe_expiry(status.expires_at, Utc::now())
-    ));
+    ))?;
 
     step(
         4,
         "A data call: getmeas (POST /measure with `Authorization: Bearer <access token>`).",
-    );
+    )?;
     let groups = session
         .get_meas(&GetMeas::new())
         .await
@@ -131,12 +132,12 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
     detail(format_args!(
         "Withings answered {} measure groups{weight}.",
         groups.len()
-    ));
+    ))?;
 
     step(
         5,
         "Refresh: a new token pair, saved before the new access token is used.",
-    );
+    )?;
     session.refresh().await.map_err(ops::session_error)?;
     let fresh = session.access_token().await.map_err(ops::session_error)?;
     let changed = fresh.expose_secret() != first.expose_secret();
@@ -145,7 +146,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         redacted(fresh.expose_secret()),
         ops::describe_expiry(session.status().expires_at, Utc::now()),
         if changed { "changed" } else { "did NOT change" }
-    ));
+    ))?;
     if !changed {
         return Err(failed("refresh", "the access token did not change"));
     }
@@ -153,36 +154,36 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
     step(
         6,
         "Revoke: Withings withdraws the app's access; the local credentials are deleted.",
-    );
+    )?;
     session.revoke().await.map_err(ops::session_error)?;
     detail(format_args!(
         "Users left in the store: {}.",
         store.users().await?.len()
-    ));
+    ))?;
 
-    step(7, "The revoked access token is refused now:");
+    step(7, "The revoked access token is refused now:")?;
     let measure_url = client
         .api_url()
         .join("measure")
         .map_err(|e| failed("the measure URL", e))?;
     match refusal(&measure_url, fresh.expose_secret()).await? {
         Some((status, error)) => {
-            detail(format_args!("/measure answered status {status}: {error}"));
+            detail(format_args!("/measure answered status {status}: {error}"))?;
         }
         None => return Err(failed("revoke", "the revoked token was still accepted")),
     }
     match ops::session(&client, &store, user).await {
         Err(e) if e.kind() == Kind::LoginRequired => {
-            detail(format_args!("`withings-oauth token` would now say: {e}"));
+            detail(format_args!("`withings-oauth token` would now say: {e}"))?;
         }
         _ => return Err(failed("revoke", "the store still has a usable login")),
     }
 
     sandbox.shutdown().await;
-    println!();
-    println!(
+    say!("")?;
+    say!(
         "Done. To log in to the real Withings, configure your app and run `withings-oauth login` (see `withings-oauth --help`)."
-    );
+    )?;
     Ok(())
 }
 
@@ -235,7 +236,8 @@ impl<A: UserAgent> UserAgent for Narrated<A> {
             &authorize_url[..url::Position::AfterPath],
             query.join("&")
         );
-        detail(format_args!("Authorize URL: {shown}"));
+        // A closed stdout is noticed, and ends the demo, at the next step's line.
+        let _ = detail(format_args!("Authorize URL: {shown}"));
         self.0.run(prepared, authorize_url)
     }
 }

@@ -19,6 +19,10 @@ pub(crate) enum Kind {
     Remote,
     /// The credential store could not be read or written.
     Store,
+    /// Standard output could not be written (other than closed by its reader).
+    Output,
+    /// The reader of standard output closed it (`| head`): stop quietly.
+    StdoutClosed,
 }
 
 impl Kind {
@@ -29,6 +33,10 @@ impl Kind {
             Kind::LoginRequired => 3,
             Kind::Remote => 4,
             Kind::Store => 5,
+            Kind::Output => 6,
+            // Whatever the command did (a refresh, a login) is saved before it prints; the
+            // reader simply wanted no more.
+            Kind::StdoutClosed => 0,
         }
     }
 }
@@ -36,12 +44,14 @@ impl Kind {
 /// The exit codes, for `--help`.
 pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0  success
+  0  success; also when the reader closes stdout early (`| head`): the command stops
+     quietly, and what it already did (a login, a refresh) stays saved
   1  the login did not finish (access denied, cancelled, timed out, wrong redirect URL)
   2  usage or configuration error (missing client id, bad URL, unreadable config file)
   3  login required: no usable credentials for this user; run `withings-oauth login`
   4  Withings or the network failed; the stored credentials are kept, retry later
-  5  the credential store could not be read or written";
+  5  the credential store could not be read or written
+  6  the output could not be written (stdout failing, such as a full disk)";
 
 /// A command's failure: the kind and a message that says what to do next. Never holds a secret.
 #[derive(Debug)]
@@ -76,6 +86,17 @@ impl CliError {
 
     pub(crate) fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.kind.exit_code())
+    }
+
+    /// A failed write to stdout: [`Kind::StdoutClosed`] for a reader that went away.
+    pub(crate) fn output(error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            return Self::new(Kind::StdoutClosed, "standard output was closed");
+        }
+        Self::new(
+            Kind::Output,
+            format!("cannot write to standard output: {error}; check where it is redirected"),
+        )
     }
 
     /// A failed call to Withings other than a login.
@@ -133,6 +154,7 @@ mod tests {
             Kind::LoginRequired,
             Kind::Remote,
             Kind::Store,
+            Kind::Output,
         ] {
             let line = format!("\n  {}  ", kind.exit_code());
             assert!(
@@ -140,6 +162,18 @@ mod tests {
                 "{kind:?} missing from help"
             );
         }
+    }
+
+    #[test]
+    fn a_closed_stdout_is_a_quiet_success_and_other_failures_are_errors() {
+        let closed = CliError::output(std::io::ErrorKind::BrokenPipe.into());
+        assert_eq!(
+            (closed.kind(), closed.kind().exit_code()),
+            (Kind::StdoutClosed, 0)
+        );
+        let full = CliError::output(std::io::Error::from_raw_os_error(28)); // ENOSPC
+        assert_eq!(full.kind().exit_code(), 6);
+        assert!(full.to_string().contains("standard output"), "{full}");
     }
 
     #[test]

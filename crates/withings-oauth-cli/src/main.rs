@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod error;
 mod ops;
+mod out;
 mod settings;
 mod store;
 
@@ -15,7 +16,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::error::CliError;
+use crate::error::{CliError, Kind};
+use crate::out::note;
 use crate::settings::Settings;
 
 fn main() -> ExitCode {
@@ -27,14 +29,16 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            note!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            if e.kind() != Kind::StdoutClosed {
+                note!("error: {e}");
+            }
             e.exit_code()
         }
     }

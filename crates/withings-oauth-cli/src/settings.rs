@@ -11,6 +11,7 @@ use withings_oauth::{Client, Cloud};
 
 use crate::cli::{CloudArg, GlobalArgs};
 use crate::error::CliError;
+use crate::out::note;
 
 /// The name of the application's directories (config, data).
 pub(crate) const APP_NAME: &str = "withings-oauth";
@@ -229,7 +230,7 @@ fn read_config(path: &Path, explicit: bool) -> Result<FileConfig, CliError> {
         ))
     })?;
     if file.client_secret.is_some() && readable_by_others(path) {
-        eprintln!(
+        note!(
             "warning: the config file {} holds the client secret and other users can read it: run `chmod 600 {}`",
             path.display(),
             path.display()

@@ -331,6 +331,56 @@ async fn paste_login_then_status_token_refresh_revoke() {
         .stderr(predicate::str::contains("withings-oauth login"));
 }
 
+/// `withings-oauth token | head -c 0`: the reader closes stdout before anything is written.
+/// The command stops quietly with exit code 0 (not a panic and 101), and what it did is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_a_command_quietly() {
+    let w = World::start().await;
+    w.login_paste(&[]).await.assert().success();
+    age_store(&w.store_path()).await;
+    for args in [&["token"][..], &["status"], &["refresh"]] {
+        let mut child = w.command(args).spawn().unwrap();
+        drop(child.stdout.take());
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("the command finishes")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    // `token` refreshed and saved the expired pair although nobody read the token, and
+    // `refresh` rotated it once more.
+    let refreshes = w.sandbox.handle().counters().token_refresh;
+    assert_eq!(refreshes, 2);
+    let token = w.token().await;
+    assert_eq!(w.measure_status(&token).await, 0);
+    assert_eq!(w.sandbox.handle().counters().token_refresh, refreshes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_whose_reader_leaves_stops_quietly() {
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .env_remove("WITHINGS_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = stdout.next_line().await.unwrap().unwrap_or_default();
+    assert!(first.starts_with("withings-oauth demo"), "{first}");
+    drop(stdout);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the demo finishes")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_client_id_names_the_variable() {
     let w = World::start().await;
