@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use url::Url;
+use withings_oauth::config::is_loopback;
 use withings_oauth::loopback::{BrowserOrPasteAgent, LoopbackAgent};
 use withings_oauth::paste::PasteAgent;
 use withings_oauth::user_agent::{AgentFuture, Prepared, UserAgentError};
@@ -41,15 +42,6 @@ pub(crate) fn choose(
         AgentArg::Webview => webview(Duration::from_secs(args.timeout))?,
     };
     Ok((agent, spinner))
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 /// The system browser with a loopback listener, showing the URL and a countdown on stderr.
