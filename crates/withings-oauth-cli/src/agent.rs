@@ -61,10 +61,10 @@ fn browser_agent(open_browser: bool, timeout: Duration, spinner: Spinner) -> Loo
 }
 
 /// The system browser, for `demo --browser`.
-pub(crate) fn demo_browser() -> Result<(LoopbackAgent, Spinner), CliError> {
+pub(crate) fn demo_browser() -> (LoopbackAgent, Spinner) {
     let spinner = Spinner::default();
     let agent = browser_agent(true, Duration::from_secs(300), spinner.clone());
-    Ok((agent, spinner))
+    (agent, spinner)
 }
 
 #[cfg(feature = "webview")]

@@ -79,7 +79,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
             withings_sandbox::SEEDED_EMAIL,
             withings_sandbox::SEEDED_PASSWORD
         ))?;
-        let (agent, spinner) = crate::agent::demo_browser()?;
+        let (agent, spinner) = crate::agent::demo_browser();
         let result = ops::log_in(&client, scopes, false, &Narrated(agent), &store).await;
         spinner.finish();
         result?
