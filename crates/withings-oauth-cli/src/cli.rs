@@ -67,7 +67,9 @@ pub(crate) struct GlobalArgs {
     )]
     pub(crate) client_secret: Option<String>,
 
-    /// The redirect URI registered for the app
+    /// The redirect URI registered for the app; a loopback one such as
+    /// http://127.0.0.1:0/callback (port 0: any free port) lets the browser agent catch the
+    /// redirect
     #[arg(long, global = true, env = "WITHINGS_REDIRECT_URI", value_name = "URL")]
     pub(crate) redirect_uri: Option<String>,
 
@@ -114,8 +116,9 @@ pub(crate) enum Command {
 /// `login`.
 #[derive(Debug, Args)]
 pub(crate) struct LoginArgs {
-    /// How to show the Withings page: auto picks `browser` for a loopback redirect URI,
-    /// otherwise the browser with a paste prompt
+    /// How to show the Withings page: auto picks `browser` for a loopback redirect URI (such
+    /// as http://127.0.0.1:0/callback, port 0 for any free port), otherwise the browser with a
+    /// paste prompt
     #[arg(long, value_enum, default_value_t = AgentArg::Auto)]
     pub(crate) agent: AgentArg,
 
@@ -171,6 +174,17 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_shows_the_free_port_redirect_uri_with_its_port_0() {
+        let help = Cli::command()
+            .find_subcommand_mut("login")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("http://127.0.0.1:0/callback"), "{help}");
+        assert!(help.contains("port 0"), "{help}");
     }
 
     #[test]
