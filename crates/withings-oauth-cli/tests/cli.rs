@@ -147,12 +147,32 @@ impl World {
             rest.push_str(&line);
             rest.push('\n');
         }
-        let mut output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-            .await
-            .expect("the login finishes")
-            .unwrap();
+        let mut output = finish(child).await;
         output.stderr = format!("{seen}{rest}").into_bytes();
         output
+    }
+
+    /// Runs `args`, which must succeed, print each of `shows` on stdout, and show no token.
+    async fn succeeds(&self, args: &[&str], shows: &[&str]) {
+        let out = self.run(args).await;
+        assert_no_secret(&out, &self.live_tokens());
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for shown in shows {
+            assert!(stdout.contains(shown), "{shown:?} not in: {stdout}");
+        }
+    }
+
+    /// A login of the seeded user that succeeded and showed no token.
+    fn assert_logged_in(&self, login: &Output) {
+        assert_no_secret(login, &self.live_tokens());
+        login
+            .clone()
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(format!(
+                "Logged in user {SEEDED_USERID}"
+            )));
     }
 
     fn live_tokens(&self) -> Vec<String> {
@@ -181,7 +201,12 @@ impl World {
     }
 
     async fn token(&self) -> String {
-        let out = self.run(&["token"]).await;
+        self.token_with(&["token"]).await
+    }
+
+    /// `token` with `args`: the one line it prints.
+    async fn token_with(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
         let out = out.assert().success().get_output().clone();
         let text = String::from_utf8(out.stdout).unwrap();
         assert_eq!(
@@ -210,6 +235,35 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Checks a failed command: its exit code, and that stderr says each of `says`.
+fn assert_fails(output: &Output, code: i32, says: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{}", text(output));
+    for said in says {
+        assert!(stderr.contains(said), "{said:?} not in stderr: {stderr}");
+    }
+}
+
+/// [`assert_fails`], and nothing on stdout: a script's `$(withings-oauth token)` gets no
+/// half-answer.
+fn assert_fails_quietly(output: &Output, code: i32, says: &[&str]) {
+    assert_fails(output, code, says);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "",
+        "{}",
+        text(output)
+    );
+}
+
+/// Waits for `child`, at most a minute.
+async fn finish(child: Child) -> Output {
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the command finishes within a minute")
+        .unwrap()
 }
 
 fn assert_no_secret(output: &Output, secrets: &[String]) {
@@ -288,23 +342,20 @@ async fn paste_login_then_status_token_refresh_revoke() {
     let w = World::start().await;
 
     let login = w.login_paste(&["--scope", "user.metrics,user.info"]).await;
-    assert_no_secret(&login, &w.live_tokens());
+    w.assert_logged_in(&login);
     login
         .assert()
-        .success()
-        .stdout(predicate::str::contains(format!(
-            "Logged in user {SEEDED_USERID}"
-        )))
         .stdout(predicate::str::contains("user.metrics"));
 
-    let status = w.run(&["status"]).await;
-    assert_no_secret(&status, &w.live_tokens());
-    status
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("user {SEEDED_USERID}")))
-        .stdout(predicate::str::contains("user.metrics"))
-        .stdout(predicate::str::contains("valid until"));
+    w.succeeds(
+        &["status"],
+        &[
+            &format!("user {SEEDED_USERID}"),
+            "user.metrics",
+            "valid until",
+        ],
+    )
+    .await;
 
     let first = w.token().await;
     assert_eq!(w.measure_status(&first).await, 0);
@@ -314,21 +365,14 @@ async fn paste_login_then_status_token_refresh_revoke() {
         "a fresh token is not refreshed again"
     );
 
-    let refresh = w.run(&["refresh"]).await;
-    assert_no_secret(&refresh, &w.live_tokens());
-    refresh.assert().success();
+    w.succeeds(&["refresh"], &[]).await;
     let second = w.token().await;
     assert_ne!(second, first);
     assert_eq!(w.measure_status(&second).await, 0);
 
     w.run(&["revoke"]).await.assert().success();
     assert_eq!(w.measure_status(&second).await, 401, "revoked at Withings");
-    w.run(&["token"])
-        .await
-        .assert()
-        .code(3)
-        .stdout("")
-        .stderr(predicate::str::contains("withings-oauth login"));
+    assert_fails_quietly(&w.run(&["token"]).await, 3, &["withings-oauth login"]);
 }
 
 /// `withings-oauth token | head -c 0`: the reader closes stdout before anything is written.
@@ -341,10 +385,7 @@ async fn a_closed_stdout_ends_a_command_quietly() {
     for args in [&["token"][..], &["status"], &["refresh"]] {
         let mut child = w.command(args).spawn().unwrap();
         drop(child.stdout.take());
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("the command finishes")
-            .unwrap();
+        let out = finish(child).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert_eq!(stderr, "", "{args:?}");
@@ -372,10 +413,7 @@ async fn a_demo_whose_reader_leaves_stops_quietly() {
     let first = stdout.next_line().await.unwrap().unwrap_or_default();
     assert!(first.starts_with("withings-oauth demo"), "{first}");
     drop(stdout);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the demo finishes")
-        .unwrap();
+    let out = finish(child).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -386,12 +424,11 @@ async fn missing_client_id_names_the_variable() {
     let w = World::start().await;
     let mut cmd = w.command(&["login", "--agent", "paste"]);
     cmd.env_remove("WITHINGS_CLIENT_ID");
-    w.run_with(cmd)
-        .await
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("WITHINGS_CLIENT_ID"))
-        .stderr(predicate::str::contains("--client-id"));
+    assert_fails(
+        &w.run_with(cmd).await,
+        2,
+        &["WITHINGS_CLIENT_ID", "--client-id"],
+    );
     assert_eq!(w.sandbox.handle().counters().authorize_page, 0);
 }
 
@@ -405,12 +442,11 @@ async fn a_corrupt_store_is_named_and_left_alone() {
     set_mode(&path, 0o600);
 
     for args in [&["token"][..], &["status"], &["refresh"], &["logout"]] {
-        w.run(args)
-            .await
-            .assert()
-            .code(5)
-            .stderr(predicate::str::contains(path.display().to_string()))
-            .stderr(predicate::str::contains("fix or delete it"));
+        assert_fails(
+            &w.run(args).await,
+            5,
+            &[&path.display().to_string(), "fix or delete it"],
+        );
     }
     // A login would be lost after the user went through it: it does not start.
     let out = w.run(&["login", "--agent", "paste"]).await;
@@ -432,11 +468,7 @@ async fn a_user_revoked_elsewhere_must_log_in_again() {
     w.run(&["revoke"]).await.assert().success();
     std::fs::write(w.store_path(), copy).unwrap();
 
-    w.run(&["refresh"])
-        .await
-        .assert()
-        .code(3)
-        .stderr(predicate::str::contains("withings-oauth login"));
+    assert_fails(&w.run(&["refresh"]).await, 3, &["withings-oauth login"]);
     // Recorded in the store: no need to ask Withings again.
     let refreshes = w.sandbox.handle().counters().token_refresh;
     w.run(&["status"])
@@ -444,12 +476,7 @@ async fn a_user_revoked_elsewhere_must_log_in_again() {
         .assert()
         .code(3)
         .stdout(predicate::str::contains("login required"));
-    w.run(&["token"])
-        .await
-        .assert()
-        .code(3)
-        .stdout("")
-        .stderr(predicate::str::contains("withings-oauth login"));
+    assert_fails_quietly(&w.run(&["token"]).await, 3, &["withings-oauth login"]);
     assert_eq!(w.sandbox.handle().counters().token_refresh, refreshes);
 }
 
@@ -458,12 +485,7 @@ async fn a_store_others_can_read_is_refused() {
     let w = World::start().await;
     w.login_paste(&[]).await.assert().success();
     set_mode(&w.store_path(), 0o644);
-    w.run(&["token"])
-        .await
-        .assert()
-        .code(5)
-        .stdout("")
-        .stderr(predicate::str::contains("chmod 600"));
+    assert_fails_quietly(&w.run(&["token"]).await, 5, &["chmod 600"]);
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -481,20 +503,19 @@ async fn several_users_need_user_and_each_gets_its_own_token() {
         .success()
         .stdout(predicate::str::contains(format!("user {DEMO_USERID}")));
 
-    w.run(&["token"])
-        .await
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(predicate::str::contains("--user"))
-        .stderr(predicate::str::contains(SEEDED_USERID.to_string()))
-        .stderr(predicate::str::contains(DEMO_USERID.to_string()));
+    assert_fails_quietly(
+        &w.run(&["token"]).await,
+        2,
+        &[
+            "--user",
+            &SEEDED_USERID.to_string(),
+            &DEMO_USERID.to_string(),
+        ],
+    );
 
     let mut tokens = Vec::new();
     for user in [SEEDED_USERID, DEMO_USERID] {
-        let out = w.run(&["--user", &user.to_string(), "token"]).await;
-        let out = out.assert().success().get_output().clone();
-        tokens.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+        tokens.push(w.token_with(&["--user", &user.to_string(), "token"]).await);
     }
     let live = w.sandbox.handle().live_tokens();
     for (user, token) in [SEEDED_USERID, DEMO_USERID].into_iter().zip(&tokens) {
@@ -505,13 +526,8 @@ async fn several_users_need_user_and_each_gets_its_own_token() {
         assert_eq!((info.userid, info.kind), (user, TokenKind::Access));
     }
 
-    let status = w.run(&["status"]).await;
-    assert_no_secret(&status, &w.live_tokens());
-    status
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("user {SEEDED_USERID}")))
-        .stdout(predicate::str::contains(format!("user {DEMO_USERID}")));
+    let users = [SEEDED_USERID, DEMO_USERID].map(|u| format!("user {u}"));
+    w.succeeds(&["status"], &[&users[0], &users[1]]).await;
 
     w.run(&["logout", "--user", "999999"])
         .await
@@ -563,14 +579,7 @@ async fn browser_login_catches_the_redirect_on_a_loopback_listener() {
     for agent in ["browser", "auto"] {
         let mut cmd = w.command(&["login", "--agent", agent, "--no-browser"]);
         cmd.env("WITHINGS_REDIRECT_URI", "http://127.0.0.1:0/callback");
-        let login = w.login_interactive(cmd, Deliver::Visit).await;
-        assert_no_secret(&login, &w.live_tokens());
-        login
-            .assert()
-            .success()
-            .stdout(predicate::str::contains(format!(
-                "Logged in user {SEEDED_USERID}"
-            )));
+        w.assert_logged_in(&w.login_interactive(cmd, Deliver::Visit).await);
     }
     let token = w.token().await;
     assert_eq!(w.measure_status(&token).await, 0);
@@ -580,18 +589,17 @@ async fn browser_login_catches_the_redirect_on_a_loopback_listener() {
 async fn an_agent_that_cannot_work_says_what_to_use_instead() {
     let w = World::start().await;
     // The https callback can't be caught by a local listener.
-    w.run(&["login", "--agent", "browser"])
-        .await
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("loopback redirect URI"))
-        .stderr(predicate::str::contains("--agent paste"));
+    assert_fails(
+        &w.run(&["login", "--agent", "browser"]).await,
+        2,
+        &["loopback redirect URI", "--agent paste"],
+    );
     if !cfg!(feature = "webview") {
-        w.run(&["login", "--agent", "webview"])
-            .await
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains("--features webview"));
+        assert_fails(
+            &w.run(&["login", "--agent", "webview"]).await,
+            2,
+            &["--features webview"],
+        );
     }
     assert_eq!(w.sandbox.handle().counters().authorize_page, 0);
 }
@@ -600,11 +608,7 @@ async fn an_agent_that_cannot_work_says_what_to_use_instead() {
 async fn a_paste_login_ended_without_an_address_fails_cleanly() {
     let w = World::start().await;
     // stdin is closed at once: the user pressed Ctrl-D.
-    w.run(&["login", "--agent", "paste"])
-        .await
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("login"));
+    assert_fails(&w.run(&["login", "--agent", "paste"]).await, 1, &["login"]);
     assert!(!w.store_path().exists(), "nothing saved");
 }
 
@@ -618,12 +622,7 @@ async fn a_failing_withings_keeps_the_stored_login() {
     w.sandbox
         .handle()
         .inject_fault(Endpoint::Token, Fault::Http500, 1);
-    w.run(&["token"])
-        .await
-        .assert()
-        .code(4)
-        .stdout("")
-        .stderr(predicate::str::contains("retry"));
+    assert_fails_quietly(&w.run(&["token"]).await, 4, &["retry"]);
     assert_eq!(std::fs::read(w.store_path()).unwrap(), before);
 
     // Nothing listens there any more: a connection failure.
@@ -685,10 +684,7 @@ async fn the_client_secret_is_never_shown() {
             .env("WITHINGS_CONFIG", &config);
         let out = w.run_with(cmd).await;
         assert!(!text(&out).contains(secret), "{}", text(&out));
-        out.assert()
-            .code(2)
-            .stderr(predicate::str::contains(config.display().to_string()))
-            .stderr(predicate::str::contains(line));
+        assert_fails(&out, 2, &[&config.display().to_string(), line]);
     }
 }
 
@@ -736,11 +732,11 @@ async fn settings_come_from_the_config_file_when_not_in_the_environment() {
         .success()
         .stderr(predicate::str::contains("warning").not());
     // A flag beats the file: a wrong client id is refused by Withings as a configuration error.
-    w.run(&["refresh", "--client-id", "not-our-app"])
-        .await
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("WITHINGS_CLIENT_ID"));
+    assert_fails(
+        &w.run(&["refresh", "--client-id", "not-our-app"]).await,
+        2,
+        &["WITHINGS_CLIENT_ID"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -779,9 +775,6 @@ async fn a_denied_login_saves_nothing() {
     let out = w
         .login_interactive(cmd, Deliver::PasteAfterForm(&[("decision", "deny")]))
         .await;
-    out.assert()
-        .code(1)
-        .stderr(predicate::str::contains("denied"))
-        .stderr(predicate::str::contains("allow access"));
+    assert_fails(&out, 1, &["denied", "allow access"]);
     assert!(!w.store_path().exists());
 }
