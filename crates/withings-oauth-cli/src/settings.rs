@@ -16,10 +16,11 @@ use crate::out::note;
 /// The name of the application's directories (config, data).
 pub(crate) const APP_NAME: &str = "withings-oauth";
 
-/// The config file's contents. Every field is optional: flags and environment variables win.
+/// The six settings: what a config file may hold (every key optional), and, merged with the
+/// flags and environment, what one run uses.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+struct Values {
     client_id: Option<String>,
     client_secret: Option<SecretString>,
     redirect_uri: Option<String>,
@@ -28,33 +29,44 @@ struct FileConfig {
     store: Option<PathBuf>,
 }
 
-/// The settings of one run, merged.
-pub(crate) struct Settings {
-    client_id: Option<String>,
-    client_secret: Option<SecretString>,
-    redirect_uri: Option<String>,
-    cloud: Option<CloudArg>,
-    base_url: Option<Url>,
-    store: Option<PathBuf>,
-    /// The user asked for with `--user`.
-    pub(crate) user: Option<u64>,
-    /// The config file that was read, if any, or the one that would be read.
-    config_path: Option<PathBuf>,
+impl Values {
+    /// Each of `self`'s settings, else `fallback`'s.
+    fn or(self, fallback: Values) -> Values {
+        Values {
+            client_id: self.client_id.or(fallback.client_id),
+            client_secret: self.client_secret.or(fallback.client_secret),
+            redirect_uri: self.redirect_uri.or(fallback.redirect_uri),
+            cloud: self.cloud.or(fallback.cloud),
+            base_url: self.base_url.or(fallback.base_url),
+            store: self.store.or(fallback.store),
+        }
+    }
 }
 
-impl fmt::Debug for Settings {
+impl fmt::Debug for Values {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("Values")
             .field("client_id", &self.client_id)
             .field(
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("redirect_uri", &self.redirect_uri)
+            .field("cloud", &self.cloud)
             .field("base_url", &self.base_url.as_ref().map(Url::as_str))
             .field("store", &self.store)
-            .finish_non_exhaustive()
+            .finish()
     }
+}
+
+/// The settings of one run, merged.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    values: Values,
+    /// The user asked for with `--user`.
+    pub(crate) user: Option<u64>,
+    /// The config file that was read, if any, or the one that would be read.
+    config_path: Option<PathBuf>,
 }
 
 fn default_config_path() -> Option<PathBuf> {
@@ -72,18 +84,18 @@ impl Settings {
         };
         let file = match &config_path {
             Some(path) => read_config(path, explicit)?,
-            None => FileConfig::default(),
+            None => Values::default(),
+        };
+        let flags = Values {
+            client_id: args.client_id,
+            client_secret: args.client_secret.map(SecretString::from),
+            redirect_uri: args.redirect_uri,
+            cloud: args.cloud,
+            base_url: args.base_url,
+            store: args.store,
         };
         Ok(Settings {
-            client_id: args.client_id.or(file.client_id),
-            client_secret: args
-                .client_secret
-                .map(SecretString::from)
-                .or(file.client_secret),
-            redirect_uri: args.redirect_uri.or(file.redirect_uri),
-            cloud: args.cloud.or(file.cloud),
-            base_url: args.base_url.or(file.base_url),
-            store: args.store.or(file.store),
+            values: flags.or(file),
             user: args.user,
             config_path,
         })
@@ -106,7 +118,7 @@ impl Settings {
 
     /// The client built from the settings: id, secret and redirect URI are required.
     pub(crate) fn client(&self) -> Result<Client, CliError> {
-        let client_id = self.client_id.clone().ok_or_else(|| {
+        let client_id = self.values.client_id.clone().ok_or_else(|| {
             self.missing(
                 "client id",
                 "--client-id",
@@ -114,7 +126,7 @@ impl Settings {
                 "client_id",
             )
         })?;
-        let client_secret = self.client_secret.clone().ok_or_else(|| {
+        let client_secret = self.values.client_secret.clone().ok_or_else(|| {
             self.missing(
                 "client secret",
                 "--client-secret",
@@ -122,7 +134,7 @@ impl Settings {
                 "client_secret",
             )
         })?;
-        let redirect_uri = self.redirect_uri.clone().ok_or_else(|| {
+        let redirect_uri = self.values.redirect_uri.clone().ok_or_else(|| {
             self.missing(
                 "redirect URI",
                 "--redirect-uri",
@@ -134,7 +146,7 @@ impl Settings {
             .client_id(client_id)
             .client_secret(client_secret)
             .redirect_uri(redirect_uri);
-        let builder = match (&self.base_url, self.cloud) {
+        let builder = match (&self.values.base_url, self.values.cloud) {
             (Some(base), _) => builder.base_url(base.clone()),
             (None, Some(CloudArg::Us)) => builder.cloud(Cloud::Us),
             (None, _) => builder.cloud(Cloud::Default),
@@ -150,7 +162,7 @@ impl Settings {
     /// The credential store's path: `--store`, `WITHINGS_STORE`, the config file, or the
     /// platform's data directory.
     pub(crate) fn store_path(&self) -> Result<PathBuf, CliError> {
-        if let Some(path) = &self.store {
+        if let Some(path) = &self.values.store {
             return Ok(path.clone());
         }
         crate::store::default_path().ok_or_else(|| {
@@ -205,11 +217,11 @@ fn reason(toml_message: &str, key: Option<&str>) -> &'static str {
     }
 }
 
-fn read_config(path: &Path, explicit: bool) -> Result<FileConfig, CliError> {
+fn read_config(path: &Path, explicit: bool) -> Result<Values, CliError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            return Ok(FileConfig::default());
+            return Ok(Values::default());
         }
         Err(e) => {
             return Err(CliError::config(format!(
@@ -218,7 +230,7 @@ fn read_config(path: &Path, explicit: bool) -> Result<FileConfig, CliError> {
             )));
         }
     };
-    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+    let file: Values = toml::from_str(&text).map_err(|e| {
         let (line, key) = e.span().map_or((None, None), |s| locate(&text, s.start));
         let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
         let key_text = key.map(|k| format!(" (`{k}`)")).unwrap_or_default();
@@ -274,9 +286,9 @@ mod tests {
         let mut a = args(&path);
         a.client_id = Some("from-flag".into());
         let s = Settings::load(a).unwrap();
-        assert_eq!(s.client_id.as_deref(), Some("from-flag"));
+        assert_eq!(s.values.client_id.as_deref(), Some("from-flag"));
         assert_eq!(
-            s.client_secret.as_ref().unwrap().expose_secret(),
+            s.values.client_secret.as_ref().unwrap().expose_secret(),
             "file-secret"
         );
         let client = s.client().unwrap();
