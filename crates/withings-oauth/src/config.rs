@@ -61,6 +61,10 @@ fn normalize_base(which: &'static str, url: &Url) -> Result<Url, ConfigError> {
     if url.cannot_be_a_base() || url.host().is_none() {
         return Err(invalid("it has no host"));
     }
+    // The base URL is shown in `Debug` and logs: it must hold no password.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("it must not carry a user name or password"));
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("it must not have a query or fragment"));
     }

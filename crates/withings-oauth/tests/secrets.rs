@@ -325,3 +325,24 @@ fn a_secret_cut_by_the_length_limit_leaves_no_beginning_behind() {
         })
         .unwrap();
 }
+
+#[test]
+fn a_base_url_with_a_password_is_refused_rather_than_shown() {
+    for base in [
+        "http://user:hunter2-pass@127.0.0.1:8080/",
+        "https://user@sandbox.example.com/",
+    ] {
+        let err = Client::builder()
+            .client_id(CLIENT_ID)
+            .client_secret(CLIENT_SECRET)
+            .redirect_uri(REDIRECT_URI)
+            .base_url(base.parse().unwrap())
+            .build()
+            .expect_err("credentials in a base URL are refused");
+        assert!(
+            matches!(err, withings_oauth::ConfigError::InvalidBaseUrl { .. }),
+            "{base}: {err:?}"
+        );
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err}");
+    }
+}
