@@ -24,6 +24,7 @@ pub async fn refresh(authorized: Authorized) -> Result<Authorized, RefreshError>
         &client,
         Grant::Refresh {
             refresh_token: authorized.refresh_token(),
+            user_id: authorized.user_id(),
         },
         authorized.scopes(),
     )

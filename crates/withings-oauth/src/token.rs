@@ -20,6 +20,8 @@ pub(crate) enum Grant<'a> {
     },
     Refresh {
         refresh_token: &'a SecretString,
+        /// Kept if the answer omits `userid`: a refresh never changes the user.
+        user_id: UserId,
     },
 }
 
@@ -31,7 +33,7 @@ pub(crate) async fn request_token(
 ) -> Result<Credentials, ApiError> {
     let (grant_type, secret_param, secret_value) = match &grant {
         Grant::Code { code, .. } => ("authorization_code", "code", code.expose_secret()),
-        Grant::Refresh { refresh_token } => (
+        Grant::Refresh { refresh_token, .. } => (
             "refresh_token",
             "refresh_token",
             refresh_token.expose_secret(),
@@ -70,7 +72,11 @@ pub(crate) async fn request_token(
         TOKEN_BODY_LIMIT,
     )
     .await?;
-    body.into_credentials(sent_at, None, previous_scopes)
+    let fallback_user = match grant {
+        Grant::Code { .. } => None,
+        Grant::Refresh { user_id, .. } => Some(user_id),
+    };
+    body.into_credentials(sent_at, fallback_user, previous_scopes)
 }
 
 /// `action=revoke` (signed).

@@ -407,3 +407,21 @@ async fn a_redirect_is_not_followed_so_tokens_never_go_elsewhere() {
         "the refresh token went to the redirect target"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_answer_without_userid_keeps_the_user() {
+    let server = MockServer::start().await;
+    mount_token_answer(
+        &server,
+        json!({"status": 0, "body": {"access_token": "new-access", "refresh_token": "new-refresh",
+            "expires_in": 10800, "scope": "user.metrics"}})
+        .to_string(),
+    )
+    .await;
+    let fresh = old_login(&client(&server))
+        .refresh()
+        .await
+        .expect("refreshed");
+    assert_eq!(fresh.user_id().get(), USER);
+    assert_eq!(refresh_token_of(&fresh), "new-refresh");
+}
