@@ -17,11 +17,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use secrecy::ExposeSecret;
 use withings_oauth::session::{Clock, Session};
-use withings_oauth::store::MemoryStore;
-use withings_oauth::{Authorized, Client, Unauthorized, UserId};
+use withings_oauth::store::{MemoryStore, StoredEntry, TokenStore};
+use withings_oauth::{Authorized, Client, Credentials, Unauthorized, UserId};
 use withings_sandbox::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, SEEDED_USERID, Sandbox,
-    SandboxConfig,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Endpoint, Fault, LOOPBACK_CALLBACK, SEEDED_USERID,
+    Sandbox, SandboxConfig,
 };
 
 const CALLERS: usize = 1000;
@@ -53,7 +53,13 @@ async fn sandbox_and_login() -> (Sandbox, Client, Authorized) {
         .base_url(sandbox.base_url())
         .build()
         .expect("a client");
-    let pending = Unauthorized::new(&client, "user.metrics".parse().expect("a scope"))
+    let authorized = login(&client).await;
+    (sandbox, client, authorized)
+}
+
+/// Logs the seeded user in through the auto-approving authorize page.
+async fn login(client: &Client) -> Authorized {
+    let pending = Unauthorized::new(client, "user.metrics".parse().expect("a scope"))
         .begin()
         .expect("a login");
     let http = reqwest::Client::builder()
@@ -70,8 +76,7 @@ async fn sandbox_and_login() -> (Sandbox, Client, Authorized) {
         .expect("a Location")
         .parse()
         .expect("a callback URL");
-    let authorized = pending.complete(&callback).await.expect("a code exchange");
-    (sandbox, client, authorized)
+    pending.complete(&callback).await.expect("a code exchange")
 }
 
 fn fresh_token(c: &mut Criterion) {
@@ -102,22 +107,38 @@ fn fresh_token(c: &mut Criterion) {
     group.finish();
 }
 
-/// One round: a new session restored from the store, on a clock that makes its token expired
-/// (so every round pays for one refresh), and `CALLERS` callers asking it for a token at once.
+/// One round: a new session restored from the store with an expired token (so every round pays
+/// for one refresh), and `CALLERS` callers asking it for a token at once.
 fn expired_round(
     rt: &tokio::runtime::Runtime,
     client: &Client,
     store: &Arc<MemoryStore>,
     user: UserId,
-    round: i64,
+    clock: Option<Arc<dyn Clock>>,
     spawned: bool,
 ) -> Duration {
-    let clock = Arc::new(OffsetClock(TimeDelta::hours(4 * round)));
+    if clock.is_none() {
+        // The system clock: store the newest pair back with an expiry in the past.
+        rt.block_on(async {
+            let Some(StoredEntry::Credentials(credentials)) =
+                store.load(user).await.expect("a store")
+            else {
+                panic!("the store lost the login");
+            };
+            let mut stored = credentials.reveal_for_storage();
+            stored.expires_at = Utc::now() - TimeDelta::minutes(1);
+            let expired = Credentials::from_stored(stored).expect("valid credentials");
+            store.save(user, &expired).await.expect("a save");
+        });
+    }
     rt.block_on(async {
         let session = Session::restore(client, store.clone(), user)
             .await
-            .expect("a stored login")
-            .with_clock(clock);
+            .expect("a stored login");
+        let session = match clock {
+            Some(clock) => session.with_clock(clock),
+            None => session,
+        };
         let start = Instant::now();
         if spawned {
             let tasks: Vec<_> = (0..CALLERS)
@@ -139,48 +160,105 @@ fn expired_round(
     })
 }
 
+/// The 1,000-caller herd against one plain refresh, on a sandbox answering at once
+/// (`expired_session`) and one holding each token answer for 10 ms, as a network would
+/// (`expired_session_10ms_network`).
 fn expired_session(c: &mut Criterion) {
+    herd_group(c, "expired_session", None);
+    herd_group(
+        c,
+        "expired_session_10ms_network",
+        Some(Duration::from_millis(10)),
+    );
+}
+
+fn herd_group(c: &mut Criterion, name: &str, latency: Option<Duration>) {
     let rt = runtime();
-    let (_sandbox, client, authorized) = rt.block_on(sandbox_and_login());
+    let (sandbox, client, authorized) = rt.block_on(sandbox_and_login());
+    if let Some(latency) = latency {
+        sandbox
+            .handle()
+            .inject_fault(Endpoint::Token, Fault::Delay(latency), u32::MAX);
+    }
     let store = Arc::new(MemoryStore::new());
     let user = UserId::new(SEEDED_USERID);
     rt.block_on(Session::start(authorized, store.clone()))
         .expect("a session");
 
-    let mut group = c.benchmark_group("expired_session");
+    let mut group = c.benchmark_group(name);
     group.sample_size(20);
     let mut round = 0i64;
-    for (name, spawned) in [
-        ("session_1000_concurrent_callers", false),
-        ("session_1000_spawned_tasks", true),
-    ] {
+    let variants: &[(&str, bool, bool)] = if latency.is_some() {
+        &[("session_1000_concurrent_callers", false, false)]
+    } else {
+        &[
+            ("session_1000_concurrent_callers", false, false),
+            (
+                "session_1000_concurrent_callers_injected_clock",
+                true,
+                false,
+            ),
+            ("session_1000_spawned_tasks", false, true),
+        ]
+    };
+    for &(name, injected_clock, spawned) in variants {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| {
+                        // Each round's clock is far enough ahead to find the last round's
+                        // token expired.
                         round += 1;
-                        expired_round(&rt, &client, &store, user, round, spawned)
+                        let clock = injected_clock.then(|| {
+                            Arc::new(OffsetClock(TimeDelta::hours(4 * round))) as Arc<dyn Clock>
+                        });
+                        expired_round(&rt, &client, &store, user, clock, spawned)
                     })
                     .sum()
             })
         });
     }
-    group.bench_function("spawn_1000_empty_tasks", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let tasks: Vec<_> = (0..CALLERS).map(|_| tokio::spawn(async {})).collect();
-                    for task in tasks {
-                        task.await.expect("a task");
-                    }
-                }
-                start.elapsed()
-            })
-        })
-    });
 
-    let (_sandbox, _client, authorized) = rt.block_on(sandbox_and_login());
+    if latency.is_none() {
+        // What the same 1,000 callers cost when the token is fresh: the floor of the harness.
+        let fresh = rt
+            .block_on(async {
+                let session = Session::restore(&client, store.clone(), user).await?;
+                session.refresh().await.map(|()| session)
+            })
+            .expect("a fresh session");
+        group.bench_function("fresh_session_1000_concurrent_callers", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let calls = (0..CALLERS).map(|_| fresh.access_token());
+                        for token in futures_util::future::join_all(calls).await {
+                            black_box(token.expect("a token"));
+                        }
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        group.bench_function("spawn_1000_empty_tasks", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let tasks: Vec<_> = (0..CALLERS).map(|_| tokio::spawn(async {})).collect();
+                        for task in tasks {
+                            task.await.expect("a task");
+                        }
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+
+    // The baseline: one refresh round trip, with a login of its own on the same sandbox.
+    let authorized = rt.block_on(login(&client));
     let mut current = Some(authorized);
     group.bench_function("plain_refresh_round_trip", |b| {
         b.iter_custom(|iters| {
@@ -198,6 +276,7 @@ fn expired_session(c: &mut Criterion) {
         })
     });
     group.finish();
+    drop(sandbox);
 }
 
 criterion_group!(benches, fresh_token, expired_session);

@@ -425,7 +425,9 @@ impl Session {
             }
             published.generation
         };
-        self.refresh_after(seen, false).await
+        // Boxed: the slow path's state would otherwise make every call's future several
+        // times larger, which callers holding many of them pay for.
+        Box::pin(self.refresh_after(seen, false)).await
     }
 
     /// Refreshes now, whatever the expiry (joining a refresh already under way).
@@ -442,7 +444,11 @@ impl Session {
         force: bool,
     ) -> Result<(AccessToken, u64), SessionError> {
         let attempts = self.shared.attempts.load(Ordering::Acquire);
+        let mut woken = false;
         loop {
+            if woken && let Some(outcome) = self.outcome_since(seen, force, attempts, false) {
+                return outcome;
+            }
             // Registered before looking, so that a refresh ending between the look and the
             // wait still wakes this call.
             let finished = self.shared.finished.notified();
@@ -458,6 +464,7 @@ impl Session {
             // all take its token at once.
             let Ok(slot) = self.shared.slot.clone().try_lock_owned() else {
                 finished.await;
+                woken = true;
                 continue;
             };
             if let Some(outcome) = self.outcome_since(seen, force, attempts, slot.unsaved) {
