@@ -1,19 +1,16 @@
 //! Recognising the navigation that carries the login's callback.
 
 use url::Url;
+use withings_oauth::user_agent::is_redirect_target;
 
-/// Returns `candidate` parsed when it goes to `redirect_uri`: same scheme, host, port and path,
-/// with any query. The query is not checked here: the flow checks `state` and `code` when it
-/// completes the login, so a wrong callback still ends the window with a typed error instead of
-/// leaving the user on a page that cannot load.
+/// Returns `candidate` parsed when it goes to `redirect_uri` (the core's rule: same scheme, host,
+/// port and path, with any query). The query is not checked here: the flow checks `state` and
+/// `code` when it completes the login, so a wrong callback still ends the window with a typed
+/// error instead of leaving the user on a page that cannot load.
 pub(crate) fn callback_url(candidate: &str, redirect_uri: &Url) -> Option<Url> {
+    // WebKit hands over navigations as text; one that is not a URL is not the callback.
     let url = Url::parse(candidate).ok()?;
-    let same_target = url.scheme() == redirect_uri.scheme()
-        && url.host_str().map(str::to_ascii_lowercase)
-            == redirect_uri.host_str().map(str::to_ascii_lowercase)
-        && url.port_or_known_default() == redirect_uri.port_or_known_default()
-        && url.path() == redirect_uri.path();
-    same_target.then_some(url)
+    is_redirect_target(&url, redirect_uri).then_some(url)
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ pub(crate) fn check_callback(
 }
 
 /// Scheme, host, port and path, which must match the redirect URI.
-fn same_target(a: &Url, b: &Url) -> bool {
+pub(crate) fn same_target(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
         && a.port_or_known_default() == b.port_or_known_default()

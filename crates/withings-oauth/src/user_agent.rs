@@ -270,3 +270,30 @@ pub fn screen_callback(authorize_url: &Url, candidate: &Url) -> Result<(), crate
         .ok_or(crate::CallbackError::MissingState)?;
     crate::callback::check_callback(candidate, &redirect_uri, &state).map(drop)
 }
+
+/// Whether `candidate` goes to `redirect_uri`: same scheme, host (compared case-insensitively),
+/// port (an omitted port counts as the scheme's default) and path; query, fragment and user info
+/// are not looked at.
+///
+/// This is the rule [`PendingCallback::complete`](crate::PendingCallback::complete) applies to a
+/// callback before believing anything in it. An agent that watches navigations (an embedded
+/// webview, say) uses it to recognise the one that carries the callback; it then hands the whole
+/// URL to the flow, which checks `state` and `code`.
+///
+/// ```
+/// use url::Url;
+/// use withings_oauth::user_agent::is_redirect_target;
+///
+/// let redirect_uri = Url::parse("https://app.example.com/withings/callback")?;
+/// let caught = Url::parse("https://APP.example.com:443/withings/callback?code=c&state=s")?;
+/// assert!(is_redirect_target(&caught, &redirect_uri));
+///
+/// let elsewhere = Url::parse("https://app.example.com/withings/callback/?code=c")?;
+/// assert!(!is_redirect_target(&elsewhere, &redirect_uri));
+/// let other_port = Url::parse("https://app.example.com:8443/withings/callback")?;
+/// assert!(!is_redirect_target(&other_port, &redirect_uri));
+/// # Ok::<(), url::ParseError>(())
+/// ```
+pub fn is_redirect_target(candidate: &Url, redirect_uri: &Url) -> bool {
+    crate::callback::same_target(candidate, redirect_uri)
+}
