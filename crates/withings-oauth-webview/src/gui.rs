@@ -161,13 +161,7 @@ fn spawn() -> Result<GuiThread, UserAgentError> {
 
 fn new_event_loop() -> EventLoop<GuiEvent> {
     let mut builder = EventLoopBuilder::<GuiEvent>::with_user_event();
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "dragonfly",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-    ))]
+    #[cfg(gtk_platform)]
     {
         use tao::platform::unix::EventLoopBuilderExtUnix;
         builder.with_any_thread(true);
@@ -181,24 +175,12 @@ fn new_event_loop() -> EventLoop<GuiEvent> {
 }
 
 /// Starts GTK on this thread, so that a missing display is an error rather than tao's panic.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "dragonfly",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-))]
+#[cfg(gtk_platform)]
 fn start_toolkit() -> Result<(), String> {
     gtk::init().map_err(|e| format!("GTK could not open the display ({e})"))
 }
 
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "dragonfly",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-)))]
+#[cfg(not(gtk_platform))]
 fn start_toolkit() -> Result<(), String> {
     Ok(())
 }
@@ -430,13 +412,7 @@ fn build_window(
     Ok((window, webview, timer))
 }
 
-#[cfg(any(
-    target_os = "linux",
-    target_os = "dragonfly",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-))]
+#[cfg(gtk_platform)]
 fn build_webview(builder: WebViewBuilder<'_>, window: &Window) -> wry::Result<WebView> {
     use tao::platform::unix::WindowExtUnix;
     use wry::WebViewBuilderExtUnix;
@@ -447,26 +423,14 @@ fn build_webview(builder: WebViewBuilder<'_>, window: &Window) -> wry::Result<We
     }
 }
 
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "dragonfly",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-)))]
+#[cfg(not(gtk_platform))]
 fn build_webview(builder: WebViewBuilder<'_>, window: &Window) -> wry::Result<WebView> {
     builder.build(window)
 }
 
 /// tao only wires its own close handling on a later turn of the loop; until then GTK's default
 /// would destroy the window without telling anyone. Watching from the start closes that gap.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "dragonfly",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-))]
+#[cfg(gtk_platform)]
 fn watch_close_requests(window: &Window, proxy: &EventLoopProxy<GuiEvent>, id: u64) {
     use gtk::prelude::WidgetExt;
     use tao::platform::unix::WindowExtUnix;
@@ -477,13 +441,7 @@ fn watch_close_requests(window: &Window, proxy: &EventLoopProxy<GuiEvent>, id: u
     });
 }
 
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "dragonfly",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-)))]
+#[cfg(not(gtk_platform))]
 fn watch_close_requests(_window: &Window, _proxy: &EventLoopProxy<GuiEvent>, _id: u64) {}
 
 fn panic_text(panic: &(dyn Any + Send)) -> String {

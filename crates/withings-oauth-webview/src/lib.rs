@@ -59,8 +59,8 @@
 //!   error from this agent and should show the page with its own GTK widgets instead.
 //! - **Windows** (WebView2 runtime): the same design, since tao allows its event loop on a
 //!   thread other than the main one there too.
-//! - **macOS**: AppKit only runs windows on the process's main thread, which belongs to your
-//!   application, so this agent returns [`UserAgentError::Other`] there at once. A macOS
+//! - **macOS, iOS and Android**: windows only run on the process's main thread, which belongs to
+//!   your application, so this agent returns [`UserAgentError::Other`] there at once. A macOS
 //!   application either uses the system browser with a loopback redirect (the core crate's
 //!   loopback agent), or runs `tao`/`wry` on its main thread itself, catches the navigation to
 //!   the redirect URI the same way, and hands the URL to
@@ -73,8 +73,10 @@ use std::time::Duration;
 use url::Url;
 use withings_oauth::user_agent::{AgentFuture, Prepared, UserAgent, UserAgentError};
 
-#[cfg(not(any(target_os = "macos", target_os = "ios", target_os = "android")))]
+// `window_thread` and `gtk_platform` come from build.rs, which lists the platforms once.
+#[cfg(window_thread)]
 mod gui;
+#[cfg(window_thread)]
 mod matcher;
 
 /// A [`UserAgent`] that shows the Withings consent page in an embedded webview window.
@@ -136,8 +138,9 @@ impl UserAgent for WebviewAgent {
 }
 
 impl WebviewAgent {
-    #[cfg(not(any(target_os = "macos", target_os = "ios", target_os = "android")))]
+    #[cfg(window_thread)]
     async fn show(&self, authorize_url: Url, redirect_uri: Url) -> Result<Url, UserAgentError> {
+        #[cfg(gtk_platform)]
         check_display()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let ticket = gui::submit(gui::LoginRequest {
@@ -154,26 +157,20 @@ impl WebviewAgent {
         }
     }
 
-    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "android"))]
+    #[cfg(not(window_thread))]
     async fn show(&self, authorize_url: Url, redirect_uri: Url) -> Result<Url, UserAgentError> {
         let _ = (authorize_url, redirect_uri);
         Err(UserAgentError::Other(
-            "the embedded login window is not available on this platform (on macOS windows \
-             must run on the main thread): use the system browser with a loopback redirect, or \
-             the paste agent"
+            "the embedded login window is not available on this platform (its windows may only \
+             run on the application's main thread): use the system browser with a loopback \
+             redirect, or the paste agent"
                 .to_owned(),
         ))
     }
 }
 
 /// Fails early, with advice, where GTK would find no display to open.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "dragonfly",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-))]
+#[cfg(gtk_platform)]
 fn check_display() -> Result<(), UserAgentError> {
     let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
     if set("DISPLAY") || set("WAYLAND_DISPLAY") {
@@ -184,11 +181,6 @@ fn check_display() -> Result<(), UserAgentError> {
             gui::NO_DISPLAY_ADVICE
         )))
     }
-}
-
-#[cfg(target_os = "windows")]
-fn check_display() -> Result<(), UserAgentError> {
-    Ok(())
 }
 
 #[cfg(test)]
