@@ -123,11 +123,6 @@ impl WebviewAgent {
         self.size = (width.max(1), height.max(1));
         self
     }
-
-    /// The configured timeout.
-    pub fn timeout_duration(&self) -> Duration {
-        self.timeout
-    }
 }
 
 impl UserAgent for WebviewAgent {
@@ -204,12 +199,9 @@ mod tests {
             .timeout(Duration::from_secs(7))
             .title("Connect")
             .size(0, 300);
-        assert_eq!(agent.timeout_duration(), Duration::from_secs(7));
+        assert_eq!(agent.timeout, Duration::from_secs(7));
         assert_eq!(agent.title, "Connect");
         assert_eq!(agent.size, (1, 300));
-        assert_eq!(
-            WebviewAgent::new().timeout_duration(),
-            Duration::from_secs(300)
-        );
+        assert_eq!(WebviewAgent::new().timeout, Duration::from_secs(300));
     }
 }
