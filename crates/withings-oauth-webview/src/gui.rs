@@ -53,6 +53,8 @@ enum GuiEvent {
     TimedOut(u64),
     /// The user asked to close the login's window.
     Closed(u64),
+    /// A handler of the login's window panicked; the text says where.
+    Failed(u64, String),
 }
 
 /// State shared between the GUI thread and the callers.
@@ -269,6 +271,9 @@ fn handle(
         Event::UserEvent(GuiEvent::Closed(id)) => {
             finish(logins, id, Err(UserAgentError::Cancelled));
         }
+        Event::UserEvent(GuiEvent::Failed(id, reason)) => {
+            finish(logins, id, Err(UserAgentError::Other(reason)));
+        }
         // Destroyed: something outside GTK tore the window down (an X client killing it,
         // say); nobody can answer in it any more.
         Event::WindowEvent {
@@ -373,20 +378,30 @@ fn build_window(
         .with_url(request.authorize_url.as_str())
         // Nothing of the session (cookies, the password the user typed) is written to disk.
         .with_incognito(true)
-        .with_navigation_handler(move |uri| match callback_url(&uri, &nav_redirect) {
-            Some(url) => {
-                let _ = nav_proxy.send_event(GuiEvent::Callback(id, url));
-                // The callback never loads: an https callback needs no server behind it and a
-                // custom scheme needs no handler.
-                false
-            }
-            None => true,
+        .with_navigation_handler(move |uri| {
+            shielded(false, report_failure(&nav_proxy, id), || {
+                match callback_url(&uri, &nav_redirect) {
+                    Some(url) => {
+                        let _ = nav_proxy.send_event(GuiEvent::Callback(id, url));
+                        // The callback never loads: an https callback needs no server behind it
+                        // and a custom scheme needs no handler.
+                        false
+                    }
+                    None => true,
+                }
+            })
         })
         .with_new_window_req_handler(move |uri, _features| {
-            if let Some(url) = callback_url(&uri, &popup_redirect) {
-                let _ = popup_proxy.send_event(GuiEvent::Callback(id, url));
-            }
-            NewWindowResponse::Deny
+            shielded(
+                NewWindowResponse::Deny,
+                report_failure(&popup_proxy, id),
+                || {
+                    if let Some(url) = callback_url(&uri, &popup_redirect) {
+                        let _ = popup_proxy.send_event(GuiEvent::Callback(id, url));
+                    }
+                    NewWindowResponse::Deny
+                },
+            )
         });
     let webview = build_webview(builder, &window).map_err(|e| {
         UserAgentError::Other(format!(
@@ -436,13 +451,46 @@ fn watch_close_requests(window: &Window, proxy: &EventLoopProxy<GuiEvent>, id: u
     use tao::platform::unix::WindowExtUnix;
     let proxy = proxy.clone();
     window.gtk_window().connect_delete_event(move |_, _| {
-        let _ = proxy.send_event(GuiEvent::Closed(id));
-        gtk::glib::Propagation::Stop
+        shielded(
+            gtk::glib::Propagation::Stop,
+            report_failure(&proxy, id),
+            || {
+                let _ = proxy.send_event(GuiEvent::Closed(id));
+                gtk::glib::Propagation::Stop
+            },
+        )
     });
 }
 
 #[cfg(not(gtk_platform))]
 fn watch_close_requests(_window: &Window, _proxy: &EventLoopProxy<GuiEvent>, _id: u64) {}
+
+/// Runs `body`, a handler that GTK calls from C. A panic must not unwind into C (Rust aborts the
+/// process there, which `catch_unwind` around the event loop can't prevent), so it stops here:
+/// the handler answers `refuse` and `report` gets the panic's text.
+fn shielded<T>(refuse: T, report: impl FnOnce(String), body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(answer) => answer,
+        Err(panic) => {
+            let text = panic_text(&*panic);
+            // A payload's own `drop` may panic too (see `catch_unwind`'s documentation).
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(panic)));
+            let _ = catch_unwind(AssertUnwindSafe(move || report(text)));
+            refuse
+        }
+    }
+}
+
+/// Ends login `id` with an error when one of its window's handlers panicked.
+fn report_failure(proxy: &EventLoopProxy<GuiEvent>, id: u64) -> impl FnOnce(String) + '_ {
+    move |text| {
+        tracing::warn!(login = id, panic = %text, "a login window handler panicked");
+        let _ = proxy.send_event(GuiEvent::Failed(
+            id,
+            format!("the login window failed ({text})"),
+        ));
+    }
+}
 
 fn panic_text(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
@@ -451,5 +499,40 @@ fn panic_text(panic: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "unknown panic".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_answers_refuse_and_reports_the_panic() {
+        let mut reported = None;
+        let answer = shielded(
+            false,
+            |text| reported = Some(text),
+            || -> bool { panic!("navigation handler broke") },
+        );
+        assert!(!answer, "the navigation is blocked");
+        assert_eq!(reported.as_deref(), Some("navigation handler broke"));
+    }
+
+    #[test]
+    fn a_panicking_report_still_answers_refuse() {
+        let answer = shielded(
+            NewWindowResponse::Deny,
+            |_| panic!("reporting broke too"),
+            || -> NewWindowResponse { panic!("new-window handler broke") },
+        );
+        assert!(matches!(answer, NewWindowResponse::Deny));
+    }
+
+    #[test]
+    fn a_handler_that_returns_is_left_alone() {
+        let mut reported = false;
+        let answer = shielded(false, |_| reported = true, || true);
+        assert!(answer, "the handler's own answer");
+        assert!(!reported, "nothing to report");
     }
 }

@@ -45,8 +45,10 @@
 //! - nobody answers within the timeout (default 5 minutes): [`UserAgentError::TimedOut`];
 //! - no window can be created (no display, as on a server or in CI without Xvfb):
 //!   [`UserAgentError::Other`], whose text says to use the paste agent or run under a desktop
-//!   session. A failure of the windowing libraries, panics included, becomes such an error too;
-//!   it never unwinds into your code.
+//!   session. A panic in this crate's code on the window thread (its event loop, or its handlers
+//!   of the page's navigations and of close requests) ends the login with such an error too; it
+//!   never unwinds into your code. A panic inside the windowing libraries' own handlers of GTK
+//!   signals is beyond this crate's reach: Rust aborts the process there.
 //!
 //! The page runs in an ephemeral web context: no cookie or form data of the login is kept on
 //! disk, so each login asks for the Withings password again.
