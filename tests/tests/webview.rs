@@ -191,30 +191,6 @@ async fn an_unanswered_page_times_out_then_the_next_login_works() {
     sandbox.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_a_login_closes_its_window_and_the_next_login_works() {
-    require_display();
-    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(false))
-        .await
-        .expect("sandbox");
-    let client = client(&sandbox, HTTPS_CALLBACK);
-    let agent = WebviewAgent::new().timeout(Duration::from_secs(60));
-
-    // The application gives up on its own (a cancel button, a shutdown) long before the
-    // agent's timeout.
-    let abandoned =
-        tokio::time::timeout(Duration::from_secs(2), webview_login(&client, &agent)).await;
-    assert!(abandoned.is_err(), "the login must still be waiting");
-
-    sandbox.handle().set_auto_approve(true);
-    let authorized = tokio::time::timeout(Duration::from_secs(60), webview_login(&client, &agent))
-        .await
-        .expect("the next login is not stuck behind the abandoned window")
-        .expect("login after an abandoned one");
-    assert_eq!(authorized.user_id().get(), SEEDED_USERID);
-    sandbox.shutdown().await;
-}
-
 #[test]
 fn without_a_usable_display_the_login_fails_with_advice() {
     // Environment variables are process-wide, so each case runs in a child process: this

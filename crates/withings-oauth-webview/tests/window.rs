@@ -33,22 +33,50 @@ fn page(script: &str) -> Url {
     Url::parse(&format!("data:text/html,{escaped}")).unwrap()
 }
 
-/// The top-level window titled `title`, once it exists.
-fn find_window(conn: &RustConnection, root: Window, title: &str) -> Option<Window> {
+/// A top-level window titled `title` that is on screen (the toolkit may replace the X window
+/// while setting it up, so an unmapped one with the same title does not count).
+fn viewable_window(conn: &RustConnection, root: Window, title: &str) -> Option<Window> {
     let children = conn.query_tree(root).ok()?.reply().ok()?.children;
     children.into_iter().find(|&window| {
-        conn.get_property(false, window, AtomEnum::WM_NAME, AtomEnum::ANY, 0, 256)
+        let titled = conn
+            .get_property(false, window, AtomEnum::WM_NAME, AtomEnum::ANY, 0, 256)
             .ok()
             .and_then(|cookie| cookie.reply().ok())
-            .is_some_and(|prop| prop.value == title.as_bytes())
+            .is_some_and(|prop| prop.value == title.as_bytes());
+        titled
+            && conn
+                .get_window_attributes(window)
+                .ok()
+                .and_then(|cookie| cookie.reply().ok())
+                .is_some_and(|attrs| attrs.map_state == MapState::VIEWABLE)
     })
+}
+
+/// Waits until a window titled `title` is on screen (`shown`) or no longer is (`!shown`), for at
+/// most `within`; returns how long that took.
+fn wait_until_shown(title: &str, shown: bool, within: Duration) -> Result<Duration, String> {
+    let (conn, screen) = x11rb::connect(None).map_err(|e| format!("X connection: {e}"))?;
+    let root = conn.setup().roots[screen].root;
+    let started = Instant::now();
+    loop {
+        if viewable_window(&conn, root, title).is_some() == shown {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > within {
+            let state = if shown { "shown" } else { "gone" };
+            return Err(format!(
+                "the window {title:?} was not {state} within {within:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Asks the window titled `title` to close, as a window manager's close button does, until
 /// `stop` is set. Returns how many requests were sent.
 ///
-/// A request goes only to a window that is on screen (the toolkit may replace the X window
-/// while setting it up) and is repeated every second, as a person would click again.
+/// A request goes only to a window that is on screen and is repeated every second, as a person
+/// would click again.
 fn close_window_titled(title: &str, stop: &AtomicBool, within: Duration) -> Result<u32, String> {
     let (conn, screen) = x11rb::connect(None).map_err(|e| format!("X connection: {e}"))?;
     let root = conn.setup().roots[screen].root;
@@ -71,12 +99,7 @@ fn close_window_titled(title: &str, stop: &AtomicBool, within: Duration) -> Resu
                 "the login did not end within {within:?} ({sent} close requests sent)"
             ));
         }
-        let viewable = find_window(&conn, root, title).filter(|&window| {
-            conn.get_window_attributes(window)
-                .ok()
-                .and_then(|cookie| cookie.reply().ok())
-                .is_some_and(|attrs| attrs.map_state == MapState::VIEWABLE)
-        });
+        let viewable = viewable_window(&conn, root, title);
         let due = last_sent.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if let Some(window) = viewable.filter(|_| due) {
             let event = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
@@ -151,4 +174,47 @@ async fn a_custom_scheme_redirect_is_captured_without_a_handler() {
         .await
         .expect("callback captured");
     assert_eq!(got.as_str(), callback);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_login_closes_its_window_and_the_next_login_works() {
+    require_display();
+    let title = format!("abandoned-{}", std::process::id());
+    let agent = WebviewAgent::new()
+        .title(title.clone())
+        .timeout(Duration::from_secs(60));
+    let redirect: Url = "https://app.example.com/withings/callback".parse().unwrap();
+    let unanswered = page("");
+
+    let mut login = agent.run(Prepared::new(redirect.clone()), &unanswered);
+    let watched = title.clone();
+    let appeared = tokio::select! {
+        result = &mut login => panic!("the login ended on its own: {result:?}"),
+        appeared = tokio::task::spawn_blocking(move || {
+            wait_until_shown(&watched, true, Duration::from_secs(15))
+        }) => appeared.expect("watcher thread"),
+    };
+    appeared.expect("the login window is on screen before the login is dropped");
+
+    // The application gives up on its own (a cancel button, a shutdown) long before the
+    // agent's timeout.
+    drop(login);
+    let closed_after = tokio::task::spawn_blocking(move || {
+        wait_until_shown(&title, false, Duration::from_secs(1))
+    })
+    .await
+    .expect("watcher thread")
+    .expect("the abandoned login's window leaves the screen");
+    eprintln!("window gone {closed_after:?} after the drop");
+
+    let callback = "https://app.example.com/withings/callback?code=c0de&state=st4te";
+    let next_page = page(&format!("location.href = '{callback}';"));
+    let next = tokio::time::timeout(
+        Duration::from_secs(20),
+        agent.run(Prepared::new(redirect), &next_page),
+    )
+    .await
+    .expect("the next login is not stuck behind the abandoned window")
+    .expect("callback captured");
+    assert_eq!(next.as_str(), callback);
 }
