@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use withings_oauth::user_agent::UserAgentError;
 use withings_oauth::{Authorized, Client, Error, Scope, Scopes, authorize};
+use withings_oauth_e2e::{client, getmeas_status, start_sandbox};
 use withings_oauth_webview::WebviewAgent;
-use withings_sandbox::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, HTTPS_CALLBACK, SEEDED_USERID, Sandbox, SandboxConfig,
-};
+use withings_sandbox::{DEFAULT_CLIENT_ID, HTTPS_CALLBACK, SEEDED_USERID, SandboxConfig};
 
 /// Where the child test process is told which no-display case to check.
 const CHILD_ENV: &str = "WITHINGS_WEBVIEW_NO_DISPLAY_CASE";
@@ -27,34 +26,6 @@ fn require_display() {
     );
 }
 
-fn client(sandbox: &Sandbox, redirect_uri: &str) -> Client {
-    Client::builder()
-        .client_id(DEFAULT_CLIENT_ID)
-        .client_secret(DEFAULT_CLIENT_SECRET)
-        .redirect_uri(redirect_uri)
-        .base_url(sandbox.base_url())
-        .build()
-        .expect("sandbox client")
-}
-
-/// Calls getmeas with the login's access token, as an application would, and returns `status`.
-async fn getmeas_status(sandbox: &Sandbox, authorized: &Authorized) -> i64 {
-    let url = sandbox.api_url().join("measure").expect("measure URL");
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(authorized.access_token().expose_secret())
-        .form(&[("action", "getmeas")])
-        .send()
-        .await
-        .expect("measure request")
-        .json()
-        .await
-        .expect("measure answer is JSON");
-    body["status"]
-        .as_i64()
-        .expect("measure answer has a status")
-}
-
 async fn webview_login(client: &Client, agent: &WebviewAgent) -> Result<Authorized, Error> {
     authorize(client, Scopes::from(Scope::Metrics), agent).await
 }
@@ -62,9 +33,7 @@ async fn webview_login(client: &Client, agent: &WebviewAgent) -> Result<Authoriz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_callback_is_intercepted_and_two_logins_in_a_row_work() {
     require_display();
-    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
-        .await
-        .expect("sandbox");
+    let sandbox = start_sandbox(SandboxConfig::default().auto_approve(true)).await;
     // app.example.com does not resolve here: only interception can bring the callback back.
     let client = client(&sandbox, HTTPS_CALLBACK);
     let agent = WebviewAgent::new().timeout(Duration::from_secs(60));
@@ -75,7 +44,7 @@ async fn https_callback_is_intercepted_and_two_logins_in_a_row_work() {
         .expect("first webview login");
     let first_took = started.elapsed();
     assert_eq!(first.user_id().get(), SEEDED_USERID);
-    assert_eq!(getmeas_status(&sandbox, &first).await, 0);
+    assert_eq!(getmeas_status(&sandbox, first.access_token()).await, 0);
 
     let started = Instant::now();
     let second = webview_login(&client, &agent)
@@ -88,7 +57,7 @@ async fn https_callback_is_intercepted_and_two_logins_in_a_row_work() {
         second.access_token().expose_secret(),
         "the second login must get its own tokens"
     );
-    assert_eq!(getmeas_status(&sandbox, &second).await, 0);
+    assert_eq!(getmeas_status(&sandbox, second.access_token()).await, 0);
     assert_eq!(sandbox.handle().counters().token_code, 2);
     eprintln!("webview logins took {first_took:?} and {second_took:?}");
     sandbox.shutdown().await;
@@ -97,9 +66,7 @@ async fn https_callback_is_intercepted_and_two_logins_in_a_row_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_logins_each_get_their_own_callback() {
     require_display();
-    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
-        .await
-        .expect("sandbox");
+    let sandbox = start_sandbox(SandboxConfig::default().auto_approve(true)).await;
     let client = client(&sandbox, HTTPS_CALLBACK);
     let agent = WebviewAgent::new().timeout(Duration::from_secs(60));
 
@@ -117,7 +84,7 @@ async fn simultaneous_logins_each_get_their_own_callback() {
     ];
     for login in &logins {
         assert_eq!(login.user_id().get(), SEEDED_USERID);
-        assert_eq!(getmeas_status(&sandbox, login).await, 0);
+        assert_eq!(getmeas_status(&sandbox, login.access_token()).await, 0);
     }
     assert_eq!(sandbox.handle().counters().token_code, 3);
     sandbox.shutdown().await;
@@ -126,9 +93,7 @@ async fn simultaneous_logins_each_get_their_own_callback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_scheme_callback_is_intercepted() {
     require_display();
-    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
-        .await
-        .expect("sandbox");
+    let sandbox = start_sandbox(SandboxConfig::default().auto_approve(true)).await;
     let custom = "com.example.withings-app://oauth/callback";
     sandbox
         .handle()
@@ -142,7 +107,7 @@ async fn custom_scheme_callback_is_intercepted() {
     .await
     .expect("webview login with a custom scheme callback");
     assert_eq!(authorized.user_id().get(), SEEDED_USERID);
-    assert_eq!(getmeas_status(&sandbox, &authorized).await, 0);
+    assert_eq!(getmeas_status(&sandbox, authorized.access_token()).await, 0);
     sandbox.shutdown().await;
 }
 
@@ -150,9 +115,7 @@ async fn custom_scheme_callback_is_intercepted() {
 async fn an_unanswered_page_times_out_then_the_next_login_works() {
     require_display();
     // Without auto-approve the consent form waits for a person who never comes.
-    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(false))
-        .await
-        .expect("sandbox");
+    let sandbox = start_sandbox(SandboxConfig::default().auto_approve(false)).await;
     let client = client(&sandbox, HTTPS_CALLBACK);
 
     let timeout = Duration::from_secs(2);
@@ -229,9 +192,7 @@ async fn no_display_child() {
             "this test only runs as a child of without_a_usable_display_the_login_fails_with_advice"
         );
     };
-    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
-        .await
-        .expect("sandbox");
+    let sandbox = start_sandbox(SandboxConfig::default().auto_approve(true)).await;
     let client = client(&sandbox, HTTPS_CALLBACK);
     let agent = WebviewAgent::new().timeout(Duration::from_secs(30));
     // Twice: a second login must not hang or crash after the first found no display.
