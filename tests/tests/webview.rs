@@ -5,6 +5,8 @@
 //! they also prove that several logins, in a row and at the same time, share the window thread.
 
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
@@ -108,6 +110,51 @@ async fn custom_scheme_callback_is_intercepted() {
     .expect("webview login with a custom scheme callback");
     assert_eq!(authorized.user_id().get(), SEEDED_USERID);
     assert_eq!(getmeas_status(&sandbox, authorized.access_token()).await, 0);
+    sandbox.shutdown().await;
+}
+
+/// Blocking the navigation keeps the callback (its code and state) off the network even when
+/// something listens at the redirect URI: here a local port that counts every connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_callback_is_caught_without_connecting_to_it() {
+    require_display();
+    let sandbox = start_sandbox(SandboxConfig::default().auto_approve(true)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port on 127.0.0.1");
+    let port = listener
+        .local_addr()
+        .expect("the listener's address")
+        .port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let counter = tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let redirect_uri = format!("http://127.0.0.1:{port}/cb");
+    sandbox
+        .handle()
+        .register_callback(DEFAULT_CLIENT_ID, &redirect_uri);
+    let client = client(&sandbox, &redirect_uri);
+
+    let authorized = webview_login(
+        &client,
+        &WebviewAgent::new().timeout(Duration::from_secs(60)),
+    )
+    .await
+    .expect("webview login with a loopback callback");
+    assert_eq!(authorized.user_id().get(), SEEDED_USERID);
+    assert_eq!(getmeas_status(&sandbox, authorized.access_token()).await, 0);
+    // A connection opened as the window closes would arrive a moment later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    counter.abort();
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "the webview connected to the redirect URI"
+    );
     sandbox.shutdown().await;
 }
 
