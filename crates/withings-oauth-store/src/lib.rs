@@ -793,6 +793,55 @@ mod tests {
         waiter.await.unwrap().unwrap();
     }
 
+    fn arbitrary_entry() -> impl proptest::strategy::Strategy<Value = Option<String>> {
+        proptest::option::of("[!-~]{1,60}")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_bytes_never_panics_nor_quotes_them(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Err(reason) = parse(&bytes) {
+                let text = String::from_utf8_lossy(&bytes);
+                // A reason may name a field, never repeat a value of the file.
+                for token in text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|t| t.len() >= 12) {
+                    proptest::prop_assert!(!reason.contains(token), "{reason}");
+                }
+            }
+        }
+
+        #[test]
+        fn parsing_json_like_text_never_panics(text in r#"\{"format":1,"users":\{("[0-9]{1,4}":(\{"login_required":(true|false)\}|\{\}|null|\[\]|"x"),?){0,3}\}\}?"#) {
+            let _ = parse(text.as_bytes());
+        }
+
+        #[test]
+        fn what_is_written_reads_back(entries in proptest::collection::btree_map(0u64..100_000, arbitrary_entry(), 0..8)) {
+            let users: Users = entries
+                .iter()
+                .map(|(&user, refresh)| {
+                    let entry = match refresh {
+                        Some(refresh) => Entry::Credentials(credentials(user, refresh).reveal_for_storage()),
+                        None => Entry::LoginRequired,
+                    };
+                    (UserId::new(user), entry)
+                })
+                .collect();
+            let back = parse(&serialize(&users)).expect("our own file parses");
+            proptest::prop_assert_eq!(back.len(), users.len());
+            for (user, entry) in &users {
+                match (entry, &back[user]) {
+                    (Entry::LoginRequired, Entry::LoginRequired) => {}
+                    (Entry::Credentials(a), Entry::Credentials(b)) => {
+                        proptest::prop_assert_eq!(&a.refresh_token, &b.refresh_token);
+                        proptest::prop_assert_eq!(a.expires_at, b.expires_at);
+                        proptest::prop_assert_eq!(&a.scopes, &b.scopes);
+                    }
+                    _ => proptest::prop_assert!(false, "user {} changed kind", user),
+                }
+            }
+        }
+    }
+
     #[test]
     fn open_refuses_a_directory() {
         let dir = tempfile::tempdir().unwrap();
