@@ -346,19 +346,40 @@ enum Line {
     Eof,
 }
 
-impl Line {
-    /// Classifies `bytes` read up to (and including) a newline; `overflow` if the line went on.
-    fn from_bytes(mut bytes: Vec<u8>, overflow: bool) -> Line {
-        if overflow {
-            return Line::TooLong;
+/// One line read in bounded chunks (`read_until(b'\n')` through `take(limit)`): the first chunk is
+/// the line, unless it overflows; then chunks are skipped up to the end of the line, so its tail
+/// is not taken for the next input. Both standard input and async readers go through it.
+#[derive(Default)]
+struct LineRead {
+    skipping: bool,
+}
+
+impl LineRead {
+    /// The most bytes to read for the next chunk: one past the limit shows an overflow.
+    fn limit(&self) -> u64 {
+        MAX_LINE as u64 + u64::from(!self.skipping)
+    }
+
+    /// Takes the next chunk; returns the line once it is complete.
+    fn feed(&mut self, mut chunk: Vec<u8>) -> Option<Line> {
+        let ends = chunk.is_empty() || chunk.last() == Some(&b'\n');
+        if self.skipping {
+            return ends.then_some(Line::TooLong);
         }
-        if bytes.last() == Some(&b'\n') {
-            bytes.pop();
+        if chunk.is_empty() {
+            return Some(Line::Eof);
         }
-        match String::from_utf8(bytes) {
+        if chunk.len() > MAX_LINE && !ends {
+            self.skipping = true;
+            return None;
+        }
+        if ends {
+            chunk.pop();
+        }
+        Some(match String::from_utf8(chunk) {
             Ok(text) => Line::Text(text),
             Err(_) => Line::NotUtf8,
-        }
+        })
     }
 }
 
@@ -377,54 +398,31 @@ impl Input {
 }
 
 async fn read_line_async(reader: &mut (dyn AsyncBufRead + Send + Unpin)) -> io::Result<Line> {
-    let mut bytes = Vec::new();
-    let n = (&mut *reader)
-        .take(MAX_LINE as u64 + 1)
-        .read_until(b'\n', &mut bytes)
-        .await?;
-    if n == 0 {
-        return Ok(Line::Eof);
-    }
-    let overflow = bytes.len() > MAX_LINE && bytes.last() != Some(&b'\n');
-    if overflow {
-        // Skip the rest of the line, so its tail is not taken for the next input.
-        loop {
-            let mut rest = Vec::new();
-            let n = (&mut *reader)
-                .take(MAX_LINE as u64)
-                .read_until(b'\n', &mut rest)
-                .await?;
-            if n == 0 || rest.last() == Some(&b'\n') {
-                break;
-            }
+    let mut read = LineRead::default();
+    loop {
+        let mut chunk = Vec::new();
+        (&mut *reader)
+            .take(read.limit())
+            .read_until(b'\n', &mut chunk)
+            .await?;
+        if let Some(line) = read.feed(chunk) {
+            return Ok(line);
         }
     }
-    Ok(Line::from_bytes(bytes, overflow))
 }
 
 fn read_line_blocking(reader: &mut impl io::BufRead) -> io::Result<Line> {
-    let mut bytes = Vec::new();
-    let n = reader
-        .by_ref()
-        .take(MAX_LINE as u64 + 1)
-        .read_until(b'\n', &mut bytes)?;
-    if n == 0 {
-        return Ok(Line::Eof);
-    }
-    let overflow = bytes.len() > MAX_LINE && bytes.last() != Some(&b'\n');
-    if overflow {
-        loop {
-            let mut rest = Vec::new();
-            let n = reader
-                .by_ref()
-                .take(MAX_LINE as u64)
-                .read_until(b'\n', &mut rest)?;
-            if n == 0 || rest.last() == Some(&b'\n') {
-                break;
-            }
+    let mut read = LineRead::default();
+    loop {
+        let mut chunk = Vec::new();
+        reader
+            .by_ref()
+            .take(read.limit())
+            .read_until(b'\n', &mut chunk)?;
+        if let Some(line) = read.feed(chunk) {
+            return Ok(line);
         }
     }
-    Ok(Line::from_bytes(bytes, overflow))
 }
 
 /// The process's standard input, read by one thread for the whole process.
@@ -541,16 +539,18 @@ pub(crate) mod tests {
     }
 
     const REDIRECT: &str = "https://app.example.com/withings/callback";
-    const STATE: &str = "the-right-state-0123456789";
+    /// The `state` of the logins made by [`authorize_url`].
+    pub(crate) const STATE: &str = "the-right-state-0123456789";
 
-    fn authorize_url() -> Url {
+    /// The authorize URL of a login with `redirect_uri` and [`STATE`].
+    pub(crate) fn authorize_url(redirect_uri: &str) -> Url {
         let mut url: Url = "https://account.withings.com/oauth2_user/authorize2"
             .parse()
             .unwrap();
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", "cid")
-            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("redirect_uri", redirect_uri)
             .append_pair("scope", "user.metrics")
             .append_pair("state", STATE);
         url
@@ -564,7 +564,10 @@ pub(crate) mod tests {
         let reader = io::Cursor::new(input.as_bytes().to_vec());
         let agent = agent(PasteAgent::new(reader, out.clone()));
         let result = agent
-            .run(Prepared::new(REDIRECT.parse().unwrap()), &authorize_url())
+            .run(
+                Prepared::new(REDIRECT.parse().unwrap()),
+                &authorize_url(REDIRECT),
+            )
             .await;
         (result, out.text())
     }
@@ -579,7 +582,7 @@ pub(crate) mod tests {
             result.unwrap().as_str(),
             format!("{REDIRECT}?code=SECRETCODE2&state={STATE}")
         );
-        assert!(out.contains(authorize_url().as_str()), "{out}");
+        assert!(out.contains(authorize_url(REDIRECT).as_str()), "{out}");
         assert!(out.contains("valid for 30 seconds"), "{out}");
         assert!(out.contains("That is not the redirect address"), "{out}");
         assert!(out.contains("belongs to another login"), "{out}");
@@ -771,7 +774,10 @@ pub(crate) mod tests {
         let result = match mode.as_str() {
             "paste" => {
                 PasteAgent::stdio()
-                    .run(Prepared::new(REDIRECT.parse().unwrap()), &authorize_url())
+                    .run(
+                        Prepared::new(REDIRECT.parse().unwrap()),
+                        &authorize_url(REDIRECT),
+                    )
                     .await
             }
             #[cfg(feature = "loopback")]
@@ -782,13 +788,7 @@ pub(crate) mod tests {
                     .await
                     .unwrap();
                 let redirect = prepared.redirect_uri().clone();
-                let mut authorize: Url = "https://account.withings.com/oauth2_user/authorize2"
-                    .parse()
-                    .unwrap();
-                authorize
-                    .query_pairs_mut()
-                    .append_pair("redirect_uri", redirect.as_str())
-                    .append_pair("state", STATE);
+                let authorize = authorize_url(redirect.as_str());
                 let port = redirect.port().unwrap();
                 tokio::spawn(async move {
                     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -825,7 +825,7 @@ pub(crate) mod tests {
             proptest::prop_assert!(!out.contains("ZQX"), "{}", out);
             match result {
                 Ok(url) => {
-                    let screened = screen_callback(&authorize_url(), &url);
+                    let screened = screen_callback(&authorize_url(REDIRECT), &url);
                     proptest::prop_assert!(
                         matches!(screened, Ok(()) | Err(CallbackError::Denied { .. })),
                         "{:?}", screened
