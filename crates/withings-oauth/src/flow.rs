@@ -46,14 +46,15 @@ impl Unauthorized {
     }
 
     /// Uses `redirect_uri` instead of the configured one. Only the port of a loopback redirect
-    /// URI configured with port 0 or no port may change (RFC 8252 §7.3); anything else is
-    /// refused.
+    /// URI configured with port 0 may change (RFC 8252 §7.3); anything else is refused. A
+    /// loopback redirect URI without a port is port 80, as a server that compares redirect URIs
+    /// exactly reads it, so its port may not change either.
     pub fn with_redirect_uri(mut self, redirect_uri: Url) -> Result<Self, ConfigError> {
         let configured = self.client.redirect_uri();
         if &redirect_uri != configured {
             let mut same_but_port = redirect_uri.clone();
-            // Port 0 or no port: any free port (RFC 8252 §7.3), see the loopback agent.
-            let port_free = is_loopback(configured) && configured.port().is_none_or(|p| p == 0);
+            // Port 0: any free port (RFC 8252 §7.3), see the loopback agent.
+            let port_free = is_loopback(configured) && configured.port() == Some(0);
             if !port_free
                 || same_but_port.set_port(configured.port()).is_err()
                 || &same_but_port != configured
@@ -466,10 +467,15 @@ mod tests {
         let bad = Unauthorized::new(&c, Scopes::all())
             .with_redirect_uri("http://127.0.0.1:4567/other".parse().unwrap());
         assert!(bad.is_err());
-        let fixed = client("http://127.0.0.1:8080/cb");
-        let bad = Unauthorized::new(&fixed, Scopes::all())
-            .with_redirect_uri("http://127.0.0.1:4567/cb".parse().unwrap());
-        assert!(bad.is_err());
+        for fixed in [
+            "http://127.0.0.1:8080/cb",
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:80/cb",
+        ] {
+            let bad = Unauthorized::new(&client(fixed), Scopes::all())
+                .with_redirect_uri("http://127.0.0.1:4567/cb".parse().unwrap());
+            assert!(bad.is_err(), "{fixed}");
+        }
         let https = client("https://app.example.com/cb");
         let bad = Unauthorized::new(&https, Scopes::all())
             .with_redirect_uri("https://evil.example.com/cb".parse().unwrap());

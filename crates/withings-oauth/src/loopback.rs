@@ -3,7 +3,7 @@
 //! # Which agent fits which registration
 //! | callback registered at Withings | agent |
 //! |---|---|
-//! | `http://127.0.0.1/...`, `http://[::1]/...` or `http://localhost/...` | [`LoopbackAgent`] |
+//! | `http://127.0.0.1:<port>/...`, `http://[::1]:<port>/...` or `http://localhost:<port>/...` | [`LoopbackAgent`] |
 //! | an `https` URL (what Withings' dashboard asks for) | [`BrowserOrPasteAgent`] (browser, then paste), or [`PasteAgent`] |
 //! | a desktop app with a window of its own | the `withings-oauth-webview` crate |
 //!
@@ -15,10 +15,11 @@
 //! # The listener
 //! - It binds the redirect URI's own address, loopback only: `127.0.0.1` for `localhost`,
 //!   `[::1]` for `[::1]`; never a wildcard address.
-//! - Port 0 or no port (which includes an explicit `:80`, the default port of `http`) means
-//!   "any free port": the listener is bound in [`UserAgent::prepare`], so the real port goes
-//!   into the authorize URL. Register the callback without a port where the server allows it
-//!   (RFC 8252 §7.3).
+//! - Only port 0 means "any free port": the listener is bound in [`UserAgent::prepare`], and the
+//!   real port goes into the authorize URL, for servers that accept any port on a loopback
+//!   callback (RFC 8252 §7.3). A redirect URI without a port means port 80, the default port of
+//!   `http`, as a server that compares redirect URIs exactly reads it; binding it needs
+//!   privileges on most systems.
 //! - The callback path answers a small page saying whether the login worked. A request that is
 //!   not this login's callback (wrong `state`, no `state`, a repeated parameter) gets HTTP 400
 //!   and the listener keeps waiting, so another local program can't end or hijack the login.
@@ -69,6 +70,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 use url::{Host, Position, Url};
 
+use crate::config::is_loopback;
 use crate::error::CallbackError;
 use crate::paste::{Intro, PasteAgent, instructions};
 use crate::user_agent::{AgentFuture, Prepared, UserAgent, UserAgentError, screen_callback};
@@ -341,7 +343,7 @@ impl UserAgent for BrowserOrPasteAgent {
 /// The listener bound by `prepare`, handed to `run`.
 struct Bound(TcpListener);
 
-/// The address to listen on for `redirect_uri`; port 0 when it has none.
+/// The address to listen on for `redirect_uri`.
 fn listen_addr(redirect_uri: &Url) -> Result<SocketAddr, UserAgentError> {
     let unsupported = |why: &str| UserAgentError::UnsupportedRedirectUri {
         reason: format!(
@@ -353,28 +355,35 @@ fn listen_addr(redirect_uri: &Url) -> Result<SocketAddr, UserAgentError> {
     if redirect_uri.scheme() != "http" {
         return Err(unsupported("is not plain http"));
     }
+    if !is_loopback(redirect_uri) {
+        return Err(unsupported("is not on a loopback address"));
+    }
     let ip = match redirect_uri.host() {
-        Some(Host::Ipv4(ip)) if ip.is_loopback() => IpAddr::V4(ip),
-        Some(Host::Ipv6(ip)) if ip.is_loopback() => IpAddr::V6(ip),
-        Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        }
-        _ => return Err(unsupported("is not on a loopback address")),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
+        // `localhost`, the only loopback name.
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
-    Ok(SocketAddr::new(ip, redirect_uri.port().unwrap_or(0)))
+    // No port is port 80, as a server comparing redirect URIs exactly reads it; only an
+    // explicit 0 asks for any free port.
+    let Some(port) = redirect_uri.port_or_known_default() else {
+        return Err(unsupported("has no port"));
+    };
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// Binds the listener for `redirect_uri` and returns the redirect URI with the real port.
 async fn bind(redirect_uri: &Url) -> Result<(Url, TcpListener), UserAgentError> {
     let addr = listen_addr(redirect_uri)?;
-    let failed = |source| UserAgentError::Io {
-        context: format!("listening on {addr} for the login callback (is another login running?)"),
-        source,
-    };
-    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| bind_error(addr, source))?;
     let mut redirect_uri = redirect_uri.clone();
     if addr.port() == 0 {
-        let port = listener.local_addr().map_err(failed)?.port();
+        let port = listener
+            .local_addr()
+            .map_err(|source| bind_error(addr, source))?
+            .port();
         redirect_uri
             .set_port(Some(port))
             .map_err(|()| UserAgentError::Other("the redirect URI cannot carry a port".into()))?;
@@ -384,6 +393,21 @@ async fn bind(redirect_uri: &Url) -> Result<(Url, TcpListener), UserAgentError> 
         "loopback listener bound"
     );
     Ok((redirect_uri, listener))
+}
+
+fn bind_error(addr: SocketAddr, source: io::Error) -> UserAgentError {
+    let why = match source.kind() {
+        io::ErrorKind::AddrInUse => "the port is taken: is another login or program using it?",
+        io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: register and use a redirect URI with a port of its \
+             own, or http://127.0.0.1:0/callback for any free port where the server allows it"
+        }
+        _ => "is this address available here?",
+    };
+    UserAgentError::Io {
+        context: format!("listening on {addr} for the login callback ({why})"),
+        source,
+    }
 }
 
 /// For `run` without this agent's `prepare`: the port must already be known.
@@ -619,7 +643,22 @@ mod tests {
             addr("http://localhost:8123/cb").unwrap(),
             "127.0.0.1:8123".parse().unwrap()
         );
-        assert_eq!(addr("http://[::1]/cb").unwrap(), "[::1]:0".parse().unwrap());
+        assert_eq!(
+            addr("http://[::1]:0/cb").unwrap(),
+            "[::1]:0".parse().unwrap()
+        );
+        // No port is http's port 80, whether written or not: never "any port".
+        for port_80 in ["http://127.0.0.1/cb", "http://127.0.0.1:80/cb"] {
+            assert_eq!(
+                addr(port_80).unwrap(),
+                "127.0.0.1:80".parse().unwrap(),
+                "{port_80}"
+            );
+        }
+        assert_eq!(
+            addr("http://[::1]/cb").unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
         for bad in [
             "https://app.example.com/cb",
             "https://127.0.0.1:8123/cb",
@@ -634,6 +673,18 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_privileged_port_error_suggests_port_0() {
+        let err = bind_error(
+            "127.0.0.1:80".parse().unwrap(),
+            io::ErrorKind::PermissionDenied.into(),
+        );
+        assert!(matches!(err, UserAgentError::Io { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("127.0.0.1:80"), "{text}");
+        assert!(text.contains("http://127.0.0.1:0/callback"), "{text}");
     }
 
     #[tokio::test]
