@@ -1515,6 +1515,34 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_measure_has_a_real_value(value: i64, unit: i32) {
+            let real = Measure { value, kind: 1, unit }.real_value();
+            proptest::prop_assert!(!real.is_nan());
+            if (-12..=12).contains(&unit) && value.unsigned_abs() < 1 << 40 {
+                let expected: f64 = format!("{value}e{unit}").parse().unwrap();
+                proptest::prop_assert!((real - expected).abs() <= expected.abs() * 1e-12, "{real} vs {expected}");
+            }
+        }
+
+        #[test]
+        fn measure_groups_parse_whatever_the_types_of_more(more in proptest::option::of(proptest::prop_oneof![
+            proptest::prelude::Just("0".to_owned()),
+            proptest::prelude::Just("1".to_owned()),
+            proptest::prelude::Just("true".to_owned()),
+            proptest::prelude::Just("false".to_owned()),
+            proptest::prelude::Just("null".to_owned()),
+        ])) {
+            let body = match &more {
+                Some(m) => format!(r#"{{"measuregrps":[],"more":{m}}}"#),
+                None => r#"{"measuregrps":[]}"#.to_owned(),
+            };
+            let groups: MeasureGroups = serde_json::from_str(&body).unwrap();
+            proptest::prop_assert_eq!(groups.more, matches!(more.as_deref(), Some("1" | "true")));
+        }
+    }
+
     #[test]
     fn real_values_scale_by_powers_of_ten() {
         let m = |value, unit| {
