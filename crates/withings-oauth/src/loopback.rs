@@ -13,8 +13,12 @@
 //! is a loopback one) or the address pasted by the user.
 //!
 //! # The listener
-//! - It binds the redirect URI's own address, loopback only: `127.0.0.1` for `localhost`,
-//!   `[::1]` for `[::1]`; never a wildcard address.
+//! - It binds the redirect URI's own address, loopback only, never a wildcard address: `127.0.0.1`
+//!   (or another `127.x.y.z`) and `[::1]` as written. `localhost` is bound on both `127.0.0.1`
+//!   and `[::1]`, on the same port: browsers may resolve it to either, and a program holding the
+//!   address left free would receive the callback. Where the system has no IPv6, `localhost` is
+//!   served on `127.0.0.1` alone. Prefer the IP literal `http://127.0.0.1:<port>/...`, as
+//!   RFC 8252 §8.3 recommends.
 //! - Only port 0 means "any free port": the listener is bound in [`UserAgent::prepare`], and the
 //!   real port goes into the authorize URL, for servers that accept any port on a loopback
 //!   callback (RFC 8252 §7.3). A redirect URI without a port means port 80, the default port of
@@ -53,7 +57,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::io::{self, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,6 +95,9 @@ const MAX_CONNECTIONS: usize = 64;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long [`BrowserOrPasteAgent`] waits for the browser to start before showing the prompt.
 const BROWSER_START_WAIT: Duration = Duration::from_secs(5);
+/// Ports tried for `localhost` on port 0 before giving up, when `[::1]` has the `127.0.0.1`
+/// port taken.
+const LOCALHOST_BIND_ATTEMPTS: usize = 8;
 
 type UrlCallback = Arc<dyn Fn(&Url) + Send + Sync>;
 
@@ -189,19 +196,19 @@ impl LoopbackAgent {
 impl UserAgent for LoopbackAgent {
     fn prepare<'a>(&'a self, redirect_uri: &'a Url) -> AgentFuture<'a, Prepared> {
         Box::pin(async move {
-            let (redirect_uri, listener) = bind(redirect_uri).await?;
-            Ok(Prepared::with_resource(redirect_uri, Bound(listener)))
+            let (redirect_uri, listeners) = bind(redirect_uri).await?;
+            Ok(Prepared::with_resource(redirect_uri, listeners))
         })
     }
 
     fn run<'a>(&'a self, mut prepared: Prepared, authorize_url: &'a Url) -> AgentFuture<'a, Url> {
         Box::pin(async move {
             let redirect_uri = prepared.redirect_uri().clone();
-            let listener = match prepared.take_resource::<Bound>() {
-                Some(Bound(listener)) => listener,
+            let listeners = match prepared.take_resource::<Listeners>() {
+                Some(listeners) => listeners,
                 None => bind_exact(&redirect_uri).await?,
             };
-            let wait = wait_for_callback(listener, redirect_uri, authorize_url.clone());
+            let wait = wait_for_callback(listeners, redirect_uri, authorize_url.clone());
             let both = async {
                 tokio::select! {
                     result = wait => result,
@@ -280,15 +287,15 @@ impl BrowserOrPasteAgent {
 impl UserAgent for BrowserOrPasteAgent {
     fn prepare<'a>(&'a self, redirect_uri: &'a Url) -> AgentFuture<'a, Prepared> {
         Box::pin(async move {
-            let Ok(addr) = listen_addr(redirect_uri) else {
+            let Ok(listen) = listen_addr(redirect_uri) else {
                 return Ok(Prepared::new(redirect_uri.clone()));
             };
             match bind(redirect_uri).await {
-                Ok((redirect_uri, listener)) => {
-                    Ok(Prepared::with_resource(redirect_uri, Bound(listener)))
+                Ok((redirect_uri, listeners)) => {
+                    Ok(Prepared::with_resource(redirect_uri, listeners))
                 }
                 // The port is fixed, so the authorize URL is right anyway; pasting still works.
-                Err(e) if addr.port() != 0 => {
+                Err(e) if listen.addr.port() != 0 => {
                     warn!(error = %e, "no loopback listener: waiting for a pasted address only");
                     Ok(Prepared::new(redirect_uri.clone()))
                 }
@@ -300,7 +307,7 @@ impl UserAgent for BrowserOrPasteAgent {
     fn run<'a>(&'a self, mut prepared: Prepared, authorize_url: &'a Url) -> AgentFuture<'a, Url> {
         Box::pin(async move {
             let redirect_uri = prepared.redirect_uri().clone();
-            let listener = prepared.take_resource::<Bound>().map(|Bound(l)| l);
+            let listener = prepared.take_resource::<Listeners>();
             let listening = listener.is_some();
             let opened = self.open_browser
                 && match tokio::time::timeout(BROWSER_START_WAIT, open_in_browser(authorize_url))
@@ -340,11 +347,17 @@ impl UserAgent for BrowserOrPasteAgent {
     }
 }
 
-/// The listener bound by `prepare`, handed to `run`.
-struct Bound(TcpListener);
+/// Where the listener for a redirect URI listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ListenAddr {
+    /// The redirect URI's address; port 0 for any free port.
+    addr: SocketAddr,
+    /// `localhost`: `[::1]` too, on the same port.
+    also_ipv6: bool,
+}
 
 /// The address to listen on for `redirect_uri`.
-fn listen_addr(redirect_uri: &Url) -> Result<SocketAddr, UserAgentError> {
+fn listen_addr(redirect_uri: &Url) -> Result<ListenAddr, UserAgentError> {
     let unsupported = |why: &str| UserAgentError::UnsupportedRedirectUri {
         reason: format!(
             "{redirect_uri} {why}; a loopback listener needs http://127.0.0.1:<port>/..., \
@@ -358,41 +371,122 @@ fn listen_addr(redirect_uri: &Url) -> Result<SocketAddr, UserAgentError> {
     if !is_loopback(redirect_uri) {
         return Err(unsupported("is not on a loopback address"));
     }
-    let ip = match redirect_uri.host() {
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
+    let (ip, also_ipv6) = match redirect_uri.host() {
+        Some(Host::Ipv4(ip)) => (IpAddr::V4(ip), false),
+        Some(Host::Ipv6(ip)) => (IpAddr::V6(ip), false),
         // `localhost`, the only loopback name.
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => (IpAddr::V4(Ipv4Addr::LOCALHOST), true),
     };
     // No port is port 80, as a server comparing redirect URIs exactly reads it; only an
     // explicit 0 asks for any free port.
     let Some(port) = redirect_uri.port_or_known_default() else {
         return Err(unsupported("has no port"));
     };
-    Ok(SocketAddr::new(ip, port))
+    Ok(ListenAddr {
+        addr: SocketAddr::new(ip, port),
+        also_ipv6,
+    })
+}
+
+/// The sockets of one login's listener, handed from `prepare` to `run`.
+struct Listeners {
+    /// The redirect URI's address (`127.0.0.1` for `localhost`).
+    first: TcpListener,
+    /// `[::1]` on the same port, for `localhost`.
+    second: Option<TcpListener>,
+}
+
+impl Listeners {
+    fn port(&self) -> io::Result<u16> {
+        Ok(self.first.local_addr()?.port())
+    }
+
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        match &self.second {
+            None => self.first.accept().await,
+            Some(second) => tokio::select! {
+                accepted = self.first.accept() => accepted,
+                accepted = second.accept() => accepted,
+            },
+        }
+    }
 }
 
 /// Binds the listener for `redirect_uri` and returns the redirect URI with the real port.
-async fn bind(redirect_uri: &Url) -> Result<(Url, TcpListener), UserAgentError> {
-    let addr = listen_addr(redirect_uri)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| bind_error(addr, source))?;
+async fn bind(redirect_uri: &Url) -> Result<(Url, Listeners), UserAgentError> {
+    let listen = listen_addr(redirect_uri)?;
+    let listeners = if listen.also_ipv6 {
+        bind_localhost(listen.addr.port()).await?
+    } else {
+        Listeners {
+            first: bind_one(listen.addr).await?,
+            second: None,
+        }
+    };
     let mut redirect_uri = redirect_uri.clone();
-    if addr.port() == 0 {
-        let port = listener
-            .local_addr()
-            .map_err(|source| bind_error(addr, source))?
-            .port();
+    if listen.addr.port() == 0 {
+        let port = listeners
+            .port()
+            .map_err(|source| bind_error(listen.addr, source))?;
         redirect_uri
             .set_port(Some(port))
             .map_err(|()| UserAgentError::Other("the redirect URI cannot carry a port".into()))?;
     }
     debug!(
         redirect_uri = redirect_uri.as_str(),
+        ipv6_too = listeners.second.is_some(),
         "loopback listener bound"
     );
-    Ok((redirect_uri, listener))
+    Ok((redirect_uri, listeners))
+}
+
+async fn bind_one(addr: SocketAddr) -> Result<TcpListener, UserAgentError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| bind_error(addr, source))
+}
+
+/// Binds `127.0.0.1:port` and `[::1]` on the same port. With port 0, a port whose `[::1]` side
+/// is taken is given up for another one.
+async fn bind_localhost(port: u16) -> Result<Listeners, UserAgentError> {
+    let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut clash = None;
+    for _ in 0..LOCALHOST_BIND_ATTEMPTS {
+        let first = bind_one(v4).await?;
+        let v6 = SocketAddr::from((
+            Ipv6Addr::LOCALHOST,
+            first.local_addr().map_err(|e| bind_error(v4, e))?.port(),
+        ));
+        match TcpListener::bind(v6).await {
+            Ok(second) => {
+                return Ok(Listeners {
+                    first,
+                    second: Some(second),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                if port != 0 {
+                    return Err(bind_error(v6, e));
+                }
+                clash = Some(bind_error(v6, e));
+            }
+            Err(e) if ipv6_unavailable() => {
+                debug!(error = %e, "no IPv6 loopback: serving localhost on 127.0.0.1 only");
+                return Ok(Listeners {
+                    first,
+                    second: None,
+                });
+            }
+            Err(e) => return Err(bind_error(v6, e)),
+        }
+    }
+    Err(clash.unwrap_or_else(|| bind_error(v4, io::ErrorKind::AddrInUse.into())))
+}
+
+/// Whether this system has no IPv6 loopback at all (no IPv6 support, or `::1` disabled), as
+/// opposed to one port of it being taken.
+fn ipv6_unavailable() -> bool {
+    std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_err()
 }
 
 fn bind_error(addr: SocketAddr, source: io::Error) -> UserAgentError {
@@ -411,8 +505,8 @@ fn bind_error(addr: SocketAddr, source: io::Error) -> UserAgentError {
 }
 
 /// For `run` without this agent's `prepare`: the port must already be known.
-async fn bind_exact(redirect_uri: &Url) -> Result<TcpListener, UserAgentError> {
-    if listen_addr(redirect_uri)?.port() == 0 {
+async fn bind_exact(redirect_uri: &Url) -> Result<Listeners, UserAgentError> {
+    if listen_addr(redirect_uri)?.addr.port() == 0 {
         return Err(UserAgentError::Other(
             "the loopback listener was not prepared: call the agent's prepare() before run(), or use withings_oauth::authorize".into(),
         ));
@@ -436,7 +530,7 @@ struct Listening {
 /// Serves connections until one brings this login's callback; returns its full URL once the
 /// browser has its answer page.
 async fn wait_for_callback(
-    listener: TcpListener,
+    listeners: Listeners,
     redirect_uri: Url,
     authorize_url: Url,
 ) -> Result<Url, UserAgentError> {
@@ -454,7 +548,7 @@ async fn wait_for_callback(
                     return Ok(callback);
                 }
             }
-            accepted = listener.accept() => match accepted {
+            accepted = listeners.accept() => match accepted {
                 Ok((stream, peer)) if connections.len() < MAX_CONNECTIONS => {
                     debug!(%peer, "loopback connection");
                     connections.spawn(serve_connection(stream, listening.clone()));
@@ -618,14 +712,18 @@ mod tests {
         url
     }
 
-    /// Sends `request` and returns the status line and the whole answer.
-    async fn send(port: u16, request: &str) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    /// Sends `request` to `addr` and returns the whole answer.
+    async fn send_to(addr: SocketAddr, request: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut answer = String::new();
         let _ =
             tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer)).await;
         answer
+    }
+
+    async fn send(port: u16, request: &str) -> String {
+        send_to(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), request).await
     }
 
     fn get(path_and_query: &str) -> String {
@@ -635,30 +733,28 @@ mod tests {
     #[test]
     fn only_loopback_http_redirect_uris_are_supported() {
         let addr = |s: &str| listen_addr(&s.parse().unwrap());
+        let at = |a: &str, also_ipv6| ListenAddr {
+            addr: a.parse().unwrap(),
+            also_ipv6,
+        };
         assert_eq!(
             addr("http://127.0.0.1:0/cb").unwrap(),
-            "127.0.0.1:0".parse().unwrap()
+            at("127.0.0.1:0", false)
         );
         assert_eq!(
             addr("http://localhost:8123/cb").unwrap(),
-            "127.0.0.1:8123".parse().unwrap()
+            at("127.0.0.1:8123", true)
         );
-        assert_eq!(
-            addr("http://[::1]:0/cb").unwrap(),
-            "[::1]:0".parse().unwrap()
-        );
+        assert_eq!(addr("http://[::1]:0/cb").unwrap(), at("[::1]:0", false));
         // No port is http's port 80, whether written or not: never "any port".
         for port_80 in ["http://127.0.0.1/cb", "http://127.0.0.1:80/cb"] {
             assert_eq!(
                 addr(port_80).unwrap(),
-                "127.0.0.1:80".parse().unwrap(),
+                at("127.0.0.1:80", false),
                 "{port_80}"
             );
         }
-        assert_eq!(
-            addr("http://[::1]/cb").unwrap(),
-            "[::1]:80".parse().unwrap()
-        );
+        assert_eq!(addr("http://[::1]/cb").unwrap(), at("[::1]:80", false));
         for bad in [
             "https://app.example.com/cb",
             "https://127.0.0.1:8123/cb",
@@ -688,7 +784,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn prepare_binds_a_free_port_and_puts_it_in_the_redirect_uri() {
+    async fn prepare_binds_a_free_port_on_both_loopback_addresses_for_localhost() {
         let agent = LoopbackAgent::new();
         let configured: Url = "http://localhost:0/callback".parse().unwrap();
         let mut prepared = agent.prepare(&configured).await.unwrap();
@@ -696,17 +792,69 @@ mod tests {
         assert_ne!(port, 0);
         assert_eq!(prepared.redirect_uri().host_str(), Some("localhost"));
         assert_eq!(prepared.redirect_uri().path(), "/callback");
-        let Bound(listener) = prepared.take_resource::<Bound>().unwrap();
-        assert_eq!(listener.local_addr().unwrap().ip(), Ipv4Addr::LOCALHOST);
+        let listeners = prepared.take_resource::<Listeners>().unwrap();
+        let first = listeners.first.local_addr().unwrap();
+        assert_eq!(first, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        match &listeners.second {
+            Some(second) => assert_eq!(
+                second.local_addr().unwrap(),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, port))
+            ),
+            None => assert!(
+                ipv6_unavailable(),
+                "IPv6 works here, yet [::1] was not bound"
+            ),
+        }
+    }
+
+    /// Another program holding `[::1]:P` would get the callback of a browser that resolves
+    /// `localhost` to `::1`: the login must not start on `127.0.0.1` alone.
+    #[tokio::test]
+    async fn localhost_is_refused_when_another_program_holds_its_ipv6_side() {
+        let Ok(thief) = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) else {
+            assert!(ipv6_unavailable());
+            return;
+        };
+        let port = thief.local_addr().unwrap().port();
+        let configured: Url = format!("http://localhost:{port}/callback").parse().unwrap();
+        let err = LoopbackAgent::new().prepare(&configured).await.unwrap_err();
+        assert!(matches!(err, UserAgentError::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains(&format!("[::1]:{port}")), "{err}");
+        // The IPv4 side it bound first is released again.
+        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_localhost_callback_over_ipv6_ends_the_wait() {
+        if ipv6_unavailable() {
+            return;
+        }
+        let (redirect_uri, listeners) = bind(&"http://localhost:0/callback".parse().unwrap())
+            .await
+            .unwrap();
+        let wait = tokio::spawn(wait_for_callback(
+            listeners,
+            redirect_uri.clone(),
+            authorize_url(&redirect_uri),
+        ));
+        let port = redirect_uri.port().unwrap();
+        let answer = send_to(
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+            &get(&format!("/callback?code=C&state={STATE}")),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let callback = wait.await.unwrap().unwrap();
+        assert_eq!(callback.host_str(), Some("localhost"));
     }
 
     #[tokio::test]
     async fn foreign_callbacks_get_400_and_the_right_one_ends_the_wait() {
         let configured: Url = "http://127.0.0.1:0/callback".parse().unwrap();
-        let (redirect_uri, listener) = bind(&configured).await.unwrap();
+        let (redirect_uri, listeners) = bind(&configured).await.unwrap();
         let port = redirect_uri.port().unwrap();
         let wait = tokio::spawn(wait_for_callback(
-            listener,
+            listeners,
             redirect_uri.clone(),
             authorize_url(&redirect_uri),
         ));
@@ -881,7 +1029,7 @@ mod tests {
     #[tokio::test]
     async fn an_ipv6_loopback_redirect_is_served_on_ipv6_loopback() {
         let configured: Url = "http://[::1]:0/callback".parse().unwrap();
-        let (redirect_uri, listener) = match bind(&configured).await {
+        let (redirect_uri, listeners) = match bind(&configured).await {
             Ok(bound) => bound,
             // A host without IPv6 gets a typed error naming the address, not a panic.
             Err(e @ UserAgentError::Io { .. }) => {
@@ -891,18 +1039,16 @@ mod tests {
             Err(other) => panic!("{other:?}"),
         };
         assert_eq!(redirect_uri.host_str(), Some("[::1]"));
-        let addr = listener.local_addr().unwrap();
-        assert_eq!(addr.ip(), IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        assert!(listeners.second.is_none());
+        let addr = listeners.first.local_addr().unwrap();
+        assert_eq!(addr.ip(), IpAddr::from(Ipv6Addr::LOCALHOST));
         let wait = tokio::spawn(wait_for_callback(
-            listener,
+            listeners,
             redirect_uri.clone(),
             authorize_url(&redirect_uri),
         ));
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(get(&format!("/callback?code=C&state={STATE}")).as_bytes())
-            .await
-            .unwrap();
+        let answer = send_to(addr, &get(&format!("/callback?code=C&state={STATE}"))).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         let callback = wait.await.unwrap().unwrap();
         assert_eq!(callback.host_str(), Some("[::1]"));
         assert_eq!(callback.port(), Some(addr.port()));
