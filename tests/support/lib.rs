@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 //!
 //! - [`start_sandbox`], [`client`]: a sandbox on 127.0.0.1 and a client configured for it.
+//! - [`start_login`]: a login through `LoopbackAgent` on its own task, and its authorize URL.
 //! - [`follow_authorize`]: plays a browser against an auto-approving sandbox.
 //! - [`getmeas_status`]: whether the sandbox accepts an access token.
 //! - [`query_param`]: one parameter of a URL.
@@ -11,8 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use url::Url;
-use withings_oauth::Client;
+use withings_oauth::loopback::LoopbackAgent;
+use withings_oauth::{Authorized, Client, Error, Scopes, authorize};
 use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxConfig};
 
 /// What to run when the browser tests' programs are missing.
@@ -35,6 +39,30 @@ pub fn client(sandbox: &Sandbox, redirect_uri: &str) -> Client {
         .base_url(sandbox.base_url())
         .build()
         .expect("a valid client configuration")
+}
+
+/// Starts a login for `scopes` through `LoopbackAgent` (no browser opened, redirect URI
+/// `http://127.0.0.1:0/callback`, `timeout`) on its own task; returns the task and the authorize
+/// URL the agent showed. Aborting the task drops the login, as an application giving up would.
+pub async fn start_login(
+    sandbox: &Sandbox,
+    scopes: Scopes,
+    timeout: Duration,
+) -> (JoinHandle<Result<Authorized, Error>>, Url) {
+    let client = client(sandbox, "http://127.0.0.1:0/callback");
+    let (urls, mut authorize_urls) = mpsc::unbounded_channel::<Url>();
+    let agent = LoopbackAgent::new()
+        .open_browser(false)
+        .timeout(timeout)
+        .on_authorize_url(move |url| {
+            let _ = urls.send(url.clone());
+        });
+    let login = tokio::spawn(async move { authorize(&client, scopes, &agent).await });
+    let authorize_url = tokio::time::timeout(Duration::from_secs(10), authorize_urls.recv())
+        .await
+        .expect("the agent shows the authorize URL at once")
+        .expect("an authorize URL");
+    (login, authorize_url)
 }
 
 /// Requests `authorize_url` from an auto-approving sandbox without following the redirect, and

@@ -30,6 +30,8 @@
 //!   Other paths get 404, other methods 405, request bodies 400.
 //! - Each connection is served on its own task, with limits on header size, header count and
 //!   the time to send the headers, so a slow or hostile client can't hold up the real callback.
+//!   At 64 connections, one more closes the oldest that has not sent its request headers yet,
+//!   so idle connections can't keep the browser's out.
 //! - Dropping the login's future closes the listener and every connection at once.
 //!
 //! ```no_run
@@ -54,10 +56,12 @@
 //!
 //! [`PasteAgent`]: crate::paste::PasteAgent
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,7 +74,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 use url::{Host, Position, Url};
 
@@ -89,7 +93,7 @@ const MAX_HEADER_BYTES: usize = 8 * 1024;
 const MAX_BUF_BYTES: usize = 16 * 1024;
 /// Most headers in one request.
 const MAX_HEADERS: usize = 48;
-/// Connections served at once; more are closed at once until some finish.
+/// Connections served at once; one more evicts the oldest that has not sent its request head.
 const MAX_CONNECTIONS: usize = 64;
 /// Pause after a failed `accept` (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -527,6 +531,13 @@ struct Listening {
     authorize_url: Url,
 }
 
+/// One served connection, as the listener tracks it for eviction.
+struct Connection {
+    task: AbortHandle,
+    /// Its request head arrived: it is being answered, and may be this login's callback.
+    headed: Arc<AtomicBool>,
+}
+
 /// Serves connections until one brings this login's callback; returns its full URL once the
 /// browser has its answer page.
 async fn wait_for_callback(
@@ -539,23 +550,34 @@ async fn wait_for_callback(
         authorize_url,
     });
     // Dropping the set aborts every connection task: a cancelled login leaves nothing behind.
-    let mut connections = JoinSet::new();
+    let mut tasks = JoinSet::new();
+    // Oldest first.
+    let mut open: VecDeque<Connection> = VecDeque::new();
     loop {
         tokio::select! {
             biased;
-            Some(done) = connections.join_next(), if !connections.is_empty() => {
-                if let Ok(Some(callback)) = done {
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match &done {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
+                };
+                open.retain(|c| c.task.id() != id);
+                if let Ok((_, Some(callback))) = done {
                     return Ok(callback);
                 }
             }
             accepted = listeners.accept() => match accepted {
-                Ok((stream, peer)) if connections.len() < MAX_CONNECTIONS => {
-                    debug!(%peer, "loopback connection");
-                    connections.spawn(serve_connection(stream, listening.clone()));
-                }
                 Ok((stream, peer)) => {
-                    warn!(%peer, "too many connections to the loopback listener; closing one");
-                    drop(stream);
+                    if open.len() >= MAX_CONNECTIONS && !evict_idle(&mut open) {
+                        // Every connection is being answered; they end within moments.
+                        warn!(%peer, "too many connections to the loopback listener; closing the new one");
+                        continue;
+                    }
+                    debug!(%peer, "loopback connection");
+                    let headed = Arc::new(AtomicBool::new(false));
+                    let serve = serve_connection(stream, listening.clone(), headed.clone());
+                    let task = tasks.spawn(serve);
+                    open.push_back(Connection { task, headed });
                 }
                 Err(e) => {
                     warn!(error = %e, "accepting a loopback connection failed");
@@ -566,13 +588,32 @@ async fn wait_for_callback(
     }
 }
 
+/// Closes the oldest connection that has not sent its request head, so that idle connections
+/// can't keep the browser's out. Connections with a request can't be closed: one may be the
+/// callback. Returns whether one was closed.
+fn evict_idle(open: &mut VecDeque<Connection>) -> bool {
+    let Some(i) = open.iter().position(|c| !c.headed.load(Ordering::Acquire)) else {
+        return false;
+    };
+    if let Some(idle) = open.remove(i) {
+        idle.task.abort();
+        debug!("closed the oldest idle loopback connection to make room");
+    }
+    true
+}
+
 /// Serves one connection (one request: no keep-alive) and returns the callback if it was this
 /// login's.
-async fn serve_connection(stream: TcpStream, listening: Arc<Listening>) -> Option<Url> {
+async fn serve_connection(
+    stream: TcpStream,
+    listening: Arc<Listening>,
+    headed: Arc<AtomicBool>,
+) -> Option<Url> {
     let accepted: Arc<Mutex<Option<Url>>> = Arc::default();
     let service = {
         let accepted = accepted.clone();
         service_fn(move |request: Request<Incoming>| {
+            headed.store(true, Ordering::Release);
             let response = respond(&request, &listening, &accepted);
             async move { Ok::<_, Infallible>(response) }
         })
