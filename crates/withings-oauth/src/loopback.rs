@@ -99,6 +99,8 @@ const MAX_CONNECTIONS: usize = 64;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long [`BrowserOrPasteAgent`] waits for the browser to start before showing the prompt.
 const BROWSER_START_WAIT: Duration = Duration::from_secs(5);
+/// Default for the whole login of either agent.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Ports tried for `localhost` on port 0 before giving up, when `[::1]` has the `127.0.0.1`
 /// port taken.
 const LOCALHOST_BIND_ATTEMPTS: usize = 8;
@@ -146,7 +148,7 @@ impl LoopbackAgent {
     pub fn new() -> Self {
         Self {
             open_browser: true,
-            timeout: Duration::from_secs(300),
+            timeout: DEFAULT_TIMEOUT,
             on_authorize_url: None,
         }
     }
@@ -234,11 +236,12 @@ impl UserAgent for LoopbackAgent {
 /// and its final address, which the app can't receive itself, is pasted back.
 ///
 /// A loopback redirect URI with a fixed port that is already taken is not an error: the agent
-/// then only waits for a paste. There is no overall timeout: the login ends with the first
-/// callback, end of input, or too many refused inputs.
+/// then only waits for a paste. The login ends with the first callback, end of input, too many
+/// refused inputs, or the [`timeout`](Self::timeout).
 pub struct BrowserOrPasteAgent {
     paste: PasteAgent,
     open_browser: bool,
+    timeout: Duration,
 }
 
 impl fmt::Debug for BrowserOrPasteAgent {
@@ -246,6 +249,7 @@ impl fmt::Debug for BrowserOrPasteAgent {
         f.debug_struct("BrowserOrPasteAgent")
             .field("paste", &self.paste)
             .field("open_browser", &self.open_browser)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -271,6 +275,7 @@ impl BrowserOrPasteAgent {
         Self {
             paste,
             open_browser: true,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 
@@ -285,6 +290,56 @@ impl BrowserOrPasteAgent {
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.paste = self.paste.max_attempts(attempts);
         self
+    }
+
+    /// How long the whole login may take, from opening the browser to the callback or the paste
+    /// (default 5 minutes). Then the listener and the prompt end, and the login ends with
+    /// [`UserAgentError::TimedOut`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn wait(
+        &self,
+        listener: Option<Listeners>,
+        redirect_uri: Url,
+        authorize_url: &Url,
+    ) -> Result<Url, UserAgentError> {
+        let listening = listener.is_some();
+        let opened = self.open_browser
+            && match tokio::time::timeout(BROWSER_START_WAIT, open_in_browser(authorize_url)).await
+            {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    debug!(error = %e, "browser not opened");
+                    false
+                }
+                // Still starting (a text browser in this terminal, say): assume it opened.
+                Err(_) => true,
+            };
+        let intro = if opened {
+            Intro::BrowserOpened { listening }
+        } else {
+            Intro::BrowserNotOpened { listening }
+        };
+        let intro = instructions(authorize_url, &redirect_uri, intro);
+        let paste = self
+            .paste
+            .read_callback(&intro, authorize_url, &redirect_uri);
+        let Some(listener) = listener else {
+            return paste.await;
+        };
+        let wait = wait_for_callback(listener, redirect_uri.clone(), authorize_url.clone());
+        tokio::select! {
+            pasted = paste => pasted,
+            received = wait => {
+                if received.is_ok() {
+                    self.paste.note("\nThe browser sent the login back; nothing to paste.\n").await;
+                }
+                received
+            }
+        }
     }
 }
 
@@ -311,40 +366,18 @@ impl UserAgent for BrowserOrPasteAgent {
     fn run<'a>(&'a self, mut prepared: Prepared, authorize_url: &'a Url) -> AgentFuture<'a, Url> {
         Box::pin(async move {
             let redirect_uri = prepared.redirect_uri().clone();
-            let listener = prepared.take_resource::<Listeners>();
-            let listening = listener.is_some();
-            let opened = self.open_browser
-                && match tokio::time::timeout(BROWSER_START_WAIT, open_in_browser(authorize_url))
-                    .await
-                {
-                    Ok(Ok(())) => true,
-                    Ok(Err(e)) => {
-                        debug!(error = %e, "browser not opened");
-                        false
-                    }
-                    // Still starting (a text browser in this terminal, say): assume it opened.
-                    Err(_) => true,
-                };
-            let intro = if opened {
-                Intro::BrowserOpened { listening }
-            } else {
-                Intro::BrowserNotOpened { listening }
-            };
-            let intro = instructions(authorize_url, &redirect_uri, intro);
-            let paste = self
-                .paste
-                .read_callback(&intro, authorize_url, &redirect_uri);
-            let Some(listener) = listener else {
-                return paste.await;
-            };
-            let wait = wait_for_callback(listener, redirect_uri.clone(), authorize_url.clone());
-            tokio::select! {
-                pasted = paste => pasted,
-                received = wait => {
-                    if received.is_ok() {
-                        self.paste.note("\nThe browser sent the login back; nothing to paste.\n").await;
-                    }
-                    received
+            let listeners = prepared.take_resource::<Listeners>();
+            let wait = self.wait(listeners, redirect_uri, authorize_url);
+            match tokio::time::timeout(self.timeout, wait).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.paste
+                        .note(&format!(
+                            "\nNo login came back within {} seconds; the login timed out.\n",
+                            self.timeout.as_secs()
+                        ))
+                        .await;
+                    Err(UserAgentError::TimedOut(self.timeout))
                 }
             }
         })
@@ -1033,6 +1066,29 @@ mod tests {
         assert_eq!(prepared.redirect_uri(), &https);
         let callback = agent.run(prepared, &authorize_url(&https)).await.unwrap();
         assert_eq!(callback.host_str(), Some("app.example.com"));
+    }
+
+    #[tokio::test]
+    async fn browser_or_paste_times_out_and_frees_the_port() {
+        let (reader, _keep_open) = tokio::io::duplex(64);
+        let out = crate::paste::tests::SharedOutput::default();
+        let agent = BrowserOrPasteAgent::new(tokio::io::BufReader::new(reader), out.clone())
+            .open_browser(false)
+            .timeout(Duration::from_millis(300));
+        let prepared = agent
+            .prepare(&"http://127.0.0.1:0/callback".parse().unwrap())
+            .await
+            .unwrap();
+        let port = prepared.redirect_uri().port().unwrap();
+        let authorize = authorize_url(prepared.redirect_uri());
+        let run = agent.run(prepared, &authorize);
+        let err = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the agent's own timeout ends the login")
+            .unwrap_err();
+        assert!(matches!(err, UserAgentError::TimedOut(d) if d == Duration::from_millis(300)));
+        assert!(out.text().contains("the login timed out"), "{}", out.text());
+        TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     }
 
     #[tokio::test]
