@@ -122,6 +122,7 @@ impl FileStore {
     }
 
     /// Gives up waiting for a lock after `timeout` (default 120 s) with [`StoreError::Locked`].
+    /// `Duration::MAX` waits for as long as the lock is held.
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
         self
@@ -482,12 +483,15 @@ fn lock_file(path: &Path, timeout: Duration) -> Result<File, StoreError> {
         .truncate(false)
         .open(path)
         .map_err(|e| io_error(path, "open the lock file", e))?;
-    let deadline = Instant::now() + timeout;
+    // A timeout past the end of `Instant` (`Duration::MAX`, say) means waiting for ever.
+    let deadline = Instant::now().checked_add(timeout);
     let mut pause = Duration::from_millis(1);
     loop {
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => return Ok(file),
-            Err(fs4::TryLockError::WouldBlock) if Instant::now() < deadline => {
+            Err(fs4::TryLockError::WouldBlock)
+                if deadline.is_none_or(|deadline| Instant::now() < deadline) =>
+            {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(20));
             }
@@ -789,6 +793,26 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished());
+        drop(held);
+        waiter.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_endless_lock_timeout_waits_for_the_lock_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app/tokens.json");
+        let held = FileStore::open(&path).unwrap().lock(USER).await.unwrap();
+        let patient = Arc::new(
+            FileStore::open(&path)
+                .unwrap()
+                .with_lock_timeout(Duration::MAX),
+        );
+        let waiter = tokio::spawn(async move { patient.lock(USER).await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !waiter.is_finished(),
+            "still waiting while the lock is held"
+        );
         drop(held);
         waiter.await.unwrap().unwrap();
     }
