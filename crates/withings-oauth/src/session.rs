@@ -14,6 +14,9 @@
 //!   call saves it before publishing it.
 //! - **Dead logins are recorded.** When Withings rejects the refresh token, every caller gets
 //!   [`SessionError::LoginRequired`] and the store records it for the other programs.
+//! - **Logouts stick.** A user another program deleted from the store (a logout) is not saved
+//!   back: the session's next refresh finds the entry gone and returns
+//!   [`SessionError::LoginRequired`] without asking Withings.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -727,8 +730,17 @@ impl Shared {
                 self.set_login_required();
                 return Err(SessionError::LoginRequired { user });
             }
-            // Ours is the newest, or the store forgot the user: saving below puts it back.
-            _ => {}
+            // The user was logged out (`delete`) by another program: a refresh and a save
+            // would log them back in behind their back.
+            None => {
+                info!("the store no longer has the user: logged out elsewhere");
+                slot.authorized = None;
+                slot.unsaved = false;
+                self.set_login_required();
+                return Err(SessionError::LoginRequired { user });
+            }
+            // Ours is the newest.
+            Some(StoredEntry::Credentials(_)) => {}
         }
         let Some(authorized) = slot.authorized.take() else {
             return Err(SessionError::LoginRequired { user });
@@ -1355,6 +1367,32 @@ mod tests {
         assert!(session.access_token().await.unwrap_err().login_required());
         let restored = Session::restore(&client(&server), store, USER).await;
         assert!(restored.unwrap_err().login_required());
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn a_logout_by_another_program_is_not_undone_by_a_refresh() {
+        let server = MockServer::start().await;
+        Mock::given(path("/v2/oauth2"))
+            .respond_with(token_answer("new-access", "new-refresh"))
+            .expect(0)
+            .mount(&server)
+            .await;
+        let store = Arc::new(MemoryStore::new());
+        let session = session(&server, store.clone(), TimeDelta::hours(3)).await;
+        // `withings-oauth logout` in another process.
+        store.delete(USER).await.unwrap();
+
+        let err = session.refresh().await.unwrap_err();
+        assert!(err.login_required(), "{err:?}");
+        assert!(
+            store.load(USER).await.unwrap().is_none(),
+            "still logged out"
+        );
+        assert!(session.status().login_required);
+        // Known logged out: later calls neither refresh nor save.
+        assert!(session.access_token().await.unwrap_err().login_required());
+        assert!(store.users().await.unwrap().is_empty());
         server.verify().await;
     }
 
