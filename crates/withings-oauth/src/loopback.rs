@@ -24,15 +24,45 @@
 //!   callback (RFC 8252 §7.3). A redirect URI without a port means port 80, the default port of
 //!   `http`, as a server that compares redirect URIs exactly reads it; binding it needs
 //!   privileges on most systems.
+//! - The browser is opened at a one-time link on the listener,
+//!   `http://127.0.0.1:<port>/start/<random>`, which redirects to the authorize URL. So the
+//!   login's `state` is never on a command line, where any local program can read it (in
+//!   `/proc/<pid>/cmdline`, say). The link works once; a second visit gets HTTP 404.
 //! - The callback path answers a small page saying whether the login worked. A request that is
 //!   not this login's callback (wrong `state`, no `state`, a repeated parameter) gets HTTP 400
-//!   and the listener keeps waiting, so another local program can't end or hijack the login.
-//!   Other paths get 404, other methods 405, request bodies 400.
-//! - Each connection is served on its own task, with limits on header size, header count and
-//!   the time to send the headers, so a slow or hostile client can't hold up the real callback.
-//!   At 64 connections, one more closes the oldest that has not sent its request headers yet,
-//!   so idle connections can't keep the browser's out.
+//!   and the listener keeps waiting. Other paths get 404, other methods 405, request bodies 400.
+//! - Each connection is served on its own task, one request per connection, within the limits
+//!   below.
 //! - Dropping the login's future closes the listener and every connection at once.
+//!
+//! # Limits
+//! | what | limit |
+//! |---|---|
+//! | request line and headers | 8 KiB, at most 48 headers; more gets HTTP 431 |
+//! | time to send the request line and headers | 5 s from connecting, then the connection is closed |
+//! | time a connection stays open | 15 s, whatever it does |
+//! | connections at once | 64; one more closes the oldest connection that has not sent its request line and headers, so a new connection is always served |
+//! | the whole login | [`LoopbackAgent::timeout`], [`BrowserOrPasteAgent::timeout`]: 5 minutes unless set |
+//!
+//! # What other local programs can and can't do
+//! A program that does not know the `state` can't end or hijack the login:
+//! - forged callbacks get HTTP 400 and the listener keeps waiting for the real one;
+//! - idle, slow or oversized connections are closed by the limits above, and can't keep the
+//!   real callback out;
+//! - with `localhost`, no other program can hold the second loopback address;
+//! - the `state` is not on the browser's command line, only the one-time start link is.
+//!
+//! What the listener can't prevent:
+//! - A program that reads the start link from the browser's command line and opens it first
+//!   gets the authorize URL; the browser then shows "link not valid or already used", and the
+//!   user should start the login again.
+//! - Without a listener, [`BrowserOrPasteAgent`] (an `https` redirect URI, or a fixed loopback
+//!   port already taken) opens the browser at the authorize URL itself: its `state` is on the
+//!   browser's command line while the browser starts.
+//! - The callback on `http://127.0.0.1` is not encrypted: any program that can watch the
+//!   loopback interface (root, say) sees the code and `state`.
+//! - [`LoopbackAgent::on_authorize_url`] gets the real authorize URL, `state` included: the
+//!   application decides where it goes.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,11 +98,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING};
+use hyper::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LOCATION, TRANSFER_ENCODING,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
@@ -81,6 +114,7 @@ use url::{Host, Position, Url};
 use crate::config::is_loopback;
 use crate::error::CallbackError;
 use crate::paste::{Intro, PasteAgent, instructions};
+use crate::state::{new_state, same_state};
 use crate::user_agent::{AgentFuture, Prepared, UserAgent, UserAgentError, screen_callback};
 
 /// Time a client has to send its request headers once it connected.
@@ -104,11 +138,13 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Ports tried for `localhost` on port 0 before giving up, when `[::1]` has the `127.0.0.1`
 /// port taken.
 const LOCALHOST_BIND_ATTEMPTS: usize = 8;
+/// Path prefix of the one-time link the browser is opened at.
+const START_PREFIX: &str = "/start/";
 
 type UrlCallback = Arc<dyn Fn(&Url) + Send + Sync>;
 
 /// Opens the authorize page in the system browser and receives the redirect on a loopback
-/// listener. See the [module docs](self) for what the listener accepts.
+/// listener. See the [module docs](self) for what the listener accepts and what it protects.
 ///
 /// Only for redirect URIs `http://127.0.0.1:<port>/path`, `http://[::1]:<port>/path` and
 /// `http://localhost:<port>/path`; any other is refused in [`UserAgent::prepare`] with
@@ -154,7 +190,8 @@ impl LoopbackAgent {
     }
 
     /// Whether to open the system browser (default `true`). The [`webbrowser`] crate chooses
-    /// it, and honours the `BROWSER` environment variable.
+    /// it, and honours the `BROWSER` environment variable. The browser is given a one-time link
+    /// on the listener, not the authorize URL (see the [module docs](self)).
     pub fn open_browser(mut self, open: bool) -> Self {
         self.open_browser = open;
         self
@@ -177,12 +214,12 @@ impl LoopbackAgent {
     }
 
     /// Shows the URL, then never finishes: it runs beside the listener.
-    async fn show(&self, authorize_url: &Url) -> Infallible {
+    async fn show(&self, authorize_url: &Url, start: &SecretString) -> Infallible {
         if let Some(f) = &self.on_authorize_url {
             f(authorize_url);
         }
         let opened = if self.open_browser {
-            open_in_browser(authorize_url).await
+            open_in_browser(start).await
         } else {
             Err(io::Error::other("opening a browser is disabled"))
         };
@@ -214,11 +251,12 @@ impl UserAgent for LoopbackAgent {
                 Some(listeners) => listeners,
                 None => bind_exact(&redirect_uri).await?,
             };
-            let wait = wait_for_callback(listeners, redirect_uri, authorize_url.clone());
+            let (listening, start) = Listening::new(&listeners, redirect_uri, authorize_url)?;
+            let wait = wait_for_callback(listeners, listening);
             let both = async {
                 tokio::select! {
                     result = wait => result,
-                    never = self.show(authorize_url) => match never {},
+                    never = self.show(authorize_url, &start) => match never {},
                 }
             };
             tokio::time::timeout(self.timeout, both)
@@ -228,16 +266,20 @@ impl UserAgent for LoopbackAgent {
     }
 }
 
-/// Opens the system browser at the authorize URL, then accepts whichever comes first: the
-/// redirect on a loopback listener (only when the redirect URI is a loopback one) or the address
-/// the user pastes, read as [`PasteAgent`] does.
+/// Opens the system browser and accepts whichever comes first: the redirect on a loopback
+/// listener (only when the redirect URI is a loopback one) or the address the user pastes, read
+/// as [`PasteAgent`] does.
 ///
 /// This is the agent for apps that registered an https callback: the browser shows the login,
 /// and its final address, which the app can't receive itself, is pasted back.
 ///
-/// A loopback redirect URI with a fixed port that is already taken is not an error: the agent
-/// then only waits for a paste. The login ends with the first callback, end of input, too many
-/// refused inputs, or the [`timeout`](Self::timeout).
+/// With a listener, the browser is opened at the listener's one-time start link; without one
+/// (an https redirect URI, or a fixed loopback port already taken, which is not an error: the
+/// agent then waits for a paste only), it is opened at the authorize URL itself, whose `state`
+/// is then on the browser's command line while it starts (see the [module docs](self)).
+///
+/// The login ends with the first callback, end of input, too many refused inputs, or the
+/// [`timeout`](Self::timeout).
 pub struct BrowserOrPasteAgent {
     paste: PasteAgent,
     open_browser: bool,
@@ -302,14 +344,21 @@ impl BrowserOrPasteAgent {
 
     async fn wait(
         &self,
-        listener: Option<Listeners>,
+        listeners: Option<Listeners>,
         redirect_uri: Url,
         authorize_url: &Url,
     ) -> Result<Url, UserAgentError> {
-        let listening = listener.is_some();
-        let opened = self.open_browser
-            && match tokio::time::timeout(BROWSER_START_WAIT, open_in_browser(authorize_url)).await
-            {
+        // The listener's state and its start link, when there is a listener.
+        let served = match &listeners {
+            Some(l) => Some(Listening::new(l, redirect_uri.clone(), authorize_url)?),
+            None => None,
+        };
+        let opened = self.open_browser && {
+            let target = match &served {
+                Some((_, start)) => SecretString::from(start.expose_secret()),
+                None => SecretString::from(authorize_url.as_str()),
+            };
+            match tokio::time::timeout(BROWSER_START_WAIT, open_in_browser(&target)).await {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
                     debug!(error = %e, "browser not opened");
@@ -317,7 +366,9 @@ impl BrowserOrPasteAgent {
                 }
                 // Still starting (a text browser in this terminal, say): assume it opened.
                 Err(_) => true,
-            };
+            }
+        };
+        let listening = served.is_some();
         let intro = if opened {
             Intro::BrowserOpened { listening }
         } else {
@@ -327,13 +378,12 @@ impl BrowserOrPasteAgent {
         let paste = self
             .paste
             .read_callback(&intro, authorize_url, &redirect_uri);
-        let Some(listener) = listener else {
+        let (Some(listeners), Some((listening, _))) = (listeners, served) else {
             return paste.await;
         };
-        let wait = wait_for_callback(listener, redirect_uri.clone(), authorize_url.clone());
         tokio::select! {
             pasted = paste => pasted,
-            received = wait => {
+            received = wait_for_callback(listeners, listening) => {
                 if received.is_ok() {
                     self.paste.note("\nThe browser sent the login back; nothing to paste.\n").await;
                 }
@@ -551,8 +601,10 @@ async fn bind_exact(redirect_uri: &Url) -> Result<Listeners, UserAgentError> {
     Ok(bind(redirect_uri).await?.1)
 }
 
-async fn open_in_browser(url: &Url) -> io::Result<()> {
-    let url = url.to_string();
+/// Opens the system browser at `url`: a start link, or the authorize URL when there is no
+/// listener. It goes on the command line of the program that opens the browser.
+async fn open_in_browser(url: &SecretString) -> io::Result<()> {
+    let url = url.expose_secret().to_owned();
     tokio::task::spawn_blocking(move || webbrowser::open(&url))
         .await
         .map_err(io::Error::other)?
@@ -562,6 +614,34 @@ async fn open_in_browser(url: &Url) -> io::Result<()> {
 struct Listening {
     redirect_uri: Url,
     authorize_url: Url,
+    /// The path of the start link, until it is used.
+    start_path: Mutex<Option<SecretString>>,
+}
+
+impl Listening {
+    /// The listener's state for one login, and the start link to open the browser at.
+    fn new(
+        listeners: &Listeners,
+        redirect_uri: Url,
+        authorize_url: &Url,
+    ) -> Result<(Listening, SecretString), UserAgentError> {
+        let nonce = new_state().map_err(|e| UserAgentError::Other(e.to_string()))?;
+        let path = format!("{START_PREFIX}{}", nonce.expose_secret());
+        let addr = listeners
+            .first
+            .local_addr()
+            .map_err(|source| UserAgentError::Io {
+                context: "reading the loopback listener's address".into(),
+                source,
+            })?;
+        let start = SecretString::from(format!("http://{addr}{path}"));
+        let listening = Listening {
+            redirect_uri,
+            authorize_url: authorize_url.clone(),
+            start_path: Mutex::new(Some(SecretString::from(path))),
+        };
+        Ok((listening, start))
+    }
 }
 
 /// One served connection, as the listener tracks it for eviction.
@@ -575,13 +655,9 @@ struct Connection {
 /// browser has its answer page.
 async fn wait_for_callback(
     listeners: Listeners,
-    redirect_uri: Url,
-    authorize_url: Url,
+    listening: Listening,
 ) -> Result<Url, UserAgentError> {
-    let listening = Arc::new(Listening {
-        redirect_uri,
-        authorize_url,
-    });
+    let listening = Arc::new(listening);
     // Dropping the set aborts every connection task: a cancelled login leaves nothing behind.
     let mut tasks = JoinSet::new();
     // Oldest first.
@@ -674,15 +750,18 @@ fn respond(
     listening: &Listening,
     accepted: &Mutex<Option<Url>>,
 ) -> Response<Full<Bytes>> {
-    if request.uri().path() != listening.redirect_uri.path() {
-        return page(StatusCode::NOT_FOUND, Page::NotFound);
+    let path = request.uri().path();
+    if path != listening.redirect_uri.path() {
+        if !path.starts_with(START_PREFIX) {
+            return page(StatusCode::NOT_FOUND, Page::NotFound);
+        }
+        if request.method() != Method::GET {
+            return method_not_allowed();
+        }
+        return start(path, listening);
     }
     if request.method() != Method::GET {
-        let mut response = page(StatusCode::METHOD_NOT_ALLOWED, Page::NotThisLogin);
-        response
-            .headers_mut()
-            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET"));
-        return response;
+        return method_not_allowed();
     }
     let has_body = request.headers().contains_key(TRANSFER_ENCODING)
         || request
@@ -714,6 +793,37 @@ fn respond(
     page(StatusCode::OK, outcome)
 }
 
+/// The start link: redirects to the authorize URL, once.
+fn start(path: &str, listening: &Listening) -> Response<Full<Bytes>> {
+    let mut slot = listening
+        .start_path
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let valid = slot
+        .as_ref()
+        .is_some_and(|start| same_state(start.expose_secret(), path));
+    if !valid {
+        warn!("ignored a start link that is not valid or was already used");
+        return page(StatusCode::NOT_FOUND, Page::StartUsed);
+    }
+    *slot = None;
+    // A serialized URL is printable ASCII, which a header value always takes.
+    let Ok(location) = HeaderValue::from_str(listening.authorize_url.as_str()) else {
+        return page(StatusCode::NOT_FOUND, Page::StartUsed);
+    };
+    let mut response = page(StatusCode::FOUND, Page::Redirecting);
+    response.headers_mut().insert(LOCATION, location);
+    response
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let mut response = page(StatusCode::METHOD_NOT_ALLOWED, Page::NotThisLogin);
+    response
+        .headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static("GET"));
+    response
+}
+
 #[derive(Clone, Copy)]
 enum Page {
     Success,
@@ -721,6 +831,8 @@ enum Page {
     Failed,
     NotThisLogin,
     NotFound,
+    Redirecting,
+    StartUsed,
 }
 
 fn page(status: StatusCode, which: Page) -> Response<Full<Bytes>> {
@@ -744,6 +856,12 @@ fn page(status: StatusCode, which: Page) -> Response<Full<Bytes>> {
              browser window it opened.",
         ),
         Page::NotFound => ("Not found", "Nothing here."),
+        Page::Redirecting => ("Redirecting", "Going to the Withings login."),
+        Page::StartUsed => (
+            "Link already used",
+            "This login link is not valid or was already used. If no Withings login page \
+             opened, close this window and start the login again.",
+        ),
     };
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
@@ -769,22 +887,9 @@ fn page(status: StatusCode, which: Page) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paste::tests::{STATE, SharedOutput, authorize_url};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-    const STATE: &str = "loopback-test-state-0123456789";
-
-    fn authorize_url(redirect_uri: &Url) -> Url {
-        let mut url: Url = "https://account.withings.com/oauth2_user/authorize2"
-            .parse()
-            .unwrap();
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", "cid")
-            .append_pair("redirect_uri", redirect_uri.as_str())
-            .append_pair("scope", "user.metrics")
-            .append_pair("state", STATE);
-        url
-    }
+    use tokio::task::JoinHandle;
 
     /// Sends `request` to `addr` and returns the whole answer.
     async fn send_to(addr: SocketAddr, request: &str) -> String {
@@ -802,6 +907,16 @@ mod tests {
 
     fn get(path_and_query: &str) -> String {
         format!("GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    }
+
+    /// A listener for `configured`, waiting on its own task: the redirect URI, the start link.
+    async fn listen(configured: &str) -> (Url, String, JoinHandle<Result<Url, UserAgentError>>) {
+        let (redirect_uri, listeners) = bind(&configured.parse().unwrap()).await.unwrap();
+        let authorize = authorize_url(redirect_uri.as_str());
+        let (listening, start) =
+            Listening::new(&listeners, redirect_uri.clone(), &authorize).unwrap();
+        let wait = tokio::spawn(wait_for_callback(listeners, listening));
+        (redirect_uri, start.expose_secret().to_owned(), wait)
     }
 
     #[test]
@@ -903,14 +1018,7 @@ mod tests {
         if ipv6_unavailable() {
             return;
         }
-        let (redirect_uri, listeners) = bind(&"http://localhost:0/callback".parse().unwrap())
-            .await
-            .unwrap();
-        let wait = tokio::spawn(wait_for_callback(
-            listeners,
-            redirect_uri.clone(),
-            authorize_url(&redirect_uri),
-        ));
+        let (redirect_uri, _, wait) = listen("http://localhost:0/callback").await;
         let port = redirect_uri.port().unwrap();
         let answer = send_to(
             SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
@@ -923,15 +1031,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn foreign_callbacks_get_400_and_the_right_one_ends_the_wait() {
-        let configured: Url = "http://127.0.0.1:0/callback".parse().unwrap();
-        let (redirect_uri, listeners) = bind(&configured).await.unwrap();
+    async fn the_start_link_redirects_to_the_authorize_url_once() {
+        let (redirect_uri, start, wait) = listen("http://127.0.0.1:0/callback").await;
+        let start: Url = start.parse().unwrap();
+        assert_eq!(start.host_str(), Some("127.0.0.1"));
+        assert_eq!(start.port(), redirect_uri.port());
+        assert!(start.path().starts_with(START_PREFIX), "{start}");
+        assert!(start.query().is_none());
+        assert!(!start.as_str().contains(STATE));
         let port = redirect_uri.port().unwrap();
-        let wait = tokio::spawn(wait_for_callback(
-            listeners,
-            redirect_uri.clone(),
-            authorize_url(&redirect_uri),
-        ));
+
+        let guessed = send(port, &get("/start/guessed")).await;
+        assert!(guessed.starts_with("HTTP/1.1 404"), "{guessed}");
+        let post = send(
+            port,
+            &format!(
+                "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                start.path()
+            ),
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+
+        let first = send(port, &get(start.path())).await;
+        assert!(first.starts_with("HTTP/1.1 302"), "{first}");
+        let location = first
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .expect("a Location header");
+        assert_eq!(location, authorize_url(redirect_uri.as_str()).as_str());
+
+        let second = send(port, &get(start.path())).await;
+        assert!(second.starts_with("HTTP/1.1 404"), "{second}");
+        assert!(second.contains("already used"), "{second}");
+        assert!(!wait.is_finished());
+    }
+
+    #[tokio::test]
+    async fn foreign_callbacks_get_400_and_the_right_one_ends_the_wait() {
+        let (redirect_uri, _, wait) = listen("http://127.0.0.1:0/callback").await;
+        let port = redirect_uri.port().unwrap();
 
         let wrong = send(port, &get("/callback?code=C&state=forged")).await;
         assert!(wrong.starts_with("HTTP/1.1 400"), "{wrong}");
@@ -987,7 +1126,7 @@ mod tests {
             .unwrap();
         let redirect_uri = prepared.redirect_uri().clone();
         let port = redirect_uri.port().unwrap();
-        let authorize = authorize_url(&redirect_uri);
+        let authorize = authorize_url(redirect_uri.as_str());
         let browser = tokio::spawn(async move {
             send(
                 port,
@@ -1016,7 +1155,7 @@ mod tests {
             .await
             .unwrap();
         let port = prepared.redirect_uri().port().unwrap();
-        let authorize = authorize_url(prepared.redirect_uri());
+        let authorize = authorize_url(prepared.redirect_uri().as_str());
         let err = agent.run(prepared, &authorize).await.unwrap_err();
         assert!(matches!(err, UserAgentError::TimedOut(d) if d == Duration::from_millis(200)));
         assert_eq!(shown.lock().unwrap().as_ref(), Some(&authorize));
@@ -1036,7 +1175,7 @@ mod tests {
     async fn browser_or_paste_takes_the_loopback_redirect_or_the_paste() {
         // The loopback redirect arrives while nothing is pasted.
         let (reader, _keep_open) = tokio::io::duplex(64);
-        let out = crate::paste::tests::SharedOutput::default();
+        let out = SharedOutput::default();
         let agent = BrowserOrPasteAgent::new(tokio::io::BufReader::new(reader), out.clone())
             .open_browser(false);
         let prepared = agent
@@ -1044,7 +1183,7 @@ mod tests {
             .await
             .unwrap();
         let port = prepared.redirect_uri().port().unwrap();
-        let authorize = authorize_url(prepared.redirect_uri());
+        let authorize = authorize_url(prepared.redirect_uri().as_str());
         let browser = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
             send(port, &get(&format!("/callback?code=C&state={STATE}"))).await
@@ -1064,14 +1203,17 @@ mod tests {
                 .open_browser(false);
         let prepared = agent.prepare(&https).await.unwrap();
         assert_eq!(prepared.redirect_uri(), &https);
-        let callback = agent.run(prepared, &authorize_url(&https)).await.unwrap();
+        let callback = agent
+            .run(prepared, &authorize_url(https.as_str()))
+            .await
+            .unwrap();
         assert_eq!(callback.host_str(), Some("app.example.com"));
     }
 
     #[tokio::test]
     async fn browser_or_paste_times_out_and_frees_the_port() {
         let (reader, _keep_open) = tokio::io::duplex(64);
-        let out = crate::paste::tests::SharedOutput::default();
+        let out = SharedOutput::default();
         let agent = BrowserOrPasteAgent::new(tokio::io::BufReader::new(reader), out.clone())
             .open_browser(false)
             .timeout(Duration::from_millis(300));
@@ -1080,7 +1222,7 @@ mod tests {
             .await
             .unwrap();
         let port = prepared.redirect_uri().port().unwrap();
-        let authorize = authorize_url(prepared.redirect_uri());
+        let authorize = authorize_url(prepared.redirect_uri().as_str());
         let run = agent.run(prepared, &authorize);
         let err = tokio::time::timeout(Duration::from_secs(10), run)
             .await
@@ -1108,13 +1250,13 @@ mod tests {
         );
 
         let typed = format!("{redirect_uri}?code=C&state={STATE}\n");
-        let out = crate::paste::tests::SharedOutput::default();
+        let out = SharedOutput::default();
         let agent = BrowserOrPasteAgent::new(io::Cursor::new(typed.into_bytes()), out.clone())
             .open_browser(false);
         let prepared = agent.prepare(&redirect_uri).await.unwrap();
         assert_eq!(prepared.redirect_uri(), &redirect_uri);
         let callback = agent
-            .run(prepared, &authorize_url(&redirect_uri))
+            .run(prepared, &authorize_url(redirect_uri.as_str()))
             .await
             .unwrap();
         assert_eq!(callback.port(), Some(port));
@@ -1139,11 +1281,15 @@ mod tests {
         assert!(listeners.second.is_none());
         let addr = listeners.first.local_addr().unwrap();
         assert_eq!(addr.ip(), IpAddr::from(Ipv6Addr::LOCALHOST));
-        let wait = tokio::spawn(wait_for_callback(
-            listeners,
-            redirect_uri.clone(),
-            authorize_url(&redirect_uri),
-        ));
+        let authorize = authorize_url(redirect_uri.as_str());
+        let (listening, start) =
+            Listening::new(&listeners, redirect_uri.clone(), &authorize).unwrap();
+        assert!(
+            start
+                .expose_secret()
+                .starts_with(&format!("http://[::1]:{}/start/", addr.port()))
+        );
+        let wait = tokio::spawn(wait_for_callback(listeners, listening));
         let answer = send_to(addr, &get(&format!("/callback?code=C&state={STATE}"))).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         let callback = wait.await.unwrap().unwrap();
