@@ -11,7 +11,8 @@
 //!   access token: using it kills the previous refresh token, so a pair that was used but not
 //!   saved would force the user to log in again. If the save fails, the caller gets
 //!   [`SessionError::TokensNotSaved`], the new pair stays in memory unpublished, and the next
-//!   call saves it before publishing it.
+//!   call saves it before publishing it, unless another program stored a newer pair
+//!   meanwhile: that pair wins, as the store's lock would have made it win had the save worked.
 //! - **Dead logins are recorded.** When Withings rejects the refresh token, every caller gets
 //!   [`SessionError::LoginRequired`] and the store records it for the other programs.
 //! - **Logouts stick.** A user another program deleted from the store (a logout) is not saved
@@ -296,10 +297,18 @@ impl Published {
 }
 
 struct Slot {
-    /// `None` once the login is dead (refresh token rejected, or revoked).
+    /// `None` once the login is dead (refresh token rejected, revoked, or logged out).
     authorized: Option<Authorized>,
-    /// `authorized` holds a refreshed pair the store does not have yet.
-    unsaved: bool,
+    /// When `authorized` holds a refreshed pair the store does not have yet: the refresh
+    /// token it was refreshed from, which tells whether the store moved on since.
+    unsaved_from: Option<SecretString>,
+}
+
+impl Slot {
+    fn forget(&mut self) {
+        self.authorized = None;
+        self.unsaved_from = None;
+    }
 }
 
 impl fmt::Debug for Session {
@@ -358,7 +367,7 @@ impl Session {
                 published: RwLock::new(Arc::new(published)),
                 slot: Arc::new(tokio::sync::Mutex::new(Slot {
                     authorized: Some(authorized),
-                    unsaved: false,
+                    unsaved_from: None,
                 })),
                 attempts: AtomicU64::new(0),
                 finished: tokio::sync::Notify::new(),
@@ -470,7 +479,9 @@ impl Session {
                 woken = true;
                 continue;
             };
-            if let Some(outcome) = self.outcome_since(seen, force, attempts, slot.unsaved) {
+            if let Some(outcome) =
+                self.outcome_since(seen, force, attempts, slot.unsaved_from.is_some())
+            {
                 return outcome;
             }
             // Spawned so that a caller giving up (a timeout, a dropped request) can't drop a
@@ -621,8 +632,7 @@ impl Session {
             .await
             .map_err(SessionError::Api)?;
         info!(user_id = %user, "access revoked");
-        slot.authorized = None;
-        slot.unsaved = false;
+        slot.forget();
         self.shared.set_login_required();
         Ok(())
     }
@@ -704,29 +714,10 @@ impl Shared {
         // Across processes: whoever holds the store's lock refreshes; the others find its
         // result in the store below.
         let _lock = self.store.lock(user).await.map_err(SessionError::Store)?;
-        if slot.unsaved {
-            return self.save_and_publish(slot).await;
-        }
-        let Some(ours) = slot.authorized.as_ref() else {
-            return Err(SessionError::LoginRequired { user });
-        };
-        match self.store.load(user).await.map_err(SessionError::Store)? {
-            Some(StoredEntry::Credentials(stored))
-                if stored.refresh_token.expose_secret() != ours.refresh_token().expose_secret() =>
-            {
-                check_owner(user, &stored)?;
-                // Another program refreshed: its pair is the newest and ours is rotated away.
-                let adopted = Authorized::restore_from_stored(&self.client, stored);
-                if !adopted.expires_within(margin, clock.now()) {
-                    info!("adopted the tokens another program stored");
-                    let published = self.publish(adopted.credentials());
-                    slot.authorized = Some(adopted);
-                    return Ok(published);
-                }
-                slot.authorized = Some(adopted);
-            }
+        let stored = match self.store.load(user).await.map_err(SessionError::Store)? {
+            Some(StoredEntry::Credentials(stored)) => stored,
             Some(StoredEntry::LoginRequired) => {
-                slot.authorized = None;
+                slot.forget();
                 self.set_login_required();
                 return Err(SessionError::LoginRequired { user });
             }
@@ -734,19 +725,52 @@ impl Shared {
             // would log them back in behind their back.
             None => {
                 info!("the store no longer has the user: logged out elsewhere");
-                slot.authorized = None;
-                slot.unsaved = false;
+                slot.forget();
                 self.set_login_required();
                 return Err(SessionError::LoginRequired { user });
             }
-            // Ours is the newest.
-            Some(StoredEntry::Credentials(_)) => {}
+        };
+        check_owner(user, &stored)?;
+        let Some(ours) = slot.authorized.as_ref() else {
+            return Err(SessionError::LoginRequired { user });
+        };
+        let in_store = stored.refresh_token.expose_secret();
+        let ours_is_newest = match &slot.unsaved_from {
+            // Our unsaved pair was refreshed from the stored one (or is it, if a failed save
+            // wrote after all): it is still the newest.
+            Some(from) => {
+                in_store == from.expose_secret() || in_store == ours.refresh_token().expose_secret()
+            }
+            None => in_store == ours.refresh_token().expose_secret(),
+        };
+        if ours_is_newest {
+            if slot.unsaved_from.is_some() {
+                return self.save_and_publish(slot).await;
+            }
+        } else {
+            // Another program refreshed and saved: its pair is the newest, and ours (saved or
+            // not) is on a branch the store no longer follows. Saving ours would overwrite a
+            // pair that may already be in use.
+            if slot.unsaved_from.take().is_some() {
+                warn!(
+                    "another program stored newer tokens while ours were unsaved; ours are dropped"
+                );
+            }
+            let adopted = Authorized::restore_from_stored(&self.client, stored);
+            if !adopted.expires_within(margin, clock.now()) {
+                info!("adopted the tokens another program stored");
+                let published = self.publish(adopted.credentials());
+                slot.authorized = Some(adopted);
+                return Ok(published);
+            }
+            slot.authorized = Some(adopted);
         }
         let Some(authorized) = slot.authorized.take() else {
             return Err(SessionError::LoginRequired { user });
         };
         // Expiry is computed on the system clock; shift it onto this session's clock.
         let skew = clock.now().signed_duration_since(Utc::now());
+        let from = authorized.refresh_token().clone();
         match crate::refresh::refresh(authorized).await {
             Ok(fresh) => {
                 let client = fresh.client().clone();
@@ -756,7 +780,7 @@ impl Shared {
                     .checked_add_signed(skew)
                     .unwrap_or(credentials.expires_at);
                 slot.authorized = Some(Authorized::restore_from_stored(&client, credentials));
-                slot.unsaved = true;
+                slot.unsaved_from = Some(from);
                 self.save_and_publish(slot).await
             }
             Err(e) if e.login_required() => {
@@ -780,7 +804,7 @@ impl Shared {
         };
         match self.store.save(self.user, authorized.credentials()).await {
             Ok(()) => {
-                slot.unsaved = false;
+                slot.unsaved_from = None;
                 Ok(self.publish(authorized.credentials()))
             }
             Err(e) => {
@@ -1316,6 +1340,75 @@ mod tests {
         assert_eq!(
             stored_refresh_token(store.as_ref()).await.as_deref(),
             Some("new-refresh")
+        );
+        server.verify().await;
+    }
+
+    /// A session whose refresh of `old-refresh` to `ours-*` failed to save, after which
+    /// another program refreshed the same stored pair and saved `theirs-*`, expiring in
+    /// `theirs_expire_in`.
+    async fn unsaved_pair_and_a_newer_stored_one(
+        server: &MockServer,
+        theirs_expire_in: TimeDelta,
+    ) -> (Session, Arc<FlakyStore>) {
+        refresh_with("old-refresh")
+            .respond_with(token_answer("ours-access", "ours-refresh"))
+            .expect(1)
+            .mount(server)
+            .await;
+        let store = Arc::new(FlakyStore::default());
+        let session = session(server, store.clone(), TimeDelta::minutes(1)).await;
+        store.failures.store(1, Ordering::SeqCst);
+        let err = session.access_token().await.unwrap_err();
+        assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
+        store
+            .inner
+            .save(
+                USER,
+                &credentials(
+                    "theirs-access",
+                    "theirs-refresh",
+                    Utc::now() + theirs_expire_in,
+                ),
+            )
+            .await
+            .unwrap();
+        (session, store)
+    }
+
+    #[tokio::test]
+    async fn an_unsaved_pair_does_not_overwrite_a_newer_pair_another_program_stored() {
+        let server = MockServer::start().await;
+        let (session, store) =
+            unsaved_pair_and_a_newer_stored_one(&server, TimeDelta::hours(3)).await;
+        assert_eq!(
+            session.access_token().await.unwrap().expose_secret(),
+            "theirs-access"
+        );
+        assert_eq!(
+            stored_refresh_token(store.as_ref()).await.as_deref(),
+            Some("theirs-refresh")
+        );
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn an_unsaved_pair_gives_way_to_a_newer_stored_one_that_is_then_refreshed() {
+        let server = MockServer::start().await;
+        refresh_with("theirs-refresh")
+            .respond_with(token_answer("next-access", "next-refresh"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let (session, store) =
+            unsaved_pair_and_a_newer_stored_one(&server, TimeDelta::minutes(1)).await;
+        assert_eq!(
+            session.access_token().await.unwrap().expose_secret(),
+            "next-access"
+        );
+        assert_eq!(
+            stored_refresh_token(store.as_ref()).await.as_deref(),
+            Some("next-refresh")
         );
         server.verify().await;
     }
