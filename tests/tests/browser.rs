@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
+use tokio::io::AsyncReadExt as _;
 use url::Url;
-use withings_oauth::loopback::LoopbackAgent;
+use withings_oauth::loopback::{BrowserOrPasteAgent, LoopbackAgent};
 use withings_oauth::{Authorized, CallbackError, Client, Error, Scope, Scopes, authorize};
 use withings_oauth_e2e::{Browser, getmeas_status, query_param, start_login, start_sandbox};
 use withings_sandbox::{
@@ -23,8 +24,10 @@ use withings_sandbox::{
 /// Generous: a cold Chromium start on a busy machine takes seconds.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Set in the child process of [`the_system_browser_gets_a_one_time_link_not_the_state`]: the
-/// sandbox's base URL.
+/// Set in the child process of [`the_system_browser_gets_a_one_time_link_not_the_state`]: which
+/// agent opens the browser, `loopback` or `browser-or-paste`.
+const CHILD_MODE: &str = "WITHINGS_E2E_BROWSER_CHILD_MODE";
+/// Set in the same child: the sandbox's base URL.
 const CHILD_SANDBOX: &str = "WITHINGS_E2E_BROWSER_CHILD_SANDBOX";
 /// Set in the same child: the file the `BROWSER` program writes the address it was given to.
 const CHILD_OPENED: &str = "WITHINGS_E2E_BROWSER_CHILD_OPENED";
@@ -177,71 +180,80 @@ fn browser_program(dir: &Path, opened: &Path) -> PathBuf {
     program
 }
 
-/// `BROWSER` is process-wide, so the login runs in a child process of this test binary
+/// `BROWSER` is process-wide, so each login runs in a child process of this test binary
 /// ([`browser_child`]) with `BROWSER` set to a program that records its argument and fetches it
-/// with curl; the sandbox auto-approves, so curl ends on the listener's callback page.
+/// with curl; the sandbox auto-approves, so curl ends on the listener's callback page. Both
+/// agents that open the browser are tried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_system_browser_gets_a_one_time_link_not_the_state() {
-    let started = Instant::now();
     let sandbox = start_sandbox(SandboxConfig::default().auto_approve(true)).await;
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let opened = dir.path().join("opened");
-    let program = browser_program(dir.path(), &opened);
+    for (logins, mode) in [(1, "loopback"), (2, "browser-or-paste")] {
+        let started = Instant::now();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let opened = dir.path().join("opened");
+        let program = browser_program(dir.path(), &opened);
 
-    let child = tokio::process::Command::new(std::env::current_exe().expect("this test binary"))
-        .args(["--ignored", "--exact", "browser_child", "--nocapture"])
-        .env("BROWSER", &program)
-        .env(CHILD_SANDBOX, sandbox.base_url().as_str())
-        .env(CHILD_OPENED, &opened)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), child)
-        .await
-        .expect("the child login ends within 90 s")
-        .expect("the test binary runs again as a child");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let curl_errors = std::fs::read_to_string(dir.path().join("curl-errors")).unwrap_or_default();
-    assert!(
-        output.status.success(),
-        "the child login failed: {stdout}{stderr}\ncurl: {curl_errors}"
-    );
-    assert!(
-        stdout.contains(&format!("LOGGED IN user {SEEDED_USERID}")),
-        "{stdout}{stderr}"
-    );
+        let child =
+            tokio::process::Command::new(std::env::current_exe().expect("this test binary"))
+                .args(["--ignored", "--exact", "browser_child", "--nocapture"])
+                .env("BROWSER", &program)
+                .env(CHILD_MODE, mode)
+                .env(CHILD_SANDBOX, sandbox.base_url().as_str())
+                .env(CHILD_OPENED, &opened)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output();
+        let output = tokio::time::timeout(Duration::from_secs(90), child)
+            .await
+            .expect("the child login ends within 90 s")
+            .expect("the test binary runs again as a child");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let curl_errors =
+            std::fs::read_to_string(dir.path().join("curl-errors")).unwrap_or_default();
+        assert!(
+            output.status.success(),
+            "{mode}: the child login failed: {stdout}{stderr}\ncurl: {curl_errors}"
+        );
+        assert!(
+            stdout.contains(&format!("LOGGED IN user {SEEDED_USERID}")),
+            "{mode}: {stdout}{stderr}"
+        );
 
-    let opened = std::fs::read_to_string(&opened).expect("the BROWSER program was run");
-    let link: Url = opened.trim().parse().expect("the browser was given a URL");
-    assert_eq!(link.host_str(), Some("127.0.0.1"), "{link}");
-    assert!(link.path().starts_with("/start/"), "{link}");
-    assert!(link.query().is_none(), "{link}");
-    assert!(!opened.contains("state"), "{opened}");
-    // curl followed the link to the sandbox and back to the listener's page.
-    let page_file = dir.path().join("page");
-    let mut page = String::new();
-    for _ in 0..50 {
-        page = std::fs::read_to_string(&page_file).unwrap_or_default();
-        if page.contains("</html>") {
-            break;
+        let opened = std::fs::read_to_string(&opened).expect("the BROWSER program was run");
+        let link: Url = opened.trim().parse().expect("the browser was given a URL");
+        assert_eq!(link.host_str(), Some("127.0.0.1"), "{mode}: {link}");
+        assert!(link.path().starts_with("/start/"), "{mode}: {link}");
+        assert!(link.query().is_none(), "{mode}: {link}");
+        assert!(!opened.contains("state"), "{mode}: {opened}");
+        // curl followed the link to the sandbox and back to the listener's page.
+        let page_file = dir.path().join("page");
+        let mut page = String::new();
+        for _ in 0..50 {
+            page = std::fs::read_to_string(&page_file).unwrap_or_default();
+            if page.contains("</html>") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(page.contains("You can close this window"), "{mode}: {page}");
+        assert_eq!(sandbox.handle().counters().token_code, logins, "{mode}");
+        eprintln!(
+            "{mode} login through BROWSER: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
-    assert!(page.contains("You can close this window"), "{page}");
-    assert_eq!(sandbox.handle().counters().token_code, 1);
-    eprintln!(
-        "system browser login through BROWSER: {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
 }
 
 #[tokio::test]
 #[ignore = "the child process of the_system_browser_gets_a_one_time_link_not_the_state"]
 async fn browser_child() {
     // Not a test of its own: without the variables (`--include-ignored`) there is nothing to do.
-    let (Ok(base_url), Ok(opened)) = (std::env::var(CHILD_SANDBOX), std::env::var(CHILD_OPENED))
-    else {
+    let (Ok(mode), Ok(base_url), Ok(opened)) = (
+        std::env::var(CHILD_MODE),
+        std::env::var(CHILD_SANDBOX),
+        std::env::var(CHILD_OPENED),
+    ) else {
         return;
     };
     let client = Client::builder()
@@ -251,22 +263,44 @@ async fn browser_child() {
         .base_url(base_url.parse().expect("the sandbox URL"))
         .build()
         .expect("a client of the sandbox");
-    let shown = Arc::new(Mutex::new(None::<Url>));
-    let agent = LoopbackAgent::new()
-        .timeout(Duration::from_secs(60))
-        .on_authorize_url({
-            let shown = shown.clone();
-            move |url| *shown.lock().unwrap() = Some(url.clone())
-        });
-    let authorized = authorize(&client, Scopes::from(Scope::Metrics), &agent)
-        .await
-        .expect("the login through the BROWSER program succeeds");
-    let shown = shown
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the authorize URL was shown");
-    let state = query_param(&shown, "state").expect("the authorize URL has a state");
+    let (authorized, authorize_url) = match mode.as_str() {
+        "loopback" => {
+            let shown = Arc::new(Mutex::new(None::<Url>));
+            let agent = LoopbackAgent::new()
+                .timeout(Duration::from_secs(60))
+                .on_authorize_url({
+                    let shown = shown.clone();
+                    move |url| *shown.lock().unwrap() = Some(url.clone())
+                });
+            let authorized = authorize(&client, Scopes::from(Scope::Metrics), &agent).await;
+            let shown = shown.lock().unwrap().clone();
+            (authorized, shown)
+        }
+        "browser-or-paste" => {
+            // Nothing is typed, but the keyboard stays open: only the listener can end the login.
+            let (_keyboard, input) = tokio::io::duplex(1024);
+            let (output, mut screen) = tokio::io::duplex(64 * 1024);
+            let agent = BrowserOrPasteAgent::new(tokio::io::BufReader::new(input), output)
+                .timeout(Duration::from_secs(60));
+            let authorized = authorize(&client, Scopes::from(Scope::Metrics), &agent).await;
+            drop(agent);
+            let mut text = String::new();
+            screen
+                .read_to_string(&mut text)
+                .await
+                .expect("reading the instructions");
+            let shown = text.lines().find_map(|line| {
+                Url::parse(line.trim())
+                    .ok()
+                    .filter(|url| url.path() == "/oauth2_user/authorize2")
+            });
+            (authorized, shown)
+        }
+        other => panic!("unknown mode {other}"),
+    };
+    let authorized = authorized.expect("the login through the BROWSER program succeeds");
+    let authorize_url = authorize_url.expect("the authorize URL was shown");
+    let state = query_param(&authorize_url, "state").expect("the authorize URL has a state");
     let opened = std::fs::read_to_string(&opened).expect("the BROWSER program was run");
     assert!(
         !opened.contains(&state),
