@@ -140,7 +140,7 @@ pub(crate) struct LoginArgs {
     pub(crate) no_browser: bool,
 
     /// Give up after this many seconds without a callback (browser and webview agents; a paste
-    /// prompt waits until end of input)
+    /// prompt waits until end of input, or 5 minutes under --agent auto)
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub(crate) timeout: u64,
 }

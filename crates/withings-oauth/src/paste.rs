@@ -5,7 +5,7 @@
 //! | callback registered at Withings | agent |
 //! |---|---|
 //! | an `https` URL (what Withings' dashboard asks for) | [`PasteAgent`], or [`BrowserOrPasteAgent`] to open the browser for the user |
-//! | `http://127.0.0.1/...`, `http://[::1]/...` or `http://localhost/...` | [`LoopbackAgent`] (or [`BrowserOrPasteAgent`], which also accepts a paste) |
+//! | `http://127.0.0.1:<port>/...`, `http://[::1]:<port>/...` or `http://localhost:<port>/...` | [`LoopbackAgent`] (or [`BrowserOrPasteAgent`], which also accepts a paste) |
 //! | a desktop app with a window of its own | the `withings-oauth-webview` crate |
 //!
 //! [`PasteAgent`] works everywhere, including over SSH and in containers with no browser: the
