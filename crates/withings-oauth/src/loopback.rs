@@ -25,9 +25,10 @@
 //!   `http`, as a server that compares redirect URIs exactly reads it; binding it needs
 //!   privileges on most systems.
 //! - The browser is opened at a one-time link on the listener,
-//!   `http://127.0.0.1:<port>/start/<random>`, which redirects to the authorize URL. So the
-//!   login's `state` is never on a command line, where any local program can read it (in
-//!   `/proc/<pid>/cmdline`, say). The link works once; a second visit gets HTTP 404.
+//!   `http://127.0.0.1:<port>/start/<random>` (`http://[::1]:<port>/...` for `[::1]`), which
+//!   redirects to the authorize URL. So the login's `state` is never on a command line, where
+//!   any local program can read it (in `/proc/<pid>/cmdline`, say). The link works once; a
+//!   second visit gets HTTP 404.
 //! - The callback path answers a small page saying whether the login worked. A request that is
 //!   not this login's callback (wrong `state`, no `state`, a repeated parameter) gets HTTP 400
 //!   and the listener keeps waiting. Other paths get 404, other methods 405, request bodies 400.
