@@ -26,7 +26,11 @@ pub(crate) fn choose(
     let agent: Box<dyn UserAgent> = match args.agent {
         AgentArg::Paste => Box::new(PasteAgent::stdio()),
         AgentArg::Auto if !loopback => {
-            Box::new(BrowserOrPasteAgent::stdio().open_browser(!args.no_browser))
+            Box::new(
+                BrowserOrPasteAgent::stdio()
+                    .open_browser(!args.no_browser)
+                    .timeout(Duration::from_secs(args.timeout)),
+            )
         }
         AgentArg::Browser if !loopback => {
             return Err(CliError::config(format!(

@@ -139,8 +139,8 @@ pub(crate) struct LoginArgs {
     #[arg(long)]
     pub(crate) no_browser: bool,
 
-    /// Give up after this many seconds without a callback (browser and webview agents; a paste
-    /// prompt waits until end of input, or 5 minutes under --agent auto)
+    /// Give up after this many seconds without a callback (browser, browser-or-paste and webview
+    /// agents; --agent paste waits until end of input)
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub(crate) timeout: u64,
 }

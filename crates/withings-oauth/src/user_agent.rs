@@ -52,7 +52,7 @@ pub trait UserAgent: Send + Sync {
     ///
     /// Returns the redirect URI the authorize URL must carry. The default keeps `redirect_uri`
     /// unchanged. An agent may only change the port of a loopback redirect URI whose port is 0
-    /// or absent; the flow refuses any other change.
+    /// ("any free port"); the flow refuses any other change.
     fn prepare<'a>(&'a self, redirect_uri: &'a Url) -> AgentFuture<'a, Prepared> {
         Box::pin(async move { Ok(Prepared::new(redirect_uri.clone())) })
     }
