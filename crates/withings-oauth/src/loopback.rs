@@ -1001,17 +1001,28 @@ mod tests {
     /// `localhost` to `::1`: the login must not start on `127.0.0.1` alone.
     #[tokio::test]
     async fn localhost_is_refused_when_another_program_holds_its_ipv6_side() {
-        let Ok(thief) = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) else {
-            assert!(ipv6_unavailable());
+        // The thief's port may be in use on 127.0.0.1 by an unrelated program: pick another.
+        for _ in 0..20 {
+            let Ok(thief) = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) else {
+                assert!(ipv6_unavailable());
+                return;
+            };
+            let port = thief.local_addr().unwrap().port();
+            if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+                continue;
+            }
+            let configured: Url = format!("http://localhost:{port}/callback").parse().unwrap();
+            let err = LoopbackAgent::new().prepare(&configured).await.unwrap_err();
+            if err.to_string().contains(&format!("127.0.0.1:{port}")) {
+                continue; // taken on IPv4 between the check and the bind
+            }
+            assert!(matches!(err, UserAgentError::Io { .. }), "{err:?}");
+            assert!(err.to_string().contains(&format!("[::1]:{port}")), "{err}");
+            // The IPv4 side it bound first is released again.
+            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
             return;
-        };
-        let port = thief.local_addr().unwrap().port();
-        let configured: Url = format!("http://localhost:{port}/callback").parse().unwrap();
-        let err = LoopbackAgent::new().prepare(&configured).await.unwrap_err();
-        assert!(matches!(err, UserAgentError::Io { .. }), "{err:?}");
-        assert!(err.to_string().contains(&format!("[::1]:{port}")), "{err}");
-        // The IPv4 side it bound first is released again.
-        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+        }
+        panic!("no port was free on 127.0.0.1 while taken on [::1] in 20 tries");
     }
 
     #[tokio::test]
