@@ -82,6 +82,12 @@ pub trait Clock: Send + Sync {
 }
 
 /// The system's wall clock.
+///
+/// A session on this clock checks its token's expiry on every call with a cheap read of the
+/// wall clock (on Linux the coarse realtime clock, which advances once a kernel tick, every 1 to
+/// 4 ms), and refreshes that much earlier than its margin says, so that it never hands out a
+/// token the precise clock would call expired. Being a wall clock, it jumps forward after a
+/// suspend: a resumed machine never gets a token that expired while it slept.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
@@ -211,10 +217,11 @@ impl SessionError {
 pub struct Session {
     shared: Arc<Shared>,
     margin: TimeDelta,
-    /// `margin` in nanoseconds, for the fast path.
-    margin_nanos: u64,
+    /// `margin` in microseconds, plus the resolution of the system clock when that is the
+    /// clock: what the fast path adds to the time read.
+    margin_micros: i64,
     clock: Arc<dyn Clock>,
-    /// Whether `clock` is the system clock, which the fast path reads through `mono_nanos`.
+    /// Whether `clock` is the system clock, which the fast path reads through `system_micros`.
     system_clock: bool,
 }
 
@@ -237,62 +244,66 @@ struct Shared {
 struct Published {
     token: AccessToken,
     expires_at: DateTime<Utc>,
+    /// `expires_at` in microseconds since the Unix epoch, or `i64::MIN` once the login is dead:
+    /// the fast path is one comparison against it.
+    expires_micros: i64,
     scopes: Scopes,
     generation: u64,
     login_required: bool,
-    /// `expires_at` on the monotonic clock of [`mono_nanos`], as of the last wall clock read.
-    expires_mono: AtomicU64,
-    /// Until when (on the same clock) `expires_mono` is trusted without reading the wall clock.
-    trusted_until: AtomicU64,
 }
 
-/// How long the fast path trusts the monotonic clock before checking it against the wall
-/// clock again: a suspended laptop or a clock step is noticed within this much running time.
-const TRUST_NANOS: u64 = 1_000_000_000;
-
-/// Nanoseconds on a monotonic clock, from the CPU's time-stamp counter where it is reliable:
-/// about 10 ns a read here, where the system clock takes 25 ns and `Utc::now()` 60 ns, which
-/// would make the fresh-token path slower than a plain locked `String` clone.
-fn mono_nanos() -> u64 {
-    static BASE: std::sync::OnceLock<quanta::Instant> = std::sync::OnceLock::new();
-    let base = *BASE.get_or_init(quanta::Instant::now);
-    u64::try_from(quanta::Instant::now().duration_since(base).as_nanos()).unwrap_or(u64::MAX)
+/// Microseconds since the Unix epoch on the system's wall clock, read cheaply: `Utc::now()`
+/// takes about 60 ns, as much as twice a whole naive token cache read.
+///
+/// On Linux the coarse realtime clock, read from the vDSO without a system call; it lags the
+/// precise clock by up to [`system_resolution_micros`]. A wall clock, not a CPU counter: it
+/// counts the time a machine spent suspended.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn system_micros() -> i64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    match std::time::Duration::try_from(now) {
+        Ok(since_epoch) => i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX),
+        // A clock set before 1970: rare enough for the slower read.
+        Err(_) => Utc::now().timestamp_micros(),
+    }
 }
 
-impl Published {
-    /// Whether the token is usable now, on the system clock: the monotonic estimate while it
-    /// is trusted, else the wall clock (which renews the estimate).
-    fn usable_now(&self, margin: TimeDelta, margin_nanos: u64) -> bool {
-        let now = mono_nanos();
-        // Acquire pairs with the Release in `anchor`: the `expires_mono` read below is at
-        // least as new as the trust window read here.
-        if now < self.trusted_until.load(Ordering::Acquire) {
-            return !self.login_required
-                && now.saturating_add(margin_nanos) < self.expires_mono.load(Ordering::Relaxed);
-        }
-        let wall = Utc::now();
-        self.anchor(wall, now);
-        self.usable(wall, margin)
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn system_micros() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
     }
+}
 
-    /// Maps `expires_at` onto the monotonic clock, as seen at `wall` = `mono`.
-    fn anchor(&self, wall: DateTime<Utc>, mono: u64) {
-        let left = self
-            .expires_at
-            .signed_duration_since(wall)
-            .num_nanoseconds()
-            .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(0));
-        self.expires_mono
-            .store(mono.saturating_add(left), Ordering::Relaxed);
-        self.trusted_until
-            .store(mono.saturating_add(TRUST_NANOS), Ordering::Release);
-    }
+/// How far [`system_micros`] may lag the precise clock.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn system_resolution_micros() -> i64 {
+    static RESOLUTION: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *RESOLUTION.get_or_init(|| {
+        let resolution = rustix::time::clock_getres(rustix::time::ClockId::RealtimeCoarse);
+        std::time::Duration::try_from(resolution)
+            .ok()
+            .and_then(|r| i64::try_from(r.as_micros()).ok())
+            .unwrap_or(0)
+            // Rounded up: a 4 ms tick is 4,000 µs, never less.
+            .saturating_add(1)
+    })
+}
 
-    fn usable(&self, now: DateTime<Utc>, margin: TimeDelta) -> bool {
-        !self.login_required
-            && now
-                .checked_add_signed(margin)
-                .is_some_and(|limit| self.expires_at > limit)
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn system_resolution_micros() -> i64 {
+    0
+}
+
+/// `margin` in microseconds for the fast path, widened by the system clock's lag.
+fn margin_micros(margin: TimeDelta, system_clock: bool) -> i64 {
+    let margin = margin.num_microseconds().unwrap_or(i64::MAX);
+    if system_clock {
+        margin.saturating_add(system_resolution_micros())
+    } else {
+        margin
     }
 }
 
@@ -374,7 +385,7 @@ impl Session {
                 last_failure: Mutex::new(String::new()),
             }),
             margin: DEFAULT_MARGIN,
-            margin_nanos: nanos(DEFAULT_MARGIN),
+            margin_micros: margin_micros(DEFAULT_MARGIN, true),
             clock: Arc::new(SystemClock),
             system_clock: true,
         }
@@ -384,7 +395,7 @@ impl Session {
     /// counts as zero.
     pub fn with_margin(mut self, margin: TimeDelta) -> Self {
         self.margin = margin.max(TimeDelta::zero());
-        self.margin_nanos = nanos(self.margin);
+        self.margin_micros = margin_micros(self.margin, self.system_clock);
         self
     }
 
@@ -392,15 +403,18 @@ impl Session {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self.system_clock = false;
+        self.margin_micros = margin_micros(self.margin, false);
         self
     }
 
+    /// Whether the published token is fresh: on the hot path of every call.
     fn usable(&self, published: &Published) -> bool {
-        if self.system_clock {
-            published.usable_now(self.margin, self.margin_nanos)
+        let now = if self.system_clock {
+            system_micros()
         } else {
-            published.usable(self.clock.now(), self.margin)
-        }
+            self.clock.now().timestamp_micros()
+        };
+        now.saturating_add(self.margin_micros) < published.expires_micros
     }
 
     /// The user.
@@ -672,11 +686,10 @@ impl Shared {
         *published = Arc::new(Published {
             token: published.token.clone(),
             expires_at: published.expires_at,
+            expires_micros: i64::MIN,
             scopes: published.scopes.clone(),
             generation: published.generation + 1,
             login_required: true,
-            expires_mono: AtomicU64::new(0),
-            trusted_until: AtomicU64::new(0),
         });
     }
 
@@ -817,24 +830,15 @@ impl Shared {
 
 impl Published {
     fn of(credentials: &Credentials, generation: u64) -> Self {
-        let published = Published {
+        Published {
             token: AccessToken(Arc::new(credentials.access_token.clone())),
             expires_at: credentials.expires_at,
+            expires_micros: credentials.expires_at.timestamp_micros(),
             scopes: credentials.scopes.clone(),
             generation,
             login_required: false,
-            expires_mono: AtomicU64::new(0),
-            trusted_until: AtomicU64::new(0),
-        };
-        published.anchor(Utc::now(), mono_nanos());
-        published
+        }
     }
-}
-
-fn nanos(delta: TimeDelta) -> u64 {
-    delta
-        .num_nanoseconds()
-        .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(0))
 }
 
 fn check_owner(user: UserId, credentials: &Credentials) -> Result<(), SessionError> {
@@ -1460,6 +1464,46 @@ mod tests {
         assert!(session.access_token().await.unwrap_err().login_required());
         let restored = Session::restore(&client(&server), store, USER).await;
         assert!(restored.unwrap_err().login_required());
+        server.verify().await;
+    }
+
+    #[test]
+    fn the_fast_path_reads_the_wall_clock_within_its_resolution() {
+        let before = Utc::now().timestamp_micros();
+        let fast = system_micros();
+        let after = Utc::now().timestamp_micros();
+        // Lagging by at most a tick, never ahead: a counter from some other epoch (or one that
+        // stops during a suspend) would be far off.
+        assert!(fast <= after, "{fast} > {after}");
+        assert!(
+            fast >= before - system_resolution_micros() - 1_000,
+            "{fast} lags {before} by more than the clock's resolution"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_is_refreshed_as_soon_as_the_system_clock_reaches_the_margin() {
+        let server = MockServer::start().await;
+        refresh_with("old-refresh")
+            .respond_with(token_answer("new-access", "new-refresh"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let session = session(
+            &server,
+            Arc::new(MemoryStore::new()),
+            DEFAULT_MARGIN + TimeDelta::milliseconds(500),
+        )
+        .await;
+        assert_eq!(
+            session.access_token().await.unwrap().expose_secret(),
+            "old-access"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            session.access_token().await.unwrap().expose_secret(),
+            "new-access"
+        );
         server.verify().await;
     }
 
