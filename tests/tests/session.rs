@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 use withings_oauth::chrono::{DateTime, TimeDelta, Utc};
 use withings_oauth::session::{Clock, GetMeas, Session, SessionError, measure_type};
-use withings_oauth::store::{MemoryStore, StoreError, StoreFuture, StoredEntry, TokenStore};
-use withings_oauth::{Authorized, Client, Credentials, Unauthorized, UserId};
+use withings_oauth::store::testing::FlakyStore;
+use withings_oauth::store::{MemoryStore, StoredEntry, TokenStore};
+use withings_oauth::{Authorized, Client, Unauthorized, UserId};
 use withings_oauth_store::FileStore;
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, SEEDED_USERID, Sandbox,
@@ -35,38 +35,6 @@ impl OffsetClock {
 impl Clock for OffsetClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now() + self.0
-    }
-}
-
-/// A memory store whose next `failures` saves fail.
-#[derive(Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    failures: AtomicU32,
-}
-
-impl TokenStore for FlakyStore {
-    fn load<'a>(&'a self, user: UserId) -> StoreFuture<'a, Option<StoredEntry>> {
-        self.inner.load(user)
-    }
-    fn save<'a>(&'a self, user: UserId, credentials: &'a Credentials) -> StoreFuture<'a, ()> {
-        let fail = self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if fail {
-            return Box::pin(async { Err(StoreError::Other("the disk is full".into())) });
-        }
-        self.inner.save(user, credentials)
-    }
-    fn delete<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
-        self.inner.delete(user)
-    }
-    fn mark_login_required<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
-        self.inner.mark_login_required(user)
-    }
-    fn users<'a>(&'a self) -> StoreFuture<'a, Vec<UserId>> {
-        self.inner.users()
     }
 }
 
@@ -185,7 +153,7 @@ async fn a_failed_save_is_reported_and_the_next_call_saves_and_uses_the_new_pair
         .with_clock(OffsetClock::expired());
     let old_token = stored_access_token(stored(store.as_ref()).await);
     handle.advance_clock(EXPIRED);
-    store.failures.store(1, Ordering::SeqCst);
+    store.fail_next_saves(1);
 
     let err = session.access_token().await.unwrap_err();
     assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");

@@ -1061,9 +1061,9 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MemoryStore, StoreFuture};
+    use crate::store::MemoryStore;
+    use crate::store::testing::FlakyStore;
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicU32;
     use std::time::Duration;
     use wiremock::matchers::{body_string_contains, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -1083,38 +1083,6 @@ mod tests {
     impl Clock for ManualClock {
         fn now(&self) -> DateTime<Utc> {
             *self.0.lock().unwrap()
-        }
-    }
-
-    /// A memory store whose next `failures` saves fail.
-    #[derive(Default)]
-    struct FlakyStore {
-        inner: MemoryStore,
-        failures: AtomicU32,
-    }
-
-    impl TokenStore for FlakyStore {
-        fn load<'a>(&'a self, user: UserId) -> StoreFuture<'a, Option<StoredEntry>> {
-            self.inner.load(user)
-        }
-        fn save<'a>(&'a self, user: UserId, c: &'a Credentials) -> StoreFuture<'a, ()> {
-            if self
-                .failures
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                return Box::pin(async { Err(StoreError::Other("disk full".into())) });
-            }
-            self.inner.save(user, c)
-        }
-        fn delete<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
-            self.inner.delete(user)
-        }
-        fn mark_login_required<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
-            self.inner.mark_login_required(user)
-        }
-        fn users<'a>(&'a self) -> StoreFuture<'a, Vec<UserId>> {
-            self.inner.users()
         }
     }
 
@@ -1327,7 +1295,7 @@ mod tests {
             .await;
         let store = Arc::new(FlakyStore::default());
         let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
-        store.failures.store(1, Ordering::SeqCst);
+        store.fail_next_saves(1);
 
         let err = session.access_token().await.unwrap_err();
         assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
@@ -1362,11 +1330,11 @@ mod tests {
             .await;
         let store = Arc::new(FlakyStore::default());
         let session = session(server, store.clone(), TimeDelta::minutes(1)).await;
-        store.failures.store(1, Ordering::SeqCst);
+        store.fail_next_saves(1);
         let err = session.access_token().await.unwrap_err();
         assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
         store
-            .inner
+            .inner()
             .save(
                 USER,
                 &credentials(
@@ -1656,7 +1624,7 @@ mod tests {
     async fn start_hands_the_login_back_when_the_store_fails() {
         let server = MockServer::start().await;
         let store = Arc::new(FlakyStore::default());
-        store.failures.store(1, Ordering::SeqCst);
+        store.fail_next_saves(1);
         let authorized = Authorized::restore_from_stored(
             &client(&server),
             credentials("a", "r", Utc::now() + TimeDelta::hours(3)),

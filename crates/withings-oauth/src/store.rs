@@ -228,6 +228,90 @@ impl TokenStore for MemoryStore {
     }
 }
 
+/// Stores for testing how a program copes with a failing store. Needs the `test-util` feature.
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::{MemoryStore, StoreError, StoreFuture, StoreLock, StoredEntry, TokenStore};
+    use crate::credentials::{Credentials, UserId};
+
+    /// A [`MemoryStore`] whose next saves fail, as a full disk would make them.
+    ///
+    /// ```
+    /// use withings_oauth::store::testing::FlakyStore;
+    /// use withings_oauth::store::TokenStore;
+    /// use withings_oauth::UserId;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = FlakyStore::default();
+    /// store.fail_next_saves(1);
+    /// store.mark_login_required(UserId::new(1001)).await.unwrap(); // not a save: passes
+    /// # }
+    /// ```
+    #[derive(Debug, Default)]
+    pub struct FlakyStore {
+        inner: MemoryStore,
+        failures: AtomicU32,
+    }
+
+    impl FlakyStore {
+        /// An empty store; no save fails until [`fail_next_saves`](Self::fail_next_saves).
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Makes the next `count` saves fail with [`StoreError::Other`] ("the disk is full").
+        pub fn fail_next_saves(&self, count: u32) {
+            self.failures.store(count, Ordering::SeqCst);
+        }
+
+        /// The memory store underneath, for writing behind the back of whoever uses this one
+        /// (as another program sharing the store would) without failing.
+        pub fn inner(&self) -> &MemoryStore {
+            &self.inner
+        }
+    }
+
+    impl TokenStore for FlakyStore {
+        fn load<'a>(&'a self, user: UserId) -> StoreFuture<'a, Option<StoredEntry>> {
+            self.inner.load(user)
+        }
+
+        fn save<'a>(&'a self, user: UserId, credentials: &'a Credentials) -> StoreFuture<'a, ()> {
+            let fail = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if fail {
+                return Box::pin(async {
+                    Err(StoreError::Other(
+                        "the disk is full (a failure injected by FlakyStore)".into(),
+                    ))
+                });
+            }
+            self.inner.save(user, credentials)
+        }
+
+        fn delete<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
+            self.inner.delete(user)
+        }
+
+        fn mark_login_required<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
+            self.inner.mark_login_required(user)
+        }
+
+        fn users<'a>(&'a self) -> StoreFuture<'a, Vec<UserId>> {
+            self.inner.users()
+        }
+
+        fn lock<'a>(&'a self, user: UserId) -> StoreFuture<'a, StoreLock> {
+            self.inner.lock(user)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +372,23 @@ mod tests {
         drop(held);
         let again = tokio::time::timeout(Duration::from_millis(50), store.lock(UserId::new(1)));
         assert!(again.await.is_ok(), "released on drop");
+    }
+
+    #[tokio::test]
+    async fn a_flaky_store_fails_exactly_the_saves_it_was_told_to() {
+        let store = testing::FlakyStore::default();
+        let user = UserId::new(1);
+        store.fail_next_saves(2);
+        for _ in 0..2 {
+            let err = store.save(user, &credentials(1, "r")).await.unwrap_err();
+            assert!(err.to_string().contains("the disk is full"), "{err}");
+        }
+        assert!(
+            store.load(user).await.unwrap().is_none(),
+            "nothing was saved"
+        );
+        store.save(user, &credentials(1, "r")).await.unwrap();
+        assert_eq!(store.inner().users().await.unwrap(), [user]);
     }
 
     #[test]
