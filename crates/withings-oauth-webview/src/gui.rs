@@ -32,13 +32,18 @@ pub(crate) const NO_DISPLAY_ADVICE: &str =
     "no display: use the paste agent, or run under a desktop session";
 
 /// One login to show.
-pub(crate) struct LoginRequest {
+pub(crate) struct LoginPage {
     pub(crate) authorize_url: Url,
     pub(crate) redirect_uri: Url,
     pub(crate) title: String,
     pub(crate) size: (u32, u32),
     pub(crate) timeout: Duration,
-    pub(crate) reply: oneshot::Sender<Result<Url, UserAgentError>>,
+}
+
+/// A login on its way to the GUI thread, with where its outcome goes.
+struct LoginRequest {
+    page: LoginPage,
+    reply: oneshot::Sender<Result<Url, UserAgentError>>,
 }
 
 /// Messages to the event loop from the webviews, the timers and the callers.
@@ -97,11 +102,20 @@ static GUI: Mutex<Option<GuiThread>> = Mutex::new(None);
 /// future was dropped) wakes the event loop, which closes windows nobody waits for any more.
 pub(crate) struct Ticket {
     shared: Arc<Shared>,
+    answer: oneshot::Receiver<Result<Url, UserAgentError>>,
 }
 
 impl Ticket {
+    /// Waits for the login's outcome.
+    pub(crate) async fn outcome(&mut self) -> Result<Url, UserAgentError> {
+        match (&mut self.answer).await {
+            Ok(result) => result,
+            Err(_) => Err(self.lost()),
+        }
+    }
+
     /// The error for a login whose reply channel closed without an answer.
-    pub(crate) fn lost(&self) -> UserAgentError {
+    fn lost(&self) -> UserAgentError {
         let reason = self
             .shared
             .failure()
@@ -112,14 +126,18 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        // Closed before the wake: a thread woken first could find the login still awaited and
+        // go back to sleep with its window on screen.
+        self.answer.close();
         self.shared.wake();
     }
 }
 
-/// Hands `request` to the GUI thread, starting it if needed.
-pub(crate) fn submit(request: LoginRequest) -> Result<Ticket, UserAgentError> {
+/// Hands `page` to the GUI thread, starting it if needed.
+pub(crate) fn submit(page: LoginPage) -> Result<Ticket, UserAgentError> {
     let mut gui = GUI.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut request = request;
+    let (reply, answer) = oneshot::channel();
+    let mut request = LoginRequest { page, reply };
     // A thread that could not create its event loop has exited; one new attempt is worth it
     // (a display may have appeared), more would only repeat the same failure.
     for _ in 0..2 {
@@ -132,7 +150,7 @@ pub(crate) fn submit(request: LoginRequest) -> Result<Ticket, UserAgentError> {
                 let shared = Arc::clone(&thread.shared);
                 *gui = Some(thread);
                 shared.wake();
-                return Ok(Ticket { shared });
+                return Ok(Ticket { shared, answer });
             }
             Err(mpsc::SendError(back)) => {
                 if let Some(reason) = thread.shared.failure() {
@@ -186,6 +204,26 @@ fn start_toolkit() -> Result<(), String> {
 fn start_toolkit() -> Result<(), String> {
     Ok(())
 }
+
+/// Lets GTK finish what destroying the last windows started before the thread sleeps. A window
+/// destroyed while GDK holds back its X requests (mid-frame, just after mapping) would otherwise
+/// stay on screen until the next login wakes the loop.
+#[cfg(gtk_platform)]
+fn settle_toolkit() {
+    // Bounded: a source that keeps itself ready must not keep the thread from sleeping.
+    for _ in 0..1000 {
+        if !gtk::events_pending() {
+            break;
+        }
+        gtk::main_iteration_do(false);
+    }
+    if let Some(display) = gtk::gdk::Display::default() {
+        display.flush();
+    }
+}
+
+#[cfg(not(gtk_platform))]
+fn settle_toolkit() {}
 
 fn gui_main(rx: &mpsc::Receiver<LoginRequest>, shared: &Shared) {
     // tao panics when GTK cannot start: whatever happens, it must reach the caller as an
@@ -250,6 +288,7 @@ fn gui_main(rx: &mpsc::Receiver<LoginRequest>, shared: &Shared) {
                     let _ = login.reply.send(Err(UserAgentError::Other(reason.clone())));
                 }
             }
+            settle_toolkit();
         }
     }
 }
@@ -332,7 +371,7 @@ fn open(
     if request.reply.is_closed() {
         return;
     }
-    match build_window(target, proxy, id, &request) {
+    match build_window(target, proxy, id, &request.page) {
         Ok((window, webview, timer)) => {
             tracing::debug!(login = id, "login window opened");
             logins.insert(
@@ -340,7 +379,7 @@ fn open(
                 Login {
                     _webview: webview,
                     window,
-                    timeout: request.timeout,
+                    timeout: request.page.timeout,
                     reply: request.reply,
                     _timer: timer,
                 },
@@ -356,11 +395,11 @@ fn build_window(
     target: &EventLoopWindowTarget<GuiEvent>,
     proxy: &EventLoopProxy<GuiEvent>,
     id: u64,
-    request: &LoginRequest,
+    page: &LoginPage,
 ) -> Result<(Window, WebView, mpsc::Sender<()>), UserAgentError> {
-    let (width, height) = request.size;
+    let (width, height) = page.size;
     let window = WindowBuilder::new()
-        .with_title(request.title.as_str())
+        .with_title(page.title.as_str())
         .with_inner_size(LogicalSize::new(width, height))
         .build(target)
         .map_err(|e| {
@@ -371,11 +410,11 @@ fn build_window(
     watch_close_requests(&window, proxy, id);
 
     let nav_proxy = proxy.clone();
-    let nav_redirect = request.redirect_uri.clone();
+    let nav_redirect = page.redirect_uri.clone();
     let popup_proxy = proxy.clone();
-    let popup_redirect = request.redirect_uri.clone();
+    let popup_redirect = page.redirect_uri.clone();
     let builder = WebViewBuilder::new()
-        .with_url(request.authorize_url.as_str())
+        .with_url(page.authorize_url.as_str())
         // Nothing of the session (cookies, the password the user typed) is written to disk.
         .with_incognito(true)
         .with_navigation_handler(move |uri| {
@@ -411,7 +450,7 @@ fn build_window(
 
     let (timer, cancelled) = mpsc::channel::<()>();
     let timer_proxy = proxy.clone();
-    let timeout = request.timeout;
+    let timeout = page.timeout;
     // tao's Linux event loop ignores `ControlFlow::WaitUntil`, so a thread sends the deadline.
     thread::Builder::new()
         .name("withings-oauth-webview-timer".to_owned())

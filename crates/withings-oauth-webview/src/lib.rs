@@ -139,19 +139,14 @@ impl WebviewAgent {
     async fn show(&self, authorize_url: Url, redirect_uri: Url) -> Result<Url, UserAgentError> {
         #[cfg(gtk_platform)]
         check_display()?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let ticket = gui::submit(gui::LoginRequest {
+        let mut ticket = gui::submit(gui::LoginPage {
             authorize_url,
             redirect_uri,
             title: self.title.clone(),
             size: self.size,
             timeout: self.timeout,
-            reply,
         })?;
-        match answer.await {
-            Ok(result) => result,
-            Err(_) => Err(ticket.lost()),
-        }
+        ticket.outcome().await
     }
 
     #[cfg(not(window_thread))]
