@@ -25,13 +25,11 @@ pub(crate) fn choose(
     let loopback = is_loopback(client.redirect_uri());
     let agent: Box<dyn UserAgent> = match args.agent {
         AgentArg::Paste => Box::new(PasteAgent::stdio()),
-        AgentArg::Auto if !loopback => {
-            Box::new(
-                BrowserOrPasteAgent::stdio()
-                    .open_browser(!args.no_browser)
-                    .timeout(Duration::from_secs(args.timeout)),
-            )
-        }
+        AgentArg::Auto if !loopback => Box::new(
+            BrowserOrPasteAgent::stdio()
+                .open_browser(!args.no_browser)
+                .timeout(Duration::from_secs(args.timeout)),
+        ),
         AgentArg::Browser if !loopback => {
             return Err(CliError::config(format!(
                 "--agent browser needs a loopback redirect URI such as http://127.0.0.1:0/callback, registered for the app; {} is not one: use --agent auto or --agent paste",
