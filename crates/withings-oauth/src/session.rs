@@ -225,6 +225,26 @@ pub struct Session {
     system_clock: bool,
 }
 
+/// Ends a refresh attempt when dropped: records its failure, counts it and wakes the waiters.
+struct AttemptEnd {
+    shared: Arc<Shared>,
+    failure: Option<String>,
+}
+
+impl Drop for AttemptEnd {
+    fn drop(&mut self) {
+        if let Some(failure) = self.failure.take() {
+            *self
+                .shared
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = failure;
+        }
+        self.shared.attempts.fetch_add(1, Ordering::AcqRel);
+        self.shared.finished.notify_waiters();
+    }
+}
+
 struct Shared {
     client: Client,
     user: UserId,
@@ -701,19 +721,19 @@ impl Shared {
         clock: Arc<dyn Clock>,
     ) -> Result<(AccessToken, u64), SessionError> {
         let span = info_span!("withings_oauth.session.refresh", user_id = %self.user);
+        // Ends the attempt even if the refresh panics, so that waiting callers never hang.
+        let mut end = AttemptEnd {
+            shared: self.clone(),
+            failure: Some("the refresh stopped unexpectedly".to_owned()),
+        };
         let result = self
             .refresh_in_slot(&mut slot, margin, clock.as_ref())
             .instrument(span)
             .await;
-        if let Err(e) = &result {
-            *self
-                .last_failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = e.to_string();
-        }
-        self.attempts.fetch_add(1, Ordering::AcqRel);
+        end.failure = result.as_ref().err().map(ToString::to_string);
+        // The slot is released before the waiters are woken, so they can take it at once.
         drop(slot);
-        self.finished.notify_waiters();
+        drop(end);
         result
     }
 
@@ -1242,6 +1262,69 @@ mod tests {
         server.verify().await;
     }
 
+    /// A store whose refresh lock panics after a while, as a buggy custom store might.
+    struct PanickyStore(MemoryStore);
+
+    impl TokenStore for PanickyStore {
+        fn load<'a>(&'a self, user: UserId) -> crate::store::StoreFuture<'a, Option<StoredEntry>> {
+            self.0.load(user)
+        }
+        fn save<'a>(
+            &'a self,
+            user: UserId,
+            credentials: &'a Credentials,
+        ) -> crate::store::StoreFuture<'a, ()> {
+            self.0.save(user, credentials)
+        }
+        fn delete<'a>(&'a self, user: UserId) -> crate::store::StoreFuture<'a, ()> {
+            self.0.delete(user)
+        }
+        fn mark_login_required<'a>(&'a self, user: UserId) -> crate::store::StoreFuture<'a, ()> {
+            self.0.mark_login_required(user)
+        }
+        fn users<'a>(&'a self) -> crate::store::StoreFuture<'a, Vec<UserId>> {
+            self.0.users()
+        }
+        fn lock<'a>(
+            &'a self,
+            _user: UserId,
+        ) -> crate::store::StoreFuture<'a, crate::store::StoreLock> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                panic!("a buggy store");
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_waiting_for_a_refresh_that_panicked_do_not_hang() {
+        let server = MockServer::start().await;
+        let store: Arc<dyn TokenStore> = Arc::new(PanickyStore(MemoryStore::new()));
+        let session = session(&server, store, TimeDelta::minutes(1)).await;
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let session = session.clone();
+                tokio::spawn(async move { session.access_token().await })
+            })
+            .collect();
+        let (mut panicked, mut shared) = (0, 0);
+        for task in tasks {
+            match tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("a waiting caller hung after the refresh panicked")
+            {
+                Err(e) if e.is_panic() => panicked += 1,
+                Ok(Err(SessionError::ConcurrentRefreshFailed { message })) => {
+                    assert!(message.contains("stopped unexpectedly"), "{message}");
+                    shared += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(panicked, 1, "the caller that refreshed sees the panic");
+        assert_eq!(shared, 19, "the waiters get an error instead of hanging");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn callers_waiting_for_a_failed_refresh_get_its_error_without_retrying() {
         let server = MockServer::start().await;
@@ -1436,16 +1519,17 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_path_reads_the_wall_clock_within_its_resolution() {
+    fn the_fast_path_reads_the_wall_clock() {
         let before = Utc::now().timestamp_micros();
         let fast = system_micros();
         let after = Utc::now().timestamp_micros();
-        // Lagging by at most a tick, never ahead: a counter from some other epoch (or one that
-        // stops during a suspend) would be far off.
+        // Never ahead, and lagging by a few ticks at most (a virtual machine under load may
+        // deliver a tick late): a counter from some other epoch, or one that stops during a
+        // suspend, would be far off. A lag of milliseconds is nothing against the margin.
         assert!(fast <= after, "{fast} > {after}");
         assert!(
-            fast >= before - system_resolution_micros() - 1_000,
-            "{fast} lags {before} by more than the clock's resolution"
+            fast >= before - system_resolution_micros() - 250_000,
+            "{fast} lags {before} by more than a quarter of a second"
         );
     }
 
