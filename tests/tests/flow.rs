@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use url::Url;
-use withings_oauth::user_agent::{ScriptedAgent, UserAgentError};
+use withings_oauth::user_agent::ScriptedAgent;
 use withings_oauth::{
     ApiError, AuthMethod, Authorized, Client, Credentials, Error, Scope, Scopes, Unauthorized,
     authorize, login,
 };
+use withings_oauth_e2e::{follow_authorize, getmeas_status};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Endpoint, Fault, HTTPS_CALLBACK, SEEDED_USERID,
     Sandbox, SandboxConfig, SandboxHandle,
@@ -36,40 +37,17 @@ fn client(sandbox: &Sandbox, auth: AuthMethod) -> Client {
 /// after `delay` of sandbox time (to test the code's lifetime).
 fn browser(handle: Option<(SandboxHandle, Duration)>) -> ScriptedAgent {
     ScriptedAgent::new().then_async(move |authorize_url: Url| async move {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| UserAgentError::Other(e.to_string()))?;
-        let response = http
-            .get(authorize_url)
-            .send()
-            .await
-            .map_err(|e| UserAgentError::Other(e.to_string()))?;
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .ok_or_else(|| UserAgentError::Other(format!("no redirect: {}", response.status())))?;
+        let callback = follow_authorize(&authorize_url).await;
         if let Some((handle, delay)) = handle {
             handle.advance_clock(delay);
         }
-        Url::parse(location).map_err(|e| UserAgentError::Other(e.to_string()))
+        Ok(callback)
     })
 }
 
-/// Status of a `getmeas` call with the access token.
+/// Status of a `getmeas` call with the login's access token.
 async fn measure_status(sandbox: &Sandbox, authorized: &Authorized) -> i64 {
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(sandbox.api_url().join("measure").unwrap())
-        .bearer_auth(authorized.access_token().expose_secret())
-        .form(&[("action", "getmeas")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["status"].as_i64().unwrap()
+    getmeas_status(sandbox, authorized.access_token()).await
 }
 
 fn scopes() -> Scopes {
