@@ -110,6 +110,14 @@
 //!   error text repeats a secret of the request, it is masked.
 //! - Plain `http` is refused except on loopback addresses; the default HTTP client does not
 //!   follow redirects and has timeouts; answers larger than a limit are refused.
+//! - The loopback listener ([`loopback`]) binds loopback addresses only (both `127.0.0.1` and
+//!   `[::1]` for `localhost`), ignores callbacks that are not this login's and keeps waiting, so
+//!   a local program that does not know the `state` can't end or hijack the login; it limits
+//!   header size, header time and connections, and opens the browser at a one-time local link
+//!   rather than passing the `state` on a command line. The paste agent ([`paste`]) never echoes
+//!   what was pasted.
+//! - Sessions ([`session`]) refresh one at a time per user (and across processes with a store
+//!   whose lock is cross-process) and store a refreshed pair before anyone can use it.
 //!
 //! What it leaves to you:
 //! - Where credentials are stored and how private that is ([`StoredCredentials`] is clear text).
