@@ -14,10 +14,10 @@
 //! what the login needs. The user pastes that address (or just its `code=..&state=..` part).
 //!
 //! Each input is screened against the login
-//! ([`screen_callback`](crate::user_agent::screen_callback())) before it is returned: garbage or an
+//! ([`screen_callback`]) before it is returned: garbage or an
 //! address from another login gets a message and a new prompt, so a typo does not cost a login.
 //! A denial is returned at once, and the flow turns it into
-//! [`CallbackError::Denied`](crate::CallbackError).
+//! [`CallbackError::Denied`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
