@@ -47,12 +47,7 @@ fn assert_previous_kept(err: RefreshError) -> ApiError {
 }
 
 async fn refresh_answering(template: ResponseTemplate) -> RefreshError {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v2/oauth2"))
-        .respond_with(template)
-        .mount(&server)
-        .await;
+    let server = token_server(template).await;
     old_login(&client(&server))
         .refresh()
         .await

@@ -20,12 +20,7 @@ async fn exchange(server: &MockServer, scopes: Scopes) -> Result<Authorized, Err
 }
 
 async fn exchange_answering(template: ResponseTemplate) -> Result<Authorized, Error> {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v2/oauth2"))
-        .respond_with(template)
-        .mount(&server)
-        .await;
+    let server = token_server(template).await;
     exchange(&server, Scopes::all()).await
 }
 

@@ -71,6 +71,17 @@ pub(crate) fn json_response(body: impl Into<String>) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body.into().into_bytes(), "application/json")
 }
 
+/// A mock Withings whose token endpoint answers every request with `template`.
+pub(crate) async fn token_server(template: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/oauth2"))
+        .respond_with(template)
+        .mount(&server)
+        .await;
+    server
+}
+
 pub(crate) async fn mount_token_answer(server: &MockServer, body: impl Into<String>) {
     Mock::given(method("POST"))
         .and(path("/v2/oauth2"))
