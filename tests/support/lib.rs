@@ -11,12 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use url::Url;
-use withings_oauth::loopback::LoopbackAgent;
-use withings_oauth::{Authorized, Client, Error, Scopes, authorize};
+use withings_oauth::LoopbackAgent;
+use withings_oauth::{AccessToken, Authorized, Client, Error, Scopes, authorize};
 use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxConfig};
 
 /// What to run when the browser tests' programs are missing.
@@ -93,7 +92,7 @@ pub async fn follow_authorize(authorize_url: &Url) -> Url {
 
 /// `POST /measure` with `action=getmeas` and the bearer `access_token`; returns the envelope's
 /// `status` (0 when the sandbox accepts the token).
-pub async fn getmeas_status(sandbox: &Sandbox, access_token: &SecretString) -> i64 {
+pub async fn getmeas_status(sandbox: &Sandbox, access_token: &AccessToken) -> i64 {
     let answer: serde_json::Value = reqwest::Client::new()
         .post(sandbox.api_url().join("measure").expect("a measure URL"))
         .bearer_auth(access_token.expose_secret())

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use url::Url;
 use withings_oauth::user_agent::ScriptedAgent;
 use withings_oauth::{

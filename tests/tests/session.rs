@@ -6,7 +6,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secrecy::ExposeSecret;
 use withings_oauth::chrono::{DateTime, TimeDelta, Utc};
 use withings_oauth::session::{Clock, GetMeas, Session, SessionError, measure_type};
 use withings_oauth::store::testing::FlakyStore;

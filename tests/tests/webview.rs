@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use secrecy::ExposeSecret;
 use withings_oauth::user_agent::UserAgentError;
 use withings_oauth::{Authorized, Client, Error, Scope, Scopes, authorize};
 use withings_oauth_e2e::{client, getmeas_status, start_sandbox};

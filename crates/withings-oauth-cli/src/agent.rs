@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use url::Url;
-use withings_oauth::config::is_loopback;
-use withings_oauth::loopback::{BrowserOrPasteAgent, LoopbackAgent};
-use withings_oauth::paste::PasteAgent;
-use withings_oauth::user_agent::{AgentFuture, Prepared, UserAgentError};
+use withings_oauth::PasteAgent;
+use withings_oauth::is_loopback;
+use withings_oauth::{AgentFuture, Prepared, UserAgentError};
+use withings_oauth::{BrowserOrPasteAgent, LoopbackAgent};
 use withings_oauth::{Client, UserAgent};
 
 use crate::cli::{AgentArg, LoginArgs};

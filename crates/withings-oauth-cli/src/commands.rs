@@ -2,8 +2,8 @@
 //! stderr, so `$(withings-oauth token)` holds only the token.
 
 use chrono::Utc;
-use withings_oauth::session::{DEFAULT_MARGIN, Session};
-use withings_oauth::store::StoredEntry;
+use withings_oauth::StoredEntry;
+use withings_oauth::{DEFAULT_MARGIN, Session};
 use withings_oauth::{Scopes, UserId};
 
 use crate::agent;

@@ -3,9 +3,9 @@
 
 use chrono::Utc;
 use url::Url;
-use withings_oauth::session::{GetMeas, measure_type};
-use withings_oauth::user_agent::{AgentFuture, Prepared};
+use withings_oauth::{AgentFuture, Prepared};
 use withings_oauth::{Client, Scope, Scopes, UserAgent};
+use withings_oauth::{GetMeas, measure_type};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, HTTPS_CALLBACK, Sandbox, SandboxConfig,
 };

@@ -1,8 +1,8 @@
 //! What the commands do, without the printing: the demo runs the same steps.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use withings_oauth::session::{Session, SessionError};
 use withings_oauth::{Client, Scopes, Unauthorized, UserAgent, UserId, login};
+use withings_oauth::{Session, SessionError};
 
 use crate::error::{CliError, Kind};
 use crate::store::{Store, store_error};

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use withings_oauth::UserId;
-use withings_oauth::store::{StoreError, StoredEntry, TokenStore};
+use withings_oauth::{StoreError, StoredEntry, TokenStore};
 use withings_oauth_store::FileStore;
 
 use crate::error::CliError;

@@ -8,7 +8,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use withings_oauth::store::TokenStore;
+//! use withings_oauth::TokenStore;
 //! use withings_oauth::UserId;
 //! use withings_oauth_store::FileStore;
 //!
@@ -66,9 +66,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use withings_oauth::store::{StoreError, StoreFuture, StoreLock, StoredEntry, TokenStore};
-use withings_oauth::{Credentials, StoredCredentials, UserId};
+use withings_oauth::{Credentials, StoredCredentials, UserId, json_error_reason};
+use withings_oauth::{StoreError, StoreFuture, StoreLock, StoredEntry, TokenStore};
 
+// The path of earlier versions, kept so existing code builds.
+#[doc(hidden)]
 pub use withings_oauth::store;
 
 /// The version of the file layout this crate reads and writes.
@@ -299,7 +301,8 @@ fn parse(bytes: &[u8]) -> Result<Users, String> {
     if text.trim().is_empty() {
         return Err("it is empty".to_owned());
     }
-    let file: FileIn<'_> = serde_json::from_str(text).map_err(|e| reason("the file", &e))?;
+    let file: FileIn<'_> =
+        serde_json::from_str(text).map_err(|e| json_error_reason("the file", &e))?;
     if file.format != FILE_FORMAT {
         return Err(format!(
             "it has format {}, and this version reads format {FILE_FORMAT}: use the program version that wrote it",
@@ -317,8 +320,8 @@ fn parse(bytes: &[u8]) -> Result<Users, String> {
             }
             Entry::LoginRequired
         } else {
-            let stored: StoredCredentials =
-                serde_json::from_str(raw.get()).map_err(|e| reason(&format!("user {user}"), &e))?;
+            let stored: StoredCredentials = serde_json::from_str(raw.get())
+                .map_err(|e| json_error_reason(&format!("user {user}"), &e))?;
             if stored.user_id != user {
                 return Err(format!(
                     "user {user}: the entry holds the tokens of user {}",
@@ -330,29 +333,6 @@ fn parse(bytes: &[u8]) -> Result<Users, String> {
         users.insert(user, entry);
     }
     Ok(users)
-}
-
-/// A serde error as a reason: field names are kept, values never (they may be tokens).
-fn reason(what: &str, e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let detail = if ["missing field", "unknown field", "duplicate field"]
-        .iter()
-        .any(|p| text.starts_with(p))
-    {
-        text.split(" at line").next().unwrap_or_default().to_owned()
-    } else {
-        match e.classify() {
-            serde_json::error::Category::Syntax => "invalid JSON".to_owned(),
-            serde_json::error::Category::Eof => "the JSON ends early".to_owned(),
-            serde_json::error::Category::Data => "a value has the wrong type".to_owned(),
-            serde_json::error::Category::Io => "read error".to_owned(),
-        }
-    };
-    format!(
-        "{what}: {detail} at line {} column {}",
-        e.line(),
-        e.column()
-    )
 }
 
 fn serialize(users: &Users) -> Vec<u8> {

@@ -22,7 +22,7 @@ use tao::platform::run_return::EventLoopExtRunReturn;
 use tao::window::{Window, WindowBuilder, WindowId};
 use tokio::sync::oneshot;
 use url::Url;
-use withings_oauth::user_agent::UserAgentError;
+use withings_oauth::UserAgentError;
 use wry::{NewWindowResponse, WebView, WebViewBuilder};
 
 use crate::matcher::callback_url;

@@ -73,7 +73,7 @@
 use std::time::Duration;
 
 use url::Url;
-use withings_oauth::user_agent::{AgentFuture, Prepared, UserAgent, UserAgentError};
+use withings_oauth::{AgentFuture, Prepared, UserAgent, UserAgentError};
 
 // `window_thread` and `gtk_platform` come from build.rs, which lists the platforms once.
 #[cfg(window_thread)]

@@ -1,7 +1,7 @@
 //! Recognising the navigation that carries the login's callback.
 
 use url::Url;
-use withings_oauth::user_agent::is_redirect_target;
+use withings_oauth::is_redirect_target;
 
 /// Returns `candidate` parsed when it goes to `redirect_uri` (the core's rule: same scheme, host,
 /// port and path, with any query). The query is not checked here: the flow checks `state` and

@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use secrecy::ExposeSecret;
-use withings_oauth::session::{Clock, Session};
-use withings_oauth::store::{MemoryStore, StoredEntry, TokenStore};
 use withings_oauth::{Authorized, Client, Credentials, Unauthorized, UserId};
+use withings_oauth::{Clock, Session};
+use withings_oauth::{MemoryStore, StoredEntry, TokenStore};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Endpoint, Fault, LOOPBACK_CALLBACK, SEEDED_USERID,
     Sandbox, SandboxConfig,

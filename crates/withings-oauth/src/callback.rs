@@ -1,10 +1,10 @@
-//! Checking a callback URL against the login that is waiting for it.
+//! Checking a callback URL against the login that is waiting for it: the redirect target, one
+//! `state` and one `code`, `state` before anything else.
 
-use secrecy::SecretString;
 use url::Url;
 
-use crate::error::CallbackError;
-use crate::state::same_state;
+use crate::csrf::same_state;
+use crate::secret::AuthorizationCode;
 
 /// Longest `error` / `error_description` kept from a denial.
 const MAX_DENIAL_TEXT: usize = 200;
@@ -17,8 +17,8 @@ pub(crate) fn check_callback(
     callback: &Url,
     redirect_uri: &Url,
     expected_state: &str,
-) -> Result<SecretString, CallbackError> {
-    if !same_target(callback, redirect_uri) {
+) -> Result<AuthorizationCode, CallbackError> {
+    if !is_redirect_target(callback, redirect_uri) {
         return Err(CallbackError::RedirectMismatch {
             expected: target(redirect_uri),
             got: target(callback),
@@ -52,17 +52,9 @@ pub(crate) fn check_callback(
         });
     }
     match code {
-        Some(code) if !code.is_empty() => Ok(SecretString::from(code)),
+        Some(code) if !code.is_empty() => Ok(AuthorizationCode::new(code)),
         _ => Err(CallbackError::MissingCode),
     }
-}
-
-/// Scheme, host, port and path, which must match the redirect URI.
-pub(crate) fn same_target(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
-        && a.port_or_known_default() == b.port_or_known_default()
-        && a.path() == b.path()
 }
 
 fn target(url: &Url) -> String {
@@ -95,11 +87,110 @@ pub(crate) fn authorize_url_parts(authorize_url: &Url) -> Option<(String, Url)> 
     Some((state?, redirect?))
 }
 
+/// Checks a candidate callback against the login whose authorize URL is `authorize_url`, without
+/// consuming anything: the same checks as
+/// [`PendingCallback::complete`](crate::PendingCallback::complete) makes before exchanging the
+/// code (redirect target, single `state` and `code`, `state` compared in constant time, denial).
+///
+/// Agents that can keep waiting use it to ignore callbacks that are not this login's
+/// ([`CallbackError::is_foreign`]).
+pub fn screen_callback(authorize_url: &Url, candidate: &Url) -> Result<(), CallbackError> {
+    let (state, redirect_uri) =
+        authorize_url_parts(authorize_url).ok_or(CallbackError::MissingState)?;
+    check_callback(candidate, &redirect_uri, &state).map(drop)
+}
+
+/// Whether `candidate` goes to `redirect_uri`: same scheme, host (compared case-insensitively),
+/// port (an omitted port counts as the scheme's default) and path; query, fragment and user info
+/// are not looked at.
+///
+/// This is the rule [`PendingCallback::complete`](crate::PendingCallback::complete) applies to a
+/// callback before believing anything in it. An agent that watches navigations (an embedded
+/// webview, say) uses it to recognise the one that carries the callback; it then hands the whole
+/// URL to the flow, which checks `state` and `code`.
+///
+/// ```
+/// use url::Url;
+/// use withings_oauth::is_redirect_target;
+///
+/// let redirect_uri = Url::parse("https://app.example.com/withings/callback")?;
+/// let caught = Url::parse("https://APP.example.com:443/withings/callback?code=c&state=s")?;
+/// assert!(is_redirect_target(&caught, &redirect_uri));
+///
+/// let elsewhere = Url::parse("https://app.example.com/withings/callback/?code=c")?;
+/// assert!(!is_redirect_target(&elsewhere, &redirect_uri));
+/// let other_port = Url::parse("https://app.example.com:8443/withings/callback")?;
+/// assert!(!is_redirect_target(&other_port, &redirect_uri));
+/// # Ok::<(), url::ParseError>(())
+/// ```
+pub fn is_redirect_target(candidate: &Url, redirect_uri: &Url) -> bool {
+    candidate.scheme() == redirect_uri.scheme()
+        && candidate.host_str().map(str::to_ascii_lowercase)
+            == redirect_uri.host_str().map(str::to_ascii_lowercase)
+        && candidate.port_or_known_default() == redirect_uri.port_or_known_default()
+        && candidate.path() == redirect_uri.path()
+}
+
+/// A callback URL that can't be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// Not a URL at all.
+    #[error("the callback is not a URL: paste the whole address from the browser's address bar")]
+    NotAUrl,
+    /// Scheme, host, port or path differ from the redirect URI.
+    #[error(
+        "the callback went to {got}, not to the redirect URI {expected}: it does not belong to this login"
+    )]
+    RedirectMismatch {
+        /// The redirect URI (without query).
+        expected: String,
+        /// Where the callback went (scheme, host, port and path only).
+        got: String,
+    },
+    /// The user (or Withings) refused access.
+    #[error("authorization was denied ({error}{}): the user must allow access to continue", .description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Denied {
+        /// The `error` parameter, e.g. `access_denied`.
+        error: String,
+        /// The `error_description` parameter, if any.
+        description: Option<String>,
+    },
+    /// No `state` parameter.
+    #[error("the callback has no state parameter: it did not come from this login")]
+    MissingState,
+    /// `state` differs from the one this login sent.
+    #[error(
+        "the callback's state does not match this login's: it belongs to another login or was forged"
+    )]
+    StateMismatch,
+    /// No `code` parameter (and no `error`).
+    #[error("the callback has no authorization code: the login did not finish; start it again")]
+    MissingCode,
+    /// A parameter given more than once.
+    #[error("the callback repeats the {0} parameter: it was tampered with")]
+    RepeatedParameter(&'static str),
+}
+
+impl CallbackError {
+    /// Whether this callback might be a forgery or belong to another login, rather than the end of
+    /// this one: an agent that can keep waiting (a loopback listener) should ignore it.
+    pub fn is_foreign(&self) -> bool {
+        matches!(
+            self,
+            CallbackError::RedirectMismatch { .. }
+                | CallbackError::MissingState
+                | CallbackError::StateMismatch
+                | CallbackError::RepeatedParameter(_)
+                | CallbackError::NotAUrl
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use secrecy::ExposeSecret;
 
     fn redirect() -> Url {
         "https://app.example.com/cb".parse().unwrap()

@@ -4,10 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::error::ConfigError;
+use crate::secret::ClientSecret;
 
 /// Which Withings cloud to talk to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,7 +78,7 @@ fn normalize_base(which: &'static str, url: &Url) -> Result<Url, ConfigError> {
 /// Whether the URL's host is 127.0.0.0/8, `::1` or `localhost`.
 ///
 /// ```
-/// use withings_oauth::config::is_loopback;
+/// use withings_oauth::is_loopback;
 ///
 /// assert!(is_loopback(&"http://127.0.0.1:0/callback".parse().unwrap()));
 /// assert!(is_loopback(&"http://localhost:8080/".parse().unwrap()));
@@ -128,7 +127,7 @@ pub struct Client {
 
 struct Inner {
     client_id: String,
-    client_secret: SecretString,
+    client_secret: ClientSecret,
     redirect_uri: Url,
     cloud: Cloud,
     account_url: Url,
@@ -148,7 +147,7 @@ impl Client {
         &self.inner.client_id
     }
 
-    pub(crate) fn client_secret(&self) -> &SecretString {
+    pub(crate) fn client_secret(&self) -> &ClientSecret {
         &self.inner.client_secret
     }
 
@@ -214,7 +213,7 @@ impl fmt::Debug for Client {
 #[derive(Default)]
 pub struct ClientBuilder {
     client_id: Option<String>,
-    client_secret: Option<SecretString>,
+    client_secret: Option<ClientSecret>,
     redirect_uri: Option<String>,
     cloud: Cloud,
     http: Option<reqwest::Client>,
@@ -246,7 +245,7 @@ impl ClientBuilder {
     }
 
     /// The app's client secret.
-    pub fn client_secret(mut self, secret: impl Into<SecretString>) -> Self {
+    pub fn client_secret(mut self, secret: impl Into<ClientSecret>) -> Self {
         self.client_secret = Some(secret.into());
         self
     }
@@ -370,6 +369,43 @@ pub(crate) fn validate_redirect_uri(s: &str) -> Result<Url, ConfigError> {
         return Err(bad("it is longer than 2048 characters"));
     }
     Ok(url)
+}
+
+/// A client configuration that can't be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required setting is missing.
+    #[error("{0} is not set: pass it to the client builder")]
+    Missing(&'static str),
+    /// The client id is empty or holds spaces or control characters.
+    #[error("the client id is not valid: copy it from the Withings developer dashboard")]
+    InvalidClientId,
+    /// The client secret is empty or holds spaces or control characters.
+    #[error(
+        "the client secret is empty or holds spaces or line breaks: copy it from the Withings developer dashboard"
+    )]
+    InvalidClientSecret,
+    /// The redirect URI is not usable.
+    #[error("the redirect URI is not valid: {0}")]
+    InvalidRedirectUri(String),
+    /// A base URL is not usable.
+    #[error("the {which} base URL is not valid: {reason}")]
+    InvalidBaseUrl {
+        /// `account` or `api`.
+        which: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No scope was asked for.
+    #[error("no scope was requested: ask for at least one, e.g. user.metrics")]
+    NoScopes,
+    /// The default HTTP client could not be built.
+    #[error("the HTTP client could not be built: {0}")]
+    HttpClient(String),
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed: {0}")]
+    Random(String),
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::json::number_or_digits;
 use crate::scope::Scopes;
+use crate::secret::{AccessToken, RefreshToken};
 
 /// A Withings user id. The wire sends it as a JSON string or number; both become this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -53,18 +54,7 @@ impl FromStr for UserId {
 
 impl<'de> Deserialize<'de> for UserId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Wire {
-            Number(u64),
-            Text(String),
-        }
-        match Wire::deserialize(deserializer)? {
-            Wire::Number(n) => Ok(UserId(n)),
-            Wire::Text(s) => s
-                .parse()
-                .map_err(|_| serde::de::Error::custom("userid is not a number")),
-        }
+        number_or_digits(deserializer, "userid").map(UserId)
     }
 }
 
@@ -74,8 +64,8 @@ impl<'de> Deserialize<'de> for UserId {
 #[derive(Clone)]
 pub struct Credentials {
     pub(crate) user_id: UserId,
-    pub(crate) access_token: SecretString,
-    pub(crate) refresh_token: SecretString,
+    pub(crate) access_token: AccessToken,
+    pub(crate) refresh_token: RefreshToken,
     pub(crate) expires_at: DateTime<Utc>,
     pub(crate) scopes: Scopes,
     pub(crate) token_type: String,
@@ -88,8 +78,14 @@ impl Credentials {
     }
 
     /// The access token, for `Authorization: Bearer ...`.
-    pub fn access_token(&self) -> &SecretString {
+    pub fn access_token(&self) -> &AccessToken {
         &self.access_token
+    }
+
+    /// The refresh token. Not public: a refresh goes through [`Authorized::refresh`](crate::Authorized::refresh),
+    /// which consumes the login, so a rotated refresh token can't be used twice.
+    pub(crate) fn refresh_token(&self) -> &RefreshToken {
+        &self.refresh_token
     }
 
     /// When the access token expires (computed from the time the request was sent, so early).
@@ -114,54 +110,16 @@ impl Credentials {
             None => true,
         }
     }
-
-    /// Copies the credentials, secrets included, into a plain serializable form.
-    ///
-    /// # Security
-    /// The result holds both tokens in clear text. Write it only to storage that is as private
-    /// as a password file (mode 0600, an OS keychain), and drop it right after.
-    pub fn reveal_for_storage(&self) -> StoredCredentials {
-        StoredCredentials {
-            format: StoredCredentials::FORMAT,
-            user_id: self.user_id,
-            access_token: self.access_token.expose_secret().to_owned(),
-            refresh_token: self.refresh_token.expose_secret().to_owned(),
-            expires_at: self.expires_at,
-            scopes: self.scopes.clone(),
-            token_type: self.token_type.clone(),
-        }
-    }
-
-    /// Rebuilds credentials from their stored form, checking them.
-    pub fn from_stored(stored: StoredCredentials) -> Result<Self, StoredCredentialsError> {
-        if stored.format != StoredCredentials::FORMAT {
-            return Err(StoredCredentialsError::UnsupportedFormat(stored.format));
-        }
-        for (name, token) in [
-            ("access token", &stored.access_token),
-            ("refresh token", &stored.refresh_token),
-        ] {
-            if !is_token_text(token) {
-                return Err(StoredCredentialsError::InvalidToken(name));
-            }
-        }
-        if !crate::wire::is_token_type(&stored.token_type) {
-            return Err(StoredCredentialsError::InvalidToken("token type"));
-        }
-        Ok(Credentials {
-            user_id: stored.user_id,
-            access_token: SecretString::from(stored.access_token),
-            refresh_token: SecretString::from(stored.refresh_token),
-            expires_at: stored.expires_at,
-            scopes: stored.scopes,
-            token_type: stored.token_type,
-        })
-    }
 }
 
 /// Whether a token is non-empty printable ASCII of reasonable length.
 pub(crate) fn is_token_text(token: &str) -> bool {
     !token.is_empty() && token.len() <= 4096 && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Whether a `token_type` is short printable ASCII (it is shown in terminals and logs).
+pub(crate) fn is_token_type(t: &str) -> bool {
+    !t.is_empty() && t.len() < 32 && t.bytes().all(|b| b.is_ascii_graphic())
 }
 
 impl fmt::Debug for Credentials {
@@ -175,58 +133,6 @@ impl fmt::Debug for Credentials {
             .field("token_type", &self.token_type)
             .finish()
     }
-}
-
-/// The stored form of [`Credentials`], with the tokens in clear text. Made only by
-/// [`Credentials::reveal_for_storage`] or by deserializing; `Debug` still hides the tokens.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoredCredentials {
-    /// Format version, currently 1.
-    pub format: u32,
-    /// The user.
-    pub user_id: UserId,
-    /// The access token, in clear.
-    pub access_token: String,
-    /// The refresh token, in clear.
-    pub refresh_token: String,
-    /// Expiry of the access token.
-    pub expires_at: DateTime<Utc>,
-    /// Granted scopes, comma-separated.
-    pub scopes: Scopes,
-    /// `Bearer`.
-    pub token_type: String,
-}
-
-impl StoredCredentials {
-    /// The format version this library writes.
-    pub const FORMAT: u32 = 1;
-}
-
-impl fmt::Debug for StoredCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredCredentials")
-            .field("format", &self.format)
-            .field("user_id", &self.user_id)
-            .field("access_token", &"[redacted]")
-            .field("refresh_token", &"[redacted]")
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Stored credentials that can't be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoredCredentialsError {
-    /// Written by another version of the format.
-    #[error(
-        "the stored credentials use format {0}, which this version does not read: log in again"
-    )]
-    UnsupportedFormat(u32),
-    /// A token is empty or holds characters a token never has.
-    #[error("the stored {0} is empty or damaged: log in again")]
-    InvalidToken(&'static str),
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use withings_oauth::{Client, Scope, Scopes, authorize};
-//! use withings_oauth::user_agent::ScriptedAgent;
+//! use withings_oauth::ScriptedAgent;
 //! # let server = wiremock::MockServer::start().await;
 //! # wiremock::Mock::given(wiremock::matchers::path("/v2/oauth2"))
 //! #     .respond_with(wiremock::ResponseTemplate::new(200).set_body_string(
@@ -67,17 +67,17 @@
 //! authorize URL), then [`PendingCallback::complete`] with the callback URL.
 //!
 //! # Refreshing
-//! [`Authorized::refresh`] (or [`refresh::refresh`]) consumes the login and returns a new one.
+//! [`Authorized::refresh`] (or [`refresh()`]) consumes the login and returns a new one.
 //! If the refresh fails while the old refresh token is still good (connection refused, timeout,
 //! HTTP 5xx, rate limit...), the error hands the old login back:
 //!
 //! ```no_run
-//! # async fn f(authorized: withings_oauth::Authorized) -> Result<withings_oauth::Authorized, withings_oauth::refresh::RefreshError> {
+//! # async fn f(authorized: withings_oauth::Authorized) -> Result<withings_oauth::Authorized, withings_oauth::RefreshError> {
 //! match authorized.refresh().await {
 //!     Ok(fresh) => Ok(fresh), // store it before using its access token
 //!     Err(e) if e.login_required() => Err(e), // the refresh token is dead: log in again
 //!     Err(e) => {
-//!         let old = e.into_previous().expect("kept unless login is required");
+//!         let old = e.into_login().expect("kept unless login is required");
 //!         Ok(old) // try again later
 //!     }
 //! }
@@ -88,17 +88,17 @@
 //! Secrets are [`secrecy::SecretString`], which does not serialize. To store a login, call
 //! [`Credentials::reveal_for_storage`] (the name says what it does) and write the
 //! [`StoredCredentials`]; to restore, [`Credentials::from_stored`] then
-//! [`Authorized::restore_from_stored`].
+//! [`Authorized::from_credentials`].
 //!
 //! # Signed calls
 //! With [`AuthMethod::Signature`] the token calls send a nonce and an HMAC-SHA256 signature
 //! instead of the secret. Revoke ([`Authorized::revoke`]) and demo access
-//! ([`Unauthorized::demo_access`]) are always signed. See [`signature`].
+//! ([`Unauthorized::demo_access`]) are always signed. See [`sign`].
 //!
 //! # Errors
 //! [`Error`] for a login, [`ApiError`] for any call to Withings (with dedicated variants for an
 //! invalid code, an invalid refresh token, an invalid client and the rate limit), and
-//! [`refresh::RefreshError`] for a refresh. Every message says what to do next.
+//! [`RefreshError`] for a refresh. Every message says what to do next.
 //!
 //! # Security
 //! What this crate guarantees:
@@ -110,13 +110,13 @@
 //!   error text repeats a secret of the request, it is masked.
 //! - Plain `http` is refused except on loopback addresses; the default HTTP client does not
 //!   follow redirects and has timeouts; answers larger than a limit are refused.
-//! - The loopback listener ([`loopback`]) binds loopback addresses only (both `127.0.0.1` and
+//! - The loopback listener ([`LoopbackAgent`], [`guide::loopback`]) binds loopback addresses only (both `127.0.0.1` and
 //!   `[::1]` for `localhost`), ignores callbacks that are not this login's and keeps waiting, so
 //!   a local program that does not know the `state` can't end or hijack the login; it limits
 //!   header size, header time and connections, and opens the browser at a one-time local link
-//!   rather than passing the `state` on a command line. The paste agent ([`paste`]) never echoes
+//!   rather than passing the `state` on a command line. The paste agent ([`PasteAgent`]) never echoes
 //!   what was pasted.
-//! - Sessions ([`session`]) refresh one at a time per user (and across processes with a store
+//! - Sessions ([`Session`]) refresh one at a time per user (and across processes with a store
 //!   whose lock is cross-process) and store a refreshed pair before anyone can use it.
 //!
 //! What it leaves to you:
@@ -129,36 +129,89 @@
 
 #![deny(missing_docs)]
 
+// Modules, in dependency order: each uses only those above it.
+mod api;
 mod callback;
+#[doc(hidden)]
 pub mod config;
+#[doc(hidden)]
 pub mod credentials;
-pub mod error;
-pub mod flow;
-#[cfg(feature = "loopback")]
-pub mod loopback;
-pub mod paste;
-pub mod refresh;
+mod csrf;
+mod future;
+pub mod guide;
+mod json;
+mod login;
+#[doc(hidden)]
 pub mod scope;
+mod secret;
+#[doc(hidden)]
 pub mod session;
-pub mod signature;
-mod state;
+#[doc(hidden)]
 pub mod store;
-mod token;
+mod time;
+#[doc(hidden)]
 pub mod user_agent;
-mod wire;
 
-pub use config::{AuthMethod, Client, ClientBuilder, Cloud};
-pub use credentials::{Credentials, StoredCredentials, StoredCredentialsError, UserId};
-pub use error::{ApiError, CallbackError, ConfigError, Error, StatusFamily, TransportKind};
-pub use flow::{Authorized, PendingCallback, RevokeError, Unauthorized, authorize, login};
-pub use scope::{Scope, Scopes};
-pub use session::{AccessToken, Session, SessionError};
-pub use store::{MemoryStore, StoreError, TokenStore};
-pub use user_agent::{UserAgent, UserAgentError};
+// The public API: one path per item.
+pub use api::error::{ApiError, TransportKind};
+pub use api::measure::{GetMeas, Measure, MeasureGroup, MeasureGroups, measure_type};
+pub use api::signature::{get_nonce, sign};
+pub use api::status::StatusFamily;
+pub use callback::{CallbackError, is_redirect_target, screen_callback};
+pub use config::{AuthMethod, Client, ClientBuilder, Cloud, ConfigError, is_loopback};
+pub use credentials::{Credentials, InvalidUserId, UserId};
+pub use future::BoxFuture;
+pub use json::json_error_reason;
+pub use login::{
+    Authorized, Error, PendingCallback, RefreshError, RevokeError, Unauthorized, authorize, login,
+    refresh,
+};
+pub use scope::{InvalidScope, Scope, Scopes};
+pub use secret::{AccessToken, AuthorizationCode, ClientSecret, CsrfState, RefreshToken};
+pub use session::{DEFAULT_MARGIN, Session, SessionError, SessionStatus};
+#[cfg(any(test, feature = "test-util"))]
+pub use store::testing;
+pub use store::{
+    MemoryStore, StoreError, StoreFuture, StoreLock, StoredCredentials, StoredCredentialsError,
+    StoredEntry, TokenStore,
+};
+pub use time::{Clock, SystemClock};
+#[cfg(feature = "loopback")]
+pub use user_agent::loopback::{BrowserOrPasteAgent, LoopbackAgent};
+pub use user_agent::paste::PasteAgent;
+pub use user_agent::{AgentFuture, Prepared, ScriptedAgent, UserAgent, UserAgentError};
 
 pub use chrono;
 pub use secrecy;
 pub use url;
+
+// Paths of earlier versions, kept so that code written against them still builds. Each item has
+// one documented path above.
+#[doc(hidden)]
+pub mod error {
+    pub use crate::{ApiError, CallbackError, ConfigError, Error, StatusFamily, TransportKind};
+}
+#[doc(hidden)]
+pub mod flow {
+    pub use crate::{Authorized, PendingCallback, RevokeError, Unauthorized, authorize, login};
+}
+#[doc(hidden)]
+pub mod refresh {
+    pub use crate::{RefreshError, refresh};
+}
+#[doc(hidden)]
+pub mod signature {
+    pub use crate::{get_nonce, sign};
+}
+#[doc(hidden)]
+pub mod paste {
+    pub use crate::PasteAgent;
+}
+#[doc(hidden)]
+#[cfg(feature = "loopback")]
+pub mod loopback {
+    pub use crate::{BrowserOrPasteAgent, LoopbackAgent};
+}
 
 /// The README's example, compiled as a doc test so it can't rot.
 #[cfg(doctest)]

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use common::*;
-use secrecy::ExposeSecret;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -9,14 +9,14 @@ use std::fmt;
 
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::error::ApiError;
-use crate::flow::Authorized;
-use crate::token::{Grant, request_token};
+use super::authorized::{Authorized, HandBack};
+use crate::api::error::ApiError;
+use crate::api::token::{Grant, request_token};
 
 /// Refreshes `authorized` (`grant_type=refresh_token`).
 ///
-/// On failure, [`RefreshError::into_previous`] gives the old login back unless Withings said
-/// the refresh token is dead ([`RefreshError::login_required`]).
+/// On failure, [`RefreshError::into_login`] gives the old login back unless Withings said the
+/// refresh token is dead ([`RefreshError::login_required`]).
 pub async fn refresh(authorized: Authorized) -> Result<Authorized, RefreshError> {
     let client = authorized.client().clone();
     let span = info_span!("withings_oauth.refresh", client_id = client.client_id(), user_id = %authorized.user_id());
@@ -40,7 +40,7 @@ pub async fn refresh(authorized: Authorized) -> Result<Authorized, RefreshError>
             warn!("refresh token rejected: the user must log in again");
             Err(RefreshError {
                 source: ApiError::InvalidRefreshToken,
-                previous: None,
+                previous: HandBack::none(),
             })
         }
         Err(source) => {
@@ -49,22 +49,30 @@ pub async fn refresh(authorized: Authorized) -> Result<Authorized, RefreshError>
             warn!(error = %source, "refresh failed; the previous credentials are kept");
             Err(RefreshError {
                 source,
-                previous: Some(Box::new(authorized)),
+                previous: HandBack::login(authorized),
             })
         }
     }
 }
 
-/// A failed refresh. Holds the previous login when it is still usable.
+impl Authorized {
+    /// Refreshes the tokens; see [`refresh`].
+    pub async fn refresh(self) -> Result<Authorized, RefreshError> {
+        refresh(self).await
+    }
+}
+
+/// A failed refresh. Holds the previous login when it is still usable: the same shape as
+/// [`RevokeError`](crate::RevokeError) ([`login`](Self::login), [`into_login`](Self::into_login)).
 pub struct RefreshError {
     source: ApiError,
-    previous: Option<Box<Authorized>>,
+    previous: HandBack,
 }
 
 impl RefreshError {
     /// Whether the user must log in again: Withings rejected the refresh token.
     pub fn login_required(&self) -> bool {
-        self.previous.is_none()
+        !self.previous.is_some()
     }
 
     /// Whether retrying later may succeed (timeouts, 5xx, rate limit...).
@@ -78,18 +86,30 @@ impl RefreshError {
     }
 
     /// The previous login, if still usable.
-    pub fn previous(&self) -> Option<&Authorized> {
-        self.previous.as_deref()
+    pub fn login(&self) -> Option<&Authorized> {
+        self.previous.get()
     }
 
     /// Takes the previous login back, if still usable.
-    pub fn into_previous(self) -> Option<Authorized> {
-        self.previous.map(|b| *b)
+    pub fn into_login(self) -> Option<Authorized> {
+        self.previous.take()
     }
 
     /// Splits into the error and the previous login.
     pub fn into_parts(self) -> (ApiError, Option<Authorized>) {
-        (self.source, self.previous.map(|b| *b))
+        (self.source, self.previous.take())
+    }
+
+    /// The earlier name of [`RefreshError::login`].
+    #[doc(hidden)]
+    pub fn previous(&self) -> Option<&Authorized> {
+        self.login()
+    }
+
+    /// The earlier name of [`RefreshError::into_login`].
+    #[doc(hidden)]
+    pub fn into_previous(self) -> Option<Authorized> {
+        self.into_login()
     }
 }
 

@@ -5,20 +5,21 @@
 
 use chrono::Utc;
 use hmac::{Hmac, KeyInit, Mac};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::api::error::ApiError;
+use crate::api::transport::{TOKEN_BODY_LIMIT, post_form};
 use crate::config::Client;
-use crate::error::ApiError;
-use crate::wire::{TOKEN_BODY_LIMIT, post_form};
 
 /// Signs `params`: sorts them by name, joins the values with commas, and returns the lowercase
-/// hex HMAC-SHA256 keyed by `secret`.
+/// hex HMAC-SHA256 keyed by `secret` (a [`ClientSecret`](crate::ClientSecret) or any
+/// [`secrecy`] secret string).
 ///
 /// ```
 /// use secrecy::SecretString;
-/// use withings_oauth::signature::sign;
+/// use withings_oauth::sign;
 ///
 /// let secret = SecretString::from("my-client-secret");
 /// let sig = sign(&secret, &[("timestamp", "1700000000"), ("action", "getnonce"), ("client_id", "my-id")]);
@@ -26,7 +27,7 @@ use crate::wire::{TOKEN_BODY_LIMIT, post_form};
 /// // The same as signing the values in name order.
 /// assert_eq!(sig, sign(&secret, &[("action", "getnonce"), ("client_id", "my-id"), ("timestamp", "1700000000")]));
 /// ```
-pub fn sign(secret: &SecretString, params: &[(&str, &str)]) -> String {
+pub fn sign<S: ExposeSecret<str> + ?Sized>(secret: &S, params: &[(&str, &str)]) -> String {
     let mut sorted: Vec<&(&str, &str)> = params.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     let joined = sorted.iter().map(|(_, v)| *v).collect::<Vec<_>>().join(",");
@@ -70,11 +71,21 @@ pub async fn get_nonce(client: &Client) -> Result<String, ApiError> {
     Ok(body.nonce)
 }
 
+/// The `nonce` and `signature` of one signed call.
+pub(crate) struct Signed {
+    nonce: String,
+    signature: String,
+}
+
+impl Signed {
+    /// The two form parameters.
+    pub(crate) fn params(&self) -> [(&'static str, &str); 2] {
+        [("nonce", &self.nonce), ("signature", &self.signature)]
+    }
+}
+
 /// The `nonce` and `signature` for a signed call of `action`.
-pub(crate) async fn signed_params(
-    client: &Client,
-    action: &str,
-) -> Result<(String, String), ApiError> {
+pub(crate) async fn signed_params(client: &Client, action: &str) -> Result<Signed, ApiError> {
     let nonce = get_nonce(client).await?;
     let signature = sign(
         client.client_secret(),
@@ -84,12 +95,13 @@ pub(crate) async fn signed_params(
             ("nonce", &nonce),
         ],
     );
-    Ok((nonce, signature))
+    Ok(Signed { nonce, signature })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::SecretString;
 
     #[test]
     fn known_vector() {

@@ -1,17 +1,19 @@
-//! The `state` parameter: 256 bits from the operating system's CSPRNG, base64url without padding.
+//! The OAuth `state` parameter, which ties a callback to the login (and browser) that started
+//! it: 256 bits from the operating system's CSPRNG, base64url without padding, compared in
+//! constant time.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use secrecy::SecretString;
 use subtle::ConstantTimeEq;
 
-use crate::error::ConfigError;
+use crate::config::ConfigError;
+use crate::secret::CsrfState;
 
 /// Makes a fresh, unguessable `state` (43 URL-safe characters).
-pub(crate) fn new_state() -> Result<SecretString, ConfigError> {
+pub(crate) fn new_state() -> Result<CsrfState, ConfigError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| ConfigError::Random(e.to_string()))?;
-    Ok(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(CsrfState::new(URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 /// Compares two states in constant time (for equal lengths).
@@ -22,7 +24,6 @@ pub(crate) fn same_state(expected: &str, got: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     #[test]
     fn states_are_long_url_safe_and_distinct() {

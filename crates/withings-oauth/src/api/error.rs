@@ -1,0 +1,147 @@
+//! [`ApiError`]: how a call to Withings failed, and whether trying again may help.
+//!
+//! No message holds a secret or a raw response body: Withings' own `error` text is kept
+//! (shortened, with any secret of the request masked) because it tells what went wrong.
+
+use std::fmt;
+
+use crate::api::status::StatusFamily;
+
+/// How a request failed before a complete answer arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// The connection could not be made (refused, DNS, TLS).
+    Connect,
+    /// No complete answer in time.
+    Timeout,
+    /// The connection broke while the answer was being read, or another failure.
+    Other,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "connection failed",
+            Self::Timeout => "timed out",
+            Self::Other => "connection broken",
+        })
+    }
+}
+
+/// A failed call to Withings' API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 503 `Invalid Params: invalid code`.
+    #[error(
+        "Withings rejected the authorization code (it is valid 30 seconds, once, for one redirect URI): start the login again"
+    )]
+    InvalidCode,
+    /// 503 `Invalid Params: invalid refresh_token`.
+    #[error(
+        "Withings rejected the refresh token (revoked, expired or already rotated away): the user must log in again"
+    )]
+    InvalidRefreshToken,
+    /// 503 `Invalid Params: invalid client id/secret`.
+    #[error(
+        "Withings rejected the client id or secret: check the app's credentials in the Withings developer dashboard"
+    )]
+    InvalidClient,
+    /// 401 `invalid_token` on a data call.
+    #[error("Withings rejected the access token: refresh it, or log in again if refreshing fails")]
+    InvalidAccessToken,
+    /// 601.
+    #[error(
+        "Withings' rate limit was reached (status {status}: {message}): wait a minute before retrying"
+    )]
+    RateLimited {
+        /// The status code (601).
+        status: i64,
+        /// Withings' message.
+        message: String,
+    },
+    /// Any other non-zero status.
+    #[error("Withings answered status {status} ({family}): {message}")]
+    Withings {
+        /// Withings' status code.
+        status: i64,
+        /// Its family.
+        family: StatusFamily,
+        /// Withings' message, shortened and with secrets masked.
+        message: String,
+    },
+    /// HTTP status other than 200.
+    #[error(
+        "the server answered HTTP {status} instead of 200: Withings may be unavailable, retry later"
+    )]
+    HttpStatus {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A body that is not JSON (an HTML error page, say).
+    #[error(
+        "the server's answer is not JSON (it said {content_type}): check the API base URL, or retry later"
+    )]
+    NotJson {
+        /// The `Content-Type` the server declared.
+        content_type: String,
+    },
+    /// JSON that ends early.
+    #[error("the server's answer was cut short (truncated JSON): retry")]
+    Truncated,
+    /// An empty body.
+    #[error("the server answered with an empty body: retry later")]
+    EmptyBody,
+    /// A body larger than this library accepts.
+    #[error("the server's answer is larger than {limit} bytes: check the API base URL")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// JSON that is not the expected envelope or body.
+    #[error("the server's answer is not what Withings sends ({reason}): check the API base URL")]
+    Malformed {
+        /// What was wrong, without the body's content.
+        reason: String,
+    },
+    /// The request failed on the way.
+    #[error("could not talk to Withings ({kind}): {source}")]
+    Transport {
+        /// Connect, timeout or broken connection.
+        kind: TransportKind,
+        /// The HTTP client's error, with its URL removed.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl ApiError {
+    /// Whether the request may have reached Withings and changed something before failing.
+    ///
+    /// `false` for connection failures: nothing was sent.
+    pub fn maybe_processed(&self) -> bool {
+        !matches!(
+            self,
+            ApiError::Transport {
+                kind: TransportKind::Connect,
+                ..
+            }
+        )
+    }
+
+    /// Whether trying the same call again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::RateLimited { .. }
+            | ApiError::HttpStatus { .. }
+            | ApiError::Truncated
+            | ApiError::EmptyBody
+            | ApiError::Transport { .. } => true,
+            ApiError::Withings { family, .. } => {
+                matches!(family, StatusFamily::Timeout | StatusFamily::Other)
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! [`Session`]: a logged-in user whose tokens stay fresh. The single flight of refreshes lives
+//! in `single_flight`, the refresh against the store in `refresh`, data calls in `data`.
+
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tracing::{Instrument, info, info_span};
+
+use crate::config::Client;
+use crate::credentials::{Credentials, UserId};
+use crate::login::Authorized;
+use crate::scope::Scopes;
+use crate::secret::RefreshToken;
+use crate::store::{StoreError, StoredEntry, TokenStore};
+use crate::time::{system_micros, system_resolution_micros};
+
+mod data;
+mod error;
+mod refresh;
+mod single_flight;
+
+pub use error::SessionError;
+
+// Earlier paths of types that now live elsewhere, kept so existing code builds.
+#[doc(hidden)]
+pub use crate::api::measure::{GetMeas, Measure, MeasureGroup, MeasureGroups, measure_type};
+#[doc(hidden)]
+pub use crate::secret::AccessToken;
+#[doc(hidden)]
+pub use crate::time::{Clock, SystemClock};
+
+/// The default refresh margin: a token expiring within it is refreshed first.
+pub const DEFAULT_MARGIN: TimeDelta = TimeDelta::minutes(5);
+
+/// What a session knows about its login, without any secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStatus {
+    /// The user.
+    pub user_id: UserId,
+    /// The granted scopes.
+    pub scopes: Scopes,
+    /// When the published access token expires.
+    pub expires_at: DateTime<Utc>,
+    /// Whether the refresh token was rejected (or the login revoked): the user must log in
+    /// again.
+    pub login_required: bool,
+}
+
+/// A logged-in user whose tokens stay fresh. Cheap to clone: clones share the login, so share
+/// one session per user across tasks.
+///
+/// A session holds one user's [`Authorized`] login and a [`TokenStore`]. It hands out access
+/// tokens, refreshing them shortly before they expire, and keeps three promises:
+///
+/// - **One refresh at a time.** Any number of concurrent callers cause one refresh; the others
+///   wait for it and get its token. Processes sharing a store do the same through
+///   [`TokenStore::lock`]: a process that finds newer tokens in the store adopts them instead of
+///   refreshing.
+/// - **Persist before use.** New tokens are saved to the store before any caller sees the new
+///   access token: using it kills the previous refresh token, so a pair that was used but not
+///   saved would force the user to log in again. If the save fails, the caller gets
+///   [`SessionError::TokensNotSaved`], the new pair stays in memory unpublished, and the next
+///   call saves it before publishing it, unless another program stored a newer pair
+///   meanwhile: that pair wins, as the store's lock would have made it win had the save worked.
+/// - **Dead logins are recorded.** When Withings rejects the refresh token, every caller gets
+///   [`SessionError::LoginRequired`] and the store records it for the other programs.
+/// - **Logouts stick.** A user another program deleted from the store (a logout) is not saved
+///   back: the session's next refresh finds the entry gone and returns
+///   [`SessionError::LoginRequired`] without asking Withings.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use withings_oauth::{Authorized, Client, Credentials, MemoryStore, Session, StoredCredentials, TokenStore};
+///
+/// let client = Client::builder()
+///     .client_id("my-client-id")
+///     .client_secret("my-client-secret")
+///     .redirect_uri("https://app.example.com/withings/callback")
+///     .build()?;
+/// // Usually the result of `authorize`; here a login restored from its stored form.
+/// let stored: StoredCredentials = serde_json::from_str(&format!(
+///     r#"{{"format":1,"user_id":1001,"access_token":"a075","refresh_token":"f631",
+///         "expires_at":"{}","scopes":"user.metrics","token_type":"Bearer"}}"#,
+///     chrono::Utc::now() + chrono::TimeDelta::hours(3),
+/// ))?;
+/// let authorized = Authorized::from_credentials(&client, Credentials::from_stored(stored)?);
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let session = Session::start(authorized, store.clone()).await?; // saved before use
+/// assert_eq!(session.access_token().await?.expose_secret(), "a075"); // fresh: no request
+/// assert_eq!(store.users().await?, vec![session.user_id()]);
+///
+/// // Later, in another run of the program:
+/// let again = Session::restore(&client, store, session.user_id()).await?;
+/// assert_eq!(again.status().expires_at, session.status().expires_at);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+    margin: TimeDelta,
+    /// `margin` in microseconds, plus the resolution of the system clock when that is the
+    /// clock: what the fast path adds to the time read.
+    margin_micros: i64,
+    clock: Arc<dyn Clock>,
+    /// Whether `clock` is the system clock, which the fast path reads through `system_micros`.
+    system_clock: bool,
+}
+
+struct Shared {
+    client: Client,
+    user: UserId,
+    store: Arc<dyn TokenStore>,
+    /// What readers see: only tokens already saved in the store.
+    published: RwLock<Arc<Published>>,
+    /// The login itself; whoever holds this lock may refresh.
+    slot: Arc<tokio::sync::Mutex<Slot>>,
+    /// Refresh attempts finished, successful or not.
+    attempts: AtomicU64,
+    /// Woken when a refresh attempt (or a revoke) ends.
+    finished: tokio::sync::Notify,
+    /// The message of the last failed attempt, for the callers that waited for it.
+    last_failure: Mutex<String>,
+}
+
+struct Published {
+    token: AccessToken,
+    expires_at: DateTime<Utc>,
+    /// `expires_at` in microseconds since the Unix epoch, or `i64::MIN` once the login is dead:
+    /// the fast path is one comparison against it.
+    expires_micros: i64,
+    scopes: Scopes,
+    generation: u64,
+    login_required: bool,
+}
+
+/// `margin` in microseconds for the fast path, widened by the system clock's lag.
+fn margin_micros(margin: TimeDelta, system_clock: bool) -> i64 {
+    let margin = margin.num_microseconds().unwrap_or(i64::MAX);
+    if system_clock {
+        margin.saturating_add(system_resolution_micros())
+    } else {
+        margin
+    }
+}
+
+struct Slot {
+    /// `None` once the login is dead (refresh token rejected, revoked, or logged out).
+    authorized: Option<Authorized>,
+    /// When `authorized` holds a refreshed pair the store does not have yet: the refresh
+    /// token it was refreshed from, which tells whether the store moved on since.
+    unsaved_from: Option<RefreshToken>,
+}
+
+impl Slot {
+    fn forget(&mut self) {
+        self.authorized = None;
+        self.unsaved_from = None;
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("status", &self.status())
+            .field("margin", &self.margin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Starts a session with a new login, saving it to `store` first.
+    ///
+    /// If saving fails, [`SessionError::StartNotSaved`] hands the login back.
+    pub async fn start(
+        authorized: Authorized,
+        store: Arc<dyn TokenStore>,
+    ) -> Result<Session, SessionError> {
+        let user = authorized.user_id();
+        if let Err(source) = store.save(user, authorized.credentials()).await {
+            return Err(SessionError::StartNotSaved {
+                source,
+                authorized: Box::new(authorized),
+            });
+        }
+        Ok(Self::new(authorized, store))
+    }
+
+    /// Restores the user's session from `store`.
+    ///
+    /// [`SessionError::LoginRequired`] if the store has nothing for the user or says the user
+    /// must log in again.
+    pub async fn restore(
+        client: &Client,
+        store: Arc<dyn TokenStore>,
+        user: UserId,
+    ) -> Result<Session, SessionError> {
+        match store.load(user).await.map_err(SessionError::Store)? {
+            Some(StoredEntry::Credentials(credentials)) => {
+                check_owner(user, &credentials)?;
+                let authorized = Authorized::restore_from_stored(client, credentials);
+                Ok(Self::new(authorized, store))
+            }
+            Some(StoredEntry::LoginRequired) | None => Err(SessionError::LoginRequired { user }),
+        }
+    }
+
+    fn new(authorized: Authorized, store: Arc<dyn TokenStore>) -> Session {
+        let published = Published::of(authorized.credentials(), 0);
+        Session {
+            shared: Arc::new(Shared {
+                client: authorized.client().clone(),
+                user: authorized.user_id(),
+                store,
+                published: RwLock::new(Arc::new(published)),
+                slot: Arc::new(tokio::sync::Mutex::new(Slot {
+                    authorized: Some(authorized),
+                    unsaved_from: None,
+                })),
+                attempts: AtomicU64::new(0),
+                finished: tokio::sync::Notify::new(),
+                last_failure: Mutex::new(String::new()),
+            }),
+            margin: DEFAULT_MARGIN,
+            margin_micros: margin_micros(DEFAULT_MARGIN, true),
+            clock: Arc::new(SystemClock),
+            system_clock: true,
+        }
+    }
+
+    /// Refreshes tokens that expire within `margin` (default 5 minutes). A negative margin
+    /// counts as zero.
+    pub fn with_margin(mut self, margin: TimeDelta) -> Self {
+        self.margin = margin.max(TimeDelta::zero());
+        self.margin_micros = margin_micros(self.margin, self.system_clock);
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self.system_clock = false;
+        self.margin_micros = margin_micros(self.margin, false);
+        self
+    }
+
+    /// Whether the published token is fresh: on the hot path of every call.
+    fn usable(&self, published: &Published) -> bool {
+        let now = if self.system_clock {
+            system_micros()
+        } else {
+            self.clock.now().timestamp_micros()
+        };
+        now.saturating_add(self.margin_micros) < published.expires_micros
+    }
+
+    /// The user.
+    pub fn user_id(&self) -> UserId {
+        self.shared.user
+    }
+
+    /// The client this session calls Withings with.
+    pub fn client(&self) -> &Client {
+        &self.shared.client
+    }
+
+    /// The user, scopes and expiry of the published tokens.
+    pub fn status(&self) -> SessionStatus {
+        let published = self.shared.read();
+        SessionStatus {
+            user_id: self.shared.user,
+            scopes: published.scopes.clone(),
+            expires_at: published.expires_at,
+            login_required: published.login_required,
+        }
+    }
+
+    /// A valid access token, refreshed first if it expires within the margin.
+    pub async fn access_token(&self) -> Result<AccessToken, SessionError> {
+        self.token_and_generation().await.map(|(token, _)| token)
+    }
+
+    async fn token_and_generation(&self) -> Result<(AccessToken, u64), SessionError> {
+        let seen = {
+            let published = self.shared.read();
+            if self.usable(&published) {
+                return Ok((published.token.clone(), published.generation));
+            }
+            published.generation
+        };
+        // Boxed: the slow path's state would otherwise make every call's future several
+        // times larger, which callers holding many of them pay for.
+        Box::pin(self.refresh_after(seen, false)).await
+    }
+
+    /// Refreshes now, whatever the expiry (joining a refresh already under way).
+    pub async fn refresh(&self) -> Result<(), SessionError> {
+        let seen = self.shared.read().generation;
+        self.refresh_after(seen, true).await.map(drop)
+    }
+
+    /// Revokes the app's access at Withings (both tokens die), then deletes the user from the
+    /// store. On failure the session is unchanged.
+    pub async fn revoke(self) -> Result<(), SessionError> {
+        let user = self.shared.user;
+        let mut slot = self.shared.slot.lock().await;
+        let revoked = self.revoke_locked(&mut slot).await;
+        drop(slot);
+        // Callers that found the lock taken look again: they find the login gone, or take it.
+        self.shared.finished.notify_waiters();
+        revoked?;
+        self.shared
+            .store
+            .delete(user)
+            .await
+            .map_err(SessionError::Store)
+    }
+
+    async fn revoke_locked(&self, slot: &mut Slot) -> Result<(), SessionError> {
+        let user = self.shared.user;
+        let Some(authorized) = slot.authorized.as_ref() else {
+            return Err(SessionError::LoginRequired { user });
+        };
+        let span = info_span!("withings_oauth.session.revoke", user_id = %user);
+        crate::api::token::revoke(authorized.client(), user)
+            .instrument(span)
+            .await
+            .map_err(SessionError::Api)?;
+        info!(user_id = %user, "access revoked");
+        slot.forget();
+        self.shared.set_login_required();
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Arc<Published>> {
+        // Writers replace the Arc in one statement, so a poisoned lock still holds a whole value.
+        self.published
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, credentials: &Credentials) -> (AccessToken, u64) {
+        let mut published = self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = Published::of(credentials, published.generation + 1);
+        let result = (next.token.clone(), next.generation);
+        *published = Arc::new(next);
+        result
+    }
+
+    fn last_failure(&self) -> String {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_login_required(&self) {
+        let mut published = self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *published = Arc::new(Published {
+            token: published.token.clone(),
+            expires_at: published.expires_at,
+            expires_micros: i64::MIN,
+            scopes: published.scopes.clone(),
+            generation: published.generation + 1,
+            login_required: true,
+        });
+    }
+}
+
+impl Published {
+    fn of(credentials: &Credentials, generation: u64) -> Self {
+        Published {
+            token: credentials.access_token.clone(),
+            expires_at: credentials.expires_at,
+            expires_micros: credentials.expires_at.timestamp_micros(),
+            scopes: credentials.scopes.clone(),
+            generation,
+            login_required: false,
+        }
+    }
+}
+
+fn check_owner(user: UserId, credentials: &Credentials) -> Result<(), SessionError> {
+    if credentials.user_id == user {
+        Ok(())
+    } else {
+        Err(SessionError::Store(StoreError::Other(format!(
+            "the entry of user {user} holds the tokens of user {}: delete it and log in again",
+            credentials.user_id
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests;

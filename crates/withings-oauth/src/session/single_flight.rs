@@ -1,0 +1,146 @@
+//! One refresh at a time: any number of callers that find the token stale cause one refresh;
+//! the others wait for it and all take its token at once.
+//!
+//! It guarantees two things. A refresh token is spent once: whoever takes the slot looks again
+//! before refreshing, since a refresh may have ended between the first look and the lock. And
+//! no caller hangs: an attempt ends (waking the waiters) even if the refresh panics or fails.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use chrono::TimeDelta;
+use tracing::Instrument;
+use tracing::info_span;
+
+use super::{Session, SessionError, Shared, Slot};
+use crate::secret::AccessToken;
+use crate::time::Clock;
+
+/// Ends a refresh attempt when dropped: records its failure, counts it and wakes the waiters.
+pub(super) struct AttemptEnd {
+    shared: Arc<Shared>,
+    failure: Option<String>,
+}
+
+impl Drop for AttemptEnd {
+    fn drop(&mut self) {
+        if let Some(failure) = self.failure.take() {
+            *self
+                .shared
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = failure;
+        }
+        self.shared.attempts.fetch_add(1, Ordering::AcqRel);
+        self.shared.finished.notify_waiters();
+    }
+}
+
+impl Session {
+    /// Refreshes unless a refresh published after generation `seen` (one this caller waited
+    /// for). Without `force`, also skips it if the published token is still usable.
+    pub(super) async fn refresh_after(
+        &self,
+        seen: u64,
+        force: bool,
+    ) -> Result<(AccessToken, u64), SessionError> {
+        let attempts = self.shared.attempts.load(Ordering::Acquire);
+        let mut woken = false;
+        loop {
+            if woken && let Some(outcome) = self.outcome_since(seen, force, attempts, false) {
+                return outcome;
+            }
+            // Registered before looking, so that a refresh ending between the look and the
+            // wait still wakes this call.
+            let finished = self.shared.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            if let Some(outcome) = self.outcome_since(seen, force, attempts, false) {
+                return outcome;
+            }
+            // Double-checked refresh: whoever takes the slot lock looks again before
+            // refreshing, because a refresh may have ended between the look above and the
+            // lock; refreshing twice would spend a rotated refresh token and break the chain.
+            // The other callers don't queue on the lock: they wait for the refresh to end and
+            // all take its token at once.
+            let Ok(slot) = self.shared.slot.clone().try_lock_owned() else {
+                finished.await;
+                woken = true;
+                continue;
+            };
+            if let Some(outcome) =
+                self.outcome_since(seen, force, attempts, slot.unsaved_from.is_some())
+            {
+                return outcome;
+            }
+            // Spawned so that a caller giving up (a timeout, a dropped request) can't drop a
+            // refreshed pair between Withings' answer and the save.
+            let task = tokio::spawn(self.shared.clone().refresh_locked(
+                slot,
+                self.margin,
+                self.clock.clone(),
+            ));
+            return match task.await {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Err(SessionError::Shutdown),
+            };
+        }
+    }
+
+    /// What a caller that saw generation `seen` and attempt count `attempts` gets without
+    /// refreshing, if anything.
+    fn outcome_since(
+        &self,
+        seen: u64,
+        force: bool,
+        attempts: u64,
+        unsaved: bool,
+    ) -> Option<Result<(AccessToken, u64), SessionError>> {
+        let published = self.shared.read();
+        if published.login_required {
+            return Some(Err(SessionError::LoginRequired {
+                user: self.shared.user,
+            }));
+        }
+        if unsaved {
+            return None;
+        }
+        if published.generation != seen || (!force && self.usable(&published)) {
+            return Some(Ok((published.token.clone(), published.generation)));
+        }
+        if self.shared.attempts.load(Ordering::Acquire) != attempts {
+            // The refresh this call waited for failed; its caller has the details.
+            return Some(Err(SessionError::ConcurrentRefreshFailed {
+                message: self.shared.last_failure(),
+            }));
+        }
+        None
+    }
+}
+
+impl Shared {
+    /// The refresh itself, with the slot lock held. Counts as one attempt.
+    async fn refresh_locked(
+        self: Arc<Self>,
+        mut slot: tokio::sync::OwnedMutexGuard<Slot>,
+        margin: TimeDelta,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(AccessToken, u64), SessionError> {
+        let span = info_span!("withings_oauth.session.refresh", user_id = %self.user);
+        // Ends the attempt even if the refresh panics, so that waiting callers never hang.
+        let mut end = AttemptEnd {
+            shared: self.clone(),
+            failure: Some("the refresh stopped unexpectedly".to_owned()),
+        };
+        let result = self
+            .refresh_in_slot(&mut slot, margin, clock.as_ref())
+            .instrument(span)
+            .await;
+        end.failure = result.as_ref().err().map(ToString::to_string);
+        // The slot is released before the waiters are woken, so they can take it at once.
+        drop(slot);
+        drop(end);
+        result
+    }
+}

@@ -1,0 +1,701 @@
+//! Tests of the session: single flight, persist-before-use, adoption and data calls.
+
+use super::*;
+use crate::api::error::ApiError;
+use crate::api::measure::{GetMeas, measure_type};
+use crate::store::MemoryStore;
+use crate::store::testing::FlakyStore;
+use crate::time::Clock;
+use std::sync::Mutex;
+use std::time::Duration;
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A clock tests move by hand.
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self(Mutex::new(Utc::now())))
+    }
+    fn advance(&self, by: TimeDelta) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+const USER: UserId = UserId::new(1001);
+
+fn client(server: &MockServer) -> Client {
+    Client::builder()
+        .client_id("cid")
+        .client_secret("csecret")
+        .redirect_uri("https://app.example.com/cb")
+        .base_url(server.uri().parse().unwrap())
+        .build()
+        .unwrap()
+}
+
+fn credentials(access: &str, refresh: &str, expires_at: DateTime<Utc>) -> Credentials {
+    crate::store::testing::credentials(USER, access, refresh, expires_at)
+}
+
+fn token_answer(access: &str, refresh: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_string(format!(
+        r#"{{"status":0,"body":{{"userid":1001,"access_token":"{access}","refresh_token":"{refresh}","expires_in":10800,"scope":"user.metrics","token_type":"Bearer"}}}}"#
+    ))
+}
+
+fn refresh_with(refresh: &str) -> wiremock::MockBuilder {
+    Mock::given(method("POST"))
+        .and(path("/v2/oauth2"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains(format!("refresh_token={refresh}")))
+}
+
+async fn session(
+    server: &MockServer,
+    store: Arc<dyn TokenStore>,
+    expires_in: TimeDelta,
+) -> Session {
+    let authorized = Authorized::restore_from_stored(
+        &client(server),
+        credentials("old-access", "old-refresh", Utc::now() + expires_in),
+    );
+    Session::start(authorized, store).await.unwrap()
+}
+
+async fn stored_refresh_token(store: &dyn TokenStore) -> Option<String> {
+    match store.load(USER).await.unwrap() {
+        Some(StoredEntry::Credentials(c)) => Some(c.refresh_token.expose_secret().to_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_token_is_served_without_any_request() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/oauth2"))
+        .respond_with(token_answer("x", "y"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::hours(3)).await;
+    for _ in 0..10 {
+        assert_eq!(
+            session.access_token().await.unwrap().expose_secret(),
+            "old-access"
+        );
+    }
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn the_margin_decides_on_the_system_clock_too() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // Six minutes left: fresh with the default 5-minute margin, due with a 7-minute one.
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::minutes(6)).await;
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "old-access"
+    );
+    let eager = session.clone().with_margin(TimeDelta::minutes(7));
+    assert_eq!(
+        eager.access_token().await.unwrap().expose_secret(),
+        "new-access"
+    );
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "new-access"
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_token_entering_the_margin_is_refreshed_once_and_saved_before_it_is_returned() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new();
+    let session = session(&server, store.clone(), TimeDelta::hours(3))
+        .await
+        .with_clock(clock.clone());
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "old-access"
+    );
+    // 2 h 56 min later the token has 4 minutes left: inside the 5-minute margin.
+    clock.advance(TimeDelta::minutes(176));
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.expose_secret(), "new-access");
+    assert_eq!(
+        stored_refresh_token(store.as_ref()).await.as_deref(),
+        Some("new-refresh")
+    );
+    // The new expiry is on the session's clock: no second refresh.
+    assert!(session.status().expires_at > clock.now() + TimeDelta::hours(2));
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "new-access"
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_refresh() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(
+            token_answer("new-access", "new-refresh").set_delay(Duration::from_millis(100)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::minutes(1)).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.access_token().await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().expose_secret(), "new-access");
+    }
+    server.verify().await;
+}
+
+/// A store whose refresh lock panics after a while, as a buggy custom store might.
+struct PanickyStore(MemoryStore);
+
+impl TokenStore for PanickyStore {
+    fn load<'a>(&'a self, user: UserId) -> crate::store::StoreFuture<'a, Option<StoredEntry>> {
+        self.0.load(user)
+    }
+    fn save<'a>(
+        &'a self,
+        user: UserId,
+        credentials: &'a Credentials,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.0.save(user, credentials)
+    }
+    fn delete<'a>(&'a self, user: UserId) -> crate::store::StoreFuture<'a, ()> {
+        self.0.delete(user)
+    }
+    fn mark_login_required<'a>(&'a self, user: UserId) -> crate::store::StoreFuture<'a, ()> {
+        self.0.mark_login_required(user)
+    }
+    fn users<'a>(&'a self) -> crate::store::StoreFuture<'a, Vec<UserId>> {
+        self.0.users()
+    }
+    fn lock<'a>(&'a self, _user: UserId) -> crate::store::StoreFuture<'a, crate::store::StoreLock> {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            panic!("a buggy store");
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_for_a_refresh_that_panicked_do_not_hang() {
+    let server = MockServer::start().await;
+    let store: Arc<dyn TokenStore> = Arc::new(PanickyStore(MemoryStore::new()));
+    let session = session(&server, store, TimeDelta::minutes(1)).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.access_token().await })
+        })
+        .collect();
+    let (mut panicked, mut shared) = (0, 0);
+    for task in tasks {
+        match tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("a waiting caller hung after the refresh panicked")
+        {
+            Err(e) if e.is_panic() => panicked += 1,
+            Ok(Err(SessionError::ConcurrentRefreshFailed { message })) => {
+                assert!(message.contains("stopped unexpectedly"), "{message}");
+                shared += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(panicked, 1, "the caller that refreshed sees the panic");
+    assert_eq!(shared, 19, "the waiters get an error instead of hanging");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_for_a_failed_refresh_get_its_error_without_retrying() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(ResponseTemplate::new(502).set_delay(Duration::from_millis(200)))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::minutes(1)).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.access_token().await })
+        })
+        .collect();
+    let mut direct = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap_err() {
+            SessionError::Api(ApiError::HttpStatus { status: 502 }) => direct += 1,
+            SessionError::ConcurrentRefreshFailed { message } => {
+                assert!(message.contains("HTTP 502"), "{message}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        direct, 1,
+        "one caller refreshed; the others shared its failure"
+    );
+    server.verify().await;
+
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "new-access",
+        "the next call tries again with the kept refresh token"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_save_keeps_the_new_pair_unpublished_and_the_next_call_saves_it() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(FlakyStore::default());
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    store.fail_next_saves(1);
+
+    let err = session.access_token().await.unwrap_err();
+    assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
+    assert!(err.to_string().contains("kept in memory"), "{err}");
+    // Not published: nobody can have used the new access token yet.
+    assert_eq!(
+        stored_refresh_token(store.as_ref()).await.as_deref(),
+        Some("old-refresh")
+    );
+    assert!(session.status().expires_at < Utc::now() + TimeDelta::minutes(2));
+
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.expose_secret(), "new-access");
+    assert_eq!(
+        stored_refresh_token(store.as_ref()).await.as_deref(),
+        Some("new-refresh")
+    );
+    server.verify().await;
+}
+
+/// A session whose refresh of `old-refresh` to `ours-*` failed to save, after which
+/// another program refreshed the same stored pair and saved `theirs-*`, expiring in
+/// `theirs_expire_in`.
+async fn unsaved_pair_and_a_newer_stored_one(
+    server: &MockServer,
+    theirs_expire_in: TimeDelta,
+) -> (Session, Arc<FlakyStore>) {
+    refresh_with("old-refresh")
+        .respond_with(token_answer("ours-access", "ours-refresh"))
+        .expect(1)
+        .mount(server)
+        .await;
+    let store = Arc::new(FlakyStore::default());
+    let session = session(server, store.clone(), TimeDelta::minutes(1)).await;
+    store.fail_next_saves(1);
+    let err = session.access_token().await.unwrap_err();
+    assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
+    store
+        .inner()
+        .save(
+            USER,
+            &credentials(
+                "theirs-access",
+                "theirs-refresh",
+                Utc::now() + theirs_expire_in,
+            ),
+        )
+        .await
+        .unwrap();
+    (session, store)
+}
+
+#[tokio::test]
+async fn an_unsaved_pair_does_not_overwrite_a_newer_pair_another_program_stored() {
+    let server = MockServer::start().await;
+    let (session, store) = unsaved_pair_and_a_newer_stored_one(&server, TimeDelta::hours(3)).await;
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "theirs-access"
+    );
+    assert_eq!(
+        stored_refresh_token(store.as_ref()).await.as_deref(),
+        Some("theirs-refresh")
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn an_unsaved_pair_gives_way_to_a_newer_stored_one_that_is_then_refreshed() {
+    let server = MockServer::start().await;
+    refresh_with("theirs-refresh")
+        .respond_with(token_answer("next-access", "next-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (session, store) =
+        unsaved_pair_and_a_newer_stored_one(&server, TimeDelta::minutes(1)).await;
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "next-access"
+    );
+    assert_eq!(
+        stored_refresh_token(store.as_ref()).await.as_deref(),
+        Some("next-refresh")
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_transient_refresh_failure_keeps_the_old_pair_for_the_next_call() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .mount(&server)
+        .await;
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::minutes(1)).await;
+    let err = session.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, SessionError::Api(ApiError::HttpStatus { status: 502 })),
+        "{err:?}"
+    );
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "new-access"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_refresh_token_requires_login_and_is_recorded() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"status":503,"body":{},"error":"Invalid Params: invalid refresh_token"}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    let err = session.access_token().await.unwrap_err();
+    assert!(err.login_required(), "{err:?}");
+    assert!(matches!(
+        store.load(USER).await.unwrap(),
+        Some(StoredEntry::LoginRequired)
+    ));
+    assert!(session.status().login_required);
+    // Known dead: no second request.
+    assert!(session.access_token().await.unwrap_err().login_required());
+    let restored = Session::restore(&client(&server), store, USER).await;
+    assert!(restored.unwrap_err().login_required());
+    server.verify().await;
+}
+
+#[test]
+fn the_fast_path_reads_the_wall_clock() {
+    let before = Utc::now().timestamp_micros();
+    let fast = system_micros();
+    let after = Utc::now().timestamp_micros();
+    // Never ahead, and lagging by a few ticks at most (a virtual machine under load may
+    // deliver a tick late): a counter from some other epoch, or one that stops during a
+    // suspend, would be far off. A lag of milliseconds is nothing against the margin.
+    assert!(fast <= after, "{fast} > {after}");
+    assert!(
+        fast >= before - system_resolution_micros() - 250_000,
+        "{fast} lags {before} by more than a quarter of a second"
+    );
+}
+
+#[tokio::test]
+async fn a_token_is_refreshed_as_soon_as_the_system_clock_reaches_the_margin() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let session = session(
+        &server,
+        Arc::new(MemoryStore::new()),
+        DEFAULT_MARGIN + TimeDelta::milliseconds(500),
+    )
+    .await;
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "old-access"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "new-access"
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_logout_by_another_program_is_not_undone_by_a_refresh() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/oauth2"))
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let session = session(&server, store.clone(), TimeDelta::hours(3)).await;
+    // `withings-oauth logout` in another process.
+    store.delete(USER).await.unwrap();
+
+    let err = session.refresh().await.unwrap_err();
+    assert!(err.login_required(), "{err:?}");
+    assert!(
+        store.load(USER).await.unwrap().is_none(),
+        "still logged out"
+    );
+    assert!(session.status().login_required);
+    // Known logged out: later calls neither refresh nor save.
+    assert!(session.access_token().await.unwrap_err().login_required());
+    assert!(store.users().await.unwrap().is_empty());
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn an_invalid_token_answer_refreshes_once_and_retries_once() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/measure"))
+        .and(header("authorization", "Bearer old-access"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"status":401,"body":{},"error":"XRequestID: Not provided invalid_token: The access token provided is invalid"}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/measure"))
+        .and(header("authorization", "Bearer new-access"))
+        .and(body_string_contains("action=getmeas"))
+        .and(body_string_contains("meastype=1"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"status":0,"body":{"updatetime":1700000100,"timezone":"Europe/Paris","more":0,"offset":0,
+               "measuregrps":[{"grpid":7,"attrib":0,"date":1700000000,"created":1700000060,"category":1,
+               "deviceid":null,"measures":[{"value":72345,"type":1,"unit":-3,"algo":3}]}]}}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::hours(3)).await;
+    let groups = session
+        .get_meas(&GetMeas::new().meastype(measure_type::WEIGHT))
+        .await
+        .unwrap();
+    let weight = groups.groups[0].measure(measure_type::WEIGHT).unwrap();
+    assert_eq!(weight.real_value(), 72.345);
+    assert!(!groups.more);
+    assert_eq!(
+        groups.groups[0].taken_at().unwrap().timestamp(),
+        1_700_000_000
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_second_invalid_token_answer_is_returned_not_retried_again() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/measure"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"status":401,"body":{},"error":"invalid_token: The access token provided is invalid"}"#,
+        ))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::hours(3)).await;
+    let err = session
+        .call("measure", &[("action", "getmeas")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SessionError::Api(ApiError::InvalidAccessToken)),
+        "{err:?}"
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_session_adopts_fresh_tokens_another_program_stored() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/oauth2"))
+        .respond_with(token_answer("x", "y"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    // Another program refreshed and saved the newer pair.
+    store
+        .save(
+            USER,
+            &credentials(
+                "their-access",
+                "their-refresh",
+                Utc::now() + TimeDelta::hours(3),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "their-access"
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn the_bearer_token_never_leaves_the_api_host() {
+    let server = MockServer::start().await;
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::hours(3)).await;
+    for bad in [
+        "https://evil.example.com/measure",
+        "//evil.example.com/measure",
+        "",
+        "measure?x=1",
+        "\\\\evil",
+    ] {
+        let err = session.call(bad, &[]).await.unwrap_err();
+        assert!(
+            matches!(err, SessionError::InvalidPath { .. }),
+            "{bad}: {err:?}"
+        );
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn start_hands_the_login_back_when_the_store_fails() {
+    let server = MockServer::start().await;
+    let store = Arc::new(FlakyStore::default());
+    store.fail_next_saves(1);
+    let authorized = Authorized::restore_from_stored(
+        &client(&server),
+        credentials("a", "r", Utc::now() + TimeDelta::hours(3)),
+    );
+    let err = Session::start(authorized, store.clone()).await.unwrap_err();
+    assert!(err.store_error().is_some());
+    let authorized = err.into_login().expect("the login comes back");
+    assert!(Session::start(authorized, store).await.is_ok());
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let token = AccessToken::new("s3cret-token");
+    assert!(!format!("{token:?}").contains("s3cret"));
+}
+
+#[test]
+fn getmeas_sends_several_types_as_meastypes() {
+    let query = GetMeas::new()
+        .meastype(measure_type::WEIGHT)
+        .meastype(measure_type::FAT_RATIO)
+        .category(1)
+        .offset(3);
+    assert_eq!(
+        query.params(),
+        [
+            ("meastypes", "1,6".to_owned()),
+            ("category", "1".to_owned()),
+            ("offset", "3".to_owned())
+        ]
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_measure_has_a_real_value(value: i64, unit: i32) {
+        let real = Measure { value, kind: 1, unit }.real_value();
+        proptest::prop_assert!(!real.is_nan());
+        if (-12..=12).contains(&unit) && value.unsigned_abs() < 1 << 40 {
+            let expected: f64 = format!("{value}e{unit}").parse().unwrap();
+            proptest::prop_assert!((real - expected).abs() <= expected.abs() * 1e-12, "{real} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn measure_groups_parse_whatever_the_types_of_more(more in proptest::option::of(proptest::prop_oneof![
+        proptest::prelude::Just("0".to_owned()),
+        proptest::prelude::Just("1".to_owned()),
+        proptest::prelude::Just("true".to_owned()),
+        proptest::prelude::Just("false".to_owned()),
+        proptest::prelude::Just("null".to_owned()),
+    ])) {
+        let body = match &more {
+            Some(m) => format!(r#"{{"measuregrps":[],"more":{m}}}"#),
+            None => r#"{"measuregrps":[]}"#.to_owned(),
+        };
+        let groups: MeasureGroups = serde_json::from_str(&body).unwrap();
+        proptest::prop_assert_eq!(groups.more, matches!(more.as_deref(), Some("1" | "true")));
+    }
+}
+
+#[test]
+fn real_values_scale_by_powers_of_ten() {
+    let m = |value, unit| {
+        Measure {
+            value,
+            kind: 1,
+            unit,
+        }
+        .real_value()
+    };
+    assert_eq!(m(72345, -3), 72.345);
+    assert_eq!(m(2150, -2), 21.5);
+    assert_eq!(m(80, 0), 80.0);
+    assert_eq!(m(12, 3), 12000.0);
+    assert!(m(1, i32::MIN).is_finite());
+    assert!(m(i64::MAX, i32::MAX).is_infinite());
+}
