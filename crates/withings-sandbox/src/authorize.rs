@@ -13,6 +13,7 @@ use axum::http::header::LOCATION;
 use axum::response::{Html, IntoResponse, Response};
 use url::{Host, Url};
 
+use crate::config::User;
 use crate::state::{Code, Inner, Shared};
 use crate::wire::{self, Params};
 use crate::{AUTHORIZE_PATH, DEMO_USERID, KNOWN_SCOPES};
@@ -50,7 +51,7 @@ pub(crate) async fn page(State(shared): State<Arc<Shared>>, req: Request) -> Res
         let scopes = request.scopes.clone();
         return grant(&mut inner, &request, userid, scopes, now);
     }
-    consent_page(&request, None, "")
+    consent_page(&request, None, "", inner.users.first())
 }
 
 /// `POST /oauth2_user/authorize2`: the consent form's submission.
@@ -93,7 +94,12 @@ pub(crate) async fn submit(State(shared): State<Arc<Shared>>, req: Request) -> R
                     .map(|u| u.userid)
             };
             let Some(userid) = userid else {
-                return consent_page(&request, Some("Wrong email or password."), email);
+                return consent_page(
+                    &request,
+                    Some("Wrong email or password."),
+                    email,
+                    inner.users.first(),
+                );
             };
             // The page offers one checkbox per scope; without them (a scripted POST) all the
             // requested scopes are granted.
@@ -109,11 +115,21 @@ pub(crate) async fn submit(State(shared): State<Arc<Shared>>, req: Request) -> R
                 request.scopes.clone()
             };
             if scopes.is_empty() {
-                return consent_page(&request, Some("Select at least one permission."), email);
+                return consent_page(
+                    &request,
+                    Some("Select at least one permission."),
+                    email,
+                    inner.users.first(),
+                );
             }
             grant(&mut inner, &request, userid, scopes, now)
         }
-        _ => consent_page(&request, Some("Choose Allow or Deny."), email),
+        _ => consent_page(
+            &request,
+            Some("Choose Allow or Deny."),
+            email,
+            inner.users.first(),
+        ),
     }
 }
 
@@ -241,9 +257,46 @@ fn escape(s: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}\
-label,input,button{display:block;margin:.4rem 0}#error{color:#b00020}\
-button{padding:.5rem 1.5rem}";
+/// Inline only: the page must render with nothing but the sandbox reachable.
+const STYLE: &str = "\
+*{box-sizing:border-box}\
+body{margin:0;background:#eef1f5;color:#1c2733;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif}\
+main{max-width:32rem;margin:2.5rem auto;background:#fff;border-radius:12px;box-shadow:0 2px 14px rgba(20,40,70,.12);padding:1.75rem 2rem 2rem}\
+.brand{display:flex;align-items:center;gap:.5rem;font-weight:700;font-size:1.05rem;color:#00639c;margin-bottom:1rem}\
+.badge{font-size:.7rem;font-weight:600;text-transform:uppercase;letter-spacing:.05em;color:#7a4b00;background:#ffe7b3;border-radius:4px;padding:.1rem .4rem}\
+h1{font-size:1.3rem;margin:0 0 .35rem}\
+p{margin:.3rem 0}\
+#app{color:#3b4756}\
+#hint,#demo{background:#e8f4fd;border:1px solid #b6dcf5;border-radius:8px;padding:.6rem .8rem;margin:1rem 0 0;font-size:.9rem}\
+#hint strong{display:block;font-weight:600;margin-bottom:.2rem}\
+#hint code{white-space:nowrap;font-family:'DejaVu Sans Mono',monospace;font-size:.85rem;background:#fff;border-radius:4px;padding:.05rem .3rem}\
+#error{background:#fdecee;border:1px solid #f3b7bf;color:#a0001c;border-radius:8px;padding:.6rem .8rem;margin:1rem 0 0}\
+.field{display:block;font-size:.85rem;font-weight:600;margin:.7rem 0 .25rem}\
+input[type=email],input[type=password]{display:block;width:100%;font:inherit;padding:.5rem .65rem;border:1px solid #c3ccd6;border-radius:6px}\
+fieldset{border:0;padding:0;margin:1.5rem 0 0}\
+legend{padding:0;font-size:.8rem;font-weight:600;text-transform:uppercase;letter-spacing:.05em;color:#5b6878;margin:0 0 .5rem}\
+.scope{display:flex;align-items:flex-start;gap:.65rem;padding:.55rem .2rem;border-top:1px solid #edf0f3;cursor:pointer}\
+.scope:last-child{border-bottom:1px solid #edf0f3}\
+.scope input{margin:.2rem 0 0;width:1.05rem;height:1.05rem;flex:none}\
+.scope code{font-weight:600;font-family:'DejaVu Sans Mono',monospace;font-size:.85rem}\
+.scope small{display:block;color:#5b6878;font-size:.85rem}\
+.actions{display:flex;gap:.75rem;margin-top:1.5rem}\
+.actions button{flex:1;font:inherit;font-weight:600;padding:.6rem 1rem;border-radius:6px;cursor:pointer}\
+#allow{background:#00639c;border:1px solid #00639c;color:#fff}\
+#deny{background:#fff;border:1px solid #c3ccd6;color:#1c2733}";
+
+/// What each scope lets the application read, as the consent page explains it.
+fn scope_description(scope: &str) -> &'static str {
+    match scope {
+        "user.info" => "Your profile: name, birth date, height and gender.",
+        "user.metrics" => {
+            "Your measurements: weight, body composition, heart rate, blood pressure."
+        }
+        "user.activity" => "Your activity: steps, workouts and sleep.",
+        "user.sleepevents" => "Notifications when you get into and out of bed.",
+        _ => "",
+    }
+}
 
 /// A parameter error, shown on the sandbox's own page (HTTP 400), never redirected.
 #[derive(Debug)]
@@ -258,14 +311,23 @@ impl IntoResponse for ErrorPage {
 fn error_page(message: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Withings sandbox - error</title><style>{STYLE}</style></head><body>\
-         <h1>Something went wrong</h1><p id=\"error\">{}</p></body></html>",
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>Withings sandbox - error</title><style>{STYLE}</style></head><body><main>\
+         <div class=\"brand\">Withings <span class=\"badge\">sandbox</span></div>\
+         <h1>Something went wrong</h1><p id=\"error\">{}</p></main></body></html>",
         escape(message)
     );
     (StatusCode::BAD_REQUEST, Html(html)).into_response()
 }
 
-fn consent_page(request: &AuthRequest, error: Option<&str>, email: &str) -> Response {
+/// The login and consent form. `test_user` is shown in a hint box: this is a fake server and
+/// its seeded credentials are public, so whoever opens the page can log in.
+fn consent_page(
+    request: &AuthRequest,
+    error: Option<&str>,
+    email: &str,
+    test_user: Option<&User>,
+) -> Response {
     let mut hidden = String::new();
     let mut fields = vec![
         ("response_type", "code"),
@@ -289,34 +351,45 @@ fn consent_page(request: &AuthRequest, error: Option<&str>, email: &str) -> Resp
     for s in &request.scopes {
         let _ = write!(
             scopes,
-            "<label><input type=\"checkbox\" id=\"scope-{}\" name=\"grant_scope\" value=\"{s}\" \
-             checked> {s}</label>",
-            s.replace('.', "-")
+            "<label class=\"scope\"><input type=\"checkbox\" id=\"scope-{}\" name=\"grant_scope\" \
+             value=\"{s}\" checked><span><code>{s}</code><small>{}</small></span></label>",
+            s.replace('.', "-"),
+            scope_description(s),
         );
     }
-    let who = if request.demo {
-        "<p id=\"demo\">Demo mode: you are logged in as the demo user, no password needed.</p>"
-    } else {
-        ""
+    let who = match (request.demo, test_user) {
+        (true, _) => "<p id=\"demo\">Demo mode: you are logged in as the demo user, no password \
+                      needed.</p>"
+            .to_owned(),
+        (false, Some(user)) => format!(
+            "<p id=\"hint\"><strong>Sandbox test account:</strong> <code>{}</code> / <code>{}</code></p>",
+            escape(&user.email),
+            escape(&user.password)
+        ),
+        (false, None) => String::new(),
     };
     let error = error.map_or_else(String::new, |e| {
         format!("<p id=\"error\">{}</p>", escape(e))
     });
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Withings sandbox - authorize</title><style>{STYLE}</style></head><body>\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>Withings sandbox - authorize</title><style>{STYLE}</style></head><body><main>\
+         <div class=\"brand\">Withings <span class=\"badge\">sandbox</span></div>\
          <h1>Log in to Withings</h1>\
-         <p id=\"app\">The application <strong>{client}</strong> wants to access your data.</p>\
+         <p id=\"app\">The application <strong>{client}</strong> wants to access your \
+         Withings data.</p>\
          {who}{error}\
          <form id=\"consent-form\" method=\"post\" action=\"{AUTHORIZE_PATH}\">{hidden}\
-         <label for=\"email\">Email</label>\
+         <label class=\"field\" for=\"email\">Email</label>\
          <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" value=\"{email}\">\
-         <label for=\"password\">Password</label>\
+         <label class=\"field\" for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\">\
-         <fieldset id=\"scopes\"><legend>Permissions</legend>{scopes}</fieldset>\
+         <fieldset id=\"scopes\"><legend>Permissions asked</legend>{scopes}</fieldset>\
+         <div class=\"actions\">\
          <button id=\"allow\" name=\"decision\" value=\"allow\" type=\"submit\">Allow</button>\
          <button id=\"deny\" name=\"decision\" value=\"deny\" type=\"submit\">Deny</button>\
-         </form></body></html>",
+         </div></form></main></body></html>",
         client = escape(&request.client_id),
         email = escape(email),
     );

@@ -21,6 +21,10 @@ pub const SEEDED_EMAIL: &str = "alice@example.com";
 pub const SEEDED_PASSWORD: &str = "correct-horse-battery";
 /// Withings user id of the user seeded by default.
 pub const SEEDED_USERID: u64 = 1001;
+/// Numbered users ([`User::numbered`], [`SandboxConfig::seed_users`]) have user ids above
+/// this one: user `i` is `NUMBERED_USERID_BASE + i`. It is above [`DEMO_USERID`], so the two
+/// never collide.
+pub const NUMBERED_USERID_BASE: u64 = 1_000_000;
 /// User id of the demo account (`mode=demo` on the authorize page, `action=getdemoaccess`).
 pub const DEMO_USERID: u64 = 999999;
 
@@ -93,6 +97,26 @@ impl User {
     }
 }
 
+impl User {
+    /// User number `i` of a fleet: email `user<i>@example.com`, password
+    /// `sandbox-password-<i>`, userid [`NUMBERED_USERID_BASE`]` + i`.
+    ///
+    /// ```
+    /// use withings_sandbox::User;
+    /// let user = User::numbered(7);
+    /// assert_eq!(user.email, "user7@example.com");
+    /// assert_eq!(user.password, "sandbox-password-7");
+    /// assert_eq!(user.userid, 1_000_007);
+    /// ```
+    pub fn numbered(i: u32) -> Self {
+        Self::new(
+            NUMBERED_USERID_BASE + u64::from(i),
+            format!("user{i}@example.com"),
+            format!("sandbox-password-{i}"),
+        )
+    }
+}
+
 impl Default for User {
     /// The seeded user: [`SEEDED_USERID`], [`SEEDED_EMAIL`], [`SEEDED_PASSWORD`].
     fn default() -> Self {
@@ -105,7 +129,7 @@ impl Default for User {
 /// The default registers [`App::default`] and [`User::default`], does not auto-approve, and
 /// uses Withings' lifetimes: access tokens 3 h, refresh tokens 1 year, codes 30 s, nonces
 /// 30 min, a rotated refresh token dies 8 h after its successor was issued; 120 requests per
-/// minute per client; a registered loopback callback without a port matches any port (see
+/// minute per client (answered status 601 beyond); a registered loopback callback without a port matches any port (see
 /// [`SandboxConfig::exact_redirect_uris`]).
 ///
 /// Any lifetime is accepted, up to [`Duration::MAX`]: one too long to add to the clock means
@@ -121,6 +145,7 @@ pub struct SandboxConfig {
     pub(crate) nonce_lifetime: Duration,
     pub(crate) old_refresh_grace: Duration,
     pub(crate) rate_limit: Option<u32>,
+    pub(crate) rate_limit_window: Duration,
     pub(crate) exact_redirect_uris: bool,
 }
 
@@ -136,6 +161,7 @@ impl Default for SandboxConfig {
             nonce_lifetime: Duration::from_secs(30 * 60),
             old_refresh_grace: Duration::from_secs(8 * 3600),
             rate_limit: Some(120),
+            rate_limit_window: Duration::from_secs(60),
             exact_redirect_uris: false,
         }
     }
@@ -154,6 +180,23 @@ impl SandboxConfig {
         self.users
             .retain(|u| u.userid != user.userid && u.email != user.email);
         self.users.push(user);
+        self
+    }
+
+    /// Adds users [`User::numbered`]`(1)` to `(n)`, for tests that need a fleet of users;
+    /// any user with the same id or email is replaced. The seeded user stays unless
+    /// [`without_users`](Self::without_users) comes first.
+    ///
+    /// Each can log in on the authorize page, or be given tokens at once with
+    /// [`SandboxHandle::issue_tokens`](crate::SandboxHandle::issue_tokens).
+    pub fn seed_users(mut self, n: u32) -> Self {
+        let fleet: Vec<User> = (1..=n).map(User::numbered).collect();
+        let emails: std::collections::HashSet<&str> =
+            fleet.iter().map(|u| u.email.as_str()).collect();
+        let ids = NUMBERED_USERID_BASE + 1..=NUMBERED_USERID_BASE + u64::from(n);
+        self.users
+            .retain(|u| !ids.contains(&u.userid) && !emails.contains(u.email.as_str()));
+        self.users.extend(fleet);
         self
     }
 
@@ -209,9 +252,18 @@ impl SandboxConfig {
         self
     }
 
-    /// Requests per minute per client id before status 601; `None` turns the limit off.
+    /// Requests per client id within a [window](Self::rate_limit_window) (a minute by
+    /// default) before status 601; `None` turns the limit off (default 120, the limit third
+    /// parties report for Withings).
     pub fn rate_limit(mut self, per_minute: Option<u32>) -> Self {
         self.rate_limit = per_minute;
+        self
+    }
+
+    /// Length of the sliding window the [rate limit](Self::rate_limit) counts requests in
+    /// (default 60 s). A zero window never limits.
+    pub fn rate_limit_window(mut self, window: Duration) -> Self {
+        self.rate_limit_window = window;
         self
     }
 
@@ -239,7 +291,7 @@ impl SandboxConfig {
         &self.users
     }
 
-    /// The per-minute request limit per client id, `None` if off.
+    /// The request limit per client id and window, `None` if off.
     pub fn rate_limit_per_minute(&self) -> Option<u32> {
         self.rate_limit
     }

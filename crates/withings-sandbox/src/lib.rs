@@ -12,8 +12,11 @@
 //!
 //! # Contents
 //! - [`Sandbox`]: start, base URLs, shutdown.
-//! - [`SandboxHandle`]: clock, faults, counters, live codes and tokens, switches.
-//! - [`SandboxConfig`], [`App`], [`User`]: apps, users, lifetimes, rate limit.
+//! - [`SandboxHandle`]: clock, faults, counters, live codes and tokens, switches, tokens
+//!   minted without a login ([`SandboxHandle::issue_tokens`]).
+//! - [`SandboxConfig`], [`App`], [`User`]: apps, users (one or a numbered fleet), lifetimes,
+//!   rate limit.
+//! - [`Counters`], [`UserCounters`]: what the clients did, in total and per user.
 //! - [`error_text`]: the `error` texts of the envelopes.
 //!
 //! # Endpoints
@@ -26,7 +29,9 @@
 //! | `POST /measure` | `getmeas` with `Authorization: Bearer` |
 //!
 //! The consent page has stable element ids for browser tests: `consent-form`, `email`,
-//! `password`, `allow`, `deny`, and `error` for an error message.
+//! `password`, `allow`, `deny`, one checkbox per requested scope (`scope-user-metrics`, ...),
+//! `error` for an error message, and `hint` for the box showing the first user's email and
+//! password.
 //!
 //! # Example: the whole authorization code flow
 //! ```
@@ -102,6 +107,7 @@ mod authorize;
 mod clock;
 mod config;
 mod fault;
+mod issue;
 mod measure;
 mod server;
 mod signature;
@@ -111,12 +117,14 @@ mod wire;
 
 pub use config::{
     App, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEMO_USERID, HTTPS_CALLBACK, KNOWN_SCOPES,
-    LOOPBACK_CALLBACK, SEEDED_EMAIL, SEEDED_PASSWORD, SEEDED_USERID, SandboxConfig, User,
+    LOOPBACK_CALLBACK, NUMBERED_USERID_BASE, SEEDED_EMAIL, SEEDED_PASSWORD, SEEDED_USERID,
+    SandboxConfig, User,
 };
 pub use fault::{Endpoint, Fault};
+pub use issue::{IssueError, IssuedTokens};
 pub use server::{Sandbox, SandboxHandle};
 pub use signature::TIMESTAMP_TOLERANCE_SECS;
-pub use state::{CodeInfo, Counters, TokenInfo, TokenKind};
+pub use state::{CodeInfo, Counters, TokenInfo, TokenKind, UserCounters};
 pub use wire::{MAX_BODY_BYTES, error_text};
 
 /// Path of the authorize page on the account host.

@@ -41,6 +41,11 @@ struct Args {
     #[arg(long = "user", value_name = "EMAIL:PASSWORD:USERID", value_parser = parse_user)]
     users: Vec<User>,
 
+    /// Also seed N numbered users who can log in: user1@example.com / sandbox-password-1
+    /// (userid 1000001) to userN@example.com / sandbox-password-N (userid 1000000+N).
+    #[arg(long = "users", value_name = "N", default_value_t = 0)]
+    numbered_users: u32,
+
     /// Skip the login/consent form: redirect with a code for the first user at once.
     #[arg(long)]
     auto_approve: bool,
@@ -67,9 +72,14 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 8 * 3600, value_parser = lifetime(0))]
     old_refresh_grace: u64,
 
-    /// Requests per minute per client id before status 601; 0 turns the limit off.
+    /// Requests per client id within the rate limit window before status 601; 0 turns the
+    /// limit off.
     #[arg(long, value_name = "N", default_value_t = 120)]
     rate_limit: u32,
+
+    /// Length of the rate limit's sliding window in seconds: 1 to 315360000. Default a minute.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = lifetime(1))]
+    rate_limit_window: u64,
 }
 
 /// The longest lifetime a flag accepts: 10 years in seconds, ten times Withings' longest (the
@@ -119,7 +129,8 @@ fn config(args: &Args) -> SandboxConfig {
         .code_lifetime(Duration::from_secs(args.code_lifetime))
         .nonce_lifetime(Duration::from_secs(args.nonce_lifetime))
         .old_refresh_grace(Duration::from_secs(args.old_refresh_grace))
-        .rate_limit((args.rate_limit > 0).then_some(args.rate_limit));
+        .rate_limit((args.rate_limit > 0).then_some(args.rate_limit))
+        .rate_limit_window(Duration::from_secs(args.rate_limit_window));
     if !args.apps.is_empty() {
         config = config.without_apps();
     }
@@ -132,7 +143,7 @@ fn config(args: &Args) -> SandboxConfig {
     for user in &args.users {
         config = config.with_user(user.clone());
     }
-    config
+    config.seed_users(args.numbered_users)
 }
 
 #[tokio::main]
@@ -196,8 +207,41 @@ mod tests {
     }
 
     #[test]
+    fn users_flag_adds_a_numbered_fleet() {
+        let args = Args::parse_from(["withings-sandbox", "--users", "3"]);
+        let users = config(&args).users().to_vec();
+        assert_eq!(
+            users,
+            [
+                User::default(),
+                User::numbered(1),
+                User::numbered(2),
+                User::numbered(3)
+            ]
+        );
+        let args = Args::parse_from([
+            "withings-sandbox",
+            "--user",
+            "bob@example.com:pw:42",
+            "--users",
+            "1",
+        ]);
+        let ids: Vec<u64> = config(&args).users().iter().map(|u| u.userid).collect();
+        assert_eq!(ids, [42, 1_000_001]);
+    }
+
+    #[test]
+    fn rate_limit_window_flag() {
+        let args = Args::parse_from(["withings-sandbox", "--rate-limit-window", "5"]);
+        let expected = SandboxConfig::default().rate_limit_window(Duration::from_secs(5));
+        assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
+        assert!(Args::try_parse_from(["withings-sandbox", "--rate-limit-window", "0"]).is_err());
+    }
+
+    #[test]
     fn lifetimes_are_bounded_to_ten_years() {
         for flag in [
+            "--rate-limit-window",
             "--access-token-lifetime",
             "--refresh-token-lifetime",
             "--code-lifetime",

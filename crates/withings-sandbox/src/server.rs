@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::config::SandboxConfig;
 use crate::fault::{Endpoint, Fault};
+use crate::issue::{IssueError, IssuedTokens};
 use crate::state::{CodeInfo, Counters, Shared, TokenInfo};
 use crate::{AUTHORIZE_PATH, MEASURE_PATH, SIGNATURE_PATH, TOKEN_PATH};
 use crate::{authorize, measure, signature, token, wire};
@@ -170,9 +171,62 @@ impl SandboxHandle {
         self.shared.lock().config.auto_approve = on;
     }
 
-    /// Changes the per-client limit; `None` turns it off.
+    /// Changes the per-client limit (see [`SandboxConfig::rate_limit`]); `None` turns it off.
+    /// Requests already made in the current window count against the new limit.
     pub fn set_rate_limit(&self, per_minute: Option<u32>) {
         self.shared.lock().config.rate_limit = per_minute;
+    }
+
+    /// Changes the length of the rate limit's sliding window (see
+    /// [`SandboxConfig::rate_limit_window`]).
+    pub fn set_rate_limit_window(&self, window: Duration) {
+        self.shared.lock().config.rate_limit_window = window;
+    }
+
+    /// Mints an access/refresh pair for `userid` and `client_id`, as if the user had logged
+    /// in and the app had exchanged the code, without a browser or a request. The access
+    /// token lives `expires_in` (`Duration::ZERO`: already expired, so the first data call is
+    /// refused and the client must refresh); the refresh token lives as long as any other.
+    ///
+    /// Tests that need many logged-in users use it with
+    /// [`SandboxConfig::seed_users`]. No counter moves and the rate limit does not apply.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use withings_sandbox::{Sandbox, SandboxConfig, User, DEFAULT_CLIENT_ID};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start(SandboxConfig::default().seed_users(100)).await?;
+    /// let handle = sandbox.handle();
+    /// for i in 1..=100 {
+    ///     let user = User::numbered(i).userid;
+    ///     let tokens =
+    ///         handle.issue_tokens(user, DEFAULT_CLIENT_ID, &["user.metrics"], Duration::ZERO)?;
+    ///     assert_eq!((tokens.userid, tokens.expires_in), (user, 0));
+    /// }
+    /// assert_eq!(handle.live_tokens().len(), 100); // the refresh tokens; the access ones expired
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`IssueError`] if the client id or the user is unknown, or a scope is not one of
+    /// [`KNOWN_SCOPES`](crate::KNOWN_SCOPES).
+    ///
+    /// # Security
+    /// The tokens are returned in plain text, as everything in the sandbox: test data only.
+    pub fn issue_tokens(
+        &self,
+        userid: u64,
+        client_id: &str,
+        scopes: &[&str],
+        expires_in: Duration,
+    ) -> Result<IssuedTokens, IssueError> {
+        let now = self.shared.clock.now();
+        self.shared
+            .lock()
+            .issue_tokens(userid, client_id, scopes, expires_in, now)
     }
 
     /// Adds a callback URL to a registered app. Unknown client ids are ignored.

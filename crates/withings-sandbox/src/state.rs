@@ -3,7 +3,7 @@
 //! One `std::sync::Mutex` guards it all. No lock is held across an `.await`, and every
 //! operation is a few map look-ups, so many concurrent clients do not contend noticeably.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +19,6 @@ pub(crate) const MAX_NONCES: usize = 10_000;
 pub(crate) const MAX_TOKENS: usize = 100_000;
 /// Expired entries are swept at most this often.
 const PURGE_EVERY: Duration = Duration::from_secs(1);
-const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// How many requests of each kind the sandbox answered since start (or the last
 /// [`SandboxHandle::reset_counters`](crate::SandboxHandle::reset_counters)).
@@ -41,6 +40,15 @@ pub struct Counters {
     pub token_refresh: u64,
     /// Refreshes answered `Invalid Params: invalid refresh_token`.
     pub refresh_rejected: u64,
+    /// Refreshes that returned a new pair.
+    pub refresh_granted: u64,
+    /// Refreshes with a refresh token already rotated away but still inside its grace
+    /// period: granted, and a sign that two refreshes raced or a rotated pair was lost.
+    pub refresh_in_grace: u64,
+    /// Refreshes refused because the refresh token had been rotated away and then died (its
+    /// successor's access token was used, or the grace period ended). Counted within
+    /// `refresh_rejected`. The client lost or failed to store a rotated pair.
+    pub refresh_dead_token: u64,
     /// Code exchanges answered `Invalid Params: invalid code`.
     pub code_rejected: u64,
     /// `getnonce` requests.
@@ -57,6 +65,51 @@ pub struct Counters {
     pub rate_limited: u64,
     /// Requests a fault was applied to.
     pub faults_applied: u64,
+    /// The refresh counters per user id, for the users who refreshed at least once.
+    pub users: BTreeMap<u64, UserCounters>,
+}
+
+impl Counters {
+    /// The refresh counters of `userid`, zero if it never refreshed.
+    pub fn user(&self, userid: u64) -> UserCounters {
+        self.users.get(&userid).copied().unwrap_or_default()
+    }
+
+    /// Counts a refresh of `userid` in its counters and in the totals.
+    fn count_refresh(&mut self, userid: u64, outcome: RefreshOutcome) {
+        let user = self.users.entry(userid).or_default();
+        match outcome {
+            RefreshOutcome::Granted { in_grace } => {
+                user.refresh_granted += 1;
+                self.refresh_granted += 1;
+                if in_grace {
+                    user.refresh_in_grace += 1;
+                    self.refresh_in_grace += 1;
+                }
+            }
+            RefreshOutcome::DeadToken => {
+                user.refresh_dead_token += 1;
+                self.refresh_dead_token += 1;
+            }
+        }
+    }
+}
+
+enum RefreshOutcome {
+    Granted { in_grace: bool },
+    DeadToken,
+}
+
+/// The refresh counters of one user, as in [`Counters::users`]; each is counted in the
+/// total of the same name in [`Counters`] too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserCounters {
+    /// Refreshes that returned a new pair.
+    pub refresh_granted: u64,
+    /// Granted refreshes with a refresh token already rotated away, inside its grace period.
+    pub refresh_in_grace: u64,
+    /// Refreshes refused because the refresh token had been rotated away and then died.
+    pub refresh_dead_token: u64,
 }
 
 /// A live authorization code, as shown by
@@ -149,6 +202,19 @@ impl Refresh {
         self.dies_at
             .map_or(self.expires_at, |d| d.min(self.expires_at))
     }
+
+    fn rotated(&self) -> bool {
+        self.dies_at.is_some()
+    }
+}
+
+/// A refresh token that was rotated away and then died, remembered until it would have
+/// expired anyway, so that a client using it again is counted.
+#[derive(Debug)]
+pub(crate) struct Dead {
+    client_id: String,
+    userid: u64,
+    expires_at: SystemTime,
 }
 
 /// A freshly issued access/refresh pair.
@@ -170,6 +236,7 @@ pub(crate) struct Inner {
     pub(crate) nonces: HashMap<String, Nonce>,
     pub(crate) access: HashMap<String, Access>,
     pub(crate) refresh: HashMap<String, Refresh>,
+    dead: HashMap<String, Dead>,
     rate: HashMap<String, VecDeque<SystemTime>>,
     pub(crate) counters: Counters,
     pub(crate) faults: Faults,
@@ -200,6 +267,7 @@ impl Shared {
                 nonces: HashMap::new(),
                 access: HashMap::new(),
                 refresh: HashMap::new(),
+                dead: HashMap::new(),
                 rate: HashMap::new(),
                 counters: Counters::default(),
                 faults: Faults::default(),
@@ -253,15 +321,47 @@ impl Inner {
         self.codes.retain(|_, c| c.expires_at > now);
         self.nonces.retain(|_, n| n.expires_at > now);
         self.access.retain(|_, a| a.expires_at > now);
-        self.refresh.retain(|_, r| r.deadline() > now);
-        let window_start = now.checked_sub(RATE_WINDOW).unwrap_or(now);
+        let died: Vec<String> = self
+            .refresh
+            .iter()
+            .filter(|(_, r)| r.deadline() <= now)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for token in died {
+            self.bury(&token);
+        }
+        self.dead.retain(|_, d| d.expires_at > now);
+        let window_start = now
+            .checked_sub(self.config.rate_limit_window)
+            .unwrap_or(now);
         self.rate.retain(|_, hits| {
             hits.retain(|t| *t > window_start);
             !hits.is_empty()
         });
     }
 
-    /// Counts one request of `client_id` against the per-minute limit; `false` means the
+    /// Removes a refresh token; if it had been rotated away, remembers it as dead.
+    fn bury(&mut self, token: &str) {
+        let Some(r) = self.refresh.remove(token) else {
+            return;
+        };
+        if !r.rotated() {
+            return;
+        }
+        if self.dead.len() >= MAX_TOKENS {
+            evict_oldest(&mut self.dead, |d| d.expires_at);
+        }
+        self.dead.insert(
+            token.to_owned(),
+            Dead {
+                client_id: r.client_id,
+                userid: r.userid,
+                expires_at: r.expires_at,
+            },
+        );
+    }
+
+    /// Counts one request of `client_id` against the limit of its window; `false` means the
     /// request must be answered with status 601. Unknown client ids are not tracked, so
     /// garbage cannot grow the table.
     pub(crate) fn rate_limit_allows(&mut self, client_id: &str, now: SystemTime) -> bool {
@@ -271,7 +371,9 @@ impl Inner {
         if !self.apps.contains_key(client_id) {
             return true;
         }
-        let window_start = now.checked_sub(RATE_WINDOW).unwrap_or(now);
+        let window_start = now
+            .checked_sub(self.config.rate_limit_window)
+            .unwrap_or(now);
         let hits = self.rate.entry(client_id.to_owned()).or_default();
         while hits.front().is_some_and(|t| *t <= window_start) {
             hits.pop_front();
@@ -331,6 +433,20 @@ impl Inner {
         replaces: Option<String>,
         now: SystemTime,
     ) -> Pair {
+        let lifetime = self.config.access_token_lifetime;
+        self.issue_pair_lasting(client_id, userid, scopes, replaces, lifetime, now)
+    }
+
+    /// [`issue_pair`](Self::issue_pair) with an access token living `lifetime`.
+    pub(crate) fn issue_pair_lasting(
+        &mut self,
+        client_id: &str,
+        userid: u64,
+        scopes: Vec<String>,
+        replaces: Option<String>,
+        lifetime: Duration,
+        now: SystemTime,
+    ) -> Pair {
         if self.access.len() >= MAX_TOKENS {
             evict_oldest(&mut self.access, |a| a.expires_at);
         }
@@ -339,7 +455,6 @@ impl Inner {
         }
         let access_token = random_token();
         let refresh_token = random_token();
-        let lifetime = self.config.access_token_lifetime;
         self.access.insert(
             access_token.clone(),
             Access {
@@ -371,18 +486,36 @@ impl Inner {
     }
 
     /// Rotates a refresh token: `None` if it is unknown, belongs to another client, expired
-    /// or died (grace over, or its successor's access token was used).
+    /// or died (grace over, or its successor's access token was used). Counts the outcome
+    /// for the token's user.
     ///
     /// A token still inside its grace period can be rotated again and yields another fresh
     /// pair; its own deadline is not extended.
     pub(crate) fn rotate(&mut self, token: &str, client_id: &str, now: SystemTime) -> Option<Pair> {
         let grace = self.config.old_refresh_grace;
-        let old = self.refresh.get_mut(token)?;
-        if old.client_id != client_id || old.deadline() <= now {
+        let Some(old) = self.refresh.get_mut(token) else {
+            if let Some(dead) = self.dead.get(token).filter(|d| d.client_id == client_id) {
+                let userid = dead.userid;
+                self.counters
+                    .count_refresh(userid, RefreshOutcome::DeadToken);
+            }
+            return None;
+        };
+        if old.client_id != client_id {
+            return None;
+        }
+        let (userid, rotated) = (old.userid, old.rotated());
+        if old.deadline() <= now {
+            if rotated {
+                self.counters
+                    .count_refresh(userid, RefreshOutcome::DeadToken);
+            }
             return None;
         }
         old.dies_at.get_or_insert(later(now, grace));
-        let (userid, scopes) = (old.userid, old.scopes.clone());
+        let scopes = old.scopes.clone();
+        self.counters
+            .count_refresh(userid, RefreshOutcome::Granted { in_grace: rotated });
         Some(self.issue_pair(client_id, userid, scopes, Some(token.to_owned()), now))
     }
 
@@ -400,7 +533,7 @@ impl Inner {
         access.used = true;
         let found = (access.client_id.clone(), access.scopes.clone());
         if let Some(old) = access.replaces.take() {
-            self.refresh.remove(&old);
+            self.bury(&old);
         }
         Some(found)
     }
@@ -509,6 +642,46 @@ mod tests {
             assert!(s.rate_limit_allows("nobody", t0));
         }
         assert_eq!(s.counters.rate_limited, 1);
+    }
+
+    #[test]
+    fn rate_limit_window_is_configurable() {
+        let mut s = inner();
+        s.config.rate_limit = Some(1);
+        s.config.rate_limit_window = Duration::from_secs(5);
+        let t0 = SystemTime::now();
+        let id = crate::DEFAULT_CLIENT_ID;
+        assert!(s.rate_limit_allows(id, t0));
+        assert!(!s.rate_limit_allows(id, t0 + Duration::from_secs(4)));
+        assert!(s.rate_limit_allows(id, t0 + Duration::from_secs(6)));
+        s.config.rate_limit_window = Duration::ZERO;
+        for _ in 0..3 {
+            assert!(s.rate_limit_allows(id, t0 + Duration::from_secs(6)));
+        }
+    }
+
+    #[test]
+    fn a_rotated_token_past_its_grace_counts_as_dead_before_and_after_the_purge() {
+        let mut s = inner();
+        let id = crate::DEFAULT_CLIENT_ID;
+        let t0 = SystemTime::now();
+        let first = s.issue_pair(id, 7, vec![], None, t0);
+        assert!(s.rotate(&first.refresh_token, id, t0).is_some());
+        let after_grace = t0 + s.config.old_refresh_grace;
+        assert!(s.rotate(&first.refresh_token, id, after_grace).is_none());
+        assert_eq!(s.counters.user(7).refresh_dead_token, 1);
+        s.maybe_purge(after_grace);
+        assert!(!s.refresh.contains_key(&first.refresh_token));
+        assert!(s.rotate(&first.refresh_token, id, after_grace).is_none());
+        // Another client presenting it is not this user's client losing a pair.
+        assert!(
+            s.rotate(&first.refresh_token, "other", after_grace)
+                .is_none()
+        );
+        assert_eq!(s.counters.user(7).refresh_dead_token, 2);
+        // Forgotten once it would have expired anyway.
+        s.maybe_purge(after_grace + Duration::from_secs(366 * 24 * 3600));
+        assert!(s.dead.is_empty());
     }
 
     #[test]

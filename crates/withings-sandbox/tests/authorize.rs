@@ -64,6 +64,85 @@ async fn page_renders_with_stable_ids_and_hidden_parameters() {
 }
 
 #[tokio::test]
+async fn page_shows_the_test_account_and_each_permission_beside_its_checkbox() {
+    let env = start_default().await;
+    let all = "user.info,user.metrics,user.activity,user.sleepevents";
+    let html = env
+        .get_page(&with(&auth_params(REDIRECT), "scope", all))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!(
+            "<p id=\"hint\"><strong>Sandbox test account:</strong> \
+             <code>{SEEDED_EMAIL}</code> / <code>{SEEDED_PASSWORD}</code></p>"
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<p id="app">The application <strong>sandbox-client-id</strong>"#),
+        "{html}"
+    );
+    // Each checkbox sits in the same label as its scope's name and description, so they
+    // render on one line and clicking the name toggles the box.
+    for (scope, words) in [
+        ("user.info", "Your profile"),
+        ("user.metrics", "weight"),
+        ("user.activity", "steps"),
+        ("user.sleepevents", "bed"),
+    ] {
+        let id = scope.replace('.', "-");
+        let start = html
+            .find(&format!(
+                r#"<label class="scope"><input type="checkbox" id="scope-{id}""#
+            ))
+            .unwrap_or_else(|| panic!("no checkbox for {scope} in {html}"));
+        let label = &html[start..start + html[start..].find("</label>").unwrap()];
+        assert!(label.contains(&format!("<code>{scope}</code>")), "{label}");
+        assert!(label.contains(words), "{label}");
+    }
+    // Everything is inline: the page works with only the sandbox reachable.
+    for external in ["src=", "href=", "@import", "url("] {
+        assert!(!html.contains(external), "{external} in {html}");
+    }
+}
+
+#[tokio::test]
+async fn test_account_hint_names_the_first_user_and_is_absent_without_users() {
+    let bob = withings_sandbox::User::new(7, "bob@example.com", "b0b's <pw>");
+    let env = start(SandboxConfig::default().without_users().with_user(bob)).await;
+    let html = env
+        .get_page(&auth_params(REDIRECT))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<code>bob@example.com</code> / <code>b0b&#39;s &lt;pw&gt;</code>"),
+        "{html}"
+    );
+    assert!(!html.contains(SEEDED_EMAIL));
+
+    let env = start(SandboxConfig::default().without_users()).await;
+    let html = env
+        .get_page(&auth_params(REDIRECT))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains(r#"id="hint""#), "{html}");
+    let demo = env
+        .get_page(&with(&auth_params(REDIRECT), "mode", "demo"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(demo.contains(r#"<p id="demo">"#), "{demo}");
+    assert!(!demo.contains(r#"id="hint""#), "{demo}");
+}
+
+#[tokio::test]
 async fn unknown_client_is_an_error_page_without_redirect() {
     let env = start_default().await;
     let resp = env

@@ -24,6 +24,9 @@ fn help_describes_every_flag() {
         "--nonce-lifetime",
         "--old-refresh-grace",
         "--rate-limit",
+        "--rate-limit-window",
+        "--users",
+        "user1@example.com",
         "sandbox-client-id",
         "alice@example.com",
     ] {
@@ -66,23 +69,11 @@ impl Drop for Child {
     }
 }
 
-#[tokio::test]
-async fn serves_the_configured_app_on_the_printed_url() {
+/// Starts the binary with `args` and returns it with the base URL it printed.
+async fn spawn(args: &[&str]) -> (Child, url::Url) {
     let mut child = Child(
         Command::new(BIN)
-            .args([
-                "--port",
-                "0",
-                "--app",
-                "cli-app:cli-secret:https://cli.example/cb,http://127.0.0.1/cb",
-                "--user",
-                "bob@example.com:hunter2:4242",
-                "--auto-approve",
-                "--access-token-lifetime",
-                "600",
-                "--rate-limit",
-                "0",
-            ])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -102,6 +93,25 @@ async fn serves_the_configured_app_on_the_printed_url() {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     let base = url::Url::parse(base).unwrap();
     assert_ne!(base.port(), Some(0));
+    (child, base)
+}
+
+#[tokio::test]
+async fn serves_the_configured_app_on_the_printed_url() {
+    let (_child, base) = spawn(&[
+        "--port",
+        "0",
+        "--app",
+        "cli-app:cli-secret:https://cli.example/cb,http://127.0.0.1/cb",
+        "--user",
+        "bob@example.com:hunter2:4242",
+        "--auto-approve",
+        "--access-token-lifetime",
+        "600",
+        "--rate-limit",
+        "0",
+    ])
+    .await;
 
     let http = common::http_client();
     let mut authorize = base.join("oauth2_user/authorize2").unwrap();
@@ -132,4 +142,51 @@ async fn serves_the_configured_app_on_the_printed_url() {
         default_app["error"],
         withings_sandbox::error_text::INVALID_CLIENT
     );
+}
+
+#[tokio::test]
+async fn numbered_users_log_in_and_the_rate_limit_flags_apply() {
+    let (_child, base) = spawn(&[
+        "--port",
+        "0",
+        "--users",
+        "3",
+        "--rate-limit",
+        "2",
+        "--rate-limit-window",
+        "600",
+    ])
+    .await;
+    let http = common::http_client();
+    let redirect = common::REDIRECT;
+    let mut form = common::auth_params(redirect);
+    form.push(("email", "user3@example.com".into()));
+    form.push(("password", "sandbox-password-3".into()));
+    form.push(("decision", "allow".into()));
+    let resp = http
+        .post(base.join("oauth2_user/authorize2").unwrap())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let code = common::location_params(&resp)["code"].clone();
+    let token_url = base.join("v2/oauth2").unwrap();
+    let exchange = common::code_form(
+        withings_sandbox::DEFAULT_CLIENT_ID,
+        withings_sandbox::DEFAULT_CLIENT_SECRET,
+        &code,
+        redirect,
+    );
+    let answer = common::envelope(http.post(token_url.clone()).form(&exchange)).await;
+    assert_eq!(answer["body"]["userid"], "1000003", "{answer}");
+    let refresh = common::refresh_form(
+        withings_sandbox::DEFAULT_CLIENT_ID,
+        withings_sandbox::DEFAULT_CLIENT_SECRET,
+        "x",
+    );
+    let second = common::envelope(http.post(token_url.clone()).form(&refresh)).await;
+    assert_eq!(second["status"], 503, "{second}");
+    let third = common::envelope(http.post(token_url).form(&refresh)).await;
+    common::assert_error(&third, 601, withings_sandbox::error_text::TOO_MANY_REQUESTS);
 }
