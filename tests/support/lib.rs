@@ -15,8 +15,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use url::Url;
 use withings_oauth::LoopbackAgent;
-use withings_oauth::{AccessToken, Authorized, Client, Error, Scopes, authorize};
-use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxConfig};
+use withings_oauth::{AccessToken, Authorized, Client, Error, Scopes, ScriptedAgent, authorize};
+use withings_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxConfig, SandboxHandle,
+};
 
 /// What to run when the browser tests' programs are missing.
 pub const BROWSER_SETUP_HINT: &str =
@@ -62,6 +64,18 @@ pub async fn start_login(
         .expect("the agent shows the authorize URL at once")
         .expect("an authorize URL");
     (login, authorize_url)
+}
+
+/// Plays the browser: follows the sandbox's auto-approve redirect and returns its target,
+/// after `delay` of sandbox time (to test the code's lifetime).
+pub fn scripted_browser(handle: Option<(SandboxHandle, Duration)>) -> ScriptedAgent {
+    ScriptedAgent::new().then_async(move |authorize_url: Url| async move {
+        let callback = follow_authorize(&authorize_url).await;
+        if let Some((handle, delay)) = handle {
+            handle.advance_clock(delay);
+        }
+        Ok(callback)
+    })
 }
 
 /// Requests `authorize_url` from an auto-approving sandbox without following the redirect, and

@@ -3,16 +3,14 @@
 
 use std::time::Duration;
 
-use url::Url;
-use withings_oauth::user_agent::ScriptedAgent;
 use withings_oauth::{
     ApiError, AuthMethod, Authorized, Client, Credentials, Error, Scope, Scopes, Unauthorized,
     authorize, login,
 };
-use withings_oauth_e2e::{follow_authorize, getmeas_status};
+use withings_oauth_e2e::{getmeas_status, scripted_browser as browser};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Endpoint, Fault, HTTPS_CALLBACK, SEEDED_USERID,
-    Sandbox, SandboxConfig, SandboxHandle,
+    Sandbox, SandboxConfig,
 };
 
 async fn sandbox() -> Sandbox {
@@ -30,18 +28,6 @@ fn client(sandbox: &Sandbox, auth: AuthMethod) -> Client {
         .auth_method(auth)
         .build()
         .expect("valid config")
-}
-
-/// Plays the browser: follows the sandbox's auto-approve redirect and returns its target,
-/// after `delay` of sandbox time (to test the code's lifetime).
-fn browser(handle: Option<(SandboxHandle, Duration)>) -> ScriptedAgent {
-    ScriptedAgent::new().then_async(move |authorize_url: Url| async move {
-        let callback = follow_authorize(&authorize_url).await;
-        if let Some((handle, delay)) = handle {
-            handle.advance_clock(delay);
-        }
-        Ok(callback)
-    })
 }
 
 /// Status of a `getmeas` call with the login's access token.
@@ -195,83 +181,4 @@ async fn a_response_lost_after_the_server_rotated_keeps_the_old_pair_usable() {
         .await
         .expect("the old refresh token is still honoured");
     assert_eq!(measure_status(&sandbox, &refreshed).await, 0);
-}
-
-/// A `tracing` writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn logs_name_every_step_and_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("withings_oauth=trace"))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let sandbox = sandbox().await;
-    let client = client(&sandbox, AuthMethod::Signature);
-    let mut secrets: Vec<String> = vec![DEFAULT_CLIENT_SECRET.to_owned()];
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let recorder = {
-        let seen = seen.clone();
-        ScriptedAgent::new().then_async(move |authorize_url: Url| async move {
-            let callback = browser(None)
-                .run(
-                    withings_oauth::user_agent::Prepared::new(Url::parse(HTTPS_CALLBACK).unwrap()),
-                    &authorize_url,
-                )
-                .await?;
-            seen.lock().unwrap().push(callback.clone());
-            Ok(callback)
-        })
-    };
-    use withings_oauth::UserAgent as _;
-    let authorized = authorize(&client, scopes(), &recorder).await.unwrap();
-    let first = authorized.credentials().reveal_for_storage();
-    let refreshed = authorized.refresh().await.unwrap();
-    let second = refreshed.credentials().reveal_for_storage();
-    refreshed.revoke().await.unwrap();
-    let bad = browser(Some((sandbox.handle(), Duration::from_secs(31))));
-    let _ = authorize(&client, scopes(), &bad).await.unwrap_err();
-
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    for step in [
-        "authorize URL built",
-        "callback accepted",
-        "code exchanged",
-        "tokens refreshed",
-        "access revoked",
-        "code exchange failed",
-    ] {
-        assert!(logs.contains(step), "no {step:?} in the logs:\n{logs}");
-    }
-    for stored in [first, second] {
-        secrets.push(stored.access_token);
-        secrets.push(stored.refresh_token);
-    }
-    for callback in seen.lock().unwrap().iter() {
-        for (k, v) in callback.query_pairs() {
-            if k == "code" || k == "state" {
-                secrets.push(v.into_owned());
-            }
-        }
-    }
-    assert_eq!(secrets.len(), 7);
-    for secret in &secrets {
-        assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
-    }
 }

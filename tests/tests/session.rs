@@ -78,7 +78,7 @@ async fn login(client: &Client) -> Authorized {
 }
 
 async fn stored(store: &dyn TokenStore) -> Option<StoredEntry> {
-    store.load(USER).await.unwrap()
+    store.load(USER).await.unwrap().map(|e| e.entry)
 }
 
 fn stored_access_token(entry: Option<StoredEntry>) -> String {
@@ -324,7 +324,7 @@ async fn two_processes_sharing_a_file_store_refresh_once() {
         "both use the same new pair"
     );
     assert_eq!(
-        stored_access_token(store.load(USER).await.unwrap()),
+        stored_access_token(stored(store.as_ref()).await),
         token.expose_secret()
     );
     session.get_meas(&GetMeas::new()).await.unwrap();

@@ -108,9 +108,18 @@ pub(crate) enum Command {
     /// Revoke the app's access at Withings and delete the local credentials
     Revoke,
     /// Delete the local credentials only (Withings still allows access)
-    Logout,
+    Logout(LogoutArgs),
     /// Run login, status, a data call, refresh and revoke against a local sandbox, offline
     Demo(DemoArgs),
+}
+
+/// `logout`.
+#[derive(Debug, Args)]
+pub(crate) struct LogoutArgs {
+    /// Delete the user's credentials even if another program changed them since they were
+    /// read (a refresh, a new login)
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 /// `login`.

@@ -7,7 +7,7 @@ use withings_oauth::{DEFAULT_MARGIN, Session};
 use withings_oauth::{Scopes, UserId};
 
 use crate::agent;
-use crate::cli::LoginArgs;
+use crate::cli::{LoginArgs, LogoutArgs};
 use crate::error::CliError;
 use crate::ops;
 use crate::out::{note, say};
@@ -143,10 +143,10 @@ pub(crate) async fn revoke(settings: &Settings) -> Result<(), CliError> {
     Ok(())
 }
 
-pub(crate) async fn logout(settings: &Settings) -> Result<(), CliError> {
+pub(crate) async fn logout(settings: &Settings, args: &LogoutArgs) -> Result<(), CliError> {
     let store = open_store(settings)?;
     let user = store.select_user(settings.user).await?;
-    store.delete(user).await?;
+    store.delete(user, args.force).await?;
     say!(
         "Deleted the local credentials of user {user}. Withings still allows the app access: `withings-oauth revoke` withdraws it."
     )?;

@@ -55,6 +55,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token => commands::token(&settings()?).await,
         Command::Refresh => commands::refresh(&settings()?).await,
         Command::Revoke => commands::revoke(&settings()?).await,
-        Command::Logout => commands::logout(&settings()?).await,
+        Command::Logout(args) => commands::logout(&settings()?, &args).await,
     }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use withings_oauth::UserId;
-use withings_oauth::{StoreError, StoredEntry, TokenStore};
+use withings_oauth::{Expected, StoreError, StoredEntry, TokenStore};
 use withings_oauth_store::FileStore;
 
 use crate::error::CliError;
@@ -56,11 +56,31 @@ impl Store {
     }
 
     pub(crate) async fn load(&self, user: UserId) -> Result<Option<StoredEntry>, CliError> {
-        self.inner.load(user).await.map_err(|e| store_error(&e))
+        let entry = self.inner.load(user).await.map_err(|e| store_error(&e))?;
+        Ok(entry.map(|e| e.entry))
     }
 
-    pub(crate) async fn delete(&self, user: UserId) -> Result<(), CliError> {
-        self.inner.delete(user).await.map_err(|e| store_error(&e))
+    /// Deletes the user's entry as it is now. Without `force`, an entry that changes between
+    /// the read and the delete (another program logged the user in again) is kept, and the
+    /// user is told; `force` deletes whatever is there.
+    pub(crate) async fn delete(&self, user: UserId, force: bool) -> Result<(), CliError> {
+        if force {
+            return self
+                .inner
+                .force_delete(user)
+                .await
+                .map_err(|e| store_error(&e));
+        }
+        let expected = match self.inner.load(user).await.map_err(|e| store_error(&e))? {
+            None => return Ok(()),
+            Some(entry) => Expected::Version(entry.version),
+        };
+        match self.inner.delete(user, expected).await {
+            Err(StoreError::Conflict(_)) => Err(CliError::store(format!(
+                "user {user}'s stored login changed while logging out (another program refreshed it or logged in again); nothing was deleted: run `withings-oauth logout` again, or `withings-oauth logout --force`"
+            ))),
+            other => other.map_err(|e| store_error(&e)),
+        }
     }
 
     /// The user to act on: `wanted`, or the only one stored.

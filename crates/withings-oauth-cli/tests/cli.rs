@@ -8,8 +8,8 @@ use assert_cmd::assert::OutputAssertExt;
 use predicates::prelude::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use withings_oauth::Credentials;
 use withings_oauth::store::{StoredEntry, TokenStore};
+use withings_oauth::{Credentials, Expected};
 use withings_oauth_store::FileStore;
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEMO_USERID, Endpoint, Fault, HTTPS_CALLBACK,
@@ -277,11 +277,17 @@ fn assert_no_secret(output: &Output, secrets: &[String]) {
 async fn age_store(path: &Path) {
     let store = FileStore::open(path).unwrap();
     for user in store.users().await.unwrap() {
-        if let Some(StoredEntry::Credentials(credentials)) = store.load(user).await.unwrap() {
+        let Some(entry) = store.load(user).await.unwrap() else {
+            continue;
+        };
+        if let StoredEntry::Credentials(credentials) = entry.entry {
             let mut stored = credentials.reveal_for_storage();
             stored.expires_at = chrono::Utc::now() - chrono::TimeDelta::hours(1);
             let aged = Credentials::from_stored(stored).unwrap();
-            store.save(user, &aged).await.unwrap();
+            store
+                .save(user, &aged, Expected::Version(entry.version))
+                .await
+                .unwrap();
         }
     }
 }

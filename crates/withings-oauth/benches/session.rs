@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use withings_oauth::{Authorized, Client, Credentials, Unauthorized, UserId};
 use withings_oauth::{Clock, Session};
-use withings_oauth::{MemoryStore, StoredEntry, TokenStore};
+use withings_oauth::{Expected, MemoryStore, StoredEntry, TokenStore};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Endpoint, Fault, LOOPBACK_CALLBACK, SEEDED_USERID,
     Sandbox, SandboxConfig,
@@ -120,15 +120,19 @@ fn expired_round(
     if clock.is_none() {
         // The system clock: store the newest pair back with an expiry in the past.
         rt.block_on(async {
-            let Some(StoredEntry::Credentials(credentials)) =
-                store.load(user).await.expect("a store")
+            let entry = store.load(user).await.expect("a store");
+            let Some((version, StoredEntry::Credentials(credentials))) =
+                entry.map(|e| (e.version, e.entry))
             else {
                 panic!("the store lost the login");
             };
             let mut stored = credentials.reveal_for_storage();
             stored.expires_at = Utc::now() - TimeDelta::minutes(1);
             let expired = Credentials::from_stored(stored).expect("valid credentials");
-            store.save(user, &expired).await.expect("a save");
+            store
+                .save(user, &expired, Expected::Version(version))
+                .await
+                .expect("a save");
         });
     }
     rt.block_on(async {

@@ -172,8 +172,9 @@ pub use session::{DEFAULT_MARGIN, Session, SessionError, SessionStatus};
 #[cfg(any(test, feature = "test-util"))]
 pub use store::testing;
 pub use store::{
-    MemoryStore, StoreError, StoreFuture, StoreLock, StoredCredentials, StoredCredentialsError,
-    StoredEntry, TokenStore,
+    Conflict, DEFAULT_LEASE_TTL, Expected, Lease, LocalLeases, MemoryStore, StoreError,
+    StoreFuture, StoredCredentials, StoredCredentialsError, StoredEntry, TokenStore, Version,
+    VersionedEntry,
 };
 pub use time::{Clock, SystemClock};
 #[cfg(feature = "loopback")]

@@ -34,7 +34,7 @@ impl Session {
         match self.post(path, form, &token).await {
             Err(ApiError::InvalidAccessToken) => {
                 info!(user_id = %self.shared.user, "access token rejected; refreshing once");
-                let (token, _) = self.refresh_after(generation, true).await?;
+                let (token, _) = self.refresh_unless_newer(generation, true).await?;
                 self.post(path, form, &token).await
             }
             other => other,

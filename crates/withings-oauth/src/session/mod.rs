@@ -12,8 +12,7 @@ use crate::config::Client;
 use crate::credentials::{Credentials, UserId};
 use crate::login::Authorized;
 use crate::scope::Scopes;
-use crate::secret::RefreshToken;
-use crate::store::{StoreError, StoredEntry, TokenStore};
+use crate::store::{Expected, StoreError, StoredEntry, TokenStore, Version};
 use crate::time::{system_micros, system_resolution_micros};
 
 mod data;
@@ -53,23 +52,28 @@ pub struct SessionStatus {
 /// one session per user across tasks.
 ///
 /// A session holds one user's [`Authorized`] login and a [`TokenStore`]. It hands out access
-/// tokens, refreshing them shortly before they expire, and keeps three promises:
+/// tokens, refreshing them shortly before they expire, and keeps these promises:
 ///
 /// - **One refresh at a time.** Any number of concurrent callers cause one refresh; the others
-///   wait for it and get its token. Processes sharing a store do the same through
-///   [`TokenStore::lock`]: a process that finds newer tokens in the store adopts them instead of
-///   refreshing.
+///   wait for it and get its token. Processes sharing a store do the same through the store's
+///   lease ([`TokenStore::lease`]): whoever takes it re-reads the store, and adopts a newer pair
+///   another process stored instead of refreshing.
 /// - **Persist before use.** New tokens are saved to the store before any caller sees the new
 ///   access token: using it kills the previous refresh token, so a pair that was used but not
 ///   saved would force the user to log in again. If the save fails, the caller gets
 ///   [`SessionError::TokensNotSaved`], the new pair stays in memory unpublished, and the next
-///   call saves it before publishing it, unless another program stored a newer pair
-///   meanwhile: that pair wins, as the store's lock would have made it win had the save worked.
-/// - **Dead logins are recorded.** When Withings rejects the refresh token, every caller gets
-///   [`SessionError::LoginRequired`] and the store records it for the other programs.
-/// - **Logouts stick.** A user another program deleted from the store (a logout) is not saved
-///   back: the session's next refresh finds the entry gone and returns
-///   [`SessionError::LoginRequired`] without asking Withings.
+///   call saves it before publishing it.
+/// - **Never lose the newest login.** Every write is a compare-and-swap against the version the
+///   session holds. A login, a logout or a refresh another program stored meanwhile wins: the
+///   session's refreshed pair is dropped unused and the stored entry adopted (or, after a
+///   logout, the session ends with [`SessionError::LoginRequired`] without saving the user
+///   back). A stored entry older than the session's (a stale read) is never adopted.
+/// - **Dead logins are recorded, and only they.** When Withings rejects the refresh token, the
+///   session first reads the store again: a newer entry means another program refreshed or
+///   logged in, and is adopted. Otherwise every caller gets [`SessionError::LoginRequired`] and
+///   the store records it, replacing only the version whose refresh token died.
+/// - **No stuck session.** A refresh that never finished (a panic, its runtime shut down) leaves
+///   the login in the store; the next call reads it back.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -151,17 +155,20 @@ fn margin_micros(margin: TimeDelta, system_clock: bool) -> i64 {
 }
 
 struct Slot {
-    /// `None` once the login is dead (refresh token rejected, revoked, or logged out).
+    /// `None` once the login is dead (refresh token rejected, revoked, logged out), or if a
+    /// refresh panicked while holding it: the next attempt re-reads the store.
     authorized: Option<Authorized>,
-    /// When `authorized` holds a refreshed pair the store does not have yet: the refresh
-    /// token it was refreshed from, which tells whether the store moved on since.
-    unsaved_from: Option<RefreshToken>,
+    /// The stored version `authorized` is, or, while `unsaved`, the version it was refreshed
+    /// from: what the next write expects to replace.
+    version: Option<Version>,
+    /// `authorized` is a refreshed pair whose save failed: it is not published yet.
+    unsaved: bool,
 }
 
 impl Slot {
     fn forget(&mut self) {
         self.authorized = None;
-        self.unsaved_from = None;
+        self.unsaved = false;
     }
 }
 
@@ -177,19 +184,36 @@ impl fmt::Debug for Session {
 impl Session {
     /// Starts a session with a new login, saving it to `store` first.
     ///
+    /// The new login replaces whatever the store holds for the user (an older login, a "login
+    /// required" mark), with compare-and-swap: if another program writes meanwhile (a refresh
+    /// of the old login, say), the save reads again and replaces that, since a login the user
+    /// just made is newer than anything a program derived from the old one.
+    ///
     /// If saving fails, [`SessionError::StartNotSaved`] hands the login back.
     pub async fn start(
         authorized: Authorized,
         store: Arc<dyn TokenStore>,
     ) -> Result<Session, SessionError> {
+        /// Concurrent writers the save gives way to before giving up.
+        const ATTEMPTS: usize = 16;
         let user = authorized.user_id();
-        if let Err(source) = store.save(user, authorized.credentials()).await {
-            return Err(SessionError::StartNotSaved {
-                source,
-                authorized: Box::new(authorized),
-            });
+        let mut expected = match store.load(user).await {
+            Ok(entry) => entry.map_or(Expected::Absent, |e| Expected::Version(e.version)),
+            Err(source) => return Err(start_not_saved(source, authorized)),
+        };
+        let mut attempts = 0;
+        loop {
+            match store.save(user, authorized.credentials(), expected).await {
+                Ok(version) => return Ok(Self::new(authorized, store, version)),
+                Err(StoreError::Conflict(conflict)) if attempts < ATTEMPTS => {
+                    attempts += 1;
+                    expected = conflict
+                        .current_version()
+                        .map_or(Expected::Absent, Expected::Version);
+                }
+                Err(source) => return Err(start_not_saved(source, authorized)),
+            }
         }
-        Ok(Self::new(authorized, store))
     }
 
     /// Restores the user's session from `store`.
@@ -201,17 +225,20 @@ impl Session {
         store: Arc<dyn TokenStore>,
         user: UserId,
     ) -> Result<Session, SessionError> {
-        match store.load(user).await.map_err(SessionError::Store)? {
-            Some(StoredEntry::Credentials(credentials)) => {
+        let Some(entry) = store.load(user).await.map_err(SessionError::Store)? else {
+            return Err(SessionError::LoginRequired { user });
+        };
+        match entry.entry {
+            StoredEntry::Credentials(credentials) => {
                 check_owner(user, &credentials)?;
-                let authorized = Authorized::restore_from_stored(client, credentials);
-                Ok(Self::new(authorized, store))
+                let authorized = Authorized::from_credentials(client, credentials);
+                Ok(Self::new(authorized, store, entry.version))
             }
-            Some(StoredEntry::LoginRequired) | None => Err(SessionError::LoginRequired { user }),
+            StoredEntry::LoginRequired => Err(SessionError::LoginRequired { user }),
         }
     }
 
-    fn new(authorized: Authorized, store: Arc<dyn TokenStore>) -> Session {
+    fn new(authorized: Authorized, store: Arc<dyn TokenStore>, version: Version) -> Session {
         let published = Published::of(authorized.credentials(), 0);
         Session {
             shared: Arc::new(Shared {
@@ -221,7 +248,8 @@ impl Session {
                 published: RwLock::new(Arc::new(published)),
                 slot: Arc::new(tokio::sync::Mutex::new(Slot {
                     authorized: Some(authorized),
-                    unsaved_from: None,
+                    version: Some(version),
+                    unsaved: false,
                 })),
                 attempts: AtomicU64::new(0),
                 finished: tokio::sync::Notify::new(),
@@ -296,30 +324,25 @@ impl Session {
         };
         // Boxed: the slow path's state would otherwise make every call's future several
         // times larger, which callers holding many of them pay for.
-        Box::pin(self.refresh_after(seen, false)).await
+        Box::pin(self.refresh_unless_newer(seen, false)).await
     }
 
     /// Refreshes now, whatever the expiry (joining a refresh already under way).
     pub async fn refresh(&self) -> Result<(), SessionError> {
         let seen = self.shared.read().generation;
-        self.refresh_after(seen, true).await.map(drop)
+        self.refresh_unless_newer(seen, true).await.map(drop)
     }
 
-    /// Revokes the app's access at Withings (both tokens die), then deletes the user from the
-    /// store. On failure the session is unchanged.
+    /// Revokes the app's access at Withings (both tokens die), then deletes the user's entry
+    /// from the store, if it is still the one this session holds: a login saved meanwhile by
+    /// another program is left in place. On failure the session is unchanged.
     pub async fn revoke(self) -> Result<(), SessionError> {
-        let user = self.shared.user;
         let mut slot = self.shared.slot.lock().await;
         let revoked = self.revoke_locked(&mut slot).await;
         drop(slot);
         // Callers that found the lock taken look again: they find the login gone, or take it.
         self.shared.finished.notify_waiters();
-        revoked?;
-        self.shared
-            .store
-            .delete(user)
-            .await
-            .map_err(SessionError::Store)
+        revoked
     }
 
     async fn revoke_locked(&self, slot: &mut Slot) -> Result<(), SessionError> {
@@ -335,7 +358,14 @@ impl Session {
         info!(user_id = %user, "access revoked");
         slot.forget();
         self.shared.set_login_required();
-        Ok(())
+        let expected = slot.version.map_or(Expected::Absent, Expected::Version);
+        match self.shared.store.delete(user, expected).await {
+            Err(StoreError::Conflict(conflict)) => {
+                info!(stored = ?conflict.current_version(), "the store holds a newer login than the revoked one; it is kept");
+                Ok(())
+            }
+            other => other.map_err(SessionError::Store),
+        }
     }
 }
 
@@ -391,6 +421,13 @@ impl Published {
             generation,
             login_required: false,
         }
+    }
+}
+
+fn start_not_saved(source: StoreError, authorized: Authorized) -> SessionError {
+    SessionError::StartNotSaved {
+        source,
+        authorized: Box::new(authorized),
     }
 }
 

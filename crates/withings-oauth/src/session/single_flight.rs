@@ -39,7 +39,7 @@ impl Drop for AttemptEnd {
 impl Session {
     /// Refreshes unless a refresh published after generation `seen` (one this caller waited
     /// for). Without `force`, also skips it if the published token is still usable.
-    pub(super) async fn refresh_after(
+    pub(super) async fn refresh_unless_newer(
         &self,
         seen: u64,
         force: bool,
@@ -68,14 +68,15 @@ impl Session {
                 woken = true;
                 continue;
             };
-            if let Some(outcome) =
-                self.outcome_since(seen, force, attempts, slot.unsaved_from.is_some())
-            {
+            // A slot holding nothing usable (a dead login, or one lost to a panic) and a pair
+            // whose save failed both go to the store, whatever was published.
+            let recheck = slot.unsaved || slot.authorized.is_none();
+            if let Some(outcome) = self.outcome_since(seen, force, attempts, recheck) {
                 return outcome;
             }
             // Spawned so that a caller giving up (a timeout, a dropped request) can't drop a
             // refreshed pair between Withings' answer and the save.
-            let task = tokio::spawn(self.shared.clone().refresh_locked(
+            let task = tokio::spawn(self.shared.clone().run_attempt(
                 slot,
                 self.margin,
                 self.clock.clone(),
@@ -89,13 +90,14 @@ impl Session {
     }
 
     /// What a caller that saw generation `seen` and attempt count `attempts` gets without
-    /// refreshing, if anything.
+    /// refreshing, if anything. With `recheck` (the slot holds a pair that is not published, or
+    /// nothing after a panic), the caller goes to the store whatever was published.
     fn outcome_since(
         &self,
         seen: u64,
         force: bool,
         attempts: u64,
-        unsaved: bool,
+        recheck: bool,
     ) -> Option<Result<(AccessToken, u64), SessionError>> {
         let published = self.shared.read();
         if published.login_required {
@@ -103,7 +105,7 @@ impl Session {
                 user: self.shared.user,
             }));
         }
-        if unsaved {
+        if recheck {
             return None;
         }
         if published.generation != seen || (!force && self.usable(&published)) {
@@ -121,7 +123,7 @@ impl Session {
 
 impl Shared {
     /// The refresh itself, with the slot lock held. Counts as one attempt.
-    async fn refresh_locked(
+    async fn run_attempt(
         self: Arc<Self>,
         mut slot: tokio::sync::OwnedMutexGuard<Slot>,
         margin: TimeDelta,
@@ -134,7 +136,7 @@ impl Shared {
             failure: Some("the refresh stopped unexpectedly".to_owned()),
         };
         let result = self
-            .refresh_in_slot(&mut slot, margin, clock.as_ref())
+            .refresh_with_store(&mut slot, margin, clock.as_ref())
             .instrument(span)
             .await;
         end.failure = result.as_ref().err().map(ToString::to_string);

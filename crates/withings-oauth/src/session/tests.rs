@@ -5,6 +5,7 @@ use crate::api::error::ApiError;
 use crate::api::measure::{GetMeas, measure_type};
 use crate::store::MemoryStore;
 use crate::store::testing::FlakyStore;
+use crate::store::{Expected, Version};
 use crate::time::Clock;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -63,7 +64,7 @@ async fn session(
     store: Arc<dyn TokenStore>,
     expires_in: TimeDelta,
 ) -> Session {
-    let authorized = Authorized::restore_from_stored(
+    let authorized = Authorized::from_credentials(
         &client(server),
         credentials("old-access", "old-refresh", Utc::now() + expires_in),
     );
@@ -71,10 +72,29 @@ async fn session(
 }
 
 async fn stored_refresh_token(store: &dyn TokenStore) -> Option<String> {
-    match store.load(USER).await.unwrap() {
-        Some(StoredEntry::Credentials(c)) => Some(c.refresh_token.expose_secret().to_owned()),
-        _ => None,
-    }
+    let entry = store.load(USER).await.unwrap()?;
+    entry
+        .credentials()
+        .map(|c| c.refresh_token.expose_secret().to_owned())
+}
+
+/// Saves `credentials` over whatever is stored, as another program would (a login, or its own
+/// refresh).
+async fn save_elsewhere(store: &dyn TokenStore, credentials: &Credentials) -> Version {
+    let expected = store
+        .load(USER)
+        .await
+        .unwrap()
+        .map_or(Expected::Absent, |e| Expected::Version(e.version));
+    store.save(USER, credentials, expected).await.unwrap()
+}
+
+/// Whether the store says the user must log in again.
+async fn stored_login_required(store: &dyn TokenStore) -> bool {
+    matches!(
+        store.load(USER).await.unwrap().map(|e| e.entry),
+        Some(StoredEntry::LoginRequired)
+    )
 }
 
 #[tokio::test]
@@ -182,26 +202,38 @@ async fn concurrent_callers_share_one_refresh() {
 struct PanickyStore(MemoryStore);
 
 impl TokenStore for PanickyStore {
-    fn load<'a>(&'a self, user: UserId) -> crate::store::StoreFuture<'a, Option<StoredEntry>> {
+    fn load<'a>(
+        &'a self,
+        user: UserId,
+    ) -> crate::store::StoreFuture<'a, Option<crate::store::VersionedEntry>> {
         self.0.load(user)
     }
     fn save<'a>(
         &'a self,
         user: UserId,
         credentials: &'a Credentials,
-    ) -> crate::store::StoreFuture<'a, ()> {
-        self.0.save(user, credentials)
+        expected: Expected,
+    ) -> crate::store::StoreFuture<'a, Version> {
+        self.0.save(user, credentials, expected)
     }
-    fn delete<'a>(&'a self, user: UserId) -> crate::store::StoreFuture<'a, ()> {
-        self.0.delete(user)
+    fn delete<'a>(&'a self, user: UserId, expected: Expected) -> crate::store::StoreFuture<'a, ()> {
+        self.0.delete(user, expected)
     }
-    fn mark_login_required<'a>(&'a self, user: UserId) -> crate::store::StoreFuture<'a, ()> {
-        self.0.mark_login_required(user)
+    fn mark_login_required<'a>(
+        &'a self,
+        user: UserId,
+        expected: Expected,
+    ) -> crate::store::StoreFuture<'a, Version> {
+        self.0.mark_login_required(user, expected)
     }
     fn users<'a>(&'a self) -> crate::store::StoreFuture<'a, Vec<UserId>> {
         self.0.users()
     }
-    fn lock<'a>(&'a self, _user: UserId) -> crate::store::StoreFuture<'a, crate::store::StoreLock> {
+    fn lease<'a>(
+        &'a self,
+        _user: UserId,
+        _ttl: Duration,
+    ) -> crate::store::StoreFuture<'a, crate::store::Lease> {
         Box::pin(async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             panic!("a buggy store");
@@ -329,18 +361,15 @@ async fn unsaved_pair_and_a_newer_stored_one(
     store.fail_next_saves(1);
     let err = session.access_token().await.unwrap_err();
     assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
-    store
-        .inner()
-        .save(
-            USER,
-            &credentials(
-                "theirs-access",
-                "theirs-refresh",
-                Utc::now() + theirs_expire_in,
-            ),
-        )
-        .await
-        .unwrap();
+    save_elsewhere(
+        store.inner(),
+        &credentials(
+            "theirs-access",
+            "theirs-refresh",
+            Utc::now() + theirs_expire_in,
+        ),
+    )
+    .await;
     (session, store)
 }
 
@@ -418,10 +447,7 @@ async fn a_rejected_refresh_token_requires_login_and_is_recorded() {
     let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
     let err = session.access_token().await.unwrap_err();
     assert!(err.login_required(), "{err:?}");
-    assert!(matches!(
-        store.load(USER).await.unwrap(),
-        Some(StoredEntry::LoginRequired)
-    ));
+    assert!(stored_login_required(store.as_ref()).await);
     assert!(session.status().login_required);
     // Known dead: no second request.
     assert!(session.access_token().await.unwrap_err().login_required());
@@ -482,7 +508,7 @@ async fn a_logout_by_another_program_is_not_undone_by_a_refresh() {
     let store = Arc::new(MemoryStore::new());
     let session = session(&server, store.clone(), TimeDelta::hours(3)).await;
     // `withings-oauth logout` in another process.
-    store.delete(USER).await.unwrap();
+    store.force_delete(USER).await.unwrap();
 
     let err = session.refresh().await.unwrap_err();
     assert!(err.login_required(), "{err:?}");
@@ -578,17 +604,15 @@ async fn a_session_adopts_fresh_tokens_another_program_stored() {
     let store = Arc::new(MemoryStore::new());
     let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
     // Another program refreshed and saved the newer pair.
-    store
-        .save(
-            USER,
-            &credentials(
-                "their-access",
-                "their-refresh",
-                Utc::now() + TimeDelta::hours(3),
-            ),
-        )
-        .await
-        .unwrap();
+    save_elsewhere(
+        store.as_ref(),
+        &credentials(
+            "their-access",
+            "their-refresh",
+            Utc::now() + TimeDelta::hours(3),
+        ),
+    )
+    .await;
     assert_eq!(
         session.access_token().await.unwrap().expose_secret(),
         "their-access"
@@ -621,7 +645,7 @@ async fn start_hands_the_login_back_when_the_store_fails() {
     let server = MockServer::start().await;
     let store = Arc::new(FlakyStore::default());
     store.fail_next_saves(1);
-    let authorized = Authorized::restore_from_stored(
+    let authorized = Authorized::from_credentials(
         &client(&server),
         credentials("a", "r", Utc::now() + TimeDelta::hours(3)),
     );
@@ -698,4 +722,225 @@ fn real_values_scale_by_powers_of_ten() {
     assert_eq!(m(12, 3), 12000.0);
     assert!(m(1, i32::MIN).is_finite());
     assert!(m(i64::MAX, i32::MAX).is_infinite());
+}
+
+// Races with other writers of the store: each of these lost the newest login before the store
+// contract had versions and compare-and-swap.
+
+fn invalid_refresh_token() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_string(
+        r#"{"status":503,"body":{},"error":"Invalid Params: invalid refresh_token"}"#,
+    )
+}
+
+/// A login made in another program while this session's refresh is in flight.
+async fn login_elsewhere(
+    server: &MockServer,
+    store: &Arc<MemoryStore>,
+    access: &str,
+    refresh: &str,
+    scopes: &str,
+) {
+    let mut creds = credentials(access, refresh, Utc::now() + TimeDelta::hours(3));
+    creds.scopes = scopes.parse().unwrap();
+    let login = Authorized::from_credentials(&client(server), creds);
+    Session::start(login, store.clone()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_saved_during_a_refresh_that_fails_is_kept_and_adopted() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(invalid_refresh_token().set_delay(Duration::from_millis(500)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    let refreshing = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    login_elsewhere(
+        &server,
+        &store,
+        "login-access",
+        "login-refresh",
+        "user.metrics",
+    )
+    .await;
+
+    let token = refreshing.await.unwrap().expect("the new login is adopted");
+    assert_eq!(token.expose_secret(), "login-access");
+    assert_eq!(
+        stored_refresh_token(store.as_ref()).await.as_deref(),
+        Some("login-refresh"),
+        "the fresh login survives the failed refresh"
+    );
+    assert!(!session.status().login_required);
+    server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_during_a_refresh_is_not_undone() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(
+            token_answer("new-access", "new-refresh").set_delay(Duration::from_millis(500)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    let refreshing = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // `withings-oauth logout` in another process.
+    let stored = store.load(USER).await.unwrap().unwrap();
+    store
+        .delete(USER, Expected::Version(stored.version))
+        .await
+        .unwrap();
+
+    let err = refreshing.await.unwrap().unwrap_err();
+    assert!(err.login_required(), "{err:?}");
+    assert!(
+        store.load(USER).await.unwrap().is_none(),
+        "the refresh did not save the user back"
+    );
+    server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_with_more_scopes_saved_during_a_refresh_is_not_replaced() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(
+            token_answer("refreshed-access", "refreshed-refresh")
+                .set_delay(Duration::from_millis(500)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    let refreshing = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    login_elsewhere(
+        &server,
+        &store,
+        "wider-access",
+        "wider-refresh",
+        "user.metrics,user.activity",
+    )
+    .await;
+
+    let token = refreshing.await.unwrap().unwrap();
+    assert_eq!(
+        token.expose_secret(),
+        "wider-access",
+        "the refreshed pair was dropped unused"
+    );
+    assert_eq!(
+        stored_refresh_token(store.as_ref()).await.as_deref(),
+        Some("wider-refresh")
+    );
+    assert!(session.status().scopes.contains(&crate::Scope::Activity));
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_stale_read_never_makes_the_session_go_back_to_an_older_pair() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("access-2", "refresh-2"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    // Withings' answer to the rotated-away token, had the session gone back to it.
+    refresh_with("old-refresh")
+        .respond_with(invalid_refresh_token())
+        .expect(0)
+        .mount(&server)
+        .await;
+    refresh_with("refresh-2")
+        .respond_with(token_answer("access-3", "refresh-3"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(crate::store::testing::StaleReads::new(MemoryStore::new()));
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "access-2"
+    );
+
+    // A cache or a lagging replica serves the entry before that refresh, once.
+    store.serve_stale_once(USER);
+    session.refresh().await.unwrap();
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "access-3"
+    );
+    assert_eq!(
+        stored_refresh_token(store.inner()).await.as_deref(),
+        Some("refresh-3"),
+        "the newest pair is stored, not \"login required\""
+    );
+    server.verify().await;
+}
+
+#[test]
+fn a_refresh_stopped_by_its_runtime_shutting_down_does_not_leave_the_session_stuck() {
+    let main = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, store, session) = main.block_on(async {
+        let server = MockServer::start().await;
+        refresh_with("old-refresh")
+            .respond_with(
+                token_answer("new-access", "new-refresh").set_delay(Duration::from_millis(800)),
+            )
+            .mount(&server)
+            .await;
+        let store = Arc::new(MemoryStore::new());
+        let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+        (server, store, session)
+    });
+
+    // A second runtime starts the refresh and shuts down while Withings' answer is on its way:
+    // the refresh task is dropped after the login left the slot.
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = session.clone();
+    other.block_on(async move {
+        let _ = tokio::time::timeout(Duration::from_millis(200), started.access_token()).await;
+    });
+    drop(other);
+
+    main.block_on(async {
+        assert!(!session.status().login_required);
+        let token = session
+            .access_token()
+            .await
+            .expect("the session recovers from the store");
+        assert_eq!(token.expose_secret(), "new-access");
+        assert_eq!(
+            stored_refresh_token(store.as_ref()).await.as_deref(),
+            Some("new-refresh")
+        );
+        drop(server);
+    });
 }

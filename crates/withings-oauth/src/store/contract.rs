@@ -1,8 +1,10 @@
-//! The [`TokenStore`] contract: what a store promises the sessions that share it.
+//! The [`TokenStore`] contract: versioned entries, compare-and-swap writes and refresh leases,
+//! so that no writer can lose the newest login.
 
 use std::any::Any;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::credentials::{Credentials, UserId};
 use crate::future::BoxFuture;
@@ -10,35 +12,210 @@ use crate::future::BoxFuture;
 /// The future every [`TokenStore`] method returns.
 pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
-/// A place that keeps each user's newest credentials.
+/// How long a session's refresh lease lasts by default: longer than a refresh (a token call of
+/// at most 30 s, possibly after a nonce call, then a save), so that it only expires when its
+/// holder died or hung.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(90);
+
+/// A place that keeps each user's newest credentials, shared by every program that logs in,
+/// refreshes or logs out that user.
 ///
-/// Implementations must make [`save`](Self::save) durable before it returns `Ok`: the session
-/// publishes the new access token only then.
+/// # The contract
+/// - **Versions.** Every entry carries a [`Version`] that the store assigns on each write and
+///   that only grows, per user, even across a delete: a version never comes back.
+/// - **Compare-and-swap.** Every write ([`save`](Self::save),
+///   [`mark_login_required`](Self::mark_login_required), [`delete`](Self::delete)) says what it
+///   expects to replace ([`Expected::Absent`] or [`Expected::Version`]). If the entry is
+///   something else, nothing is written and the write fails with [`StoreError::Conflict`], which
+///   carries the entry stored now. So a writer that read an entry, worked (a refresh takes up to
+///   30 s) and writes back can never overwrite what another program wrote meanwhile: a new login,
+///   a logout, a refresh of its own.
+/// - **Read your writes.** Once a write returned `Ok`, every later [`load`](Self::load) through
+///   any handle of the store (any process sharing the file or database) sees it or a newer
+///   version. A store that serves reads from a cache or a replica may return an older entry; the
+///   versions let the sessions notice and never adopt it.
+/// - **Durability.** A write returns `Ok` only once it survives a crash of the process (and, for
+///   a file, of the machine: the data and the directory are flushed). Sessions publish a new
+///   access token only after its save returned, since using it kills the previous refresh token.
+/// - **Leases.** [`lease`](Self::lease) gives one holder at a time per user the right to refresh,
+///   across every process that shares the store. A lease expires after its time to live, so a
+///   crashed holder's lease is taken over; whoever takes a lease re-reads the entry under it.
+///   Leases make refreshes happen once; compare-and-swap keeps the data safe even when a lease
+///   was lost (an expired lease's holder finds its save refused).
+///
+/// The trait is object-safe (sessions hold an `Arc<dyn TokenStore>`) and returns boxed futures,
+/// so it can be implemented for a database or a keychain without an async-trait macro. The
+/// conformance kit ([`testing::conformance`](crate::testing::conformance), feature `test-util`)
+/// checks an implementation against this contract.
+///
+/// ```
+/// use withings_oauth::{Expected, MemoryStore, StoreError, StoredEntry, TokenStore, UserId};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), withings_oauth::StoreError> {
+/// let store = MemoryStore::new();
+/// let user = UserId::new(1001);
+/// assert!(store.load(user).await?.is_none());
+///
+/// let v1 = store.mark_login_required(user, Expected::Absent).await?;
+/// let entry = store.load(user).await?.expect("just written");
+/// assert_eq!(entry.version, v1);
+/// assert!(matches!(entry.entry, StoredEntry::LoginRequired));
+///
+/// // A second writer that still believes the entry is absent is refused, and told what is there.
+/// match store.mark_login_required(user, Expected::Absent).await {
+///     Err(StoreError::Conflict(conflict)) => assert_eq!(conflict.current_version(), Some(v1)),
+///     other => panic!("expected a conflict, got {other:?}"),
+/// }
+/// store.delete(user, Expected::Version(v1)).await?;
+/// assert!(store.users().await?.is_empty());
+/// # Ok(())
+/// # }
+/// ```
 pub trait TokenStore: Send + Sync {
-    /// The user's entry, or `None` if the store knows nothing of the user.
-    fn load<'a>(&'a self, user: UserId) -> StoreFuture<'a, Option<StoredEntry>>;
+    /// The user's entry and its version, or `None` if the store has nothing for the user.
+    fn load<'a>(&'a self, user: UserId) -> StoreFuture<'a, Option<VersionedEntry>>;
 
-    /// Stores `credentials` as the user's newest, replacing whatever was there.
-    fn save<'a>(&'a self, user: UserId, credentials: &'a Credentials) -> StoreFuture<'a, ()>;
+    /// Stores `credentials` as the user's entry if the entry is what `expected` says; returns
+    /// the new version.
+    fn save<'a>(
+        &'a self,
+        user: UserId,
+        credentials: &'a Credentials,
+        expected: Expected,
+    ) -> StoreFuture<'a, Version>;
 
-    /// Forgets the user (after a logout or a revoke). Deleting an unknown user is not an error.
-    fn delete<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()>;
+    /// Records that the user must log in again (their refresh token was rejected), dropping the
+    /// dead tokens, if the entry is what `expected` says: the version whose refresh token died.
+    /// Returns the new version.
+    fn mark_login_required<'a>(
+        &'a self,
+        user: UserId,
+        expected: Expected,
+    ) -> StoreFuture<'a, Version>;
 
-    /// Records that the user's refresh token was rejected, dropping the dead tokens, so that
-    /// every program sharing the store knows the user must log in again.
-    fn mark_login_required<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()>;
+    /// Forgets the user (a logout, a revoke) if the entry is what `expected` says. Deleting an
+    /// absent user with [`Expected::Absent`] is not an error.
+    fn delete<'a>(&'a self, user: UserId, expected: Expected) -> StoreFuture<'a, ()>;
 
     /// Every user the store has an entry for (a fleet), in ascending order.
     fn users<'a>(&'a self) -> StoreFuture<'a, Vec<UserId>>;
 
-    /// Takes the user's refresh lock, held across one refresh (load, refresh, save).
+    /// Takes the user's refresh lease for `ttl`, waiting while another holder has it.
     ///
-    /// A store shared by several processes must make this lock exclusive across them, or two
-    /// processes may refresh with the same refresh token and break the chain. The default is a
-    /// lock that excludes nothing, right for a store used by one session per user.
-    fn lock<'a>(&'a self, user: UserId) -> StoreFuture<'a, StoreLock> {
-        let _ = user;
-        Box::pin(async { Ok(StoreLock::none()) })
+    /// A store shared by several processes must make the lease exclusive across them, or two
+    /// processes may refresh with the same refresh token (Withings honours an old refresh token
+    /// for 8 hours, so both succeed and the chain forks: one pair is dropped).
+    fn lease<'a>(&'a self, user: UserId, ttl: Duration) -> StoreFuture<'a, Lease>;
+
+    /// Forgets the user whatever is stored: the unconditional delete, for a user who asked for
+    /// it (`logout --force`). Built on compare-and-swap: it deletes the version it read, and
+    /// reads again if that changed meanwhile.
+    fn force_delete<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            loop {
+                let expected = match self.load(user).await? {
+                    None => return Ok(()),
+                    Some(entry) => Expected::Version(entry.version),
+                };
+                match self.delete(user, expected).await {
+                    Err(StoreError::Conflict(_)) => continue,
+                    other => return other,
+                }
+            }
+        })
+    }
+}
+
+impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
+    fn load<'a>(&'a self, user: UserId) -> StoreFuture<'a, Option<VersionedEntry>> {
+        (**self).load(user)
+    }
+    fn save<'a>(
+        &'a self,
+        user: UserId,
+        credentials: &'a Credentials,
+        expected: Expected,
+    ) -> StoreFuture<'a, Version> {
+        (**self).save(user, credentials, expected)
+    }
+    fn mark_login_required<'a>(
+        &'a self,
+        user: UserId,
+        expected: Expected,
+    ) -> StoreFuture<'a, Version> {
+        (**self).mark_login_required(user, expected)
+    }
+    fn delete<'a>(&'a self, user: UserId, expected: Expected) -> StoreFuture<'a, ()> {
+        (**self).delete(user, expected)
+    }
+    fn users<'a>(&'a self) -> StoreFuture<'a, Vec<UserId>> {
+        (**self).users()
+    }
+    fn lease<'a>(&'a self, user: UserId, ttl: Duration) -> StoreFuture<'a, Lease> {
+        (**self).lease(user, ttl)
+    }
+    fn force_delete<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
+        (**self).force_delete(user)
+    }
+}
+
+/// The version of a stored entry: assigned by the store on every write, only growing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(u64);
+
+impl Version {
+    /// The first version a store assigns (entries migrated from a store without versions get
+    /// it too).
+    pub const FIRST: Version = Version(1);
+
+    /// Wraps a version number, as a store reads it back from its storage.
+    pub const fn new(version: u64) -> Self {
+        Self(version)
+    }
+
+    /// The version number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The next version.
+    pub const fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "version {}", self.0)
+    }
+}
+
+/// What a write expects to replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// No entry for the user (a first login, or a login after a logout).
+    Absent,
+    /// The entry at this version.
+    Version(Version),
+}
+
+impl Expected {
+    /// Whether `current` (the version stored now, if any) is what is expected.
+    pub fn matches(self, current: Option<Version>) -> bool {
+        match self {
+            Expected::Absent => current.is_none(),
+            Expected::Version(v) => current == Some(v),
+        }
+    }
+}
+
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expected::Absent => f.write_str("no entry"),
+            Expected::Version(v) => v.fmt(f),
+        }
     }
 }
 
@@ -51,37 +228,111 @@ pub enum StoredEntry {
     LoginRequired,
 }
 
-/// A held [`TokenStore::lock`]; dropping it releases the lock.
-pub struct StoreLock {
-    _guard: Option<Box<dyn Any + Send>>,
+/// A stored entry and its version.
+#[derive(Clone, Debug)]
+pub struct VersionedEntry {
+    /// The version the store gave the entry.
+    pub version: Version,
+    /// The entry.
+    pub entry: StoredEntry,
 }
 
-impl StoreLock {
-    /// A lock that excludes nothing.
-    pub fn none() -> Self {
-        Self { _guard: None }
-    }
-
-    /// Wraps a guard (a file lock, a mutex guard...) released when this is dropped.
-    pub fn new(guard: impl Send + 'static) -> Self {
-        Self {
-            _guard: Some(Box::new(guard)),
+impl VersionedEntry {
+    /// The credentials, unless the user must log in again.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        match &self.entry {
+            StoredEntry::Credentials(c) => Some(c),
+            StoredEntry::LoginRequired => None,
         }
     }
 }
 
-impl fmt::Debug for StoreLock {
+/// A write refused because the entry changed since it was read. Nothing was written.
+#[derive(Clone, Debug)]
+pub struct Conflict {
+    /// The user.
+    pub user: UserId,
+    /// What the write expected.
+    pub expected: Expected,
+    /// What is stored now.
+    pub current: Option<VersionedEntry>,
+}
+
+impl Conflict {
+    /// The version stored now, if any.
+    pub fn current_version(&self) -> Option<Version> {
+        self.current.as_ref().map(|e| e.version)
+    }
+}
+
+impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreLock")
+        write!(
+            f,
+            "the stored login of user {} changed while it was being replaced (expected {}, found ",
+            self.user, self.expected
+        )?;
+        match &self.current {
+            None => f.write_str("no entry")?,
+            Some(entry) => entry.version.fmt(f)?,
+        }
+        f.write_str("): another program logged in, refreshed or logged out; nothing was written")
+    }
+}
+
+/// A held refresh lease ([`TokenStore::lease`]); dropping it releases the lease.
+pub struct Lease {
+    until: Option<Instant>,
+    _guard: Option<Box<dyn Any + Send>>,
+}
+
+impl Lease {
+    /// A lease that excludes nothing and never expires: for a store used by one session per
+    /// user.
+    pub fn none() -> Self {
+        Self {
+            until: None,
+            _guard: None,
+        }
+    }
+
+    /// Wraps a guard (an OS file lock, a mutex guard...) released when the lease is dropped;
+    /// `until` is when it expires, if it does.
+    pub fn new(guard: impl Send + 'static, until: Option<Instant>) -> Self {
+        Self {
+            until,
+            _guard: Some(Box::new(guard)),
+        }
+    }
+
+    /// Whether the lease has expired (another holder may have taken it over): a holder that
+    /// worked past it must expect its writes to conflict.
+    pub fn is_expired(&self) -> bool {
+        self.until.is_some_and(|until| Instant::now() >= until)
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
             .field("held", &self._guard.is_some())
+            .field("expired", &self.is_expired())
             .finish()
     }
 }
+
+/// The earlier name of [`Lease`].
+#[doc(hidden)]
+pub type StoreLock = Lease;
 
 /// A store that could not do what was asked. No message holds a token or a file's content.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// The entry changed since it was read: nothing was written. The entry stored now is in the
+    /// conflict; read it and decide again.
+    #[error("{0}")]
+    Conflict(Box<Conflict>),
     /// Reading or writing failed.
     #[error("could not {action} {}: {source}: check that the path is writable and the disk is not full", path.display())]
     Io {
@@ -101,18 +352,23 @@ pub enum StoreError {
         /// What is wrong, without the file's content.
         reason: String,
     },
-    /// The store's file can be read or written by other users.
-    #[error("the token store {} is accessible by other users (mode {mode:03o}): run `chmod 600 {}`", path.display(), path.display())]
+    /// The store's file or directory can be read or written by other users, or belongs to
+    /// someone else.
+    #[error("the token store {} is accessible by other users ({problem}): run `{fix}`", path.display())]
     InsecurePermissions {
-        /// The file.
+        /// The file or directory.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+        /// What is wrong, e.g. `mode 644`.
+        problem: String,
+        /// The command that fixes it, e.g. `chmod 600 /home/a/tokens.json`.
+        fix: String,
     },
-    /// Another program held the refresh lock for too long.
-    #[error("the refresh lock {} is held by another program and was not released within {seconds} s: retry, or stop the program holding it", path.display())]
+    /// Another program held the refresh lease or a write lock for too long.
+    #[error("the lock {} is held by another program and was not released within {seconds} s: retry, or stop the program holding it", path.display())]
     Locked {
-        /// The lock file.
+        /// The lock file, or a description of the lock.
         path: PathBuf,
         /// How long was waited.
         seconds: u64,
@@ -120,4 +376,27 @@ pub enum StoreError {
     /// Any other failure of a store.
     #[error("the token store failed: {0}")]
     Other(String),
+}
+
+impl StoreError {
+    /// The conflict, if this is one.
+    pub fn conflict(&self) -> Option<&Conflict> {
+        match self {
+            StoreError::Conflict(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// A conflict error for `user`.
+    pub fn conflict_with(
+        user: UserId,
+        expected: Expected,
+        current: Option<VersionedEntry>,
+    ) -> Self {
+        StoreError::Conflict(Box::new(Conflict {
+            user,
+            expected,
+            current,
+        }))
+    }
 }

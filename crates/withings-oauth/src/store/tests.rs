@@ -1,55 +1,36 @@
-//! Tests of the in-memory stores.
+//! Tests of the in-memory stores: the conformance kit, and the test doubles.
 
 use super::*;
 use crate::credentials::{Credentials, UserId};
 use chrono::Utc;
-use std::time::Duration;
+use std::sync::Arc;
 
 fn credentials(user: u64, refresh: &str) -> Credentials {
     testing::credentials(UserId::new(user), "access-token", refresh, Utc::now())
 }
 
-#[tokio::test]
-async fn memory_store_keeps_the_newest_pair_per_user_and_shares_it_between_clones() {
-    let store = MemoryStore::new();
-    let other = store.clone();
-    store
-        .save(UserId::new(2), &credentials(2, "old"))
-        .await
-        .unwrap();
-    store
-        .save(UserId::new(2), &credentials(2, "new"))
-        .await
-        .unwrap();
-    store
-        .save(UserId::new(1), &credentials(1, "one"))
-        .await
-        .unwrap();
-    match other.load(UserId::new(2)).await.unwrap() {
-        Some(StoredEntry::Credentials(c)) => {
-            assert_eq!(c.refresh_token.expose_secret(), "new")
-        }
-        other => panic!("unexpected {other:?}"),
-    }
-    assert_eq!(
-        other.users().await.unwrap(),
-        [UserId::new(1), UserId::new(2)]
-    );
-    other.delete(UserId::new(2)).await.unwrap();
-    assert!(store.load(UserId::new(2)).await.unwrap().is_none());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_keeps_the_store_contract() {
+    testing::conformance::run(
+        || async {
+            let store = MemoryStore::new();
+            move || Arc::new(store.clone()) as Arc<dyn TokenStore>
+        },
+        testing::conformance::Options::default(),
+    )
+    .await;
 }
 
-#[tokio::test]
-async fn memory_store_lock_excludes_a_second_locker_of_the_same_user_only() {
-    let store = MemoryStore::new();
-    let held = store.lock(UserId::new(1)).await.unwrap();
-    let same = tokio::time::timeout(Duration::from_millis(50), store.lock(UserId::new(1)));
-    assert!(same.await.is_err(), "a second lock of user 1 must wait");
-    let other = tokio::time::timeout(Duration::from_millis(50), store.lock(UserId::new(2)));
-    assert!(other.await.is_ok(), "user 2 is not blocked by user 1");
-    drop(held);
-    let again = tokio::time::timeout(Duration::from_millis(50), store.lock(UserId::new(1)));
-    assert!(again.await.is_ok(), "released on drop");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_store_keeps_the_store_contract_when_told_nothing() {
+    testing::conformance::run(
+        || async {
+            let store = Arc::new(testing::FlakyStore::new());
+            move || store.clone() as Arc<dyn TokenStore>
+        },
+        testing::conformance::Options::default(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -58,14 +39,20 @@ async fn a_flaky_store_fails_exactly_the_saves_it_was_told_to() {
     let user = UserId::new(1);
     store.fail_next_saves(2);
     for _ in 0..2 {
-        let err = store.save(user, &credentials(1, "r")).await.unwrap_err();
+        let err = store
+            .save(user, &credentials(1, "r"), Expected::Absent)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("the disk is full"), "{err}");
     }
     assert!(
         store.load(user).await.unwrap().is_none(),
         "nothing was saved"
     );
-    store.save(user, &credentials(1, "r")).await.unwrap();
+    store
+        .save(user, &credentials(1, "r"), Expected::Absent)
+        .await
+        .unwrap();
     assert_eq!(store.inner().users().await.unwrap(), [user]);
 }
 
@@ -74,9 +61,17 @@ fn messages_say_what_to_do() {
     let e = StoreError::InsecurePermissions {
         path: "/home/a/tokens.json".into(),
         mode: 0o644,
+        problem: "mode 644".into(),
+        fix: "chmod 600 /home/a/tokens.json".into(),
     };
     assert_eq!(
         e.to_string(),
         "the token store /home/a/tokens.json is accessible by other users (mode 644): run `chmod 600 /home/a/tokens.json`"
+    );
+    let conflict =
+        StoreError::conflict_with(UserId::new(5), Expected::Version(Version::new(3)), None);
+    assert_eq!(
+        conflict.to_string(),
+        "the stored login of user 5 changed while it was being replaced (expected version 3, found no entry): another program logged in, refreshed or logged out; nothing was written"
     );
 }
