@@ -705,7 +705,7 @@ async fn settings_come_from_the_config_file_when_not_in_the_environment() {
         ),
     )
     .unwrap();
-    set_mode(&config, 0o644);
+    set_mode(&config, 0o600);
     // The default config path (XDG_CONFIG_HOME) is found; the environment no longer says.
     let from_file_only = |args: &[&str]| {
         let mut cmd = w.command(args);
@@ -714,18 +714,14 @@ async fn settings_come_from_the_config_file_when_not_in_the_environment() {
             .env_remove("WITHINGS_REDIRECT_URI");
         cmd
     };
-    let login = w
-        .login_interactive(
-            from_file_only(&["login", "--agent", "paste"]),
-            Deliver::Paste,
-        )
-        .await;
-    login
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("other users can read it"))
-        .stderr(predicate::str::contains("chmod 600"));
-    set_mode(&config, 0o600);
+    w.login_interactive(
+        from_file_only(&["login", "--agent", "paste"]),
+        Deliver::Paste,
+    )
+    .await
+    .assert()
+    .success()
+    .stderr(predicate::str::contains("warning").not());
     w.run_with(from_file_only(&["refresh"]))
         .await
         .assert()
@@ -737,6 +733,36 @@ async fn settings_come_from_the_config_file_when_not_in_the_environment() {
         2,
         &["WITHINGS_CLIENT_ID"],
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_others_can_read_with_the_secret_is_refused() {
+    let w = World::start().await;
+    let config = w.home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("client_secret = \"{DEFAULT_CLIENT_SECRET}\"\n"),
+    )
+    .unwrap();
+    for mode in [0o640, 0o604, 0o660] {
+        set_mode(&config, mode);
+        let mut cmd = w.command(&["login", "--agent", "paste", "--config"]);
+        cmd.arg(&config).env_remove("WITHINGS_CLIENT_SECRET");
+        let out = w.run_with(cmd).await;
+        assert_fails_quietly(&out, 2, &[&format!("run `chmod 600 {}`", config.display())]);
+        assert_no_secret(&out, &[DEFAULT_CLIENT_SECRET.to_owned()]);
+    }
+    assert_eq!(
+        w.sandbox.handle().counters().authorize_page,
+        0,
+        "no login began"
+    );
+    assert!(!w.store_path().exists(), "nothing saved");
+    // Once only its owner can read it, the file is used.
+    set_mode(&config, 0o600);
+    let mut cmd = w.command(&["login", "--agent", "paste", "--config"]);
+    cmd.arg(&config).env_remove("WITHINGS_CLIENT_SECRET");
+    w.assert_logged_in(&w.login_interactive(cmd, Deliver::Paste).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
