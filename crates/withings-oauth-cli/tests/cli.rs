@@ -585,6 +585,87 @@ async fn browser_login_catches_the_redirect_on_a_loopback_listener() {
     assert_eq!(w.measure_status(&token).await, 0);
 }
 
+/// Writes a `BROWSER` program into `dir` that saves the address it is given to `opened`, as a
+/// browser would show it, and exits.
+fn browser_program(dir: &Path, opened: &Path) -> PathBuf {
+    let program = dir.join("browser");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" > '{}'\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    set_mode(&program, 0o755);
+    program
+}
+
+/// Waits for the `BROWSER` program to have written the address it was given.
+async fn opened_address(opened: &Path) -> url::Url {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(opened)
+            && text.ends_with('\n')
+        {
+            return url::Url::parse(text.trim()).unwrap();
+        }
+        assert!(Instant::now() < deadline, "the browser was never opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_login_shows_the_state_only_when_the_address_must_be_copied() {
+    let w = World::start().await;
+    let opened = w.home.path().join("opened");
+    let login = |browser: &Path| {
+        let mut cmd = w.command(&["login", "--agent", "browser"]);
+        cmd.env("WITHINGS_REDIRECT_URI", "http://127.0.0.1:0/callback")
+            .env("BROWSER", browser);
+        cmd
+    };
+
+    // The browser opens: it gets a one-time link, and the terminal shows no URL with the state.
+    let child = login(&browser_program(w.home.path(), &opened))
+        .spawn()
+        .unwrap();
+    let start = opened_address(&opened).await;
+    assert!(
+        start.query().is_none_or(|q| !q.contains("state=")),
+        "{start}"
+    );
+    // Play the browser: the start link, the sandbox's page (auto-approve), the listener.
+    let mut next = start;
+    let mut state = None;
+    for _ in 0..3 {
+        let response = w.http.get(next.clone()).send().await.unwrap();
+        let Some(location) = response.headers().get("location") else {
+            assert_eq!(response.status(), 200);
+            break;
+        };
+        next = next.join(location.to_str().unwrap()).unwrap();
+        if let Some((_, s)) = next.query_pairs().find(|(k, _)| k == "state") {
+            state = Some(s.into_owned());
+        }
+    }
+    let state = state.expect("the login went through an authorize URL with a state");
+    let out = finish(child).await;
+    w.assert_logged_in(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(&state), "the state was shown: {stderr}");
+    assert!(
+        !stderr.contains("authorize2"),
+        "the authorize URL was shown: {stderr}"
+    );
+
+    // No browser can be opened: the address is shown, since the user must copy it.
+    let mut cmd = login(&w.home.path().join("no-such-browser"));
+    cmd.env("PATH", "/nonexistent").arg("--timeout").arg("1");
+    let out = w.run_with(cmd).await;
+    assert_fails(&out, 1, &["/oauth2_user/authorize2?", "state="]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_cannot_work_says_what_to_use_instead() {
     let w = World::start().await;
