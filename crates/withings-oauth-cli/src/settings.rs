@@ -115,8 +115,13 @@ impl Settings {
         ))
     }
 
-    /// The client built from the settings: id, secret and redirect URI are required.
-    pub(crate) fn client(&self) -> Result<Client, CliError> {
+    /// Checks that the settings a client requires (id, secret and redirect URI) are given,
+    /// without building one.
+    pub(crate) fn require_client(&self) -> Result<(), CliError> {
+        self.required().map(drop)
+    }
+
+    fn required(&self) -> Result<(String, SecretString, String), CliError> {
         let client_id = self.values.client_id.clone().ok_or_else(|| {
             self.missing(
                 "client id",
@@ -141,6 +146,12 @@ impl Settings {
                 "redirect_uri",
             )
         })?;
+        Ok((client_id, client_secret, redirect_uri))
+    }
+
+    /// The client built from the settings: id, secret and redirect URI are required.
+    pub(crate) fn client(&self) -> Result<Client, CliError> {
+        let (client_id, client_secret, redirect_uri) = self.required()?;
         let builder = Client::builder()
             .client_id(client_id)
             .client_secret(client_secret)
