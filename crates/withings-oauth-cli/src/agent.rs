@@ -46,24 +46,56 @@ pub(crate) fn choose(
     Ok((agent, spinner))
 }
 
-/// The system browser with a loopback listener, showing the URL and a countdown on stderr.
-fn browser_agent(open_browser: bool, timeout: Duration, spinner: Spinner) -> LoopbackAgent {
-    LoopbackAgent::new()
+/// The system browser with a loopback listener, and a countdown on stderr.
+///
+/// The authorize URL holds the login's `state`, so it is shown only when the user must copy it
+/// by hand: with `--no-browser`, or when no browser could be opened (the loopback agent prints
+/// it then). An opened browser gets the listener's one-time link and the terminal shows no URL.
+pub(crate) struct BrowserAgent {
+    loopback: LoopbackAgent,
+    open_browser: bool,
+    timeout: Duration,
+    spinner: Spinner,
+}
+
+fn browser_agent(open_browser: bool, timeout: Duration, spinner: Spinner) -> BrowserAgent {
+    let loopback = LoopbackAgent::new()
         .open_browser(open_browser)
-        .timeout(timeout)
-        .on_authorize_url(move |url| {
-            if open_browser {
-                note!("Log in to Withings in your browser. If it did not open, visit:");
-            } else {
-                note!("Open this address in a browser to log in to Withings:");
-            }
+        .timeout(timeout);
+    let loopback = if open_browser {
+        loopback
+    } else {
+        let spinner = spinner.clone();
+        loopback.on_authorize_url(move |url| {
+            note!("Open this address in a browser to log in to Withings:");
             note!("\n  {url}\n");
             spinner.start(timeout);
         })
+    };
+    BrowserAgent {
+        loopback,
+        open_browser,
+        timeout,
+        spinner,
+    }
+}
+
+impl UserAgent for BrowserAgent {
+    fn prepare<'a>(&'a self, redirect_uri: &'a Url) -> AgentFuture<'a, Prepared> {
+        self.loopback.prepare(redirect_uri)
+    }
+
+    fn run<'a>(&'a self, prepared: Prepared, authorize_url: &'a Url) -> AgentFuture<'a, Url> {
+        if self.open_browser {
+            note!("Log in to Withings in the browser window that opens.");
+            self.spinner.start(self.timeout);
+        }
+        self.loopback.run(prepared, authorize_url)
+    }
 }
 
 /// The system browser, for `demo --browser`.
-pub(crate) fn demo_browser() -> (LoopbackAgent, Spinner) {
+pub(crate) fn demo_browser() -> (BrowserAgent, Spinner) {
     let spinner = Spinner::default();
     let agent = browser_agent(true, Duration::from_secs(300), spinner.clone());
     (agent, spinner)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 use url::Url;
 
 use crate::error::EXIT_CODES_HELP;
@@ -63,9 +64,10 @@ pub(crate) struct GlobalArgs {
         global = true,
         env = "WITHINGS_CLIENT_SECRET",
         hide_env_values = true,
-        value_name = "SECRET"
+        value_name = "SECRET",
+        value_parser = parse_secret
     )]
-    pub(crate) client_secret: Option<String>,
+    pub(crate) client_secret: Option<SecretString>,
 
     /// The redirect URI registered for the app; a loopback one such as
     /// http://127.0.0.1:0/callback (port 0: any free port) lets the browser agent catch the
@@ -80,6 +82,12 @@ pub(crate) struct GlobalArgs {
     /// Base URL of both Withings hosts, for a local sandbox (overrides --cloud)
     #[arg(long, global = true, env = "WITHINGS_BASE_URL", value_name = "URL")]
     pub(crate) base_url: Option<Url>,
+}
+
+/// Holds the secret as a [`SecretString`] from the moment it is parsed, so that no `Debug` of
+/// the arguments shows it.
+fn parse_secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }
 
 /// `--cloud`.
@@ -211,6 +219,29 @@ mod tests {
             panic!("not login")
         };
         assert_eq!(args.scopes, ["user.metrics", "user.info", "user.activity"]);
+    }
+
+    #[test]
+    fn debug_of_the_arguments_never_shows_the_client_secret() {
+        for args in [
+            [
+                "withings-oauth",
+                "--client-secret",
+                "s3cr3t-from-a-flag",
+                "token",
+            ],
+            [
+                "withings-oauth",
+                "login",
+                "--client-secret",
+                "s3cr3t-from-a-flag",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let shown = format!("{cli:?} {:?} {:#?}", cli.global, cli.global);
+            assert!(!shown.contains("s3cr3t-from-a-flag"), "{shown}");
+            assert!(shown.contains("client_secret"), "{shown}");
+        }
     }
 
     #[test]

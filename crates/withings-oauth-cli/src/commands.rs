@@ -117,7 +117,20 @@ async fn selected_session(settings: &Settings) -> Result<(Store, Session), CliEr
 }
 
 pub(crate) async fn token(settings: &Settings) -> Result<(), CliError> {
-    let (_, session) = selected_session(settings).await?;
+    let store = open_store(settings)?;
+    let user = store.select_user(settings.user).await?;
+    // Scripts call `token` often and it is nearly always fresh. Building the client costs more
+    // than the rest of the command together (its TLS setup reads every root certificate), so
+    // only a refresh, which needs the network, pays for it.
+    settings.require_client()?;
+    if let Some(StoredEntry::Credentials(credentials)) = store.load(user).await?
+        && !credentials.expires_within(DEFAULT_MARGIN, Utc::now())
+    {
+        say!("{}", credentials.access_token().expose_secret())?;
+        return Ok(());
+    }
+    let client = settings.client()?;
+    let session = ops::session(&client, &store, user).await?;
     let token = session.access_token().await.map_err(ops::session_error)?;
     say!("{}", token.expose_secret())?;
     Ok(())

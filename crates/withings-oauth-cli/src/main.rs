@@ -22,11 +22,18 @@ use crate::settings::Settings;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // A login waits on a browser, a listener and the terminal at once; the other commands make
+    // at most a few requests in a row, and starting worker threads would be most of the time
+    // `token` takes.
+    let mut builder = match cli.command {
+        Command::Login(_) | Command::Demo(_) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             note!("error: cannot start the async runtime: {e}");

@@ -11,7 +11,6 @@ use withings_oauth::{Client, Cloud};
 
 use crate::cli::{CloudArg, GlobalArgs};
 use crate::error::CliError;
-use crate::out::note;
 
 /// The name of the application's directories (config, data).
 pub(crate) const APP_NAME: &str = "withings-oauth";
@@ -88,7 +87,7 @@ impl Settings {
         };
         let flags = Values {
             client_id: args.client_id,
-            client_secret: args.client_secret.map(SecretString::from),
+            client_secret: args.client_secret,
             redirect_uri: args.redirect_uri,
             cloud: args.cloud,
             base_url: args.base_url,
@@ -116,8 +115,13 @@ impl Settings {
         ))
     }
 
-    /// The client built from the settings: id, secret and redirect URI are required.
-    pub(crate) fn client(&self) -> Result<Client, CliError> {
+    /// Checks that the settings a client requires (id, secret and redirect URI) are given,
+    /// without building one.
+    pub(crate) fn require_client(&self) -> Result<(), CliError> {
+        self.required().map(drop)
+    }
+
+    fn required(&self) -> Result<(String, SecretString, String), CliError> {
         let client_id = self.values.client_id.clone().ok_or_else(|| {
             self.missing(
                 "client id",
@@ -142,6 +146,12 @@ impl Settings {
                 "redirect_uri",
             )
         })?;
+        Ok((client_id, client_secret, redirect_uri))
+    }
+
+    /// The client built from the settings: id, secret and redirect URI are required.
+    pub(crate) fn client(&self) -> Result<Client, CliError> {
+        let (client_id, client_secret, redirect_uri) = self.required()?;
         let builder = Client::builder()
             .client_id(client_id)
             .client_secret(client_secret)
@@ -241,24 +251,26 @@ fn read_config(path: &Path, explicit: bool) -> Result<Values, CliError> {
             KNOWN_KEYS.join(", ")
         ))
     })?;
-    if file.client_secret.is_some() && readable_by_others(path) {
-        note!(
-            "warning: the config file {} holds the client secret and other users can read it: run `chmod 600 {}`",
+    // As ssh does with a private key: a secret others can read is no longer a secret, and
+    // refusing is the only way the owner notices.
+    if file.client_secret.is_some() && open_to_others(path) {
+        return Err(CliError::config(format!(
+            "the config file {} holds the client secret and other users can read or change it: run `chmod 600 {}`",
             path.display(),
             path.display()
-        );
+        )));
     }
     Ok(file)
 }
 
 #[cfg(unix)]
-fn readable_by_others(path: &Path) -> bool {
+fn open_to_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
 }
 
 #[cfg(not(unix))]
-fn readable_by_others(_path: &Path) -> bool {
+fn open_to_others(_path: &Path) -> bool {
     false
 }
 
@@ -266,6 +278,17 @@ fn readable_by_others(_path: &Path) -> bool {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+
+    /// Mode 0600, as a file holding the secret must have.
+    fn set_owner_only(path: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = path;
+    }
 
     fn args(config: &Path) -> GlobalArgs {
         GlobalArgs {
@@ -283,6 +306,7 @@ mod tests {
             "client_id = \"from-file\"\nclient_secret = \"file-secret\"\nredirect_uri = \"https://app.example.com/cb\"\ncloud = \"us\"\n",
         )
         .unwrap();
+        set_owner_only(&path);
         let mut a = args(&path);
         a.client_id = Some("from-flag".into());
         let s = Settings::load(a).unwrap();

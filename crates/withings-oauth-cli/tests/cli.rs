@@ -591,6 +591,87 @@ async fn browser_login_catches_the_redirect_on_a_loopback_listener() {
     assert_eq!(w.measure_status(&token).await, 0);
 }
 
+/// Writes a `BROWSER` program into `dir` that saves the address it is given to `opened`, as a
+/// browser would show it, and exits.
+fn browser_program(dir: &Path, opened: &Path) -> PathBuf {
+    let program = dir.join("browser");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" > '{}'\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    set_mode(&program, 0o755);
+    program
+}
+
+/// Waits for the `BROWSER` program to have written the address it was given.
+async fn opened_address(opened: &Path) -> url::Url {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(opened)
+            && text.ends_with('\n')
+        {
+            return url::Url::parse(text.trim()).unwrap();
+        }
+        assert!(Instant::now() < deadline, "the browser was never opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_login_shows_the_state_only_when_the_address_must_be_copied() {
+    let w = World::start().await;
+    let opened = w.home.path().join("opened");
+    let login = |browser: &Path| {
+        let mut cmd = w.command(&["login", "--agent", "browser"]);
+        cmd.env("WITHINGS_REDIRECT_URI", "http://127.0.0.1:0/callback")
+            .env("BROWSER", browser);
+        cmd
+    };
+
+    // The browser opens: it gets a one-time link, and the terminal shows no URL with the state.
+    let child = login(&browser_program(w.home.path(), &opened))
+        .spawn()
+        .unwrap();
+    let start = opened_address(&opened).await;
+    assert!(
+        start.query().is_none_or(|q| !q.contains("state=")),
+        "{start}"
+    );
+    // Play the browser: the start link, the sandbox's page (auto-approve), the listener.
+    let mut next = start;
+    let mut state = None;
+    for _ in 0..3 {
+        let response = w.http.get(next.clone()).send().await.unwrap();
+        let Some(location) = response.headers().get("location") else {
+            assert_eq!(response.status(), 200);
+            break;
+        };
+        next = next.join(location.to_str().unwrap()).unwrap();
+        if let Some((_, s)) = next.query_pairs().find(|(k, _)| k == "state") {
+            state = Some(s.into_owned());
+        }
+    }
+    let state = state.expect("the login went through an authorize URL with a state");
+    let out = finish(child).await;
+    w.assert_logged_in(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(&state), "the state was shown: {stderr}");
+    assert!(
+        !stderr.contains("authorize2"),
+        "the authorize URL was shown: {stderr}"
+    );
+
+    // No browser can be opened: the address is shown, since the user must copy it.
+    let mut cmd = login(&w.home.path().join("no-such-browser"));
+    cmd.env("PATH", "/nonexistent").arg("--timeout").arg("1");
+    let out = w.run_with(cmd).await;
+    assert_fails(&out, 1, &["/oauth2_user/authorize2?", "state="]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_cannot_work_says_what_to_use_instead() {
     let w = World::start().await;
@@ -711,7 +792,7 @@ async fn settings_come_from_the_config_file_when_not_in_the_environment() {
         ),
     )
     .unwrap();
-    set_mode(&config, 0o644);
+    set_mode(&config, 0o600);
     // The default config path (XDG_CONFIG_HOME) is found; the environment no longer says.
     let from_file_only = |args: &[&str]| {
         let mut cmd = w.command(args);
@@ -720,18 +801,14 @@ async fn settings_come_from_the_config_file_when_not_in_the_environment() {
             .env_remove("WITHINGS_REDIRECT_URI");
         cmd
     };
-    let login = w
-        .login_interactive(
-            from_file_only(&["login", "--agent", "paste"]),
-            Deliver::Paste,
-        )
-        .await;
-    login
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("other users can read it"))
-        .stderr(predicate::str::contains("chmod 600"));
-    set_mode(&config, 0o600);
+    w.login_interactive(
+        from_file_only(&["login", "--agent", "paste"]),
+        Deliver::Paste,
+    )
+    .await
+    .assert()
+    .success()
+    .stderr(predicate::str::contains("warning").not());
     w.run_with(from_file_only(&["refresh"]))
         .await
         .assert()
@@ -743,6 +820,36 @@ async fn settings_come_from_the_config_file_when_not_in_the_environment() {
         2,
         &["WITHINGS_CLIENT_ID"],
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_others_can_read_with_the_secret_is_refused() {
+    let w = World::start().await;
+    let config = w.home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("client_secret = \"{DEFAULT_CLIENT_SECRET}\"\n"),
+    )
+    .unwrap();
+    for mode in [0o640, 0o604, 0o660] {
+        set_mode(&config, mode);
+        let mut cmd = w.command(&["login", "--agent", "paste", "--config"]);
+        cmd.arg(&config).env_remove("WITHINGS_CLIENT_SECRET");
+        let out = w.run_with(cmd).await;
+        assert_fails_quietly(&out, 2, &[&format!("run `chmod 600 {}`", config.display())]);
+        assert_no_secret(&out, &[DEFAULT_CLIENT_SECRET.to_owned()]);
+    }
+    assert_eq!(
+        w.sandbox.handle().counters().authorize_page,
+        0,
+        "no login began"
+    );
+    assert!(!w.store_path().exists(), "nothing saved");
+    // Once only its owner can read it, the file is used.
+    set_mode(&config, 0o600);
+    let mut cmd = w.command(&["login", "--agent", "paste", "--config"]);
+    cmd.arg(&config).env_remove("WITHINGS_CLIENT_SECRET");
+    w.assert_logged_in(&w.login_interactive(cmd, Deliver::Paste).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,3 +135,30 @@ pub const TOKEN_PATH: &str = "/v2/oauth2";
 pub const SIGNATURE_PATH: &str = "/v2/signature";
 /// Path of the measure endpoint on the API host.
 pub const MEASURE_PATH: &str = "/measure";
+
+/// The request parsing every endpoint starts with, for the fuzz targets in `fuzz/`. Not part of
+/// the sandbox's API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The value an endpoint reads for `name`: the first one, from the form body before the
+    /// query string; an empty value counts as absent.
+    pub fn param(query: Option<&str>, body: &[u8], name: &str) -> Option<String> {
+        crate::wire::Params::parse(query, body)
+            .get(name)
+            .map(str::to_owned)
+    }
+
+    /// Every value of `name`, form body first, as the endpoints that refuse repeated parameters
+    /// see them.
+    pub fn all(query: Option<&str>, body: &[u8], name: &str) -> Vec<String> {
+        crate::wire::Params::parse(query, body)
+            .all(name)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A comma-separated scope list as the authorize page and `getdemoaccess` accept it.
+    pub fn scopes(raw: &str) -> Option<Vec<String>> {
+        crate::wire::parse_scopes(raw)
+    }
+}
