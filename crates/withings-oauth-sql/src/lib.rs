@@ -1,0 +1,158 @@
+//! SQL token stores for [withings-oauth](withings_oauth) sessions: SQLite embedded for one
+//! machine, PostgreSQL for many instances, tokens encrypted at rest.
+//!
+//! # Contents
+//! - [Opening a store](#opening-a-store): the URL picks the backend
+//! - [Keys](#keys): encryption at rest, rotation
+//! - [Tables and migrations](#tables-and-migrations)
+//! - [The refresh lease](#the-refresh-lease): why a row lease
+//! - [Errors](#errors)
+//! - [What it leaves to you](#what-it-leaves-to-you)
+//!
+//! # Opening a store
+//! [`SqlStore::connect`] takes a URL: `sqlite:///var/lib/app/tokens.db` (feature `sqlite`, on
+//! by default) or `postgres://user:password@host:5432/db` (feature `postgres`). The store keeps
+//! the whole [`TokenStore`](withings_oauth::TokenStore) contract (versions, compare-and-swap,
+//! leases) across every process and machine that opens the same database, and passes the
+//! conformance kit.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use withings_oauth::{Expected, TokenStore, UserId, testing};
+//! use withings_oauth_sql::{Keyring, SqlOptions, SqlStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+//! let keys = Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
+//! let store = SqlStore::connect(&url, SqlOptions::default().keys(keys)).await?;
+//!
+//! let user = UserId::new(1001);
+//! let login = testing::credentials(user, "access", "refresh", chrono::Utc::now());
+//! let v1 = store.save(user, &login, Expected::Absent).await?;
+//! assert_eq!(store.load(user).await?.unwrap().version, v1);
+//!
+//! // Sessions share it as an `Arc<dyn TokenStore>`.
+//! let shared: Arc<dyn TokenStore> = Arc::new(store);
+//! # let _ = shared;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL` (a write that returned survives a power
+//! cut) and a busy timeout; every write is a `BEGIN IMMEDIATE` transaction, which takes the
+//! write lock first and waits for it, where a plain `BEGIN` that later writes fails with
+//! SQLITE_BUSY at once. The file is created with mode 0600.
+//!
+//! PostgreSQL connects without TLS: this build links no TLS library, so use it on a
+//! loopback address, a private network, or through a TLS tunnel; a URL with
+//! `sslmode=require` is refused when connecting. [`SqlOptions::postgres_schema`] keeps the
+//! tables in their own schema.
+//!
+//! # Keys
+//! With a [`Keyring`] (from [`SqlOptions::from_env`]: `WITHINGS_STORE_KEYS="k2:base64,k1:base64"`,
+//! first active, or a file named by `WITHINGS_STORE_KEYS_FILE`), both tokens are sealed with
+//! XChaCha20-Poly1305 (RustCrypto `chacha20poly1305`, 192-bit random nonces). A sealed value
+//! starts with a format byte and the id of its key; the associated data binds that header,
+//! the column and the user id, so a ciphertext copied onto another row or column fails
+//! authentication (a [`StoreError::Corrupt`](withings_oauth::StoreError::Corrupt) naming the
+//! user; the row is left untouched). Plaintext copies are zeroized after use.
+//!
+//! To rotate: put the new key first and keep the old ones after it, then run
+//! [`SqlStore::rotate_keys`] (`withings-oauth store rotate-key`), which moves every row to the
+//! active key with compare-and-swap updates while sessions keep working; then drop the old
+//! keys. Rows stored in clear text are encrypted by the same sweep.
+//!
+//! Without a key, tokens are stored in clear text: opening such a store logs a warning once
+//! per process, and [`SqlStore::clear_text_warning`] gives a program the text to show.
+//!
+//! # Tables and migrations
+//! `withings_credentials` holds one row per user: version, sealed access and refresh tokens,
+//! the key id, token type, scopes, expiry, the login-required flag, when tokens were last
+//! saved (`refreshed_at`) and last found dead (`failed_at`, `failure_count`), all timestamps
+//! in Unix seconds, indexed by expiry. It is the only place a token is kept. A logout leaves a
+//! tombstone (user id and version, no token) so that a user's version keeps growing across
+//! it, with each write a single compare-and-swap statement `... WHERE version = $expected`.
+//! `withings_leases` holds the refresh leases.
+//!
+//! The migrations live in `migrations/sqlite` and `migrations/postgres` and are embedded at
+//! build time ([`SQLITE_MIGRATIONS`], [`POSTGRES_MIGRATIONS`]). [`SqlStore::connect`] applies
+//! them unless [`SqlOptions::run_migrations`] is `false`; integrators who run migrations
+//! themselves use `sqlx migrate run --source <path to this crate>/migrations/postgres`, or
+//! call `POSTGRES_MIGRATIONS.run(&pool)`, and open the store with migrations off, which then
+//! checks that none is missing.
+//!
+//! # The refresh lease
+//! A lease is a row of `withings_leases` (user, owner, until), claimed with one conditional
+//! statement: insert, or take over the row if its `until` has passed. On PostgreSQL `until`
+//! is computed on the database's clock, so instances whose clocks disagree still agree on
+//! it. Dropping the [`Lease`](withings_oauth::Lease) deletes the row in a background task
+//! (`Drop` can't wait); a holder that crashed leaves a row that expires after its time to
+//! live, capped by [`SqlOptions::max_lease`], and the next taker takes it over. Waiters poll
+//! the row with a backoff of 5 to 100 ms and never past its expiry; within one process they
+//! queue on an in-process lease first, so only one of them polls.
+//!
+//! Why not an advisory lock (`pg_advisory_xact_lock`) held by a transaction? It would hold a
+//! pooled connection, and a transaction, for the whole refresh (a token call of up to 30 s),
+//! so 50 concurrent refreshes would need 50 connections; it can't expire while its holder
+//! hangs, only when its connection dies; and SQLite has nothing like it. A row lease costs
+//! two short statements, works the same on both backends, expires in-process as the
+//! conformance kit expects, and can be inspected with a `SELECT`.
+//!
+//! # Errors
+//! Every failure is a [`StoreError`](withings_oauth::StoreError): a database that is down, a
+//! refused password, a missing migration or a locked SQLite file is `Other` with a message
+//! that says what to do; a row that can't be read (a missing key, a failed authentication, a
+//! damaged column) is `Corrupt`, names the user, and nothing is written over it. No message
+//! holds a token, a key or the URL's password.
+//!
+//! # What it leaves to you
+//! - Keeping the keys: the store reads them, it does not make, store or back them up.
+//! - TLS to PostgreSQL (see above).
+//! - Sweeping tombstones of users who logged out: each is a user id and a version.
+//! - Refreshing users ahead of time: sessions refresh on demand; the expiry index is there
+//!   for a sweep of your own.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("withings-oauth-sql needs the feature `sqlite` or `postgres` (or both)");
+
+/// `sqlx::migrate!` without sqlx's `macros` feature: that feature would build the
+/// compile-time query checker (and both database drivers) into a proc-macro crate that this
+/// crate never uses. `sqlx::migrate!` expands to exactly this call.
+macro_rules! embed_migrations {
+    ($dir:literal) => {
+        sqlx::sqlx_macros::migrate!($dir)
+    };
+}
+
+mod error;
+mod keys;
+mod location;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod queries;
+mod row;
+mod sealed;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
+
+pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
+pub use store::{Backend, CLEAR_TEXT_WARNING, Rotation, SqlOptions, SqlStore};
+
+/// The SQLite migrations (`migrations/sqlite`), embedded at build time: for integrators who
+/// apply them themselves (`SQLITE_MIGRATIONS.run(&pool)`).
+#[cfg(feature = "sqlite")]
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = embed_migrations!("migrations/sqlite");
+
+/// The PostgreSQL migrations (`migrations/postgres`), embedded at build time: for integrators
+/// who apply them themselves (`POSTGRES_MIGRATIONS.run(&pool)`).
+#[cfg(feature = "postgres")]
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = embed_migrations!("migrations/postgres");
+
+/// The `sqlx` this crate is built on, for integrators who run the migrations on their own pool.
+pub use sqlx;

@@ -1,0 +1,38 @@
+//! Opening the PostgreSQL backend: a pool, optionally in its own schema.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use withings_oauth::StoreError;
+
+use crate::location::Location;
+use crate::store::{Pool, SqlOptions};
+
+pub(crate) async fn open(
+    url: &str,
+    options: &SqlOptions,
+    location: &Location,
+) -> Result<Pool, StoreError> {
+    let mut connect = PgConnectOptions::from_str(url)
+        .map_err(|e| crate::error::database_failure(location, "read its URL", &e))?;
+    if let Some(schema) = options.schema_value() {
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(StoreError::Other(
+                "the PostgreSQL schema name must be 1 to 63 letters, digits or `_`".into(),
+            ));
+        }
+        connect = connect.options([("search_path", schema)]);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(options.max_connections_value(10))
+        .acquire_timeout(options.acquire_timeout_value())
+        .connect_with(connect)
+        .await
+        .map_err(|e| crate::error::database_failure(location, "connect", &e))?;
+    Ok(Pool::Postgres(pool))
+}

@@ -1,0 +1,114 @@
+//! What a row holds, and the way between it and [`Credentials`]: tokens sealed on the way in,
+//! opened and checked on the way out, plaintext zeroized in between.
+
+use std::mem;
+use std::path::PathBuf;
+
+use chrono::DateTime;
+use withings_oauth::{
+    Credentials, StoreError, StoredCredentials, StoredEntry, UserId, Version, VersionedEntry,
+};
+use zeroize::Zeroizing;
+
+use crate::keys::Keyring;
+use crate::sealed::{self, Column};
+
+/// A user's row as read (tombstones are never read as entries).
+pub(crate) struct RawRow {
+    pub(crate) version: i64,
+    pub(crate) login_required: bool,
+    pub(crate) access_token: Option<Vec<u8>>,
+    pub(crate) refresh_token: Option<Vec<u8>>,
+    pub(crate) token_type: Option<String>,
+    pub(crate) scopes: Option<String>,
+    pub(crate) expires_at: Option<i64>,
+}
+
+/// Credentials ready to be written: tokens sealed.
+pub(crate) struct SealedCredentials {
+    pub(crate) access_token: Vec<u8>,
+    pub(crate) refresh_token: Vec<u8>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) token_type: String,
+    pub(crate) scopes: String,
+    pub(crate) expires_at: i64,
+}
+
+/// Seals `credentials` for `user`'s row with the active key (or in clear without keys).
+pub(crate) fn seal(
+    keys: Option<&Keyring>,
+    user: u64,
+    credentials: &Credentials,
+) -> SealedCredentials {
+    let mut stored = credentials.reveal_for_storage();
+    let access = Zeroizing::new(mem::take(&mut stored.access_token));
+    let refresh = Zeroizing::new(mem::take(&mut stored.refresh_token));
+    SealedCredentials {
+        access_token: sealed::seal(keys, user, Column::AccessToken, &access),
+        refresh_token: sealed::seal(keys, user, Column::RefreshToken, &refresh),
+        key_id: keys.map(|k| k.active_id().to_owned()),
+        token_type: mem::take(&mut stored.token_type),
+        scopes: stored.scopes.to_string(),
+        expires_at: stored.expires_at.timestamp(),
+    }
+}
+
+/// A damaged row: reported, never repaired or overwritten.
+pub(crate) fn corrupt(shown: &str, user: UserId, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        path: PathBuf::from(shown),
+        reason: format!("user {user}'s row: {reason}"),
+    }
+}
+
+/// Turns a row into the entry it stores.
+pub(crate) fn open(
+    keys: Option<&Keyring>,
+    shown: &str,
+    user: UserId,
+    row: RawRow,
+) -> Result<VersionedEntry, StoreError> {
+    let version = u64::try_from(row.version)
+        .ok()
+        .filter(|v| *v > 0)
+        .map(Version::new)
+        .ok_or_else(|| corrupt(shown, user, "its version is not positive"))?;
+    if row.login_required {
+        return Ok(VersionedEntry {
+            version,
+            entry: StoredEntry::LoginRequired,
+        });
+    }
+    let (Some(access), Some(refresh), Some(token_type), Some(scopes), Some(expires_at)) = (
+        row.access_token,
+        row.refresh_token,
+        row.token_type,
+        row.scopes,
+        row.expires_at,
+    ) else {
+        return Err(corrupt(shown, user, "a column of its credentials is empty"));
+    };
+    let mut access = sealed::open(keys, user.get(), Column::AccessToken, &access)
+        .map_err(|e| corrupt(shown, user, format!("access token: {e}")))?;
+    let mut refresh = sealed::open(keys, user.get(), Column::RefreshToken, &refresh)
+        .map_err(|e| corrupt(shown, user, format!("refresh token: {e}")))?;
+    let scopes = scopes
+        .parse()
+        .map_err(|_| corrupt(shown, user, "its scopes are not readable"))?;
+    let expires_at = DateTime::from_timestamp(expires_at, 0)
+        .ok_or_else(|| corrupt(shown, user, "its expiry is out of range"))?;
+    let stored = StoredCredentials {
+        format: StoredCredentials::FORMAT,
+        user_id: user,
+        access_token: mem::take(&mut *access),
+        refresh_token: mem::take(&mut *refresh),
+        expires_at,
+        scopes,
+        token_type,
+    };
+    let credentials = Credentials::from_stored(stored).map_err(|e| corrupt(shown, user, e))?;
+    Ok(VersionedEntry {
+        version,
+        entry: StoredEntry::Credentials(credentials),
+    })
+}

@@ -1,0 +1,66 @@
+//! Opening the SQLite backend: one file (created 0600), WAL, a busy timeout, full sync.
+
+use std::path::Path;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use withings_oauth::StoreError;
+
+use crate::location::Location;
+use crate::store::{Pool, SqlOptions};
+
+pub(crate) async fn open(
+    url: &str,
+    options: &SqlOptions,
+    location: &Location,
+) -> Result<Pool, StoreError> {
+    let path = Location::sqlite_path(url);
+    if path.is_empty() || path.starts_with(':') {
+        return Err(StoreError::Other(format!(
+            "the store URL {url} names no file: write sqlite:///absolute/path.db or sqlite://relative/path.db"
+        )));
+    }
+    create_private(Path::new(path))?;
+    let connect = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        // Readers don't block the writer, and the writer doesn't block readers.
+        .journal_mode(SqliteJournalMode::Wal)
+        // A write that returned survives a power cut (the store contract's durability).
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(options.busy_timeout_value());
+    let pool = SqlitePoolOptions::new()
+        .max_connections(options.max_connections_value(4))
+        .acquire_timeout(options.acquire_timeout_value())
+        .connect_with(connect)
+        .await
+        .map_err(|e| crate::error::database_failure(location, "open", &e))?;
+    Ok(Pool::Sqlite(pool))
+}
+
+/// Creates the file readable by its owner only, before SQLite creates it with the umask's
+/// mode (its `-wal` and `-shm` files copy the database file's mode).
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            action: "create the directory",
+            source,
+        })?;
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_owned(),
+            action: "create",
+            source,
+        }),
+    }
+}
