@@ -313,6 +313,8 @@ pub struct SqlStore {
 
 struct Inner {
     pool: Pool,
+    /// Lease releases still running in the background, awaited by [`SqlStore::close`].
+    releases: Arc<Releases>,
     location: Location,
     keys: Option<Keyring>,
     max_lease: Duration,
@@ -385,6 +387,7 @@ impl SqlStore {
                 keys: options.keys.clone(),
                 max_lease: options.max_lease,
                 local: LocalLeases::new(),
+                releases: Arc::default(),
             }),
         };
         store.prepare_schema(&options).await?;
@@ -415,8 +418,17 @@ impl SqlStore {
         (!self.is_encrypted()).then_some(CLEAR_TEXT_WARNING)
     }
 
-    /// Closes the pool, waiting for its connections to finish.
+    /// Waits for the leases this process dropped to be released in the database, then
+    /// closes the pool. Call it before a program exits: a lease whose release never ran makes
+    /// the other processes wait for its expiry.
     pub async fn close(&self) {
+        loop {
+            let done = self.inner.releases.done.notified();
+            if self.inner.releases.running.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), done).await;
+        }
         on_pool!(&self.inner.pool, p => p.close().await)
     }
 
@@ -759,6 +771,7 @@ impl SqlStore {
             let asked = Instant::now();
             if self.claim(id, &owner, ttl).await? {
                 let release = Release {
+                    releases: self.inner.releases.clone(),
                     pool: self.inner.pool.clone(),
                     user: id,
                     owner,
@@ -785,9 +798,17 @@ fn lease_owner() -> String {
     )
 }
 
+/// The releases in flight.
+#[derive(Default)]
+struct Releases {
+    running: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
 /// Releases a database lease when the session drops it. `Drop` can't wait, so the release
 /// runs as a task; without a runtime (or if the task never runs) the lease simply expires.
 struct Release {
+    releases: Arc<Releases>,
     pool: Pool,
     user: i64,
     owner: String,
@@ -803,6 +824,8 @@ impl Drop for Release {
             self.user,
             std::mem::take(&mut self.owner),
         );
+        let releases = self.releases.clone();
+        releases.running.fetch_add(1, Ordering::AcqRel);
         runtime.spawn(async move {
             let result = execute_write!(
                 &pool,
@@ -813,6 +836,8 @@ impl Drop for Release {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "a refresh lease was not released; it will expire");
             }
+            releases.running.fetch_sub(1, Ordering::AcqRel);
+            releases.done.notify_waiters();
         });
     }
 }
