@@ -17,6 +17,9 @@ Configuration:
     --cloud          WITHINGS_CLOUD          cloud = \"eu\" | \"us\"
     --base-url       WITHINGS_BASE_URL       base_url = \"http://127.0.0.1:8080/\"
     --store          WITHINGS_STORE          store = \"/path/to/credentials.json\"
+                                             (or \"sqlite:///path/tokens.db\", \"postgres://...\")
+  A database store encrypts tokens with the keys of WITHINGS_STORE_KEYS (\"k2:base64,k1:base64\",
+  the first active) or of the file WITHINGS_STORE_KEYS_FILE.
   Prefer the environment or the config file for the client secret: command-line flags are
   visible to other users of the machine (ps, /proc). The secret is never printed.";
 
@@ -45,8 +48,9 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, env = "WITHINGS_CONFIG", value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
 
-    /// Credential store file [default: the platform's data directory, e.g.
-    /// ~/.local/share/withings-oauth/tokens.json]
+    /// Credential store: a file [default: the platform's data directory, e.g.
+    /// ~/.local/share/withings-oauth/tokens.json], or a database URL (sqlite:///path/tokens.db,
+    /// postgres://user@host/db) for many users and instances
     #[arg(long, global = true, env = "WITHINGS_STORE", value_name = "PATH")]
     pub(crate) store: Option<PathBuf>,
 
@@ -119,6 +123,26 @@ pub(crate) enum Command {
     Logout(LogoutArgs),
     /// Run login, status, a data call, refresh and revoke against a local sandbox, offline
     Demo(DemoArgs),
+    /// Manage a database store (--store sqlite://... or postgres://...)
+    #[cfg(feature = "sql")]
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `store`.
+#[cfg(feature = "sql")]
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Copy every login of a tokens.json file into the database (users it already has are
+    /// kept; the file is not changed)
+    MigrateFrom {
+        /// The tokens.json to copy from
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Re-encrypt every row with the active key (the first of WITHINGS_STORE_KEYS), while
+    /// other programs keep using the store
+    RotateKey,
 }
 
 /// `logout`.

@@ -14,8 +14,8 @@ use crate::out::{note, say};
 use crate::settings::Settings;
 use crate::store::Store;
 
-fn open_store(settings: &Settings) -> Result<Store, CliError> {
-    Store::open(settings.store_path()?)
+async fn open_store(settings: &Settings) -> Result<Store, CliError> {
+    Store::open_setting(settings.store_path()?).await
 }
 
 fn parse_scopes(args: &LoginArgs) -> Result<Scopes, CliError> {
@@ -42,7 +42,7 @@ fn parse_scopes(args: &LoginArgs) -> Result<Scopes, CliError> {
 pub(crate) async fn login(settings: &Settings, args: &LoginArgs) -> Result<(), CliError> {
     let scopes = parse_scopes(args)?;
     let client = settings.client()?;
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     // A store that can't be read would lose the login after the user went through it.
     store.users().await?;
     let (agent, spinner) = agent::choose(args, &client)?;
@@ -55,7 +55,8 @@ pub(crate) async fn login(settings: &Settings, args: &LoginArgs) -> Result<(), C
         status.user_id,
         status.scopes
     )?;
-    say!("Credentials saved to {}.", store.path().display())?;
+    store.close().await;
+    say!("Credentials saved to {}.", store.location())?;
     if !missing.is_empty() {
         note!(
             "warning: Withings did not grant {missing}: calls that need it will be refused; log in again and allow it if you need it"
@@ -67,7 +68,7 @@ pub(crate) async fn login(settings: &Settings, args: &LoginArgs) -> Result<(), C
 /// Shows every stored user (or the one chosen with `--user`); exit code 3 if one of them
 /// must log in again.
 pub(crate) async fn status(settings: &Settings) -> Result<(), CliError> {
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let users: Vec<UserId> = match settings.user {
         Some(_) => vec![store.select_user(settings.user).await?],
         None => store.users().await?,
@@ -76,7 +77,7 @@ pub(crate) async fn status(settings: &Settings) -> Result<(), CliError> {
         store.select_user(None).await?;
     }
     let now = Utc::now();
-    say!("store: {}", store.path().display())?;
+    say!("store: {}", store.location())?;
     let mut dead = Vec::new();
     for user in users {
         say!("user {user}")?;
@@ -109,7 +110,7 @@ pub(crate) async fn status(settings: &Settings) -> Result<(), CliError> {
 }
 
 async fn selected_session(settings: &Settings) -> Result<(Store, Session), CliError> {
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let user = store.select_user(settings.user).await?;
     let client = settings.client()?;
     let session = ops::session(&client, &store, user).await?;
@@ -117,7 +118,7 @@ async fn selected_session(settings: &Settings) -> Result<(Store, Session), CliEr
 }
 
 pub(crate) async fn token(settings: &Settings) -> Result<(), CliError> {
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let user = store.select_user(settings.user).await?;
     // Scripts call `token` often and it is nearly always fresh. Building the client costs more
     // than the rest of the command together (its TLS setup reads every root certificate), so
@@ -131,14 +132,17 @@ pub(crate) async fn token(settings: &Settings) -> Result<(), CliError> {
     }
     let client = settings.client()?;
     let session = ops::session(&client, &store, user).await?;
-    let token = session.access_token().await.map_err(ops::session_error)?;
-    say!("{}", token.expose_secret())?;
+    let token = session.access_token().await.map_err(ops::session_error);
+    store.close().await;
+    say!("{}", token?.expose_secret())?;
     Ok(())
 }
 
 pub(crate) async fn refresh(settings: &Settings) -> Result<(), CliError> {
-    let (_, session) = selected_session(settings).await?;
-    session.refresh().await.map_err(ops::session_error)?;
+    let (store, session) = selected_session(settings).await?;
+    let refreshed = session.refresh().await.map_err(ops::session_error);
+    store.close().await;
+    refreshed?;
     let status = session.status();
     say!(
         "Refreshed user {}: access token {}.",
@@ -149,19 +153,120 @@ pub(crate) async fn refresh(settings: &Settings) -> Result<(), CliError> {
 }
 
 pub(crate) async fn revoke(settings: &Settings) -> Result<(), CliError> {
-    let (_, session) = selected_session(settings).await?;
+    let (store, session) = selected_session(settings).await?;
     let user = session.user_id();
-    session.revoke().await.map_err(ops::session_error)?;
+    let revoked = session.revoke().await.map_err(ops::session_error);
+    store.close().await;
+    revoked?;
     say!("Revoked the app's access to user {user}'s data and deleted the local credentials.")?;
     Ok(())
 }
 
 pub(crate) async fn logout(settings: &Settings, args: &LogoutArgs) -> Result<(), CliError> {
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let user = store.select_user(settings.user).await?;
     store.delete(user, args.force).await?;
     say!(
         "Deleted the local credentials of user {user}. Withings still allows the app access: `withings-oauth revoke` withdraws it."
     )?;
     Ok(())
+}
+
+/// `store migrate-from FILE`: copies every login of a `tokens.json` into the database
+/// `--store` names. Users the database already has are left as they are; the file is not
+/// changed.
+#[cfg(feature = "sql")]
+pub(crate) async fn store_migrate_from(
+    settings: &Settings,
+    file: &std::path::Path,
+) -> Result<(), CliError> {
+    use withings_oauth::{Expected, StoreError, TokenStore};
+
+    let target = open_store(settings).await?;
+    let sql = target.sql()?;
+    if !file.exists() {
+        return Err(CliError::config(format!(
+            "{} does not exist: give the path of a withings-oauth tokens.json",
+            file.display()
+        )));
+    }
+    let source =
+        withings_oauth_store::FileStore::open(file).map_err(|e| crate::store::store_error(&e))?;
+    let (mut copied, mut kept) = (0usize, Vec::new());
+    for user in source
+        .users()
+        .await
+        .map_err(|e| crate::store::store_error(&e))?
+    {
+        let Some(entry) = source
+            .load(user)
+            .await
+            .map_err(|e| crate::store::store_error(&e))?
+        else {
+            continue;
+        };
+        let written = match &entry.entry {
+            StoredEntry::Credentials(credentials) => sql
+                .save(user, credentials, Expected::Absent)
+                .await
+                .map(drop),
+            StoredEntry::LoginRequired => sql
+                .mark_login_required(user, Expected::Absent)
+                .await
+                .map(drop),
+        };
+        match written {
+            Ok(()) => copied += 1,
+            Err(StoreError::Conflict(_)) => kept.push(user.to_string()),
+            Err(e) => return Err(crate::store::store_error(&e)),
+        }
+    }
+    say!(
+        "Copied {copied} login(s) from {} into {}.",
+        file.display(),
+        target.location()
+    )?;
+    if !kept.is_empty() {
+        note!(
+            "the database already had user {}: kept its login, not the file's",
+            kept.join(", ")
+        );
+    }
+    note!(
+        "{} was left as it was: delete it once the database works for you (it holds tokens).",
+        file.display()
+    );
+    Ok(())
+}
+
+/// `store rotate-key`: re-encrypts every row with the active key of `WITHINGS_STORE_KEYS`.
+#[cfg(feature = "sql")]
+pub(crate) async fn store_rotate_key(settings: &Settings) -> Result<(), CliError> {
+    let store = open_store(settings).await?;
+    let rotation = store
+        .sql()?
+        .rotate_keys()
+        .await
+        .map_err(|e| crate::store::store_error(&e))?;
+    say!(
+        "Re-encrypted {} row(s) of {} with the active key.",
+        rotation.rewritten,
+        store.location()
+    )?;
+    if rotation.unreadable.is_empty() {
+        note!(
+            "Every row now uses the active key: older keys may be removed from WITHINGS_STORE_KEYS."
+        );
+        Ok(())
+    } else {
+        let users: Vec<String> = rotation
+            .unreadable
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        Err(CliError::store(format!(
+            "the rows of user {} could not be opened with the loaded keys and were left as they are: add their key to WITHINGS_STORE_KEYS (after the active one) and run `withings-oauth store rotate-key` again",
+            users.join(", ")
+        )))
+    }
 }

@@ -68,7 +68,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
     ))?;
     detail(format_args!(
         "Credentials go to a temporary store, deleted at the end: {}",
-        store.path().display()
+        store.location()
     ))?;
 
     step(2, "Login, asking for user.metrics.")?;

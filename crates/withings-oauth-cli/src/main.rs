@@ -63,5 +63,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Refresh => commands::refresh(&settings()?).await,
         Command::Revoke => commands::revoke(&settings()?).await,
         Command::Logout(args) => commands::logout(&settings()?, &args).await,
+        #[cfg(feature = "sql")]
+        Command::Store(cli::StoreCommand::MigrateFrom { file }) => {
+            commands::store_migrate_from(&settings()?, &file).await
+        }
+        #[cfg(feature = "sql")]
+        Command::Store(cli::StoreCommand::RotateKey) => {
+            commands::store_rotate_key(&settings()?).await
+        }
     }
 }

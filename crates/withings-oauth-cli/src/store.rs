@@ -1,4 +1,6 @@
-//! The credential store: a [`FileStore`], with the CLI's user selection and error messages.
+//! The credential store: a [`FileStore`] for one person (the default), or a SQL store
+//! (`sqlite://...`, `postgres://...`, feature `sql`) for a fleet; with the CLI's user selection
+//! and error messages.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,23 +28,102 @@ pub(crate) fn store_error(error: &StoreError) -> CliError {
     }
 }
 
-/// A store file. Nothing is created until credentials are saved.
-#[derive(Clone, Debug)]
+/// A `--store` value that names a database rather than a file.
+pub(crate) fn database_url(store: &Path) -> Option<&str> {
+    let text = store.to_str()?;
+    let lower = text.to_ascii_lowercase();
+    ["sqlite:", "postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| lower.starts_with(scheme))
+        .then_some(text)
+}
+
+/// A store file, or a database. Nothing is created in a file store until credentials are
+/// saved.
+#[derive(Clone)]
 pub(crate) struct Store {
-    inner: Arc<FileStore>,
+    inner: Arc<dyn TokenStore>,
+    /// The file's path or the database URL without its password.
+    location: String,
+    #[cfg(feature = "sql")]
+    sql: Option<withings_oauth_sql::SqlStore>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
+    /// The store `--store` names: a database URL, or a file path.
+    pub(crate) async fn open_setting(store: PathBuf) -> Result<Self, CliError> {
+        match database_url(&store) {
+            Some(url) => Self::connect(url).await,
+            None => Self::open(store),
+        }
+    }
+
     pub(crate) fn open(path: PathBuf) -> Result<Self, CliError> {
         let inner = FileStore::open(path)
             .map_err(|e| CliError::config(format!("{e} (set with --store or WITHINGS_STORE)")))?;
         Ok(Self {
+            location: inner.path().display().to_string(),
             inner: Arc::new(inner),
+            #[cfg(feature = "sql")]
+            sql: None,
         })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        self.inner.path()
+    #[cfg(feature = "sql")]
+    async fn connect(url: &str) -> Result<Self, CliError> {
+        use withings_oauth_sql::{SqlOptions, SqlStore};
+        let options = SqlOptions::from_env().map_err(|e| CliError::config(e.to_string()))?;
+        let sql = SqlStore::connect(url, options)
+            .await
+            .map_err(|e| store_error(&e))?;
+        if let Some(warning) = sql.clear_text_warning() {
+            crate::out::note!("warning: {warning}");
+        }
+        Ok(Self {
+            location: sql.location().to_owned(),
+            inner: Arc::new(sql.clone()),
+            sql: Some(sql),
+        })
+    }
+
+    #[cfg(not(feature = "sql"))]
+    async fn connect(_url: &str) -> Result<Self, CliError> {
+        Err(CliError::config(
+            "this withings-oauth was built without SQL stores: rebuild it with the feature `sql`, or give --store a file path",
+        ))
+    }
+
+    /// Where the credentials are: a file path, or a database URL without its password.
+    pub(crate) fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The SQL store, for the `store` commands.
+    #[cfg(feature = "sql")]
+    pub(crate) fn sql(&self) -> Result<&withings_oauth_sql::SqlStore, CliError> {
+        self.sql.as_ref().ok_or_else(|| {
+            CliError::config(format!(
+                "the store {} is a file; this command works on a database: set --store or WITHINGS_STORE to sqlite:///path/tokens.db or postgres://user@host/db",
+                self.location
+            ))
+        })
+    }
+
+    /// Lets the store finish its background work (a database releases the refresh leases this
+    /// process held, so other processes need not wait for them to expire).
+    pub(crate) async fn close(&self) {
+        #[cfg(feature = "sql")]
+        if let Some(sql) = &self.sql {
+            sql.close().await;
+        }
     }
 
     /// The store, for sessions.
@@ -93,19 +174,19 @@ impl Store {
             }
             return Err(CliError::login_required(format!(
                 "user {id} has no stored credentials in {}{}: run `withings-oauth login`",
-                self.path().display(),
+                self.location,
                 list(&users, " (stored users: ", ")")
             )));
         }
         match users.as_slice() {
             [] => Err(CliError::login_required(format!(
                 "not logged in (no credentials in {}): run `withings-oauth login`",
-                self.path().display()
+                self.location
             ))),
             [only] => Ok(*only),
             several => Err(CliError::config(format!(
                 "the store {} holds several users{}: choose one with --user ID",
-                self.path().display(),
+                self.location,
                 list(several, " (", ")")
             ))),
         }
@@ -118,4 +199,23 @@ fn list(users: &[UserId], before: &str, after: &str) -> String {
     }
     let ids: Vec<String> = users.iter().map(ToString::to_string).collect();
     format!("{before}{}{after}", ids.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_pick_the_sql_store_and_paths_the_file_store() {
+        for url in [
+            "sqlite:///var/lib/t.db",
+            "postgres://u@h/db",
+            "postgresql://u@h/db",
+        ] {
+            assert_eq!(database_url(Path::new(url)), Some(url));
+        }
+        for path in ["/home/a/tokens.json", "tokens.json", "./sqlite/tokens.json"] {
+            assert_eq!(database_url(Path::new(path)), None);
+        }
+    }
 }
