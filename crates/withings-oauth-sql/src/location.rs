@@ -45,6 +45,7 @@ impl Location {
     }
 
     /// The SQLite file a `sqlite:` URL names.
+    #[cfg(any(feature = "sqlite", test))]
     pub(crate) fn sqlite_path(url: &str) -> &str {
         let url = url.trim();
         let rest = &url["sqlite:".len()..];

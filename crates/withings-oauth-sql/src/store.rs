@@ -334,6 +334,7 @@ fn now_seconds() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+#[cfg(feature = "sqlite")]
 fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -293,3 +293,22 @@ async fn clear_text_rows_are_encrypted_by_the_sweep_and_the_store_says_so_until_
     let error = clear.load(ALICE).await.unwrap_err().to_string();
     assert!(error.contains("no key is configured"), "{error}");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_file_and_its_journal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_with_keys(&dir, support::KEYS).await;
+    store
+        .save(ALICE, &creds(ALICE, "alice"), Expected::Absent)
+        .await
+        .unwrap();
+    for name in ["tokens.db", "tokens.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}: {:o}", mode & 0o777);
+    }
+}
