@@ -12,7 +12,7 @@ use crate::config::Client;
 use crate::credentials::{Credentials, UserId};
 use crate::login::Authorized;
 use crate::scope::Scopes;
-use crate::store::{Expected, StoreError, StoredEntry, TokenStore, Version};
+use crate::store::{DEFAULT_LEASE_TTL, Expected, StoreError, StoredEntry, TokenStore, Version};
 use crate::time::{system_micros, system_resolution_micros};
 
 mod data;
@@ -334,8 +334,8 @@ impl Session {
     }
 
     /// Revokes the app's access at Withings (both tokens die), then deletes the user's entry
-    /// from the store, if it is still the one this session holds: a login saved meanwhile by
-    /// another program is left in place. On failure the session is unchanged.
+    /// from the store (a login saved by another program at that very moment is left in place).
+    /// On failure the session is unchanged.
     pub async fn revoke(self) -> Result<(), SessionError> {
         let mut slot = self.shared.slot.lock().await;
         let revoked = self.revoke_locked(&mut slot).await;
@@ -358,7 +358,25 @@ impl Session {
         info!(user_id = %user, "access revoked");
         slot.forget();
         self.shared.set_login_required();
-        let expected = slot.version.map_or(Expected::Absent, Expected::Version);
+        // Every token of the user's grant is dead now, whichever process refreshed it last:
+        // delete what is stored, under the lease so that no refresh slips in between. Only a
+        // login made meanwhile changes the entry still, and the delete leaves it.
+        let _lease = self
+            .shared
+            .store
+            .lease(user, DEFAULT_LEASE_TTL)
+            .await
+            .map_err(SessionError::Store)?;
+        let expected = match self
+            .shared
+            .store
+            .load(user)
+            .await
+            .map_err(SessionError::Store)?
+        {
+            Some(entry) => Expected::Version(entry.version),
+            None => return Ok(()),
+        };
         match self.shared.store.delete(user, expected).await {
             Err(StoreError::Conflict(conflict)) => {
                 info!(stored = ?conflict.current_version(), "the store holds a newer login than the revoked one; it is kept");
