@@ -110,14 +110,23 @@
 //!   error text repeats a secret of the request, it is masked.
 //! - Plain `http` is refused except on loopback addresses; the default HTTP client does not
 //!   follow redirects and has timeouts; answers larger than a limit are refused.
-//! - The loopback listener ([`LoopbackAgent`], [`guide::loopback`]) binds loopback addresses only (both `127.0.0.1` and
-//!   `[::1]` for `localhost`), ignores callbacks that are not this login's and keeps waiting, so
-//!   a local program that does not know the `state` can't end or hijack the login; it limits
-//!   header size, header time and connections, and opens the browser at a one-time local link
-//!   rather than passing the `state` on a command line. The paste agent ([`PasteAgent`]) never echoes
-//!   what was pasted.
-//! - Sessions ([`Session`]) refresh one at a time per user (and across processes with a store
-//!   whose lock is cross-process) and store a refreshed pair before anyone can use it.
+//! - The loopback listener ([`LoopbackAgent`], [`guide::loopback`]) binds loopback addresses
+//!   only (both `127.0.0.1` and `[::1]` for `localhost`), ignores callbacks that are not this
+//!   login's and keeps waiting, so a local program that does not know the `state` can't end or
+//!   hijack the login; it limits header size, header time and connections, and opens the
+//!   browser at a one-time local link rather than passing the `state` on a command line. A
+//!   second request for that link ends the login ([`UserAgentError::StartLinkReused`]): someone
+//!   else has it. A fixed port another program holds is refused by both loopback agents, since
+//!   the browser would send that program the code. The paste agent ([`PasteAgent`]) never
+//!   echoes what was pasted.
+//! - Sessions ([`Session`]) refresh one at a time per user (across processes through the
+//!   store's lease), store a refreshed pair before anyone can use it, and never overwrite a
+//!   newer login: every write is a compare-and-swap ([`TokenStore`]).
+//! - An access token Withings says lives less than [`MIN_TOKEN_LIFETIME`] is used that long, and
+//!   a session refreshes a short-lived token at half its life: a server bug can't make every
+//!   call a refresh.
+//! - Errors say whether retrying later may help ([`ApiError::is_transient`]) and whether the
+//!   program's configuration is wrong ([`ApiError::is_configuration`]).
 //!
 //! What it leaves to you:
 //! - Where credentials are stored and how private that is ([`StoredCredentials`] is clear text).
@@ -129,7 +138,7 @@
 
 #![deny(missing_docs)]
 
-// Modules, in dependency order: each uses only those above it.
+// Modules; their dependency order is drawn in docs/architecture.md.
 mod api;
 mod callback;
 #[doc(hidden)]
@@ -157,6 +166,7 @@ pub use api::error::{ApiError, TransportKind};
 pub use api::measure::{GetMeas, Measure, MeasureGroup, MeasureGroups, measure_type};
 pub use api::signature::{get_nonce, sign};
 pub use api::status::StatusFamily;
+pub use api::token::MIN_TOKEN_LIFETIME;
 pub use callback::{CallbackError, is_redirect_target, screen_callback};
 pub use config::{AuthMethod, Client, ClientBuilder, Cloud, ConfigError, is_loopback};
 pub use credentials::{Credentials, InvalidUserId, UserId};

@@ -136,6 +136,10 @@ struct Shared {
 struct Published {
     token: AccessToken,
     expires_at: DateTime<Utc>,
+    /// For a token just issued by Withings, half its lifetime: a token that lives less than
+    /// the margin is refreshed at half its life rather than on every call. `i64::MAX` for a
+    /// token read from the store, whose lifetime is unknown.
+    half_life_micros: i64,
     /// `expires_at` in microseconds since the Unix epoch, or `i64::MIN` once the login is dead:
     /// the fast path is one comparison against it.
     expires_micros: i64,
@@ -239,7 +243,7 @@ impl Session {
     }
 
     fn new(authorized: Authorized, store: Arc<dyn TokenStore>, version: Version) -> Session {
-        let published = Published::of(authorized.credentials(), 0);
+        let published = Published::of(authorized.credentials(), 0, false);
         Session {
             shared: Arc::new(Shared {
                 client: authorized.client().clone(),
@@ -285,7 +289,8 @@ impl Session {
         } else {
             self.clock.now().timestamp_micros()
         };
-        now.saturating_add(self.margin_micros) < published.expires_micros
+        let margin = self.margin_micros.min(published.half_life_micros);
+        now.saturating_add(margin) < published.expires_micros
     }
 
     /// The user.
@@ -395,12 +400,13 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn publish(&self, credentials: &Credentials) -> (AccessToken, u64) {
+    /// Publishes `credentials`; `issued` says Withings just issued them (a refresh, a login).
+    fn publish(&self, credentials: &Credentials, issued: bool) -> (AccessToken, u64) {
         let mut published = self
             .published
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let next = Published::of(credentials, published.generation + 1);
+        let next = Published::of(credentials, published.generation + 1, issued);
         let result = (next.token.clone(), next.generation);
         *published = Arc::new(next);
         result
@@ -421,6 +427,7 @@ impl Shared {
         *published = Arc::new(Published {
             token: published.token.clone(),
             expires_at: published.expires_at,
+            half_life_micros: published.half_life_micros,
             expires_micros: i64::MIN,
             scopes: published.scopes.clone(),
             generation: published.generation + 1,
@@ -430,11 +437,21 @@ impl Shared {
 }
 
 impl Published {
-    fn of(credentials: &Credentials, generation: u64) -> Self {
+    fn of(credentials: &Credentials, generation: u64, issued: bool) -> Self {
+        let expires_micros = credentials.expires_at.timestamp_micros();
+        let half_life_micros = if issued {
+            expires_micros
+                .saturating_sub(Utc::now().timestamp_micros())
+                .max(0)
+                / 2
+        } else {
+            i64::MAX
+        };
         Published {
             token: credentials.access_token.clone(),
             expires_at: credentials.expires_at,
-            expires_micros: credentials.expires_at.timestamp_micros(),
+            half_life_micros,
+            expires_micros,
             scopes: credentials.scopes.clone(),
             generation,
             login_required: false,

@@ -944,3 +944,27 @@ fn a_refresh_stopped_by_its_runtime_shutting_down_does_not_leave_the_session_stu
         drop(server);
     });
 }
+
+#[tokio::test]
+async fn a_token_issued_with_no_lifetime_is_not_refreshed_on_every_call() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"status":0,"body":{"userid":1001,"access_token":"brief-access","refresh_token":"brief-refresh","expires_in":0,"scope":"user.metrics","token_type":"Bearer"}}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    for _ in 0..10 {
+        let token = session.access_token().await.unwrap();
+        assert_eq!(token.expose_secret(), "brief-access");
+    }
+    let lifetime = session.status().expires_at - Utc::now();
+    assert!(
+        lifetime > TimeDelta::seconds(50) && lifetime <= TimeDelta::seconds(60),
+        "used for the minimum lifetime: {lifetime}"
+    );
+    server.verify().await;
+}
