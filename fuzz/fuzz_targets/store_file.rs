@@ -15,8 +15,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use withings_oauth::secrecy::ExposeSecret;
-use withings_oauth::store::{StoreError, StoredEntry, TokenStore};
+use withings_oauth::{Expected, StoreError, StoredEntry, TokenStore};
 use withings_oauth_store::FileStore;
 
 struct Fixture {
@@ -116,14 +115,15 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Err(e) => panic!("loading a listed user failed: {e}"),
             };
-            match entry {
+            match entry.map(|e| e.entry) {
                 Some(StoredEntry::Credentials(c)) => {
                     assert_eq!(c.user_id(), user, "loaded another user's tokens");
                     assert!(!format!("{c:?}").contains(c.access_token().expose_secret()));
-                    copy.save(user, &c)
+                    copy.save(user, &c, Expected::Absent)
                         .await
                         .expect("loaded credentials can't be saved");
-                    let Some(StoredEntry::Credentials(back)) = copy.load(user).await.unwrap()
+                    let Some(StoredEntry::Credentials(back)) =
+                        copy.load(user).await.unwrap().map(|e| e.entry)
                     else {
                         panic!("saved credentials did not read back");
                     };
