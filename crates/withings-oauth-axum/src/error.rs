@@ -108,7 +108,7 @@ impl LoginError {
              </main></body></html>",
             title = self.title(),
             kind = self.kind(),
-            message = escape(&self.to_string()),
+            message = escape(&sentence(&self.to_string())),
             back = escape(back),
         );
         (
@@ -160,6 +160,13 @@ const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;background:#f4f6f8;
 main{max-width:34rem;margin:4rem auto;background:#fff;border-radius:12px;padding:2rem 2.5rem;\
 box-shadow:0 2px 12px rgba(0,0,0,.08)}h1{margin-top:0;font-size:1.5rem;color:#b3261e}\
 a{color:#0b63ce}";
+
+/// The message as a sentence: capitalized, with a full stop.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let first = chars.next().map(|c| c.to_uppercase().to_string());
+    format!("{}{}.", first.unwrap_or_default(), chars.as_str())
+}
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
