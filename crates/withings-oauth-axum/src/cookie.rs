@@ -69,4 +69,19 @@ mod tests {
         );
         assert!(read_binding(&HeaderMap::new(), false).is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_cookie_header_gives_a_well_formed_binding_or_none(header in ".{0,300}") {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&format!("withings-login={header}")) {
+                headers.insert(COOKIE, value);
+            }
+            if let Some(binding) = read_binding(&headers, false) {
+                let value = binding.reveal_cookie_value();
+                proptest::prop_assert_eq!(value.len(), 43);
+                proptest::prop_assert!(header.contains(value));
+            }
+        }
+    }
 }

@@ -43,7 +43,7 @@ pub enum LoginError {
     #[error("the address Withings sent you back to is not valid: start again")]
     BadCallback,
     /// Withings failed, or could not be reached.
-    #[error("Withings could not finish the login ({0}): try again in a moment")]
+    #[error("Withings could not finish the login ({0}): start again in a moment")]
     Withings(String),
     /// The application's stores or configuration failed.
     #[error("the application could not save the login ({0}): try again later")]

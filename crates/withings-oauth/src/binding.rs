@@ -199,6 +199,38 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_callback_has_a_state_hash_only_with_exactly_one_non_empty_state(query in ".{0,200}") {
+            let mut callback: Url = "https://app.example.com/cb".parse().unwrap();
+            callback.set_query(Some(&query));
+            let states: Vec<String> = callback
+                .query_pairs()
+                .filter(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            let hash = StateHash::of_callback(&callback);
+            match states.as_slice() {
+                [one] if !one.is_empty() => proptest::prop_assert_eq!(
+                    hash,
+                    Some(StateHash::of_state(&CsrfState::new(one.as_str())))
+                ),
+                _ => proptest::prop_assert_eq!(hash, None),
+            }
+        }
+
+        #[test]
+        fn only_shaped_cookie_values_are_bindings(value in ".{0,60}") {
+            if let Some(binding) = BrowserBinding::from_cookie_value(&value) {
+                proptest::prop_assert_eq!(binding.reveal_cookie_value(), value.as_str());
+                proptest::prop_assert_eq!(value.len(), 43);
+                proptest::prop_assert!(
+                    value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                );
+            }
+        }
+    }
+
     #[test]
     fn bindings_are_random_shaped_and_never_shown() {
         let a = BrowserBinding::new_random().unwrap();
