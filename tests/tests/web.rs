@@ -14,7 +14,7 @@ use fantoccini::Locator;
 use url::Url;
 use withings_oauth::chrono::{DateTime, TimeDelta, Utc};
 use withings_oauth::{
-    Client, Clock, MemoryPendingLogins, MemoryStore, StoredEntry, TokenStore, UserId,
+    Client, Clock, MemoryPendingLogins, MemoryStore, Session, TokenStore, UserId,
 };
 use withings_oauth_e2e::{Browser, query_param, start_sandbox};
 use withings_oauth_web_example::{Accounts, DEMO_USERS, Shared, router};
@@ -46,7 +46,7 @@ impl Clock for OffsetClock {
 struct Site {
     sandbox: Sandbox,
     instances: Vec<Url>,
-    tokens: Arc<MemoryStore>,
+    tokens: Arc<dyn TokenStore>,
     accounts: Accounts,
     pending_clock: Arc<OffsetClock>,
 }
@@ -62,7 +62,7 @@ async fn start_site(instances: usize) -> Site {
     let last = listeners.last().unwrap().local_addr().unwrap();
     let redirect = format!("http://{last}/callback");
     let pending_clock = Arc::new(OffsetClock::default());
-    let tokens = Arc::new(MemoryStore::new());
+    let tokens: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let shared = Shared {
         pending: Arc::new(MemoryPendingLogins::new().with_clock(pending_clock.clone())),
         tokens: tokens.clone(),
@@ -202,15 +202,22 @@ async fn callback_without_opening(browser: &Browser, i: u32) -> Url {
 
 /// The Withings user whose access token the store holds for `user`, as the sandbox knows it.
 async fn token_owner(site: &Site, user: UserId) -> u64 {
-    let Some(StoredEntry::Credentials(credentials)) = site.tokens.load(user).await.unwrap() else {
-        panic!("no credentials stored for {user}");
-    };
-    let token = credentials.access_token().expose_secret().to_owned();
+    let client = Client::builder()
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret(DEFAULT_CLIENT_SECRET)
+        .redirect_uri("http://127.0.0.1/callback")
+        .base_url(site.sandbox.base_url())
+        .build()
+        .unwrap();
+    let session = Session::restore(&client, site.tokens.clone(), user)
+        .await
+        .expect("credentials stored for the user");
+    let token = session.access_token().await.unwrap();
     site.sandbox
         .handle()
         .live_tokens()
         .into_iter()
-        .find(|t| t.kind == TokenKind::Access && t.token == token)
+        .find(|t| t.kind == TokenKind::Access && t.token == token.expose_secret())
         .expect("the stored access token is live at the sandbox")
         .userid
 }
