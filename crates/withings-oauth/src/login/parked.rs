@@ -25,6 +25,19 @@ use crate::secret::CsrfState;
 /// the user, opaque to this crate), the creation time, the redirect URI, the scopes and the
 /// demo flag. Its `Debug` shows the creation time and the scopes only.
 ///
+/// ```compile_fail,E0382
+/// # fn f(parked: withings_oauth::ParkedLogin, client: &withings_oauth::Client) {
+/// let pending = parked.restore(client);
+/// let again = parked.restore(client); // use of moved value: restored once
+/// # }
+/// ```
+///
+/// ```compile_fail,E0599
+/// # fn f(parked: withings_oauth::ParkedLogin) {
+/// let copy = parked.clone(); // ParkedLogin is not Clone
+/// # }
+/// ```
+///
 /// # Security
 /// It reveals the `state`: whoever reads a parked login and the callback's code could finish
 /// the login from another browser. Keep parked logins server-side, for minutes
