@@ -234,7 +234,7 @@ pub use store::testing;
 pub use store::{
     Conflict, DEFAULT_LEASE_TTL, Expected, Lease, LocalLeases, MemoryStore, StoreError,
     StoreFuture, StoredCredentials, StoredCredentialsError, StoredEntry, TokenStore, Version,
-    VersionedEntry,
+    VersionedEntry, VersionedMap, ensure_owner,
 };
 pub use time::{Clock, SystemClock};
 #[cfg(feature = "loopback")]

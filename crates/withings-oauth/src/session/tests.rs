@@ -733,45 +733,63 @@ fn invalid_refresh_token() -> ResponseTemplate {
     )
 }
 
-/// A login made in another program while this session's refresh is in flight.
+/// A login made in another program.
 async fn login_elsewhere(
-    server: &MockServer,
-    store: &Arc<MemoryStore>,
+    client: Client,
+    store: Arc<MemoryStore>,
     access: &str,
     refresh: &str,
     scopes: &str,
 ) {
     let mut creds = credentials(access, refresh, Utc::now() + TimeDelta::hours(3));
     creds.scopes = scopes.parse().unwrap();
-    let login = Authorized::from_credentials(&client(server), creds);
-    Session::start(login, store.clone()).await.unwrap();
+    let login = Authorized::from_credentials(&client, creds);
+    Session::start(login, store).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_saved_during_a_refresh_that_fails_is_kept_and_adopted() {
-    let server = MockServer::start().await;
+/// A session whose token is due, and a call that refreshes it while Withings takes 500 ms to
+/// give `answer`; `meanwhile` (another program's write) runs 150 ms into that refresh. Returns
+/// the call's outcome, the session and the store.
+async fn refresh_racing<F, Fut>(
+    server: &MockServer,
+    answer: ResponseTemplate,
+    meanwhile: F,
+) -> (Result<AccessToken, SessionError>, Session, Arc<MemoryStore>)
+where
+    F: FnOnce(Client, Arc<MemoryStore>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     refresh_with("old-refresh")
-        .respond_with(invalid_refresh_token().set_delay(Duration::from_millis(500)))
+        .respond_with(answer.set_delay(Duration::from_millis(500)))
         .expect(1)
-        .mount(&server)
+        .mount(server)
         .await;
     let store = Arc::new(MemoryStore::new());
-    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    let session = session(server, store.clone(), TimeDelta::minutes(1)).await;
     let refreshing = tokio::spawn({
         let session = session.clone();
         async move { session.access_token().await }
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
-    login_elsewhere(
-        &server,
-        &store,
-        "login-access",
-        "login-refresh",
-        "user.metrics",
-    )
-    .await;
+    meanwhile(client(server), store.clone()).await;
+    (refreshing.await.unwrap(), session, store)
+}
 
-    let token = refreshing.await.unwrap().expect("the new login is adopted");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_saved_during_a_refresh_that_fails_is_kept_and_adopted() {
+    let server = MockServer::start().await;
+    let (outcome, session, store) =
+        refresh_racing(&server, invalid_refresh_token(), |client, store| {
+            login_elsewhere(
+                client,
+                store,
+                "login-access",
+                "login-refresh",
+                "user.metrics",
+            )
+        })
+        .await;
+    let token = outcome.expect("the new login is adopted");
     assert_eq!(token.expose_secret(), "login-access");
     assert_eq!(
         stored_refresh_token(store.as_ref()).await.as_deref(),
@@ -785,28 +803,17 @@ async fn a_login_saved_during_a_refresh_that_fails_is_kept_and_adopted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_during_a_refresh_is_not_undone() {
     let server = MockServer::start().await;
-    refresh_with("old-refresh")
-        .respond_with(
-            token_answer("new-access", "new-refresh").set_delay(Duration::from_millis(500)),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-    let store = Arc::new(MemoryStore::new());
-    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
-    let refreshing = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    // `withings-oauth logout` in another process.
-    let stored = store.load(USER).await.unwrap().unwrap();
-    store
-        .delete(USER, Expected::Version(stored.version))
-        .await
-        .unwrap();
-
-    let err = refreshing.await.unwrap().unwrap_err();
+    let answer = token_answer("new-access", "new-refresh");
+    let (outcome, _, store) = refresh_racing(&server, answer, |_, store| async move {
+        // `withings-oauth logout` in another process.
+        let stored = store.load(USER).await.unwrap().unwrap();
+        store
+            .delete(USER, Expected::Version(stored.version))
+            .await
+            .unwrap();
+    })
+    .await;
+    let err = outcome.unwrap_err();
     assert!(err.login_required(), "{err:?}");
     assert!(
         store.load(USER).await.unwrap().is_none(),
@@ -818,31 +825,18 @@ async fn a_logout_during_a_refresh_is_not_undone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_with_more_scopes_saved_during_a_refresh_is_not_replaced() {
     let server = MockServer::start().await;
-    refresh_with("old-refresh")
-        .respond_with(
-            token_answer("refreshed-access", "refreshed-refresh")
-                .set_delay(Duration::from_millis(500)),
+    let answer = token_answer("refreshed-access", "refreshed-refresh");
+    let (outcome, session, store) = refresh_racing(&server, answer, |client, store| {
+        login_elsewhere(
+            client,
+            store,
+            "wider-access",
+            "wider-refresh",
+            "user.metrics,user.activity",
         )
-        .expect(1)
-        .mount(&server)
-        .await;
-    let store = Arc::new(MemoryStore::new());
-    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
-    let refreshing = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    login_elsewhere(
-        &server,
-        &store,
-        "wider-access",
-        "wider-refresh",
-        "user.metrics,user.activity",
-    )
+    })
     .await;
-
-    let token = refreshing.await.unwrap().unwrap();
+    let token = outcome.unwrap();
     assert_eq!(
         token.expose_secret(),
         "wider-access",
