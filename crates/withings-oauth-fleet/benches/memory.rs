@@ -1,0 +1,47 @@
+//! Memory per cached user: every byte allocated (and not freed) while 100,000 users are
+//! restored into a fleet's cache, counted by a global allocator. Prints the figure; see
+//! docs/benchmarks.md ("The fleet"). Goal: under 1 KiB a user.
+
+#![allow(missing_docs)]
+
+use std::alloc::System;
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use withings_oauth_fleet::Fleet;
+
+mod common;
+use common::{USERS, client, store, user};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let store = store().await;
+        let fleet = Fleet::builder(client(), store)
+            .capacity(USERS as usize)
+            .build()
+            .expect("a fleet");
+        // The cache's shard tables exist before the first user: count them too.
+        let region = Region::new(GLOBAL);
+        for i in 0..USERS {
+            fleet.access_token(user(i)).await.expect("a fresh token");
+        }
+        let change = region.change();
+        let held = change.bytes_allocated as i64 - change.bytes_deallocated as i64
+            + change.bytes_reallocated as i64;
+        let allocations = change.allocations as i64 - change.deallocations as i64;
+        assert_eq!(fleet.cached_users(), USERS as usize);
+        println!(
+            "fleet memory: {} users cached, {} bytes held, {} bytes per user in {} allocations per user",
+            USERS,
+            held,
+            held / USERS as i64,
+            allocations / USERS as i64,
+        );
+    });
+}
