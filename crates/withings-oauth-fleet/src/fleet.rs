@@ -135,8 +135,9 @@ impl fmt::Debug for FleetBuilder {
 }
 
 impl FleetBuilder {
-    /// How many users' sessions to keep (default 100,000); users not asked for lately are
-    /// dropped first, and restored from the store when asked for again.
+    /// How many users' sessions to keep, about (default 100,000; up to an eighth more, as
+    /// users spread unevenly over the cache's shards). Users not asked for lately are dropped
+    /// first, and restored from the store when asked for again.
     pub fn capacity(mut self, users: usize) -> Self {
         self.capacity = users.max(1);
         self
