@@ -51,8 +51,10 @@ pub(crate) struct Cache {
 
 #[derive(Default)]
 struct Shard {
-    index: HashMap<UserId, u32, UserHash>,
-    slots: Vec<(UserId, Arc<Member>)>,
+    /// The fresh path reads only this.
+    members: HashMap<UserId, Arc<Member>, UserHash>,
+    /// The same users in the order the clock hand visits them.
+    ring: Vec<UserId>,
     hand: usize,
 }
 
@@ -84,7 +86,7 @@ impl Cache {
             .shard(user)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let (_, member) = &shard.slots[*shard.index.get(&user)? as usize];
+        let member = shard.members.get(&user)?;
         member.touch();
         member.session.get()?.fresh_token()
     }
@@ -95,7 +97,7 @@ impl Cache {
             .shard(user)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let (_, member) = &shard.slots[*shard.index.get(&user)? as usize];
+        let member = shard.members.get(&user)?;
         member.touch();
         Some(member.clone())
     }
@@ -109,8 +111,8 @@ impl Cache {
             .shard(user)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(&i) = shard.index.get(&user) {
-            return shard.slots[i as usize].1.clone();
+        if let Some(member) = shard.members.get(&user) {
+            return member.clone();
         }
         let member = Arc::new(Member::new(Health::default()));
         shard.insert(user, member.clone(), self.per_shard);
@@ -125,12 +127,12 @@ impl Cache {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let member = Arc::new(Member::new(old.health().clone()));
-        match shard.index.get(&user) {
-            Some(&i) if Arc::ptr_eq(&shard.slots[i as usize].1, old) => {
-                shard.slots[i as usize].1 = member.clone();
+        match shard.members.get_mut(&user) {
+            Some(current) if Arc::ptr_eq(current, old) => {
+                *current = member.clone();
                 member
             }
-            Some(&i) => shard.slots[i as usize].1.clone(),
+            Some(current) => current.clone(),
             None => {
                 shard.insert(user, member.clone(), self.per_shard);
                 member
@@ -144,15 +146,14 @@ impl Cache {
             .shard(user)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let Some(i) = shard.index.remove(&user) else {
+        if shard.members.remove(&user).is_none() {
             return;
-        };
-        let i = i as usize;
-        shard.slots.swap_remove(i);
-        if let Some(&(moved, _)) = shard.slots.get(i) {
-            shard.index.insert(moved, i as u32);
         }
-        if shard.hand >= shard.slots.len() {
+        // Rare (a forgotten user): a scan of the shard's ring.
+        if let Some(i) = shard.ring.iter().position(|u| *u == user) {
+            shard.ring.swap_remove(i);
+        }
+        if shard.hand >= shard.ring.len() {
             shard.hand = 0;
         }
     }
@@ -161,31 +162,34 @@ impl Cache {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).slots.len())
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).ring.len())
             .sum()
     }
 }
 
 impl Shard {
     fn insert(&mut self, user: UserId, member: Arc<Member>, capacity: usize) {
-        if self.slots.len() < capacity {
-            self.index.insert(user, self.slots.len() as u32);
-            self.slots.push((user, member));
+        if self.ring.len() < capacity {
+            self.ring.push(user);
+            self.members.insert(user, member);
             return;
         }
         // CLOCK: give each used member a second chance; within two turns of the hand one is
         // found unused.
         loop {
-            let (_, candidate) = &self.slots[self.hand];
-            if candidate.used.swap(false, Ordering::Relaxed) {
-                self.hand = (self.hand + 1) % self.slots.len();
-                continue;
+            let candidate = self.ring[self.hand];
+            let used = self
+                .members
+                .get(&candidate)
+                .is_some_and(|m| m.used.swap(false, Ordering::Relaxed));
+            if !used {
+                self.members.remove(&candidate);
+                self.ring[self.hand] = user;
+                self.members.insert(user, member);
+                self.hand = (self.hand + 1) % self.ring.len();
+                return;
             }
-            let (evicted, _) = std::mem::replace(&mut self.slots[self.hand], (user, member));
-            self.index.remove(&evicted);
-            self.index.insert(user, self.hand as u32);
-            self.hand = (self.hand + 1) % self.slots.len();
-            return;
+            self.hand = (self.hand + 1) % self.ring.len();
         }
     }
 }
