@@ -389,3 +389,85 @@ async fn no_secret_in_debug_or_errors() {
         .refresh_token;
     assert!(!shown.contains(&refresh));
 }
+
+#[tokio::test]
+async fn a_user_who_authorized_again_is_served_once_the_new_login_is_stored() {
+    let sandbox = sandbox(1).await;
+    let user = users(1)[0];
+    let store = Arc::new(MemoryStore::new());
+    store_logins(&sandbox, &store, &[user], Utc::now()).await;
+    let plain = client(&sandbox).build().unwrap();
+    let login = store.load(user).await.unwrap().unwrap();
+    Authorized::from_credentials(&plain, login.credentials().unwrap().clone())
+        .revoke()
+        .await
+        .unwrap();
+    // The store is looked at again after the longest cooldown.
+    let fleet = Fleet::builder(client(&sandbox), store.clone())
+        .rate_limit(unlimited())
+        .cooldown(Duration::from_millis(50), Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(
+        fleet
+            .access_token(user)
+            .await
+            .unwrap_err()
+            .needs_reauthorization()
+    );
+
+    // The user connects Withings again: a new login replaces the "login required" mark.
+    let marked = store.load(user).await.unwrap().unwrap().version;
+    let issued = sandbox
+        .handle()
+        .issue_tokens(user.get(), DEFAULT_CLIENT_ID, &["user.metrics"], HOUR)
+        .unwrap();
+    let new_login = testing::credentials(
+        user,
+        &issued.access_token,
+        &issued.refresh_token,
+        Utc::now() + TimeDelta::hours(1),
+    );
+    store
+        .save(user, &new_login, Expected::Version(marked))
+        .await
+        .unwrap();
+    assert!(
+        fleet
+            .access_token(user)
+            .await
+            .unwrap_err()
+            .needs_reauthorization()
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let token = fleet.access_token(user).await.unwrap();
+    assert_eq!(token.expose_secret(), issued.access_token);
+    assert!(!fleet.health(user).unwrap().needs_reauthorization);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_for_a_refresh_that_failed_are_told_to_wait_not_sent_to_withings() {
+    let sandbox = sandbox(1).await;
+    let user = users(1)[0];
+    let store = Arc::new(MemoryStore::new());
+    store_logins(&sandbox, &store, &[user], Utc::now()).await;
+    let fleet = Fleet::builder(client(&sandbox), store.clone())
+        .rate_limit(unlimited())
+        .backoff(Duration::from_millis(50), Duration::from_millis(100), 4)
+        .build()
+        .unwrap();
+    sandbox
+        .handle()
+        .inject_fault(Endpoint::Token, Fault::Http500, 1);
+
+    let results = join_all((0..10).map(|_| fleet.access_token(user))).await;
+    let errors: Vec<FleetError> = results.into_iter().map(Result::unwrap_err).collect();
+    let cooling = errors
+        .iter()
+        .filter(|e| matches!(e, FleetError::CoolingDown { .. }))
+        .count();
+    assert_eq!(cooling, 9, "{errors:?}");
+    let counters = sandbox.handle().counters();
+    assert_eq!(counters.faults_applied, 1);
+    assert_eq!(counters.token_refresh, 0);
+}
