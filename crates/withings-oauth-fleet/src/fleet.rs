@@ -331,7 +331,10 @@ impl Fleet {
     pub async fn revoke(&self, user: UserId) -> Result<(), FleetError> {
         let member = self.inner.cache.member(user);
         let session = self.session(user, &member).await?;
-        session.revoke().await?;
+        session.revoke().await.map_err(|e| match e {
+            SessionError::LoginRequired { .. } => FleetError::NeedsReauthorization { user },
+            other => other.into(),
+        })?;
         member
             .health()
             .needs_reauthorization(self.inner.policy.cooldown.max);
