@@ -332,6 +332,15 @@ impl Session {
         Box::pin(self.refresh_unless_newer(seen, false)).await
     }
 
+    /// The access token if it is fresh (it does not expire within the margin), with no waiting
+    /// and no call: `None` when [`access_token`](Self::access_token) would have to refresh, or
+    /// the user must log in again. For callers that keep many sessions behind a lock of their
+    /// own and want the fast path without holding the lock across an `await`.
+    pub fn fresh_token(&self) -> Option<AccessToken> {
+        let published = self.shared.read();
+        self.usable(&published).then(|| published.token.clone())
+    }
+
     /// Refreshes now, whatever the expiry (joining a refresh already under way).
     pub async fn refresh(&self) -> Result<(), SessionError> {
         let seen = self.shared.read().generation;

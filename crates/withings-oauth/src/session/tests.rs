@@ -962,3 +962,78 @@ async fn a_token_issued_with_no_lifetime_is_not_refreshed_on_every_call() {
     );
     server.verify().await;
 }
+
+#[tokio::test]
+async fn fresh_token_answers_without_a_request_and_says_none_when_a_refresh_is_due() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/oauth2"))
+        .respond_with(token_answer("x", "y"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let fresh = session(&server, Arc::new(MemoryStore::new()), TimeDelta::hours(3)).await;
+    assert_eq!(fresh.fresh_token().unwrap().expose_secret(), "old-access");
+    let due = session(&server, Arc::new(MemoryStore::new()), TimeDelta::minutes(1)).await;
+    assert!(due.fresh_token().is_none());
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn the_before_request_hook_runs_before_every_token_and_data_call() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/measure"))
+        .and(header("authorization", "Bearer new-access"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"status":0,"body":{"updatetime":1700000100,"timezone":"Europe/Paris","more":0,"offset":0,"measuregrps":[]}}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let passed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hook: crate::config::BeforeRequest = {
+        let (gate, passed) = (gate.clone(), passed.clone());
+        Arc::new(move || {
+            let (gate, passed) = (gate.clone(), passed.clone());
+            Box::pin(async move {
+                gate.acquire().await.unwrap().forget();
+                passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        })
+    };
+    let client = Client::builder()
+        .client_id("cid")
+        .client_secret("csecret")
+        .redirect_uri("https://app.example.com/cb")
+        .base_url(server.uri().parse().unwrap())
+        .before_request(hook)
+        .build()
+        .unwrap();
+    let authorized = Authorized::from_credentials(
+        &client,
+        credentials(
+            "old-access",
+            "old-refresh",
+            Utc::now() + TimeDelta::minutes(1),
+        ),
+    );
+    let session = Session::start(authorized, Arc::new(MemoryStore::new()))
+        .await
+        .unwrap();
+    let call = tokio::spawn({
+        let session = session.clone();
+        async move { session.get_meas(&GetMeas::new()).await }
+    });
+    // Held at the hook: nothing reaches Withings until it lets the call through.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(server.received_requests().await.unwrap().is_empty());
+    gate.add_permits(2);
+    call.await.unwrap().unwrap();
+    assert_eq!(passed.load(std::sync::atomic::Ordering::SeqCst), 2);
+    server.verify().await;
+}
