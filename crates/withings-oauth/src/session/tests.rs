@@ -747,9 +747,9 @@ async fn login_elsewhere(
     Session::start(login, store).await.unwrap();
 }
 
-/// A session whose token is due, and a call that refreshes it while Withings takes 500 ms to
-/// give `answer`; `meanwhile` (another program's write) runs 150 ms into that refresh. Returns
-/// the call's outcome, the session and the store.
+/// A session whose token is due, and a call that refreshes it while Withings takes a second to
+/// give `answer`; `meanwhile` (another program's write) runs as soon as the refresh request has
+/// reached Withings. Returns the call's outcome, the session and the store.
 async fn refresh_racing<F, Fut>(
     server: &MockServer,
     answer: ResponseTemplate,
@@ -760,7 +760,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     refresh_with("old-refresh")
-        .respond_with(answer.set_delay(Duration::from_millis(500)))
+        .respond_with(answer.set_delay(Duration::from_secs(1)))
         .expect(1)
         .mount(server)
         .await;
@@ -770,7 +770,20 @@ where
         let session = session.clone();
         async move { session.access_token().await }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Not a fixed pause: on a loaded machine the refresh may not have read the store yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never reached Withings"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     meanwhile(client(server), store.clone()).await;
     (refreshing.await.unwrap(), session, store)
 }
