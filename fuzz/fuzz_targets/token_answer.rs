@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use url::Url;
-use withings_oauth::secrecy::ExposeSecret;
 use withings_oauth::{
     Authorized, Client, Credentials, Scopes, StoredCredentials, Unauthorized, UserId,
 };

@@ -165,7 +165,9 @@ pub(crate) async fn revoke(settings: &Settings) -> Result<(), CliError> {
 pub(crate) async fn logout(settings: &Settings, args: &LogoutArgs) -> Result<(), CliError> {
     let store = open_store(settings).await?;
     let user = store.select_user(settings.user).await?;
-    store.delete(user, args.force).await?;
+    let deleted = store.delete(user, args.force).await;
+    store.close().await;
+    deleted?;
     say!(
         "Deleted the local credentials of user {user}. Withings still allows the app access: `withings-oauth revoke` withdraws it."
     )?;

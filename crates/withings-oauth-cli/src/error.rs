@@ -108,6 +108,10 @@ impl CliError {
             ApiError::InvalidRefreshToken | ApiError::InvalidAccessToken => {
                 Self::login_required(format!("{context}: {error}; run `withings-oauth login`"))
             }
+            e if e.is_configuration() => Self::config(format!(
+                "{context}: {error}; WITHINGS_BASE_URL (or the config file) must point at Withings' API"
+            )),
+            e if !e.is_transient() => Self::new(Kind::Remote, format!("{context}: {error}")),
             _ => Self::new(
                 Kind::Remote,
                 format!("{context}: {error}; check the network and retry"),
@@ -178,6 +182,13 @@ mod tests {
 
     #[test]
     fn a_rejected_client_is_a_configuration_error() {
+        let e = CliError::api("refreshing", &ApiError::WrongEndpoint { status: 404 });
+        assert_eq!(
+            e.kind(),
+            Kind::Config,
+            "a wrong base URL is a configuration error"
+        );
+        assert!(!e.to_string().contains("retry"), "{e}");
         let e = CliError::api("refreshing", &ApiError::InvalidClient);
         assert_eq!(e.kind(), Kind::Config);
         assert!(e.to_string().contains("WITHINGS_CLIENT_SECRET"));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use withings_oauth::UserId;
-use withings_oauth::{Expected, StoreError, StoredEntry, TokenStore};
+use withings_oauth::{DEFAULT_LEASE_TTL, Expected, StoreError, StoredEntry, TokenStore};
 use withings_oauth_store::FileStore;
 
 use crate::error::CliError;
@@ -141,9 +141,10 @@ impl Store {
         Ok(entry.map(|e| e.entry))
     }
 
-    /// Deletes the user's entry as it is now. Without `force`, an entry that changes between
-    /// the read and the delete (another program logged the user in again) is kept, and the
-    /// user is told; `force` deletes whatever is there.
+    /// Deletes the user's entry as it is now. It holds the user's refresh lease meanwhile, so no
+    /// refresh can slip in between the read and the delete; without `force`, an entry that
+    /// still changes (another program logged the user in again) is kept, and the user is told.
+    /// `force` deletes whatever is there.
     pub(crate) async fn delete(&self, user: UserId, force: bool) -> Result<(), CliError> {
         if force {
             return self
@@ -152,6 +153,11 @@ impl Store {
                 .await
                 .map_err(|e| store_error(&e));
         }
+        let _lease = self
+            .inner
+            .lease(user, DEFAULT_LEASE_TTL)
+            .await
+            .map_err(|e| store_error(&e))?;
         let expected = match self.inner.load(user).await.map_err(|e| store_error(&e))? {
             None => return Ok(()),
             Some(entry) => Expected::Version(entry.version),

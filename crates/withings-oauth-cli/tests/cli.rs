@@ -27,7 +27,11 @@ struct World {
 
 impl World {
     async fn start() -> Self {
-        let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+        Self::start_with(SandboxConfig::default()).await
+    }
+
+    async fn start_with(config: SandboxConfig) -> Self {
+        let sandbox = Sandbox::start(config.auto_approve(true))
             .await
             .expect("sandbox starts");
         let http = reqwest::Client::builder()
@@ -890,4 +894,83 @@ async fn a_denied_login_saves_nothing() {
         .await;
     assert_fails(&out, 1, &["denied", "allow access"]);
     assert!(!w.store_path().exists());
+}
+
+/// A script calling `token` in a loop while the user logs in, out and in again with another
+/// scope set: every `token` of the loop refreshes (the access token lives less than the refresh
+/// margin), so refreshes race every write of the user's commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_loop_racing_login_logout_login_leaves_exactly_the_last_login() {
+    let w = std::sync::Arc::new(
+        World::start_with(SandboxConfig::default().access_token_lifetime(Duration::from_secs(120)))
+            .await,
+    );
+    w.login_paste(&["--scope", "user.metrics"])
+        .await
+        .assert()
+        .success();
+    // Slow token answers widen every race window: a refresh is in flight most of the time.
+    w.sandbox.handle().inject_fault(
+        Endpoint::Token,
+        Fault::Delay(Duration::from_millis(150)),
+        1000,
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let (w, stop) = (w.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut tokens, mut logged_out) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = w.run(&["token"]).await;
+                match out.status.code() {
+                    Some(0) => tokens += 1,
+                    // Between the logout and the next login there is no one to refresh.
+                    Some(3) => logged_out += 1,
+                    _ => panic!("`token` failed: {}", text(&out)),
+                }
+            }
+            (tokens, logged_out)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    w.run(&["logout"]).await.assert().success();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let last = w
+        .login_paste(&["--scope", "user.metrics,user.activity"])
+        .await;
+    last.assert().success();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (tokens, _) = looping.await.unwrap();
+    assert!(
+        tokens >= 2,
+        "the loop ran during the logins ({tokens} tokens)"
+    );
+
+    let store = FileStore::open(w.store_path()).unwrap();
+    assert_eq!(store.users().await.unwrap().len(), 1);
+    let entry = store
+        .load(withings_oauth::UserId::new(SEEDED_USERID))
+        .await
+        .unwrap();
+    let Some(StoredEntry::Credentials(stored)) = entry.map(|e| e.entry) else {
+        panic!("the last login is not in the store");
+    };
+    assert_eq!(
+        stored.scopes().to_string(),
+        "user.metrics,user.activity",
+        "the store holds the last login (or its refresh), not an earlier one"
+    );
+    let counters = w.sandbox.handle().counters();
+    assert_eq!(
+        counters.refresh_dead_token, 0,
+        "no refresh token was used after it was rotated away"
+    );
+    assert_eq!(counters.refresh_rejected, 0);
+    assert_eq!(
+        w.measure_status(stored.access_token().expose_secret())
+            .await,
+        0,
+        "the stored access token is live"
+    );
 }

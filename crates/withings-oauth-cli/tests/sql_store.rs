@@ -142,6 +142,17 @@ async fn a_tokens_file_moves_into_an_encrypted_database_that_keeps_working_acros
     assert!(text(&out.stdout).contains(&home.path().join("tokens.db").display().to_string()));
     assert_eq!(sandbox.handle().counters().refresh_granted, 1);
 
+    // A refresh right away: the first `token` released its lease before exiting.
+    let started = std::time::Instant::now();
+    let out = run(home.path(), &sandbox, &db, Some(K2), &["refresh"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited for a leaked lease"
+    );
+    let refreshed = run(home.path(), &sandbox, &db, Some(K2), &["token"]);
+    let token = text(&refreshed.stdout).trim().to_owned();
+
     // Without the key, the row is reported, not misread.
     let out = run(home.path(), &sandbox, &db, None, &["token"]);
     assert!(!out.status.success());
@@ -152,6 +163,11 @@ async fn a_tokens_file_moves_into_an_encrypted_database_that_keeps_working_acros
     );
     assert!(stderr.contains("no key is configured"), "{stderr}");
     assert!(!stderr.contains(&token), "{stderr}");
+
+    let out = run(home.path(), &sandbox, &db, Some(K2), &["logout"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(home.path(), &sandbox, &db, Some(K2), &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

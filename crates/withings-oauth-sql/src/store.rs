@@ -9,7 +9,7 @@ use sqlx::Row;
 use tracing::warn;
 use withings_oauth::{
     Credentials, DEFAULT_LEASE_TTL, Expected, Lease, LocalLeases, StoreError, StoreFuture,
-    TokenStore, UserId, Version, VersionedEntry,
+    TokenStore, UserId, Version, VersionedEntry, ensure_owner,
 };
 
 use crate::keys::Keyring;
@@ -855,12 +855,7 @@ impl TokenStore for SqlStore {
         expected: Expected,
     ) -> StoreFuture<'a, Version> {
         Box::pin(async move {
-            if credentials.user_id() != user {
-                return Err(StoreError::Other(format!(
-                    "refusing to save user {}'s tokens as user {user}'s",
-                    credentials.user_id()
-                )));
-            }
+            ensure_owner(user, credentials)?;
             let sealed = row::seal(self.inner.keys.as_ref(), user.get(), credentials);
             self.write(user, expected, Change::Save(&sealed)).await
         })

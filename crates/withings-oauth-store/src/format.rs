@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use withings_oauth::{Expected, StoreError, StoredCredentials, UserId, Version, json_error_reason};
+use withings_oauth::{StoredCredentials, UserId, Version, VersionedMap, json_error_reason};
 
 /// The version of the file layout this crate writes.
 pub const FILE_FORMAT: u32 = 2;
@@ -14,53 +14,11 @@ pub const FILE_FORMAT: u32 = 2;
 const FORMAT_WITHOUT_VERSIONS: u32 = 1;
 
 /// Every user of the file, with the last version the file gave out.
-#[derive(Default)]
-pub(crate) struct Users {
-    pub(crate) entries: BTreeMap<UserId, Entry>,
-    /// Versions grow across deletes: the next write gets `last_version + 1`.
-    pub(crate) last_version: u64,
-}
-
-pub(crate) struct Entry {
-    pub(crate) version: Version,
-    pub(crate) record: Record,
-}
+pub(crate) type Users = VersionedMap<Record>;
 
 pub(crate) enum Record {
     Credentials(StoredCredentials),
     LoginRequired,
-}
-
-impl Users {
-    /// Replaces `user`'s entry with `record` (`None` deletes) if it is what `expected` says;
-    /// `current` turns the entry stored now into what a conflict carries.
-    pub(crate) fn write(
-        &mut self,
-        user: UserId,
-        expected: Expected,
-        record: Option<Record>,
-        current: impl FnOnce(&Entry) -> Option<withings_oauth::VersionedEntry>,
-    ) -> Result<Version, StoreError> {
-        let stored = self.entries.get(&user);
-        if !expected.matches(stored.map(|e| e.version)) {
-            return Err(StoreError::conflict_with(
-                user,
-                expected,
-                stored.and_then(current),
-            ));
-        }
-        self.last_version += 1;
-        let version = Version::new(self.last_version);
-        match record {
-            Some(record) => {
-                self.entries.insert(user, Entry { version, record });
-            }
-            None => {
-                self.entries.remove(&user);
-            }
-        }
-        Ok(version)
-    }
 }
 
 #[derive(Deserialize)]
@@ -122,35 +80,30 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Users, String> {
             ));
         }
     };
-    let mut users = Users::default();
+    let mut users = Users::new();
     for (key, raw) in file.users {
         let user: UserId = key
             .parse()
             .map_err(|_| "a key of \"users\" is not a user id".to_owned())?;
-        let entry = if versioned {
+        let (version, record) = if versioned {
             parse_entry(user, raw)?
         } else {
-            Entry {
-                version: Version::FIRST,
-                record: parse_record_v1(user, raw)?,
-            }
+            (Version::FIRST, parse_record_v1(user, raw)?)
         };
-        users.last_version = users.last_version.max(entry.version.get());
-        users.entries.insert(user, entry);
+        users.restore(user, version, record);
     }
     if versioned {
         let last = file
             .last_version
             .ok_or_else(|| "missing field `last_version`".to_owned())?;
-        if last < users.last_version {
+        if !users.restore_last_version(last) {
             return Err("last_version is lower than a user's version".to_owned());
         }
-        users.last_version = last;
     }
     Ok(users)
 }
 
-fn parse_entry(user: UserId, raw: &RawValue) -> Result<Entry, String> {
+fn parse_entry(user: UserId, raw: &RawValue) -> Result<(Version, Record), String> {
     let entry: EntryIn<'_> = serde_json::from_str(raw.get())
         .map_err(|e| json_error_reason(&format!("user {user}"), &e))?;
     if entry.version == 0 {
@@ -165,10 +118,7 @@ fn parse_entry(user: UserId, raw: &RawValue) -> Result<Entry, String> {
             ));
         }
     };
-    Ok(Entry {
-        version: Version::new(entry.version),
-        record,
-    })
+    Ok((Version::new(entry.version), record))
 }
 
 fn parse_record_v1(user: UserId, raw: &RawValue) -> Result<Record, String> {
@@ -196,17 +146,16 @@ fn parse_credentials(user: UserId, raw: &RawValue) -> Result<StoredCredentials, 
 pub(crate) fn serialize(users: &Users) -> Vec<u8> {
     let out = FileOut {
         format: FILE_FORMAT,
-        last_version: users.last_version,
+        last_version: users.last_version(),
         users: users
-            .entries
             .iter()
-            .map(|(user, entry)| {
-                let (credentials, login_required) = match &entry.record {
+            .map(|(user, version, record)| {
+                let (credentials, login_required) = match record {
                     Record::Credentials(stored) => (Some(stored), false),
                     Record::LoginRequired => (None, true),
                 };
                 let out = EntryOut {
-                    version: entry.version.get(),
+                    version: version.get(),
                     credentials,
                     login_required,
                 };
@@ -223,6 +172,7 @@ pub(crate) fn serialize(users: &Users) -> Vec<u8> {
 mod tests {
     use super::*;
     use chrono::{TimeDelta, Utc};
+    use withings_oauth::Expected;
 
     fn stored(user: u64, refresh: &str) -> StoredCredentials {
         serde_json::from_value(serde_json::json!({
@@ -245,24 +195,24 @@ mod tests {
         })
         .to_string();
         let users = parse(text.as_bytes()).unwrap();
-        assert_eq!(users.last_version, 1);
-        assert!(users.entries.values().all(|e| e.version == Version::FIRST));
+        assert_eq!(users.last_version(), 1);
+        assert!(users.iter().all(|(_, v, _)| v == Version::FIRST));
         assert!(matches!(
-            users.entries[&UserId::new(1002)].record,
-            Record::LoginRequired
+            users.get(UserId::new(1002)),
+            Some((_, Record::LoginRequired))
         ));
         let again = parse(&serialize(&users)).unwrap();
-        assert_eq!(again.last_version, 1);
+        assert_eq!(again.last_version(), 1);
         assert!(matches!(
-            &again.entries[&UserId::new(1001)].record,
-            Record::Credentials(c) if c.refresh_token == "r1"
+            again.get(UserId::new(1001)),
+            Some((_, Record::Credentials(c))) if c.refresh_token == "r1"
         ));
     }
 
     #[test]
     fn versions_and_the_last_version_round_trip() {
-        let mut users = Users::default();
-        let none = |_: &Entry| None;
+        let mut users = Users::new();
+        let none = |_, _: &Record| None;
         let v1 = users
             .write(
                 UserId::new(5),
@@ -275,9 +225,10 @@ mod tests {
             .write(UserId::new(5), Expected::Version(v1), None, none)
             .unwrap();
         let back = parse(&serialize(&users)).unwrap();
-        assert!(back.entries.is_empty());
+        assert!(back.is_empty());
         assert_eq!(
-            back.last_version, 2,
+            back.last_version(),
+            2,
             "a delete still counts: versions never come back"
         );
     }

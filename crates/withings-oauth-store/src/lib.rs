@@ -78,7 +78,7 @@ use std::time::Duration;
 
 use withings_oauth::{
     Credentials, Expected, Lease, StoreError, StoreFuture, StoredEntry, TokenStore, UserId,
-    Version, VersionedEntry,
+    Version, VersionedEntry, ensure_owner,
 };
 
 mod format;
@@ -87,7 +87,7 @@ mod fs;
 mod tests;
 
 pub use format::FILE_FORMAT;
-use format::{Entry, Record, Users};
+use format::{Record, Users};
 use fs::{io_error, lock_file, prepare_dir, sibling};
 
 // The path of earlier versions, kept so existing code builds.
@@ -182,7 +182,7 @@ impl FileStore {
     fn read(&self) -> Result<Users, StoreError> {
         let file = match File::open(&self.path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Users::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Users::new()),
             Err(e) => return Err(io_error(&self.path, "open", e)),
         };
         let metadata = file
@@ -214,23 +214,28 @@ impl FileStore {
             tracing::info!(removed, path = %self.path.display(), "removed temporary files a crash left behind");
         }
         let mut users = self.read()?;
-        let version = users.write(user, expected, record, |entry| {
-            self.versioned(user, entry).ok()
+        let version = users.write(user, expected, record, |version, record| {
+            self.versioned(user, version, record).ok()
         })?;
         fs::write_atomic(&self.path, &format::serialize(&users))?;
         Ok(version)
     }
 
     /// An entry as the contract hands it out, its tokens checked.
-    fn versioned(&self, user: UserId, entry: &Entry) -> Result<VersionedEntry, StoreError> {
-        let stored = match &entry.record {
+    fn versioned(
+        &self,
+        user: UserId,
+        version: Version,
+        record: &Record,
+    ) -> Result<VersionedEntry, StoreError> {
+        let stored = match record {
             Record::LoginRequired => StoredEntry::LoginRequired,
             Record::Credentials(stored) => Credentials::from_stored(stored.clone())
                 .map(StoredEntry::Credentials)
                 .map_err(|e| self.corrupt(format!("user {user}: {e}")))?,
         };
         Ok(VersionedEntry {
-            version: entry.version,
+            version,
             entry: stored,
         })
     }
@@ -248,9 +253,8 @@ impl TokenStore for FileStore {
         self.blocking(move |store| {
             let users = store.read()?;
             users
-                .entries
-                .get(&user)
-                .map(|entry| store.versioned(user, entry))
+                .get(user)
+                .map(|(version, record)| store.versioned(user, version, record))
                 .transpose()
         })
     }
@@ -261,12 +265,8 @@ impl TokenStore for FileStore {
         credentials: &'a Credentials,
         expected: Expected,
     ) -> StoreFuture<'a, Version> {
-        if credentials.user_id() != user {
-            let message = format!(
-                "refusing to save user {}'s tokens as user {user}'s",
-                credentials.user_id()
-            );
-            return Box::pin(async move { Err(StoreError::Other(message)) });
+        if let Err(e) = ensure_owner(user, credentials) {
+            return Box::pin(async move { Err(e) });
         }
         let stored = credentials.reveal_for_storage();
         self.blocking(move |store| store.write(user, expected, Some(Record::Credentials(stored))))
@@ -283,7 +283,7 @@ impl TokenStore for FileStore {
     fn delete<'a>(&'a self, user: UserId, expected: Expected) -> StoreFuture<'a, ()> {
         self.blocking(move |store| {
             // Deleting nobody from a missing file must not create it.
-            if expected == Expected::Absent && !store.read()?.entries.contains_key(&user) {
+            if expected == Expected::Absent && store.read()?.get(user).is_none() {
                 return Ok(());
             }
             store.write(user, expected, None).map(drop)
@@ -291,7 +291,7 @@ impl TokenStore for FileStore {
     }
 
     fn users<'a>(&'a self) -> StoreFuture<'a, Vec<UserId>> {
-        self.blocking(|store| Ok(store.read()?.entries.into_keys().collect()))
+        self.blocking(|store| Ok(store.read()?.users()))
     }
 
     /// The lease is an OS lock of `<file>.user-<id>.lock`: `ttl` is not used, since the OS

@@ -25,7 +25,7 @@ use url::Url;
 use withings_oauth::UserAgentError;
 use wry::{NewWindowResponse, WebView, WebViewBuilder};
 
-use crate::matcher::callback_url;
+use crate::matcher::{Navigation, classify};
 
 /// What to tell someone whose machine cannot show a window.
 pub(crate) const NO_DISPLAY_ADVICE: &str =
@@ -411,22 +411,29 @@ fn build_window(
 
     let nav_proxy = proxy.clone();
     let nav_redirect = page.redirect_uri.clone();
+    let nav_authorize = page.authorize_url.clone();
     let popup_proxy = proxy.clone();
     let popup_redirect = page.redirect_uri.clone();
+    let popup_authorize = page.authorize_url.clone();
     let builder = WebViewBuilder::new()
         .with_url(page.authorize_url.as_str())
         // Nothing of the session (cookies, the password the user typed) is written to disk.
         .with_incognito(true)
         .with_navigation_handler(move |uri| {
             shielded(false, report_failure(&nav_proxy, id), || {
-                match callback_url(&uri, &nav_redirect) {
-                    Some(url) => {
+                match classify(&uri, &nav_redirect, &nav_authorize) {
+                    Navigation::Callback(url) => {
                         let _ = nav_proxy.send_event(GuiEvent::Callback(id, url));
                         // The callback never loads: an https callback needs no server behind it
                         // and a custom scheme needs no handler.
                         false
                     }
-                    None => true,
+                    // Not this login's: blocked, and the window stays for the real one.
+                    Navigation::Foreign => {
+                        tracing::warn!("blocked a navigation to the redirect URI that is not this login's callback");
+                        false
+                    }
+                    Navigation::Elsewhere => true,
                 }
             })
         })
@@ -435,7 +442,9 @@ fn build_window(
                 NewWindowResponse::Deny,
                 report_failure(&popup_proxy, id),
                 || {
-                    if let Some(url) = callback_url(&uri, &popup_redirect) {
+                    if let Navigation::Callback(url) =
+                        classify(&uri, &popup_redirect, &popup_authorize)
+                    {
                         let _ = popup_proxy.send_event(GuiEvent::Callback(id, url));
                     }
                     NewWindowResponse::Deny

@@ -3,8 +3,11 @@
 //!
 //! [`WebviewAgent`] opens a window at the authorize URL and watches every navigation of the page.
 //! When the page is sent to the login's redirect URI (same scheme, host, port and path, any
-//! query), the navigation is blocked, the window closes and the full callback URL goes back to
-//! the login flow, which checks `state` and exchanges the code. Because the callback never
+//! query) with this login's `state`, the navigation is blocked, the window closes and the full
+//! callback URL goes back to the login flow, which checks it again and exchanges the code. A
+//! navigation to the redirect URI without this login's `state` (a page or a program trying to
+//! end or hijack the login) is blocked too, and the window stays, waiting for the real callback,
+//! as the loopback and paste agents do. Because the callback never
 //! loads, it fits applications that registered
 //! - an **https callback** (`https://app.example.com/withings/callback`) with no server behind
 //!   it, which is what Withings' developer dashboard asks for, or

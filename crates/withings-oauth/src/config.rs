@@ -6,7 +6,14 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::future::BoxFuture;
 use crate::secret::ClientSecret;
+
+/// A hook awaited before every request the client sends to Withings' API host (token, nonce,
+/// revoke and data calls), set with [`ClientBuilder::before_request`]: a rate limiter waits
+/// there for its turn. Dropping the request's future (a caller giving up) drops the hook's
+/// future too.
+pub type BeforeRequest = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Which Withings cloud to talk to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -134,6 +141,7 @@ struct Inner {
     api_url: Url,
     http: reqwest::Client,
     auth: AuthMethod,
+    before_request: Option<BeforeRequest>,
 }
 
 impl Client {
@@ -181,6 +189,13 @@ impl Client {
         &self.inner.http
     }
 
+    /// Waits for the [`BeforeRequest`] hook, if there is one.
+    pub(crate) async fn before_request(&self) {
+        if let Some(hook) = &self.inner.before_request {
+            hook().await;
+        }
+    }
+
     pub(crate) fn api_endpoint(&self, path: &str) -> Url {
         self.inner
             .api_url
@@ -205,6 +220,7 @@ impl fmt::Debug for Client {
             .field("account_url", &self.inner.account_url.as_str())
             .field("api_url", &self.inner.api_url.as_str())
             .field("auth", &self.inner.auth)
+            .field("before_request", &self.inner.before_request.is_some())
             .finish()
     }
 }
@@ -220,6 +236,7 @@ pub struct ClientBuilder {
     auth: AuthMethod,
     connect_timeout: Option<Duration>,
     timeout: Option<Duration>,
+    before_request: Option<BeforeRequest>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -290,6 +307,34 @@ impl ClientBuilder {
         self
     }
 
+    /// A hook awaited before every request to Withings' API host: token calls (code exchange,
+    /// refresh, revoke, demo access), nonces and data calls. An application-wide rate limiter
+    /// goes here, so that every call of every session waits for its turn.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use withings_oauth::Client;
+    ///
+    /// let sent = Arc::new(AtomicUsize::new(0));
+    /// let counter = sent.clone();
+    /// let client = Client::builder()
+    ///     .client_id("my-client-id")
+    ///     .client_secret("my-client-secret")
+    ///     .redirect_uri("https://app.example.com/withings/callback")
+    ///     .before_request(Arc::new(move || {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
+    ///         Box::pin(async {})
+    ///     }))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = client;
+    /// ```
+    pub fn before_request(mut self, hook: BeforeRequest) -> Self {
+        self.before_request = Some(hook);
+        self
+    }
+
     /// Checks everything and builds the client.
     pub fn build(self) -> Result<Client, ConfigError> {
         let client_id = self
@@ -336,6 +381,7 @@ impl ClientBuilder {
                 api_url,
                 http,
                 auth: self.auth,
+                before_request: self.before_request,
             }),
         })
     }

@@ -73,8 +73,9 @@ pub mod loopback {
     //! - The browser is opened at a one-time link on the listener,
     //!   `http://127.0.0.1:<port>/start/<random>` (`http://[::1]:<port>/...` for `[::1]`), which
     //!   redirects to the authorize URL. So the login's `state` is never on a command line, where
-    //!   any local program can read it (in `/proc/<pid>/cmdline`, say). The link works once; a
-    //!   second visit gets HTTP 404.
+    //!   any local program can read it (in `/proc/<pid>/cmdline`, say). The link works once. A
+    //!   second request for it means someone else has it: the login ends at once with
+    //!   [`UserAgentError::StartLinkReused`], and no callback is taken after that.
     //! - The callback path answers a small page saying whether the login worked. A request that is
     //!   not this login's callback (wrong `state`, no `state`, a repeated parameter) gets HTTP 400
     //!   and the listener keeps waiting. Other paths get 404, other methods 405, request bodies 400.
@@ -99,13 +100,22 @@ pub mod loopback {
     //! - with `localhost`, no other program can hold the second loopback address;
     //! - the `state` is not on the browser's command line, only the one-time start link is.
     //!
-    //! What the listener can't prevent:
+    //! - A fixed port that another program holds is refused by both agents (with the port and
+    //!   what to do): the browser would send that program the code.
     //! - A program that reads the start link from the browser's command line and opens it first
-    //!   gets the authorize URL; the browser then shows "link not valid or already used", and the
-    //!   user should start the login again.
-    //! - Without a listener, [`BrowserOrPasteAgent`] (an `https` redirect URI, or a fixed loopback
-    //!   port already taken) opens the browser at the authorize URL itself: its `state` is on the
-    //!   browser's command line while the browser starts.
+    //!   gets the authorize URL and its `state`, and could send the listener a callback with its
+    //!   own code (logging the user in as someone else). When the user's browser then opens the
+    //!   link, the login ends with [`UserAgentError::StartLinkReused`]: the forged callback is
+    //!   refused if it had not arrived yet.
+    //!
+    //! What the listener can't prevent:
+    //! - That race won by the other program: a forged callback that reaches the listener before
+    //!   the user's browser asks for the start link (it needs a complete Withings login first,
+    //!   while the browser asks at once; a browser that never starts leaves it all the time it
+    //!   needs).
+    //! - Without a listener, [`BrowserOrPasteAgent`] (an `https` redirect URI) opens the browser
+    //!   at the authorize URL itself: its `state` is on the browser's command line while the
+    //!   browser starts.
     //! - The callback on `http://127.0.0.1` is not encrypted: any program that can watch the
     //!   loopback interface (root, say) sees the code and `state`.
     //! - [`LoopbackAgent::on_authorize_url`] gets the real authorize URL, `state` included: the
@@ -137,4 +147,5 @@ pub mod loopback {
     //! [`BrowserOrPasteAgent::timeout`]: crate::BrowserOrPasteAgent::timeout
     //! [`LoopbackAgent::on_authorize_url`]: crate::LoopbackAgent::on_authorize_url
     //! [`UserAgent::prepare`]: crate::UserAgent::prepare
+    //! [`UserAgentError::StartLinkReused`]: crate::UserAgentError::StartLinkReused
 }

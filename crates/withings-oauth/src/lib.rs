@@ -8,6 +8,7 @@
 //! # Contents
 //! - [The flow as types](#the-flow-as-types)
 //! - [Logging in](#logging-in)
+//! - [Server-side logins](#server-side-logins)
 //! - [Refreshing](#refreshing)
 //! - [Storing credentials](#storing-credentials)
 //! - [Signed calls](#signed-calls)
@@ -66,6 +67,46 @@
 //! Step by step, the same login is [`Unauthorized::begin`] (which makes the `state` and the
 //! authorize URL), then [`PendingCallback::complete`] with the callback URL.
 //!
+//! # Server-side logins
+//! On a web server, the request that sends the browser to Withings and the request that
+//! receives the callback are two requests, maybe served by two instances. The first parks the
+//! login ([`PendingCallback::park_revealing_state`]) in a [`PendingLoginStore`] shared by the
+//! instances, bound to the browser by a cookie ([`BrowserBinding`]); the second takes it back,
+//! once, with the callback's [`StateHash`] and the cookie, and completes it at once (the code
+//! lives 30 seconds). The `withings-oauth-axum` crate does both as routes.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use withings_oauth::{
+//!     BrowserBinding, Client, MemoryPendingLogins, PendingLoginError, PendingLoginStore, Scope,
+//!     Scopes, StateHash, Unauthorized,
+//! };
+//! # let client = Client::builder().client_id("id").client_secret("secret")
+//! #     .redirect_uri("https://app.example.com/withings/callback").build()?;
+//! let pending_logins = MemoryPendingLogins::new();
+//!
+//! // GET /connect: park the login, set the cookie, redirect to the authorize URL.
+//! let browser = BrowserBinding::new_random()?;
+//! let pending = Unauthorized::new(&client, Scopes::from(Scope::Metrics)).begin()?;
+//! let authorize_url = pending.authorize_url().clone();
+//! pending_logins.put(pending.park_revealing_state("app-user-42", &browser)).await?;
+//!
+//! // GET /callback?code=...&state=...: take it back with the cookie, once.
+//! # let state = authorize_url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+//! # let callback: url::Url = format!("https://app.example.com/withings/callback?code=c&state={state}").parse()?;
+//! let state_hash = StateHash::of_callback(&callback).expect("a state");
+//! let parked = pending_logins.take(&state_hash, &browser.hash()).await?;
+//! assert_eq!(parked.owner(), "app-user-42");
+//! let pending = parked.restore(&client)?;
+//! // pending.complete(&callback).await? exchanges the code.
+//! let again = pending_logins.take(&state_hash, &browser.hash()).await;
+//! assert_eq!(again.unwrap_err(), PendingLoginError::Unknown);
+//! # drop(pending);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Refreshing
 //! [`Authorized::refresh`] (or [`refresh()`]) consumes the login and returns a new one.
 //! If the refresh fails while the old refresh token is still good (connection refused, timeout,
@@ -110,14 +151,26 @@
 //!   error text repeats a secret of the request, it is masked.
 //! - Plain `http` is refused except on loopback addresses; the default HTTP client does not
 //!   follow redirects and has timeouts; answers larger than a limit are refused.
-//! - The loopback listener ([`LoopbackAgent`], [`guide::loopback`]) binds loopback addresses only (both `127.0.0.1` and
-//!   `[::1]` for `localhost`), ignores callbacks that are not this login's and keeps waiting, so
-//!   a local program that does not know the `state` can't end or hijack the login; it limits
-//!   header size, header time and connections, and opens the browser at a one-time local link
-//!   rather than passing the `state` on a command line. The paste agent ([`PasteAgent`]) never echoes
-//!   what was pasted.
-//! - Sessions ([`Session`]) refresh one at a time per user (and across processes with a store
-//!   whose lock is cross-process) and store a refreshed pair before anyone can use it.
+//! - The loopback listener ([`LoopbackAgent`], [`guide::loopback`]) binds loopback addresses
+//!   only (both `127.0.0.1` and `[::1]` for `localhost`), ignores callbacks that are not this
+//!   login's and keeps waiting, so a local program that does not know the `state` can't end or
+//!   hijack the login; it limits header size, header time and connections, and opens the
+//!   browser at a one-time local link rather than passing the `state` on a command line. A
+//!   second request for that link ends the login ([`UserAgentError::StartLinkReused`]): someone
+//!   else has it. A fixed port another program holds is refused by both loopback agents, since
+//!   the browser would send that program the code. The paste agent ([`PasteAgent`]) never
+//!   echoes what was pasted.
+//! - A parked login ([`ParkedLogin`]) is handed out once by a [`PendingLoginStore`], only to
+//!   the browser holding the cookie of the login it started, and only within its lifetime
+//!   ([`DEFAULT_PENDING_LOGIN_TTL`]); a callback from another browser leaves it in place.
+//! - Sessions ([`Session`]) refresh one at a time per user (across processes through the
+//!   store's lease), store a refreshed pair before anyone can use it, and never overwrite a
+//!   newer login: every write is a compare-and-swap ([`TokenStore`]).
+//! - An access token Withings says lives less than [`MIN_TOKEN_LIFETIME`] is used that long, and
+//!   a session refreshes a short-lived token at half its life: a server bug can't make every
+//!   call a refresh.
+//! - Errors say whether retrying later may help ([`ApiError::is_transient`]) and whether the
+//!   program's configuration is wrong ([`ApiError::is_configuration`]).
 //!
 //! What it leaves to you:
 //! - Where credentials are stored and how private that is ([`StoredCredentials`] is clear text).
@@ -129,8 +182,9 @@
 
 #![deny(missing_docs)]
 
-// Modules, in dependency order: each uses only those above it.
+// Modules; their dependency order is drawn in docs/architecture.md.
 mod api;
+mod binding;
 mod callback;
 #[doc(hidden)]
 pub mod config;
@@ -141,6 +195,7 @@ mod future;
 pub mod guide;
 mod json;
 mod login;
+mod pending_login;
 #[doc(hidden)]
 pub mod scope;
 mod secret;
@@ -157,14 +212,21 @@ pub use api::error::{ApiError, TransportKind};
 pub use api::measure::{GetMeas, Measure, MeasureGroup, MeasureGroups, measure_type};
 pub use api::signature::{get_nonce, sign};
 pub use api::status::StatusFamily;
+pub use api::token::MIN_TOKEN_LIFETIME;
+pub use binding::{BindingHash, BrowserBinding, StateHash};
 pub use callback::{CallbackError, is_redirect_target, screen_callback};
-pub use config::{AuthMethod, Client, ClientBuilder, Cloud, ConfigError, is_loopback};
+pub use config::{
+    AuthMethod, BeforeRequest, Client, ClientBuilder, Cloud, ConfigError, is_loopback,
+};
 pub use credentials::{Credentials, InvalidUserId, UserId};
 pub use future::BoxFuture;
 pub use json::json_error_reason;
 pub use login::{
-    Authorized, Error, PendingCallback, RefreshError, RevokeError, Unauthorized, authorize, login,
-    refresh,
+    Authorized, Error, ParkedLogin, PendingCallback, RefreshError, RevokeError, Unauthorized,
+    authorize, login, refresh,
+};
+pub use pending_login::{
+    DEFAULT_PENDING_LOGIN_TTL, MemoryPendingLogins, PendingLoginError, PendingLoginStore,
 };
 pub use scope::{InvalidScope, Scope, Scopes};
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret, CsrfState, RefreshToken};
@@ -174,7 +236,7 @@ pub use store::testing;
 pub use store::{
     Conflict, DEFAULT_LEASE_TTL, Expected, Lease, LocalLeases, MemoryStore, StoreError,
     StoreFuture, StoredCredentials, StoredCredentialsError, StoredEntry, TokenStore, Version,
-    VersionedEntry,
+    VersionedEntry, VersionedMap, ensure_owner,
 };
 pub use time::{Clock, SystemClock};
 #[cfg(feature = "loopback")]

@@ -405,3 +405,98 @@ async fn a_body_that_is_not_json_says_so_whatever_its_declared_type() {
         "the declared type is named: {shown}"
     );
 }
+
+/// Each kind of answer a program branches on, with whether retrying later may help and whether
+/// it is the program's configuration that is wrong.
+#[tokio::test]
+async fn every_error_class_says_whether_retrying_helps() {
+    let html = |status: u16| {
+        ResponseTemplate::new(status).set_body_raw(
+            b"<html><body>Down for maintenance</body></html>".to_vec(),
+            "text/html",
+        )
+    };
+    let envelope = |body: &str| {
+        ResponseTemplate::new(200).set_body_raw(body.as_bytes().to_vec(), "application/json")
+    };
+    let cases: Vec<(ResponseTemplate, &str, bool, bool)> = vec![
+        (html(200), "not JSON: a maintenance page", true, false),
+        (html(503), "HTTP 503", true, false),
+        (ResponseTemplate::new(502), "HTTP 502", true, false),
+        (ResponseTemplate::new(429), "HTTP 429", true, false),
+        (ResponseTemplate::new(408), "HTTP 408", true, false),
+        (ResponseTemplate::new(403), "HTTP 403", false, false),
+        (html(404), "HTTP 404: wrong base URL", false, true),
+        (
+            ResponseTemplate::new(405),
+            "HTTP 405: wrong base URL",
+            false,
+            true,
+        ),
+        (
+            ResponseTemplate::new(410),
+            "HTTP 410: wrong base URL",
+            false,
+            true,
+        ),
+        (ResponseTemplate::new(200), "empty body", true, false),
+        (
+            envelope(r#"{"status":0,"body":{"userid""#),
+            "truncated",
+            true,
+            false,
+        ),
+        (
+            envelope(r#"{"status":0,"body":{}}"#),
+            "malformed",
+            false,
+            false,
+        ),
+        (
+            envelope(r#"{"status":601,"error":"Too Many Requests"}"#),
+            "601",
+            true,
+            false,
+        ),
+        (
+            envelope(r#"{"status":522,"error":"Timeout"}"#),
+            "522",
+            true,
+            false,
+        ),
+        (
+            envelope(r#"{"status":215,"error":"An error occurred"}"#),
+            "another status",
+            true,
+            false,
+        ),
+        (
+            envelope(r#"{"status":2554,"error":"Not implemented"}"#),
+            "not implemented",
+            false,
+            false,
+        ),
+        (
+            envelope(r#"{"status":503,"error":"Invalid Params: invalid code"}"#),
+            "invalid code",
+            false,
+            false,
+        ),
+        (
+            envelope(r#"{"status":503,"error":"Invalid Params: invalid client id/secret"}"#),
+            "invalid client",
+            false,
+            true,
+        ),
+    ];
+    for (template, what, transient, configuration) in cases {
+        let e = exchange_error(template).await;
+        assert_eq!(e.is_transient(), transient, "{what}: {e:?}");
+        assert_eq!(e.is_configuration(), configuration, "{what}: {e:?}");
+        if configuration && matches!(e, ApiError::WrongEndpoint { .. }) {
+            let message = e.to_string();
+            assert!(message.contains("base URL"), "{what}: {message}");
+            assert!(!message.contains("retry"), "{what}: {message}");
+        }
+    }
+}

@@ -42,6 +42,11 @@ pub(crate) fn parse_envelope<'a>(
     bytes: &'a [u8],
     secrets: &[&str],
 ) -> Result<Option<&'a RawValue>, ApiError> {
+    if matches!(http_status, 404 | 405 | 410) {
+        return Err(ApiError::WrongEndpoint {
+            status: http_status,
+        });
+    }
     if http_status != 200 {
         return Err(ApiError::HttpStatus {
             status: http_status,

@@ -71,11 +71,21 @@ pub enum ApiError {
         /// Withings' message, shortened and with secrets masked.
         message: String,
     },
-    /// HTTP status other than 200.
+    /// An HTTP status other than 200 that says nothing about the address (a 5xx, 429, 408...:
+    /// Withings or a proxy in front of it is unwell).
     #[error(
         "the server answered HTTP {status} instead of 200: Withings may be unavailable, retry later"
     )]
     HttpStatus {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// HTTP 404, 405 or 410: there is no Withings API at the address called, which is a
+    /// configuration error (a wrong base URL or cloud), not an outage.
+    #[error(
+        "the server answered HTTP {status}: there is no Withings API at that address; check the cloud or the API base URL"
+    )]
+    WrongEndpoint {
         /// The HTTP status.
         status: u16,
     },
@@ -131,17 +141,52 @@ impl ApiError {
     }
 
     /// Whether trying the same call again later may succeed.
+    ///
+    /// | error | transient | why |
+    /// |---|---|---|
+    /// | [`RateLimited`](Self::RateLimited) (601) | yes | the limit resets within a minute |
+    /// | [`Withings`](Self::Withings), family [`Timeout`](StatusFamily::Timeout) (522) or [`Other`](StatusFamily::Other) ("an error occurred") | yes | Withings' own failures |
+    /// | [`Withings`](Self::Withings), any other family | no | the request itself is refused (parameters, authentication, a service the app may not use): sending it again gets the same answer |
+    /// | [`HttpStatus`](Self::HttpStatus) 408, 425, 429 and 5xx | yes | Withings or a proxy in front of it is overloaded or down |
+    /// | [`HttpStatus`](Self::HttpStatus), other 4xx | no | the request is refused before it reaches Withings' API |
+    /// | [`WrongEndpoint`](Self::WrongEndpoint) (404, 405, 410) | no | a wrong base URL or cloud: a configuration error |
+    /// | [`NotJson`](Self::NotJson) | yes | an HTML answer is a maintenance or error page of a front end |
+    /// | [`Truncated`](Self::Truncated), [`EmptyBody`](Self::EmptyBody) | yes | the connection broke while the answer was coming |
+    /// | [`Transport`](Self::Transport) | yes | no connection, a timeout, a connection broken on the way |
+    /// | [`TooLarge`](Self::TooLarge), [`Malformed`](Self::Malformed) | no | what answered is not Withings' API as this version knows it |
+    /// | [`InvalidCode`](Self::InvalidCode) | no | a code is valid once, for 30 seconds: start the login again |
+    /// | [`InvalidRefreshToken`](Self::InvalidRefreshToken) | no | the grant is dead: the user must log in again |
+    /// | [`InvalidClient`](Self::InvalidClient) | no | the app's id or secret is wrong: a configuration error |
+    /// | [`InvalidAccessToken`](Self::InvalidAccessToken) | no | the same token stays invalid: refresh it first |
     pub fn is_transient(&self) -> bool {
         match self {
             ApiError::RateLimited { .. }
-            | ApiError::HttpStatus { .. }
+            | ApiError::NotJson { .. }
             | ApiError::Truncated
             | ApiError::EmptyBody
             | ApiError::Transport { .. } => true,
+            ApiError::HttpStatus { status } => {
+                matches!(status, 408 | 425 | 429) || (500..600).contains(status)
+            }
             ApiError::Withings { family, .. } => {
                 matches!(family, StatusFamily::Timeout | StatusFamily::Other)
             }
-            _ => false,
+            ApiError::InvalidCode
+            | ApiError::InvalidRefreshToken
+            | ApiError::InvalidClient
+            | ApiError::InvalidAccessToken
+            | ApiError::WrongEndpoint { .. }
+            | ApiError::TooLarge { .. }
+            | ApiError::Malformed { .. } => false,
         }
+    }
+
+    /// Whether the error says the program is set up wrong (the app's credentials, the cloud or
+    /// base URL), rather than anything about the user or the moment.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            ApiError::InvalidClient | ApiError::WrongEndpoint { .. }
+        )
     }
 }

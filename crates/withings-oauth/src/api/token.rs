@@ -144,12 +144,32 @@ fn expires_in<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     number_or_digits(d, "expires_in")
 }
 
+/// The shortest lifetime an access token is given, whatever `expires_in` says.
+///
+/// A token Withings says expires at once (`expires_in` 0, or a few seconds) would have to be
+/// refreshed on every call, one refresh per call for as long as the program runs: that is a
+/// server bug, not a lifetime. Such a token is used for this long; if it really is dead sooner,
+/// the data call says so (401 `invalid_token`) and the session refreshes once and retries once.
+pub const MIN_TOKEN_LIFETIME: u64 = 60;
+
 /// `sent_at + expires_in`, saturating at the largest representable time.
 pub(crate) fn expiry(sent_at: DateTime<Utc>, expires_in: u64) -> DateTime<Utc> {
     let secs = i64::try_from(expires_in).unwrap_or(i64::MAX);
     TimeDelta::try_seconds(secs)
         .and_then(|d| sent_at.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `expires_in`, raised to [`MIN_TOKEN_LIFETIME`].
+fn lifetime(expires_in: u64) -> u64 {
+    if expires_in < MIN_TOKEN_LIFETIME {
+        tracing::warn!(
+            expires_in,
+            used = MIN_TOKEN_LIFETIME,
+            "Withings gave the access token a lifetime too short to use; using the minimum"
+        );
+    }
+    expires_in.max(MIN_TOKEN_LIFETIME)
 }
 
 impl TokenBody {
@@ -181,7 +201,7 @@ impl TokenBody {
             user_id,
             access_token: self.access_token,
             refresh_token: self.refresh_token,
-            expires_at: expiry(sent_at, self.expires_in),
+            expires_at: expiry(sent_at, lifetime(self.expires_in)),
             scopes: match self.scope {
                 Some(s) => Scopes::parse_granted(&s),
                 None => asked.clone(),

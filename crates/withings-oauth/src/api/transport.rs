@@ -22,6 +22,8 @@ pub(crate) async fn post_form<T: DeserializeOwned>(
     secrets: &[&str],
     limit: usize,
 ) -> Result<T, ApiError> {
+    // A rate limiter waits here, before anything is sent.
+    client.before_request().await;
     let url = client.api_endpoint(path);
     let mut request = client.http().post(url).form(form);
     if let Some(token) = bearer {

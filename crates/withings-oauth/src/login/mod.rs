@@ -3,17 +3,20 @@
 //!
 //! Each step consumes the previous one, so a callback can't be completed twice and a refresh
 //! can't be tried before login. See the [crate docs](crate#the-flow-as-types) for the diagram.
-//! `unauthorized`, `pending` and `authorized` hold the three states; `refresh` the transition
+//! `unauthorized`, `pending` and `authorized` hold the three states (`parked` the stored form
+//! of a pending login); `refresh` the transition
 //! that loops on `Authorized`; `error` the login error and the shape that hands a login back.
 
 mod authorized;
 mod error;
+mod parked;
 mod pending;
 mod refresh;
 mod unauthorized;
 
 pub use authorized::{Authorized, RevokeError};
 pub use error::Error;
+pub use parked::ParkedLogin;
 pub use pending::PendingCallback;
 pub use refresh::{RefreshError, refresh};
 pub use unauthorized::Unauthorized;

@@ -7,9 +7,12 @@ use url::Url;
 
 use super::authorized::Authorized;
 use super::error::Error;
+use super::parked::ParkedLogin;
+use super::unauthorized::{Unauthorized, authorize_url};
 use crate::api::token::{Grant, request_token};
+use crate::binding::BrowserBinding;
 use crate::callback::check_callback;
-use crate::config::Client;
+use crate::config::{Client, ConfigError};
 use crate::scope::Scopes;
 use crate::secret::CsrfState;
 
@@ -86,6 +89,59 @@ impl PendingCallback {
     /// The scopes asked for.
     pub fn scopes(&self) -> &Scopes {
         &self.scopes
+    }
+
+    /// Parks this login for a web server: the request that receives the callback (maybe on
+    /// another instance) takes it from a
+    /// [`PendingLoginStore`](crate::PendingLoginStore) and [restores](ParkedLogin::restore) it.
+    ///
+    /// `owner` is the application's value for the user logging in (its own user id, say),
+    /// handed back with the login; `browser` binds the login to the browser that started it
+    /// (the value of a cookie sent to that browser, see [`BrowserBinding`]).
+    ///
+    /// # Security
+    /// The parked login holds the `state`: see [`ParkedLogin`].
+    pub fn park_revealing_state(
+        self,
+        owner: impl Into<String>,
+        browser: &BrowserBinding,
+    ) -> ParkedLogin {
+        let demo = self
+            .authorize_url
+            .query_pairs()
+            .any(|(k, v)| k == "mode" && v == "demo");
+        ParkedLogin::new(
+            self.state,
+            browser.hash(),
+            owner.into(),
+            chrono::Utc::now(),
+            self.redirect_uri,
+            self.scopes,
+            demo,
+        )
+    }
+
+    /// The login [`ParkedLogin::restore`] gives back: the same checks on the redirect URI as
+    /// when a login begins, and the same authorize URL.
+    pub(super) fn from_parked(
+        client: &Client,
+        scopes: Scopes,
+        redirect_uri: Url,
+        state: CsrfState,
+        demo: bool,
+    ) -> Result<Self, ConfigError> {
+        let redirect_uri = Unauthorized::new(client, scopes.clone())
+            .with_redirect_uri(redirect_uri)?
+            .redirect_uri;
+        let authorize_url =
+            authorize_url(client, &scopes, &redirect_uri, state.expose_secret(), demo);
+        Ok(Self::new(
+            client.clone(),
+            scopes,
+            redirect_uri,
+            state,
+            authorize_url,
+        ))
     }
 
     /// Checks the full callback URL and, if it is this login's, exchanges its code for tokens.

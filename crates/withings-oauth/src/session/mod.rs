@@ -12,7 +12,7 @@ use crate::config::Client;
 use crate::credentials::{Credentials, UserId};
 use crate::login::Authorized;
 use crate::scope::Scopes;
-use crate::store::{Expected, StoreError, StoredEntry, TokenStore, Version};
+use crate::store::{DEFAULT_LEASE_TTL, Expected, StoreError, StoredEntry, TokenStore, Version};
 use crate::time::{system_micros, system_resolution_micros};
 
 mod data;
@@ -136,6 +136,10 @@ struct Shared {
 struct Published {
     token: AccessToken,
     expires_at: DateTime<Utc>,
+    /// For a token just issued by Withings, half its lifetime: a token that lives less than
+    /// the margin is refreshed at half its life rather than on every call. `i64::MAX` for a
+    /// token read from the store, whose lifetime is unknown.
+    half_life_micros: i64,
     /// `expires_at` in microseconds since the Unix epoch, or `i64::MIN` once the login is dead:
     /// the fast path is one comparison against it.
     expires_micros: i64,
@@ -239,7 +243,7 @@ impl Session {
     }
 
     fn new(authorized: Authorized, store: Arc<dyn TokenStore>, version: Version) -> Session {
-        let published = Published::of(authorized.credentials(), 0);
+        let published = Published::of(authorized.credentials(), 0, false);
         Session {
             shared: Arc::new(Shared {
                 client: authorized.client().clone(),
@@ -285,7 +289,8 @@ impl Session {
         } else {
             self.clock.now().timestamp_micros()
         };
-        now.saturating_add(self.margin_micros) < published.expires_micros
+        let margin = self.margin_micros.min(published.half_life_micros);
+        now.saturating_add(margin) < published.expires_micros
     }
 
     /// The user.
@@ -327,6 +332,15 @@ impl Session {
         Box::pin(self.refresh_unless_newer(seen, false)).await
     }
 
+    /// The access token if it is fresh (it does not expire within the margin), with no waiting
+    /// and no call: `None` when [`access_token`](Self::access_token) would have to refresh, or
+    /// the user must log in again. For callers that keep many sessions behind a lock of their
+    /// own and want the fast path without holding the lock across an `await`.
+    pub fn fresh_token(&self) -> Option<AccessToken> {
+        let published = self.shared.read();
+        self.usable(&published).then(|| published.token.clone())
+    }
+
     /// Refreshes now, whatever the expiry (joining a refresh already under way).
     pub async fn refresh(&self) -> Result<(), SessionError> {
         let seen = self.shared.read().generation;
@@ -334,8 +348,8 @@ impl Session {
     }
 
     /// Revokes the app's access at Withings (both tokens die), then deletes the user's entry
-    /// from the store, if it is still the one this session holds: a login saved meanwhile by
-    /// another program is left in place. On failure the session is unchanged.
+    /// from the store (a login saved by another program at that very moment is left in place).
+    /// On failure the session is unchanged.
     pub async fn revoke(self) -> Result<(), SessionError> {
         let mut slot = self.shared.slot.lock().await;
         let revoked = self.revoke_locked(&mut slot).await;
@@ -358,7 +372,25 @@ impl Session {
         info!(user_id = %user, "access revoked");
         slot.forget();
         self.shared.set_login_required();
-        let expected = slot.version.map_or(Expected::Absent, Expected::Version);
+        // Every token of the user's grant is dead now, whichever process refreshed it last:
+        // delete what is stored, under the lease so that no refresh slips in between. Only a
+        // login made meanwhile changes the entry still, and the delete leaves it.
+        let _lease = self
+            .shared
+            .store
+            .lease(user, DEFAULT_LEASE_TTL)
+            .await
+            .map_err(SessionError::Store)?;
+        let expected = match self
+            .shared
+            .store
+            .load(user)
+            .await
+            .map_err(SessionError::Store)?
+        {
+            Some(entry) => Expected::Version(entry.version),
+            None => return Ok(()),
+        };
         match self.shared.store.delete(user, expected).await {
             Err(StoreError::Conflict(conflict)) => {
                 info!(stored = ?conflict.current_version(), "the store holds a newer login than the revoked one; it is kept");
@@ -377,12 +409,13 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn publish(&self, credentials: &Credentials) -> (AccessToken, u64) {
+    /// Publishes `credentials`; `issued` says Withings just issued them (a refresh, a login).
+    fn publish(&self, credentials: &Credentials, issued: bool) -> (AccessToken, u64) {
         let mut published = self
             .published
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let next = Published::of(credentials, published.generation + 1);
+        let next = Published::of(credentials, published.generation + 1, issued);
         let result = (next.token.clone(), next.generation);
         *published = Arc::new(next);
         result
@@ -403,6 +436,7 @@ impl Shared {
         *published = Arc::new(Published {
             token: published.token.clone(),
             expires_at: published.expires_at,
+            half_life_micros: published.half_life_micros,
             expires_micros: i64::MIN,
             scopes: published.scopes.clone(),
             generation: published.generation + 1,
@@ -412,11 +446,21 @@ impl Shared {
 }
 
 impl Published {
-    fn of(credentials: &Credentials, generation: u64) -> Self {
+    fn of(credentials: &Credentials, generation: u64, issued: bool) -> Self {
+        let expires_micros = credentials.expires_at.timestamp_micros();
+        let half_life_micros = if issued {
+            expires_micros
+                .saturating_sub(Utc::now().timestamp_micros())
+                .max(0)
+                / 2
+        } else {
+            i64::MAX
+        };
         Published {
             token: credentials.access_token.clone(),
             expires_at: credentials.expires_at,
-            expires_micros: credentials.expires_at.timestamp_micros(),
+            half_life_micros,
+            expires_micros,
             scopes: credentials.scopes.clone(),
             generation,
             login_required: false,

@@ -135,7 +135,7 @@ impl Shared {
         }
         let adopted = Authorized::from_credentials(&self.client, credentials);
         let fresh = !adopted.expires_within(margin, clock.now());
-        let published = fresh.then(|| self.publish(adopted.credentials()));
+        let published = fresh.then(|| self.publish(adopted.credentials(), false));
         slot.authorized = Some(adopted);
         slot.version = Some(stored.version);
         slot.unsaved = false;
@@ -195,7 +195,7 @@ impl Shared {
         };
         check_owner(self.user, &credentials)?;
         let adopted = Authorized::from_credentials(&self.client, credentials);
-        let published = self.publish(adopted.credentials());
+        let published = self.publish(adopted.credentials(), false);
         slot.authorized = Some(adopted);
         slot.version = Some(entry.version);
         slot.unsaved = false;
@@ -220,7 +220,7 @@ impl Shared {
             Ok(version) => {
                 slot.version = Some(version);
                 slot.unsaved = false;
-                Ok(self.publish(authorized.credentials()))
+                Ok(self.publish(authorized.credentials(), true))
             }
             Err(StoreError::Conflict(conflict)) => {
                 warn!(

@@ -733,45 +733,76 @@ fn invalid_refresh_token() -> ResponseTemplate {
     )
 }
 
-/// A login made in another program while this session's refresh is in flight.
+/// A login made in another program.
 async fn login_elsewhere(
-    server: &MockServer,
-    store: &Arc<MemoryStore>,
+    client: Client,
+    store: Arc<MemoryStore>,
     access: &str,
     refresh: &str,
     scopes: &str,
 ) {
     let mut creds = credentials(access, refresh, Utc::now() + TimeDelta::hours(3));
     creds.scopes = scopes.parse().unwrap();
-    let login = Authorized::from_credentials(&client(server), creds);
-    Session::start(login, store.clone()).await.unwrap();
+    let login = Authorized::from_credentials(&client, creds);
+    Session::start(login, store).await.unwrap();
+}
+
+/// A session whose token is due, and a call that refreshes it while Withings takes a second to
+/// give `answer`; `meanwhile` (another program's write) runs as soon as the refresh request has
+/// reached Withings. Returns the call's outcome, the session and the store.
+async fn refresh_racing<F, Fut>(
+    server: &MockServer,
+    answer: ResponseTemplate,
+    meanwhile: F,
+) -> (Result<AccessToken, SessionError>, Session, Arc<MemoryStore>)
+where
+    F: FnOnce(Client, Arc<MemoryStore>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    refresh_with("old-refresh")
+        .respond_with(answer.set_delay(Duration::from_secs(1)))
+        .expect(1)
+        .mount(server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let session = session(server, store.clone(), TimeDelta::minutes(1)).await;
+    let refreshing = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    // Not a fixed pause: on a loaded machine the refresh may not have read the store yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never reached Withings"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    meanwhile(client(server), store.clone()).await;
+    (refreshing.await.unwrap(), session, store)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_saved_during_a_refresh_that_fails_is_kept_and_adopted() {
     let server = MockServer::start().await;
-    refresh_with("old-refresh")
-        .respond_with(invalid_refresh_token().set_delay(Duration::from_millis(500)))
-        .expect(1)
-        .mount(&server)
+    let (outcome, session, store) =
+        refresh_racing(&server, invalid_refresh_token(), |client, store| {
+            login_elsewhere(
+                client,
+                store,
+                "login-access",
+                "login-refresh",
+                "user.metrics",
+            )
+        })
         .await;
-    let store = Arc::new(MemoryStore::new());
-    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
-    let refreshing = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    login_elsewhere(
-        &server,
-        &store,
-        "login-access",
-        "login-refresh",
-        "user.metrics",
-    )
-    .await;
-
-    let token = refreshing.await.unwrap().expect("the new login is adopted");
+    let token = outcome.expect("the new login is adopted");
     assert_eq!(token.expose_secret(), "login-access");
     assert_eq!(
         stored_refresh_token(store.as_ref()).await.as_deref(),
@@ -785,28 +816,17 @@ async fn a_login_saved_during_a_refresh_that_fails_is_kept_and_adopted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_during_a_refresh_is_not_undone() {
     let server = MockServer::start().await;
-    refresh_with("old-refresh")
-        .respond_with(
-            token_answer("new-access", "new-refresh").set_delay(Duration::from_millis(500)),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-    let store = Arc::new(MemoryStore::new());
-    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
-    let refreshing = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    // `withings-oauth logout` in another process.
-    let stored = store.load(USER).await.unwrap().unwrap();
-    store
-        .delete(USER, Expected::Version(stored.version))
-        .await
-        .unwrap();
-
-    let err = refreshing.await.unwrap().unwrap_err();
+    let answer = token_answer("new-access", "new-refresh");
+    let (outcome, _, store) = refresh_racing(&server, answer, |_, store| async move {
+        // `withings-oauth logout` in another process.
+        let stored = store.load(USER).await.unwrap().unwrap();
+        store
+            .delete(USER, Expected::Version(stored.version))
+            .await
+            .unwrap();
+    })
+    .await;
+    let err = outcome.unwrap_err();
     assert!(err.login_required(), "{err:?}");
     assert!(
         store.load(USER).await.unwrap().is_none(),
@@ -818,31 +838,18 @@ async fn a_logout_during_a_refresh_is_not_undone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_with_more_scopes_saved_during_a_refresh_is_not_replaced() {
     let server = MockServer::start().await;
-    refresh_with("old-refresh")
-        .respond_with(
-            token_answer("refreshed-access", "refreshed-refresh")
-                .set_delay(Duration::from_millis(500)),
+    let answer = token_answer("refreshed-access", "refreshed-refresh");
+    let (outcome, session, store) = refresh_racing(&server, answer, |client, store| {
+        login_elsewhere(
+            client,
+            store,
+            "wider-access",
+            "wider-refresh",
+            "user.metrics,user.activity",
         )
-        .expect(1)
-        .mount(&server)
-        .await;
-    let store = Arc::new(MemoryStore::new());
-    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
-    let refreshing = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    login_elsewhere(
-        &server,
-        &store,
-        "wider-access",
-        "wider-refresh",
-        "user.metrics,user.activity",
-    )
+    })
     .await;
-
-    let token = refreshing.await.unwrap().unwrap();
+    let token = outcome.unwrap();
     assert_eq!(
         token.expose_secret(),
         "wider-access",
@@ -943,4 +950,103 @@ fn a_refresh_stopped_by_its_runtime_shutting_down_does_not_leave_the_session_stu
         );
         drop(server);
     });
+}
+
+#[tokio::test]
+async fn a_token_issued_with_no_lifetime_is_not_refreshed_on_every_call() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"status":0,"body":{"userid":1001,"access_token":"brief-access","refresh_token":"brief-refresh","expires_in":0,"scope":"user.metrics","token_type":"Bearer"}}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    for _ in 0..10 {
+        let token = session.access_token().await.unwrap();
+        assert_eq!(token.expose_secret(), "brief-access");
+    }
+    let lifetime = session.status().expires_at - Utc::now();
+    assert!(
+        lifetime > TimeDelta::seconds(50) && lifetime <= TimeDelta::seconds(60),
+        "used for the minimum lifetime: {lifetime}"
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn fresh_token_answers_without_a_request_and_says_none_when_a_refresh_is_due() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/oauth2"))
+        .respond_with(token_answer("x", "y"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let fresh = session(&server, Arc::new(MemoryStore::new()), TimeDelta::hours(3)).await;
+    assert_eq!(fresh.fresh_token().unwrap().expose_secret(), "old-access");
+    let due = session(&server, Arc::new(MemoryStore::new()), TimeDelta::minutes(1)).await;
+    assert!(due.fresh_token().is_none());
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn the_before_request_hook_runs_before_every_token_and_data_call() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/measure"))
+        .and(header("authorization", "Bearer new-access"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"status":0,"body":{"updatetime":1700000100,"timezone":"Europe/Paris","more":0,"offset":0,"measuregrps":[]}}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let passed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hook: crate::config::BeforeRequest = {
+        let (gate, passed) = (gate.clone(), passed.clone());
+        Arc::new(move || {
+            let (gate, passed) = (gate.clone(), passed.clone());
+            Box::pin(async move {
+                gate.acquire().await.unwrap().forget();
+                passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        })
+    };
+    let client = Client::builder()
+        .client_id("cid")
+        .client_secret("csecret")
+        .redirect_uri("https://app.example.com/cb")
+        .base_url(server.uri().parse().unwrap())
+        .before_request(hook)
+        .build()
+        .unwrap();
+    let authorized = Authorized::from_credentials(
+        &client,
+        credentials(
+            "old-access",
+            "old-refresh",
+            Utc::now() + TimeDelta::minutes(1),
+        ),
+    );
+    let session = Session::start(authorized, Arc::new(MemoryStore::new()))
+        .await
+        .unwrap();
+    let call = tokio::spawn({
+        let session = session.clone();
+        async move { session.get_meas(&GetMeas::new()).await }
+    });
+    // Held at the hook: nothing reaches Withings until it lets the call through.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(server.received_requests().await.unwrap().is_empty());
+    gate.add_permits(2);
+    call.await.unwrap().unwrap();
+    assert_eq!(passed.load(std::sync::atomic::Ordering::SeqCst), 2);
+    server.verify().await;
 }

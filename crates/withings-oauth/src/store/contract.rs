@@ -378,6 +378,19 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Refuses to store one user's tokens under another user's entry: what every store's `save`
+/// checks first.
+pub fn ensure_owner(user: UserId, credentials: &Credentials) -> Result<(), StoreError> {
+    if credentials.user_id() == user {
+        Ok(())
+    } else {
+        Err(StoreError::Other(format!(
+            "refusing to save user {}'s tokens as user {user}'s",
+            credentials.user_id()
+        )))
+    }
+}
+
 impl StoreError {
     /// The conflict, if this is one.
     pub fn conflict(&self) -> Option<&Conflict> {

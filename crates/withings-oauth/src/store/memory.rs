@@ -1,14 +1,14 @@
 //! [`MemoryStore`]: credentials kept in memory, for tests and programs that log in on every start.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::contract::{
-    Expected, Lease, StoreError, StoreFuture, StoredEntry, TokenStore, Version, VersionedEntry,
+    Expected, Lease, StoreFuture, StoredEntry, TokenStore, Version, VersionedEntry, ensure_owner,
 };
 use super::lease::LocalLeases;
+use super::versioned_map::VersionedMap;
 use crate::credentials::{Credentials, UserId};
 
 /// Credentials kept in memory, shared by its clones; nothing survives the process.
@@ -23,41 +23,8 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct MemoryInner {
-    entries: Mutex<Entries>,
+    entries: Mutex<VersionedMap<StoredEntry>>,
     leases: LocalLeases,
-}
-
-#[derive(Default)]
-struct Entries {
-    users: BTreeMap<UserId, VersionedEntry>,
-    /// The last version given to any entry: versions grow across deletes.
-    last_version: u64,
-}
-
-impl Entries {
-    /// Replaces the user's entry with `new` (`None` deletes) if it is what `expected` says.
-    fn write(
-        &mut self,
-        user: UserId,
-        expected: Expected,
-        new: Option<StoredEntry>,
-    ) -> Result<Version, StoreError> {
-        let current = self.users.get(&user);
-        if !expected.matches(current.map(|e| e.version)) {
-            return Err(StoreError::conflict_with(user, expected, current.cloned()));
-        }
-        self.last_version += 1;
-        let version = Version::new(self.last_version);
-        match new {
-            Some(entry) => {
-                self.users.insert(user, VersionedEntry { version, entry });
-            }
-            None => {
-                self.users.remove(&user);
-            }
-        }
-        Ok(version)
-    }
 }
 
 impl MemoryStore {
@@ -66,7 +33,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn entries(&self) -> MutexGuard<'_, Entries> {
+    fn entries(&self) -> MutexGuard<'_, VersionedMap<StoredEntry>> {
         // The map is always consistent between statements: a panic elsewhere can't corrupt it.
         self.inner
             .entries
@@ -80,7 +47,12 @@ impl MemoryStore {
         expected: Expected,
         new: Option<StoredEntry>,
     ) -> StoreFuture<'static, Version> {
-        let result = self.entries().write(user, expected, new);
+        let result = self.entries().write(user, expected, new, |version, entry| {
+            Some(VersionedEntry {
+                version,
+                entry: entry.clone(),
+            })
+        });
         Box::pin(async move { result })
     }
 }
@@ -88,14 +60,20 @@ impl MemoryStore {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("users", &self.entries().users.len())
+            .field("users", &self.entries().len())
             .finish()
     }
 }
 
 impl TokenStore for MemoryStore {
     fn load<'a>(&'a self, user: UserId) -> StoreFuture<'a, Option<VersionedEntry>> {
-        let entry = self.entries().users.get(&user).cloned();
+        let entry = self
+            .entries()
+            .get(user)
+            .map(|(version, entry)| VersionedEntry {
+                version,
+                entry: entry.clone(),
+            });
         Box::pin(async move { Ok(entry) })
     }
 
@@ -105,12 +83,8 @@ impl TokenStore for MemoryStore {
         credentials: &'a Credentials,
         expected: Expected,
     ) -> StoreFuture<'a, Version> {
-        if credentials.user_id() != user {
-            let message = format!(
-                "refusing to save user {}'s tokens as user {user}'s",
-                credentials.user_id()
-            );
-            return Box::pin(async move { Err(StoreError::Other(message)) });
+        if let Err(e) = ensure_owner(user, credentials) {
+            return Box::pin(async move { Err(e) });
         }
         self.write(
             user,
@@ -128,7 +102,7 @@ impl TokenStore for MemoryStore {
     }
 
     fn delete<'a>(&'a self, user: UserId, expected: Expected) -> StoreFuture<'a, ()> {
-        if expected == Expected::Absent && !self.entries().users.contains_key(&user) {
+        if expected == Expected::Absent && self.entries().get(user).is_none() {
             return Box::pin(async { Ok(()) });
         }
         let write = self.write(user, expected, None);
@@ -136,7 +110,7 @@ impl TokenStore for MemoryStore {
     }
 
     fn users<'a>(&'a self) -> StoreFuture<'a, Vec<UserId>> {
-        let users = self.entries().users.keys().copied().collect();
+        let users = self.entries().users();
         Box::pin(async move { Ok(users) })
     }
 

@@ -9,11 +9,13 @@ mod record;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod versioned_map;
 
 pub use contract::{
     Conflict, DEFAULT_LEASE_TTL, Expected, Lease, StoreError, StoreFuture, StoreLock, StoredEntry,
-    TokenStore, Version, VersionedEntry,
+    TokenStore, Version, VersionedEntry, ensure_owner,
 };
 pub use lease::LocalLeases;
 pub use memory::MemoryStore;
 pub use record::{StoredCredentials, StoredCredentialsError};
+pub use versioned_map::VersionedMap;

@@ -138,6 +138,13 @@ pub enum UserAgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The loopback listener's one-time start link was asked for a second time: another
+    /// program or user of this machine has it, and with it this login's `state`. The login was
+    /// stopped so that no one else's Withings account can end up linked.
+    #[error(
+        "the one-time login link was opened a second time, by another program or user of this machine; the login was stopped so that no other account can be linked: start the login again"
+    )]
+    StartLinkReused,
     /// Any other failure of a custom agent.
     #[error("the login front end failed: {0}")]
     Other(String),

@@ -158,7 +158,11 @@ pub(super) fn ipv6_unavailable() -> bool {
 
 pub(super) fn bind_error(addr: SocketAddr, source: io::Error) -> UserAgentError {
     let why = match source.kind() {
-        io::ErrorKind::AddrInUse => "the port is taken: is another login or program using it?",
+        io::ErrorKind::AddrInUse => {
+            "the port is taken by another login or program, which the browser would send the \
+             code to: stop that program, or register and use a redirect URI with another port \
+             (or http://127.0.0.1:0/callback for any free port where the server allows it)"
+        }
         io::ErrorKind::PermissionDenied => {
             "ports below 1024 need privileges: register and use a redirect URI with a port of its \
              own, or http://127.0.0.1:0/callback for any free port where the server allows it"

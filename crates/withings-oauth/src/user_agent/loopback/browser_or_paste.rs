@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
-use tracing::{debug, warn};
+use tracing::debug;
 use url::Url;
 
 use super::bind::{Listeners, bind, listen_addr};
@@ -26,10 +26,11 @@ const BROWSER_START_WAIT: Duration = Duration::from_secs(5);
 /// and its final address, which the app can't receive itself, is pasted back.
 ///
 /// With a listener, the browser is opened at the listener's one-time start link; without one
-/// (an https redirect URI, or a fixed loopback port already taken, which is not an error: the
-/// agent then waits for a paste only), it is opened at the authorize URL itself, whose `state`
-/// is then on the browser's command line while it starts (see
-/// [`guide::loopback`](crate::guide::loopback)).
+/// (an https redirect URI), it is opened at the authorize URL itself, whose `state` is then on
+/// the browser's command line while it starts (see [`guide::loopback`](crate::guide::loopback)).
+/// A loopback redirect URI whose fixed port another program holds is refused in
+/// [`UserAgent::prepare`], as [`LoopbackAgent`](crate::LoopbackAgent) refuses it: the browser
+/// would send that program the code.
 ///
 /// The login ends with the first callback, end of input, too many refused inputs, or the
 /// [`timeout`](Self::timeout).
@@ -149,20 +150,13 @@ impl BrowserOrPasteAgent {
 impl UserAgent for BrowserOrPasteAgent {
     fn prepare<'a>(&'a self, redirect_uri: &'a Url) -> AgentFuture<'a, Prepared> {
         Box::pin(async move {
-            let Ok(listen) = listen_addr(redirect_uri) else {
+            if listen_addr(redirect_uri).is_err() {
                 return Ok(Prepared::new(redirect_uri.clone()));
-            };
-            match bind(redirect_uri).await {
-                Ok((redirect_uri, listeners)) => {
-                    Ok(Prepared::with_resource(redirect_uri, listeners))
-                }
-                // The port is fixed, so the authorize URL is right anyway; pasting still works.
-                Err(e) if listen.addr.port() != 0 => {
-                    warn!(error = %e, "no loopback listener: waiting for a pasted address only");
-                    Ok(Prepared::new(redirect_uri.clone()))
-                }
-                Err(e) => Err(e),
             }
+            // A fixed port another program holds is refused, as `LoopbackAgent` does: the
+            // browser would send the code to that program.
+            let (redirect_uri, listeners) = bind(redirect_uri).await?;
+            Ok(Prepared::with_resource(redirect_uri, listeners))
         })
     }
 

@@ -17,6 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 use url::{Position, Url};
@@ -48,8 +49,16 @@ pub(super) const START_PREFIX: &str = "/start/";
 pub(super) struct Listening {
     redirect_uri: Url,
     authorize_url: Url,
-    /// The path of the start link, until it is used.
-    start_path: Mutex<Option<SecretString>>,
+    /// The path of the start link, and whether it was used.
+    start: Mutex<StartLink>,
+    /// Signalled when the start link is asked for a second time: someone else has it.
+    reused: Notify,
+}
+
+/// The one-time start link.
+struct StartLink {
+    path: SecretString,
+    used: bool,
 }
 
 impl Listening {
@@ -72,7 +81,11 @@ impl Listening {
         let listening = Listening {
             redirect_uri,
             authorize_url: authorize_url.clone(),
-            start_path: Mutex::new(Some(SecretString::from(path))),
+            start: Mutex::new(StartLink {
+                path: SecretString::from(path),
+                used: false,
+            }),
+            reused: Notify::new(),
         };
         Ok((listening, start))
     }
@@ -86,7 +99,8 @@ struct Connection {
 }
 
 /// Serves connections until one brings this login's callback; returns its full URL once the
-/// browser has its answer page.
+/// browser has its answer page. Ends with [`UserAgentError::StartLinkReused`] if the start
+/// link is asked for a second time.
 pub(super) async fn wait_for_callback(
     listeners: Listeners,
     listening: Listening,
@@ -99,6 +113,10 @@ pub(super) async fn wait_for_callback(
     loop {
         tokio::select! {
             biased;
+            () = listening.reused.notified() => {
+                warn!("the one-time start link was opened a second time: the login is stopped");
+                return Err(UserAgentError::StartLinkReused);
+            }
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                 let id = match &done {
                     Ok((id, _)) => *id,
@@ -227,20 +245,22 @@ fn respond(
     page(StatusCode::OK, outcome)
 }
 
-/// The start link: redirects to the authorize URL, once.
+/// The start link: redirects to the authorize URL, once. A second request for it means someone
+/// else has the link (and the `state` behind it): the login is stopped.
 fn start(path: &str, listening: &Listening) -> Response<Full<Bytes>> {
-    let mut slot = listening
-        .start_path
+    let mut link = listening
+        .start
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let valid = slot
-        .as_ref()
-        .is_some_and(|start| same_state(start.expose_secret(), path));
-    if !valid {
-        warn!("ignored a start link that is not valid or was already used");
+    if !same_state(link.path.expose_secret(), path) {
+        warn!("ignored a start link that is not this login's");
+        return page(StatusCode::NOT_FOUND, Page::NotFound);
+    }
+    if link.used {
+        listening.reused.notify_one();
         return page(StatusCode::NOT_FOUND, Page::StartUsed);
     }
-    *slot = None;
+    link.used = true;
     // A serialized URL is printable ASCII, which a header value always takes.
     let Ok(location) = HeaderValue::from_str(listening.authorize_url.as_str()) else {
         return page(StatusCode::NOT_FOUND, Page::StartUsed);

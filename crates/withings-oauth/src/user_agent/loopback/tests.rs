@@ -163,7 +163,7 @@ async fn a_localhost_callback_over_ipv6_ends_the_wait() {
 
 #[tokio::test]
 async fn the_start_link_redirects_to_the_authorize_url_once() {
-    let (redirect_uri, start, wait) = listen("http://127.0.0.1:0/callback").await;
+    let (redirect_uri, start, _wait) = listen("http://127.0.0.1:0/callback").await;
     let start: Url = start.parse().unwrap();
     assert_eq!(start.host_str(), Some("127.0.0.1"));
     assert_eq!(start.port(), redirect_uri.port());
@@ -195,7 +195,37 @@ async fn the_start_link_redirects_to_the_authorize_url_once() {
     let second = send(port, &get(start.path())).await;
     assert!(second.starts_with("HTTP/1.1 404"), "{second}");
     assert!(second.contains("already used"), "{second}");
+}
+
+#[tokio::test]
+async fn a_second_request_for_the_start_link_stops_the_login() {
+    let (redirect_uri, start, wait) = listen("http://127.0.0.1:0/callback").await;
+    let start: Url = start.parse().unwrap();
+    let port = redirect_uri.port().unwrap();
+    // Someone else read the link (off the browser's command line) and opened it first.
+    let first = send(port, &get(start.path())).await;
+    assert!(first.starts_with("HTTP/1.1 302"), "{first}");
+    // A guess at another link is not a second request for this one.
+    let guessed = send(port, &get("/start/guessed")).await;
+    assert!(guessed.starts_with("HTTP/1.1 404"), "{guessed}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!wait.is_finished());
+
+    // The user's browser opens it: the login ends, and no callback with its state is taken.
+    let second = send(port, &get(start.path())).await;
+    assert!(second.starts_with("HTTP/1.1 404"), "{second}");
+    let err = tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("the login ends")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, UserAgentError::StartLinkReused), "{err:?}");
+    assert!(err.to_string().contains("start the login again"), "{err}");
+    let late = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+    assert!(
+        late.is_err(),
+        "the listener is closed: a forged callback finds no one"
+    );
 }
 
 #[tokio::test]
@@ -368,7 +398,7 @@ async fn browser_or_paste_times_out_and_frees_the_port() {
 }
 
 #[tokio::test]
-async fn a_taken_fixed_port_fails_loopback_but_browser_or_paste_falls_back_to_paste() {
+async fn a_taken_fixed_port_is_refused_by_both_agents() {
     let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = taken.local_addr().unwrap().port();
     let redirect_uri: Url = format!("http://127.0.0.1:{port}/callback").parse().unwrap();
@@ -383,20 +413,16 @@ async fn a_taken_fixed_port_fails_loopback_but_browser_or_paste_falls_back_to_pa
         "{err}"
     );
 
-    let typed = format!("{redirect_uri}?code=C&state={STATE}\n");
+    // The program holding the port would receive the browser's `GET /callback?code=..`.
     let out = SharedOutput::default();
-    let agent = BrowserOrPasteAgent::new(io::Cursor::new(typed.into_bytes()), out.clone())
-        .open_browser(false);
-    let prepared = agent.prepare(&redirect_uri).await.unwrap();
-    assert_eq!(prepared.redirect_uri(), &redirect_uri);
-    let callback = agent
-        .run(prepared, &authorize_url(redirect_uri.as_str()))
-        .await
-        .unwrap();
-    assert_eq!(callback.port(), Some(port));
-    let text = out.text();
-    assert!(text.contains("Copy the whole address"), "{text}");
-    assert!(!text.contains("finishes by itself"), "{text}");
+    let agent =
+        BrowserOrPasteAgent::new(io::Cursor::new(Vec::new()), out.clone()).open_browser(false);
+    let err = agent.prepare(&redirect_uri).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(message.contains("port is taken"), "{message}");
+    assert!(message.contains("stop that program"), "{message}");
+    assert!(out.text().is_empty(), "no prompt: the login never started");
 }
 
 #[tokio::test]

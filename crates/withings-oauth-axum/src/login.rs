@@ -1,0 +1,234 @@
+//! [`WithingsLogin`]: the configuration and shared state of the routes, and the sessions of the
+//! users who connected.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::request::Parts;
+use axum::routing::get;
+use withings_oauth::{
+    AccessToken, BoxFuture, Client, PendingLoginStore, Scope, Scopes, Session, SessionError,
+    TokenStore, UserId,
+};
+
+use crate::routes;
+
+type OwnerFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+type ConnectedFn = dyn Fn(Connected) -> BoxFuture<'static, ()> + Send + Sync;
+
+/// A finished login, handed to the hook given to [`WithingsLoginBuilder::on_connected`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Connected {
+    /// The application's value for the user, as the owner function gave it on connect.
+    pub owner: String,
+    /// The Withings user the login is for.
+    pub user_id: UserId,
+    /// The scopes Withings granted (maybe fewer than asked).
+    pub scopes: Scopes,
+}
+
+/// Withings logins for an axum application: the connect and callback routes
+/// ([`router`](Self::router)), and fresh access tokens for users who connected
+/// ([`access_token`](Self::access_token)).
+///
+/// Cheap to clone (clones share everything): keep one in the application's state. Several
+/// instances of an application (behind a load balancer) each build their own, over one shared
+/// [`PendingLoginStore`] and one shared [`TokenStore`]: a login started on one instance
+/// finishes on any other.
+#[derive(Clone)]
+pub struct WithingsLogin {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) client: Client,
+    pub(crate) scopes: Scopes,
+    pub(crate) pending: Arc<dyn PendingLoginStore>,
+    pub(crate) tokens: Arc<dyn TokenStore>,
+    pub(crate) owner: Box<OwnerFn>,
+    pub(crate) on_connected: Option<Box<ConnectedFn>>,
+    pub(crate) after_login: String,
+    pub(crate) connect_path: String,
+    pub(crate) secure: bool,
+    /// One session per user, so that a user's refreshes happen once (see [`Session`]).
+    sessions: tokio::sync::Mutex<HashMap<UserId, Session>>,
+}
+
+impl fmt::Debug for WithingsLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithingsLogin")
+            .field("client_id", &self.inner.client.client_id())
+            .field("scopes", &self.inner.scopes.to_string())
+            .field("connect_path", &self.inner.connect_path)
+            .field("callback_path", &self.callback_path())
+            .field("after_login", &self.inner.after_login)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WithingsLogin {
+    /// Starts the configuration: the Withings `client` (its redirect URI's path becomes the
+    /// callback route), where pending logins wait, where credentials go, and how to tell from a
+    /// request who the user is in the application (`owner`, typically reading what the
+    /// application's authentication middleware put in the request's extensions; `None` means
+    /// "not signed in", answered with [`LoginError::NotSignedIn`](crate::LoginError::NotSignedIn)).
+    pub fn builder(
+        client: Client,
+        pending_logins: Arc<dyn PendingLoginStore>,
+        tokens: Arc<dyn TokenStore>,
+        owner: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> WithingsLoginBuilder {
+        WithingsLoginBuilder {
+            client,
+            scopes: Scopes::from(Scope::Metrics),
+            pending: pending_logins,
+            tokens,
+            owner: Box::new(owner),
+            on_connected: None,
+            after_login: "/".to_owned(),
+            connect_path: "/withings/connect".to_owned(),
+        }
+    }
+
+    /// A router with the connect route (`GET` or `POST`, [`WithingsLoginBuilder::connect_path`])
+    /// and the callback route (`GET`, the path of the client's redirect URI). Merge it into the
+    /// application's router.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route(
+                &self.inner.connect_path,
+                get(routes::connect).post(routes::connect),
+            )
+            .route(self.callback_path(), get(routes::callback))
+            .with_state(self.clone())
+    }
+
+    /// The path of the connect route.
+    pub fn connect_path(&self) -> &str {
+        &self.inner.connect_path
+    }
+
+    /// The path of the callback route: the client's redirect URI's.
+    pub fn callback_path(&self) -> &str {
+        self.inner.client.redirect_uri().path()
+    }
+
+    /// The Withings client.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The session of `user`: the one this value already holds, or one restored from the
+    /// token store (a user who connected through another instance, or before a restart).
+    ///
+    /// [`SessionError::LoginRequired`] if the user never connected or must connect again.
+    pub async fn session(&self, user: UserId) -> Result<Session, SessionError> {
+        // The map's lock is held across the restore: two requests for a user not yet cached
+        // must not make two sessions, whose refreshes would race within this process.
+        let mut sessions = self.inner.sessions.lock().await;
+        if let Some(session) = sessions.get(&user) {
+            return Ok(session.clone());
+        }
+        let session = Session::restore(&self.inner.client, self.inner.tokens.clone(), user).await?;
+        sessions.insert(user, session.clone());
+        Ok(session)
+    }
+
+    /// A valid access token for `user`, refreshed first if it is about to expire.
+    pub async fn access_token(&self, user: UserId) -> Result<AccessToken, SessionError> {
+        self.session(user).await?.access_token().await
+    }
+
+    /// Disconnects `user`: revokes the application's access at Withings and deletes the user's
+    /// credentials. On failure nothing changes.
+    pub async fn disconnect(&self, user: UserId) -> Result<(), SessionError> {
+        let session = self.session(user).await?;
+        session.revoke().await?;
+        self.inner.sessions.lock().await.remove(&user);
+        Ok(())
+    }
+
+    /// Keeps the session of a user who just connected, replacing an older one.
+    pub(crate) async fn keep_session(&self, session: Session) {
+        self.inner
+            .sessions
+            .lock()
+            .await
+            .insert(session.user_id(), session);
+    }
+}
+
+/// The configuration of a [`WithingsLogin`], from [`WithingsLogin::builder`].
+pub struct WithingsLoginBuilder {
+    client: Client,
+    scopes: Scopes,
+    pending: Arc<dyn PendingLoginStore>,
+    tokens: Arc<dyn TokenStore>,
+    owner: Box<OwnerFn>,
+    on_connected: Option<Box<ConnectedFn>>,
+    after_login: String,
+    connect_path: String,
+}
+
+impl fmt::Debug for WithingsLoginBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithingsLoginBuilder")
+            .field("client_id", &self.client.client_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WithingsLoginBuilder {
+    /// The scopes to ask for (default `user.metrics`).
+    pub fn scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// Where the browser goes after a login (default `/`); error pages link back there too.
+    pub fn after_login(mut self, path: impl Into<String>) -> Self {
+        self.after_login = path.into();
+        self
+    }
+
+    /// The path of the connect route (default `/withings/connect`).
+    pub fn connect_path(mut self, path: impl Into<String>) -> Self {
+        self.connect_path = path.into();
+        self
+    }
+
+    /// Called after each login, once its credentials are saved and before the browser is
+    /// redirected: record which Withings user the owner connected (the application keeps that
+    /// mapping, to call [`WithingsLogin::access_token`] later).
+    pub fn on_connected<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Connected) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_connected = Some(Box::new(move |connected| Box::pin(hook(connected))));
+        self
+    }
+
+    /// The configured [`WithingsLogin`].
+    pub fn build(self) -> WithingsLogin {
+        let secure = self.client.redirect_uri().scheme() == "https";
+        WithingsLogin {
+            inner: Arc::new(Inner {
+                client: self.client,
+                scopes: self.scopes,
+                pending: self.pending,
+                tokens: self.tokens,
+                owner: self.owner,
+                on_connected: self.on_connected,
+                after_login: self.after_login,
+                connect_path: self.connect_path,
+                secure,
+                sessions: tokio::sync::Mutex::default(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The routes over HTTP, against the sandbox (auto-approving, so no browser is needed): two
+//! instances sharing one pending-login store and one token store, racing callbacks, a callback
+//! from another browser, a visitor who is not signed in.
+
+mod common;
+
+use common::{connect, http, open, two_instances};
+use reqwest::StatusCode;
+use reqwest::header::SET_COOKIE;
+use withings_sandbox::{SEEDED_USERID, Sandbox, SandboxConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_started_on_one_instance_finishes_on_the_other_once() {
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+        .await
+        .unwrap();
+    let (a, b, connected) = two_instances(&sandbox).await;
+    let (cookie, callback) = connect(&a, "alice").await;
+    assert_eq!(
+        callback.port(),
+        b.base.port(),
+        "Withings sends the browser to B"
+    );
+
+    // The same callback reaches both instances at the same moment (a double submit across a
+    // load balancer): exactly one finishes the login.
+    let mut on_a = callback.clone();
+    on_a.set_port(a.base.port()).unwrap();
+    let (first, second) = tokio::join!(open(&on_a, Some(&cookie)), open(&callback, Some(&cookie)));
+    let outcomes = [first, second];
+    let finished: Vec<_> = outcomes
+        .iter()
+        .filter(|(status, location, _)| *status == StatusCode::SEE_OTHER && location == "/done")
+        .collect();
+    assert_eq!(finished.len(), 1, "{outcomes:?}");
+    let refused: Vec<_> = outcomes
+        .iter()
+        .filter(|(status, _, page)| {
+            *status == StatusCode::BAD_REQUEST && page.contains("data-kind=\"unknown\"")
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{outcomes:?}");
+    assert_eq!(sandbox.handle().counters().token_code, 1);
+
+    let user = connected.lock().unwrap()["alice"];
+    assert_eq!(user.get(), SEEDED_USERID);
+    for instance in [&a, &b] {
+        let token = instance.login.access_token(user).await.unwrap();
+        assert!(!token.expose_secret().is_empty());
+    }
+
+    // Disconnecting revokes the login and deletes it from the shared store.
+    a.login.disconnect(user).await.unwrap();
+    assert!(
+        a.login
+            .access_token(user)
+            .await
+            .unwrap_err()
+            .login_required()
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_from_another_browser_is_refused_and_the_right_one_still_finishes() {
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+        .await
+        .unwrap();
+    let (a, b, connected) = two_instances(&sandbox).await;
+    let (cookie, callback) = connect(&a, "alice").await;
+    let (mallory_cookie, _) = connect(&b, "mallory").await;
+
+    for other in [None, Some(mallory_cookie.as_str())] {
+        let (status, _, page) = open(&callback, other).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(page.contains("data-kind=\"other-browser\""), "{page}");
+        assert!(page.contains("started in another browser"), "{page}");
+        assert!(!page.contains(&callback.query().unwrap()[..10]));
+    }
+    assert_eq!(
+        sandbox.handle().counters().token_code,
+        0,
+        "no code was spent"
+    );
+
+    let (status, location, _) = open(&callback, Some(&cookie)).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/done")
+    );
+    assert_eq!(connected.lock().unwrap()["alice"].get(), SEEDED_USERID);
+    assert!(!connected.lock().unwrap().contains_key("mallory"));
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_who_is_not_signed_in_gets_a_page_not_a_login() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let (a, _b, _) = two_instances(&sandbox).await;
+    let response = http()
+        .get(a.base.join("withings/connect").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get(SET_COOKIE).is_none());
+    let page = response.text().await.unwrap();
+    assert!(page.contains("not signed in"), "{page}");
+    assert!(page.contains("href=\"/done\""), "{page}");
+    sandbox.shutdown().await;
+}
