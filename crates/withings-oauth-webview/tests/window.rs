@@ -25,12 +25,22 @@ fn require_display() {
     );
 }
 
-/// A page that runs `script` once loaded.
-fn page(script: &str) -> Url {
+/// The login's `state`, as the authorize URL carries it.
+const STATE: &str = "st4te";
+
+/// A page that runs `script` once loaded, standing in for the authorize page of a login whose
+/// redirect URI is `redirect`: like a real authorize URL, its query names the redirect URI and
+/// the login's `state`, which the window checks callbacks against. (In a `data:` URL the query
+/// ends up as text after the script, which does no harm.)
+fn page(script: &str, redirect: &Url) -> Url {
     let html = format!("<!doctype html><title>t</title><p>login</p><script>{script}</script>");
     // Every byte escaped: `+` would stay a plus sign in a data URL, not become a space.
     let escaped: String = html.bytes().map(|b| format!("%{b:02X}")).collect();
-    Url::parse(&format!("data:text/html,{escaped}")).unwrap()
+    let mut url = Url::parse(&format!("data:text/html,{escaped}")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("redirect_uri", redirect.as_str())
+        .append_pair("state", STATE);
+    url
 }
 
 /// A top-level window titled `title` that is on screen (the toolkit may replace the X window
@@ -122,7 +132,7 @@ async fn closing_the_window_cancels_the_login() {
         .title(title.clone())
         .timeout(Duration::from_secs(20));
     let redirect: Url = "https://app.example.com/withings/callback".parse().unwrap();
-    let authorize = page("");
+    let authorize = page("", &redirect);
 
     let stop = Arc::new(AtomicBool::new(false));
     let closer_stop = Arc::clone(&stop);
@@ -153,7 +163,7 @@ async fn a_page_sent_to_the_redirect_uri_returns_the_whole_callback() {
     require_display();
     let redirect: Url = "https://app.example.com/withings/callback".parse().unwrap();
     let callback = "https://app.example.com/withings/callback?code=c0de&state=st4te&extra=1";
-    let authorize = page(&format!("location.href = '{callback}';"));
+    let authorize = page(&format!("location.href = '{callback}';"), &redirect);
     let agent = WebviewAgent::new().timeout(Duration::from_secs(20));
     let got = agent
         .run(Prepared::new(redirect), &authorize)
@@ -167,7 +177,7 @@ async fn a_custom_scheme_redirect_is_captured_without_a_handler() {
     require_display();
     let redirect: Url = "com.example.app://oauth/callback".parse().unwrap();
     let callback = "com.example.app://oauth/callback?code=c0de&state=st4te";
-    let authorize = page(&format!("location.href = '{callback}';"));
+    let authorize = page(&format!("location.href = '{callback}';"), &redirect);
     let agent = WebviewAgent::new().timeout(Duration::from_secs(20));
     let got = agent
         .run(Prepared::new(redirect), &authorize)
@@ -184,7 +194,7 @@ async fn dropping_a_login_closes_its_window_and_the_next_login_works() {
         .title(title.clone())
         .timeout(Duration::from_secs(60));
     let redirect: Url = "https://app.example.com/withings/callback".parse().unwrap();
-    let unanswered = page("");
+    let unanswered = page("", &redirect);
 
     let mut login = agent.run(Prepared::new(redirect.clone()), &unanswered);
     let watched = title.clone();
@@ -208,7 +218,7 @@ async fn dropping_a_login_closes_its_window_and_the_next_login_works() {
     eprintln!("window gone {closed_after:?} after the drop");
 
     let callback = "https://app.example.com/withings/callback?code=c0de&state=st4te";
-    let next_page = page(&format!("location.href = '{callback}';"));
+    let next_page = page(&format!("location.href = '{callback}';"), &redirect);
     let next = tokio::time::timeout(
         Duration::from_secs(20),
         agent.run(Prepared::new(redirect), &next_page),
@@ -217,4 +227,25 @@ async fn dropping_a_login_closes_its_window_and_the_next_login_works() {
     .expect("the next login is not stuck behind the abandoned window")
     .expect("callback captured");
     assert_eq!(next.as_str(), callback);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_navigation_to_the_redirect_uri_with_another_state_is_blocked_and_the_window_stays() {
+    require_display();
+    let redirect: Url = "https://app.example.com/withings/callback".parse().unwrap();
+    // A page (or a program driving it) sends a callback of its own first: another login's code.
+    let forged = "https://app.example.com/withings/callback?code=attacker&state=forged";
+    let real = format!("https://app.example.com/withings/callback?code=c0de&state={STATE}");
+    let authorize = page(
+        &format!(
+            "location.href = '{forged}'; setTimeout(function () {{ location.href = '{real}'; }}, 700);"
+        ),
+        &redirect,
+    );
+    let agent = WebviewAgent::new().timeout(Duration::from_secs(20));
+    let got = agent
+        .run(Prepared::new(redirect), &authorize)
+        .await
+        .expect("the real callback is captured after the forged one was blocked");
+    assert_eq!(got.as_str(), real);
 }
