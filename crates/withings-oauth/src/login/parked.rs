@@ -63,7 +63,10 @@ impl fmt::Debug for ParkedLogin {
 }
 
 impl ParkedLogin {
-    pub(super) fn new(
+    /// A parked login from its parts: as [`PendingCallback::park_revealing_state`] makes it, or
+    /// as read back from a store's columns (see the accessors for what each one is). The
+    /// [`StateHash`] is computed from `state`.
+    pub fn from_stored(
         state: CsrfState,
         browser: BindingHash,
         owner: String,
@@ -82,28 +85,6 @@ impl ParkedLogin {
             scopes,
             demo,
         }
-    }
-
-    /// A parked login read back from a store's columns (see the accessors for what each one
-    /// is). The [`StateHash`] is computed from `state`.
-    pub fn from_stored(
-        state: CsrfState,
-        browser: BindingHash,
-        owner: String,
-        created_at: DateTime<Utc>,
-        redirect_uri: Url,
-        scopes: Scopes,
-        demo: bool,
-    ) -> Self {
-        Self::new(
-            state,
-            browser,
-            owner,
-            created_at,
-            redirect_uri,
-            scopes,
-            demo,
-        )
     }
 
     /// Turns it back into the login waiting for its callback, for `client` (the same

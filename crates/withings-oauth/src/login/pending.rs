@@ -110,7 +110,7 @@ impl PendingCallback {
             .authorize_url
             .query_pairs()
             .any(|(k, v)| k == "mode" && v == "demo");
-        ParkedLogin::new(
+        ParkedLogin::from_stored(
             self.state,
             browser.hash(),
             owner.into(),
