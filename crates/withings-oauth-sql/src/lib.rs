@@ -132,6 +132,7 @@ macro_rules! embed_migrations {
 mod error;
 mod keys;
 mod location;
+mod pending;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queries;
@@ -142,6 +143,7 @@ mod sqlite;
 mod store;
 
 pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
+pub use pending::SqlPendingLogins;
 pub use store::{Backend, CLEAR_TEXT_WARNING, Rotation, SqlOptions, SqlStore};
 
 /// The SQLite migrations (`migrations/sqlite`), embedded at build time: for integrators who

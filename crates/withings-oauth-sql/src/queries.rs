@@ -97,3 +97,33 @@ pub(crate) const POSTGRES_CLAIM_LEASE: &str = "INSERT INTO withings_leases AS l 
 pub(crate) const POSTGRES_LEASE_LEFT: &str = "SELECT until_ms - \
     CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
     FROM withings_leases WHERE user_id = $1";
+
+/// $1 state hash, $2 browser hash, $3 owner, $4 created (Unix ms), $5 redirect URI, $6 scopes,
+/// $7 demo, $8 the sealed state.
+pub(crate) const PUT_PENDING: &str = "INSERT INTO withings_pending_logins \
+    (state_hash, browser_hash, owner, created_at_ms, redirect_uri, scopes, demo, state) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// $1 the newest creation time (Unix ms) that has expired.
+pub(crate) const PURGE_PENDING: &str =
+    "DELETE FROM withings_pending_logins WHERE created_at_ms <= $1";
+
+/// $1 owner, $2 the login just parked, $3 how many of the owner's others to keep (the newest).
+pub(crate) const CAP_PENDING: &str = "DELETE FROM withings_pending_logins \
+    WHERE owner = $1 AND state_hash <> $2 AND state_hash NOT IN \
+    (SELECT state_hash FROM withings_pending_logins WHERE owner = $1 AND state_hash <> $2 \
+     ORDER BY created_at_ms DESC, state_hash LIMIT $3)";
+
+/// $1 state hash, $2 browser hash. Finds and deletes in one statement: of racing takers, one
+/// gets the row.
+pub(crate) const TAKE_PENDING: &str = "DELETE FROM withings_pending_logins \
+    WHERE state_hash = $1 AND browser_hash = $2 \
+    RETURNING owner, created_at_ms, redirect_uri, scopes, demo, state";
+
+/// $1 state hash. Why a take found nothing: another browser's login, or none.
+pub(crate) const PENDING_CREATED_AT: &str =
+    "SELECT created_at_ms FROM withings_pending_logins WHERE state_hash = $1";
+
+/// $1 state hash, $2 the newest creation time (Unix ms) that has expired.
+pub(crate) const DELETE_EXPIRED_PENDING: &str =
+    "DELETE FROM withings_pending_logins WHERE state_hash = $1 AND created_at_ms <= $2";

@@ -4,10 +4,12 @@
 //! ```text
 //! clear:   0x00 | token bytes                                    (no key configured)
 //! sealed:  0x01 | id length (1 byte) | key id | 24-byte nonce | XChaCha20-Poly1305(token) | tag
-//! associated data: the header above (up to the nonce) | "withings-oauth-sql" 0 | column 0 | user id (8 bytes, big-endian)
+//! associated data: the header above (up to the nonce) | "withings-oauth-sql" 0 | column 0 | row
+//! row: the user id (8 bytes, big-endian) for tokens; the state hash (64 hex digits) for the
+//!      `state` of a pending login
 //! ```
 //!
-//! Binding the column and the user means a ciphertext copied onto another row or column fails
+//! Binding the column and the row means a ciphertext copied onto another row or column fails
 //! authentication instead of handing one user's tokens to another.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -25,6 +27,8 @@ const NONCE_LEN: usize = 24;
 pub(crate) enum Column {
     AccessToken,
     RefreshToken,
+    /// The `state` of a pending login.
+    PendingState,
 }
 
 impl Column {
@@ -32,6 +36,7 @@ impl Column {
         match self {
             Column::AccessToken => "access_token",
             Column::RefreshToken => "refresh_token",
+            Column::PendingState => "pending_state",
         }
     }
 }
@@ -72,18 +77,39 @@ impl std::fmt::Display for OpenError {
     }
 }
 
-fn associated_data(header: &[u8], column: Column, user: u64) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(header.len() + 48);
+fn associated_data(header: &[u8], column: Column, row: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(header.len() + 40 + row.len());
     aad.extend_from_slice(header);
     aad.extend_from_slice(b"withings-oauth-sql\0");
     aad.extend_from_slice(column.name().as_bytes());
     aad.push(0);
-    aad.extend_from_slice(&user.to_be_bytes());
+    aad.extend_from_slice(row);
     aad
 }
 
 /// Seals `token` for `user`'s `column` with the active key, or stores it in clear without keys.
 pub(crate) fn seal(keys: Option<&Keyring>, user: u64, column: Column, token: &str) -> Vec<u8> {
+    seal_for_row(keys, &user.to_be_bytes(), column, token)
+}
+
+/// Opens a stored value of `user`'s `column` into its token, zeroizing every intermediate copy.
+pub(crate) fn open(
+    keys: Option<&Keyring>,
+    user: u64,
+    column: Column,
+    stored: &[u8],
+) -> Result<Zeroizing<String>, OpenError> {
+    open_for_row(keys, &user.to_be_bytes(), column, stored)
+}
+
+/// Seals `value` for the row named by `row` (see the module docs) with the active key, or
+/// stores it in clear without keys.
+pub(crate) fn seal_for_row(
+    keys: Option<&Keyring>,
+    row: &[u8],
+    column: Column,
+    token: &str,
+) -> Vec<u8> {
     let Some(keys) = keys else {
         let mut out = Vec::with_capacity(1 + token.len());
         out.push(CLEAR);
@@ -98,7 +124,7 @@ pub(crate) fn seal(keys: Option<&Keyring>, user: u64, column: Column, token: &st
     let mut nonce = [0u8; NONCE_LEN];
     // 192 random bits: collisions are not a concern at any realistic number of writes.
     getrandom::fill(&mut nonce).expect("the operating system's random number generator failed");
-    let aad = associated_data(&header, column, user);
+    let aad = associated_data(&header, column, row);
     let cipher = XChaCha20Poly1305::new(Key::from_slice(key));
     let sealed = cipher
         .encrypt(
@@ -115,10 +141,10 @@ pub(crate) fn seal(keys: Option<&Keyring>, user: u64, column: Column, token: &st
     out
 }
 
-/// Opens a stored value into its token, zeroizing every intermediate copy.
-pub(crate) fn open(
+/// Opens a value stored for the row named by `row`, zeroizing every intermediate copy.
+pub(crate) fn open_for_row(
     keys: Option<&Keyring>,
-    user: u64,
+    row: &[u8],
     column: Column,
     stored: &[u8],
 ) -> Result<Zeroizing<String>, OpenError> {
@@ -139,7 +165,7 @@ pub(crate) fn open(
                 .get(id)
                 .ok_or_else(|| OpenError::UnknownKey(id.to_owned()))?;
             let (nonce, sealed) = rest.split_at(NONCE_LEN);
-            let aad = associated_data(&stored[..2 + len], column, user);
+            let aad = associated_data(&stored[..2 + len], column, row);
             let cipher = XChaCha20Poly1305::new(Key::from_slice(key));
             Zeroizing::new(
                 cipher

@@ -604,8 +604,16 @@ impl SqlStore {
         StoreError::Other(message)
     }
 
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn keyring(&self) -> Option<&Keyring> {
+        self.inner.keys.as_ref()
+    }
+
     /// A database failure, saying what to do, without the password.
-    fn fail(&self, action: &str, error: sqlx::Error) -> StoreError {
+    pub(crate) fn fail(&self, action: &str, error: sqlx::Error) -> StoreError {
         crate::error::database_failure(&self.inner.location, action, &error)
     }
 

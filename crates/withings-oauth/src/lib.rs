@@ -226,7 +226,8 @@ pub use login::{
     authorize, login, refresh,
 };
 pub use pending_login::{
-    DEFAULT_PENDING_LOGIN_TTL, MemoryPendingLogins, PendingLoginError, PendingLoginStore,
+    DEFAULT_PENDING_LOGIN_TTL, DEFAULT_PENDING_LOGINS_PER_OWNER, MemoryPendingLogins,
+    PendingLoginError, PendingLoginStore,
 };
 pub use scope::{InvalidScope, Scope, Scopes};
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret, CsrfState, RefreshToken};

@@ -10,6 +10,11 @@ use crate::login::ParkedLogin;
 /// a password and read a consent page, short enough that a leaked `state` soon means nothing.
 pub const DEFAULT_PENDING_LOGIN_TTL: TimeDelta = TimeDelta::minutes(10);
 
+/// How many logins one owner may have parked at once by default: 5. A user who clicks
+/// "Connect" again and again still logs in with the latest clicks, and one owner can't fill
+/// the store.
+pub const DEFAULT_PENDING_LOGINS_PER_OWNER: usize = 5;
+
 /// Where a web server parks logins between the request that starts them and the request that
 /// receives their callback, possibly on another instance sharing the store.
 ///
@@ -24,9 +29,15 @@ pub const DEFAULT_PENDING_LOGIN_TTL: TimeDelta = TimeDelta::minutes(10);
 ///
 /// Logins older than the store's lifetime (by default [`DEFAULT_PENDING_LOGIN_TTL`]) are
 /// refused on take and purged.
+///
+/// **Capped per owner.** A store keeps at most a few logins per owner (by default
+/// [`DEFAULT_PENDING_LOGINS_PER_OWNER`]): parking one more drops that owner's oldest. A user
+/// who clicks "Connect" again and again still finishes the login they started last, and one
+/// owner can't fill the store. (Stores shared by instances may briefly hold one more per
+/// owner while two instances park logins for the same owner at the same moment.)
 pub trait PendingLoginStore: Send + Sync {
-    /// Parks `login` under its [`StateHash`](ParkedLogin::state_hash), and purges expired
-    /// logins.
+    /// Parks `login` under its [`StateHash`](ParkedLogin::state_hash), drops its owner's
+    /// oldest logins beyond the store's cap, and purges expired logins.
     fn put<'a>(&'a self, login: ParkedLogin) -> BoxFuture<'a, Result<(), PendingLoginError>>;
 
     /// Takes the login parked under `state` if it was started by the browser whose binding

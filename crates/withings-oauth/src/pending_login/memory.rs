@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::TimeDelta;
 
-use super::contract::{DEFAULT_PENDING_LOGIN_TTL, PendingLoginError, PendingLoginStore};
+use super::contract::{
+    DEFAULT_PENDING_LOGIN_TTL, DEFAULT_PENDING_LOGINS_PER_OWNER, PendingLoginError,
+    PendingLoginStore,
+};
 use crate::binding::{BindingHash, StateHash};
 use crate::future::BoxFuture;
 use crate::login::ParkedLogin;
@@ -18,6 +21,7 @@ use crate::time::{Clock, SystemClock};
 pub struct MemoryPendingLogins {
     logins: Arc<Mutex<HashMap<StateHash, ParkedLogin>>>,
     ttl: TimeDelta,
+    per_owner: usize,
     clock: Arc<dyn Clock>,
 }
 
@@ -26,13 +30,15 @@ impl Default for MemoryPendingLogins {
         Self {
             logins: Arc::default(),
             ttl: DEFAULT_PENDING_LOGIN_TTL,
+            per_owner: DEFAULT_PENDING_LOGINS_PER_OWNER,
             clock: Arc::new(SystemClock),
         }
     }
 }
 
 impl MemoryPendingLogins {
-    /// An empty store keeping logins [`DEFAULT_PENDING_LOGIN_TTL`].
+    /// An empty store keeping logins [`DEFAULT_PENDING_LOGIN_TTL`], at most
+    /// [`DEFAULT_PENDING_LOGINS_PER_OWNER`] per owner.
     pub fn new() -> Self {
         Self::default()
     }
@@ -40,6 +46,13 @@ impl MemoryPendingLogins {
     /// Keeps logins `ttl` instead.
     pub fn with_ttl(mut self, ttl: TimeDelta) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// Keeps at most `logins` (at least 1) per owner: parking one more drops the owner's
+    /// oldest.
+    pub fn with_max_per_owner(mut self, logins: usize) -> Self {
+        self.per_owner = logins.max(1);
         self
     }
 
@@ -74,6 +87,7 @@ impl fmt::Debug for MemoryPendingLogins {
         f.debug_struct("MemoryPendingLogins")
             .field("parked", &self.len())
             .field("ttl", &self.ttl)
+            .field("per_owner", &self.per_owner)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +97,17 @@ impl PendingLoginStore for MemoryPendingLogins {
         let now = self.clock.now();
         let mut logins = self.logins();
         logins.retain(|_, parked| !self.expired(parked, now));
+        let mut owned: Vec<_> = logins
+            .iter()
+            .filter(|(_, parked)| parked.owner() == login.owner())
+            .map(|(hash, parked)| (parked.created_at(), hash.clone()))
+            .collect();
+        if owned.len() >= self.per_owner {
+            owned.sort_by_key(|(created_at, _)| *created_at);
+            for (_, oldest) in &owned[..=owned.len() - self.per_owner] {
+                logins.remove(oldest);
+            }
+        }
         logins.insert(login.state_hash().clone(), login);
         Box::pin(async { Ok(()) })
     }

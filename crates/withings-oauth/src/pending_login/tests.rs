@@ -231,3 +231,43 @@ async fn a_restored_login_completes_once_against_the_sandbox() {
     );
     sandbox.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_store_passes_the_conformance_checks() {
+    conformance::run(|setup| async move {
+        Arc::new(
+            MemoryPendingLogins::new()
+                .with_ttl(setup.ttl)
+                .with_max_per_owner(setup.per_owner)
+                .with_clock(setup.clock.clone()),
+        ) as Arc<dyn PendingLoginStore>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn by_default_an_owner_keeps_five_logins() {
+    let store = MemoryPendingLogins::new();
+    let browser = BrowserBinding::new_random().unwrap();
+    let start = Utc::now();
+    let mut hashes = Vec::new();
+    for i in 0..DEFAULT_PENDING_LOGINS_PER_OWNER + 1 {
+        let (login, hash) = conformance::parked(
+            "alice",
+            &browser.hash(),
+            start + TimeDelta::seconds(i as i64),
+        );
+        store.put(login).await.unwrap();
+        hashes.push(hash);
+    }
+    assert_eq!(store.len(), DEFAULT_PENDING_LOGINS_PER_OWNER);
+    assert_eq!(
+        store.take(&hashes[0], &browser.hash()).await.unwrap_err(),
+        PendingLoginError::Unknown,
+        "the first click's login was dropped"
+    );
+    assert!(
+        store.take(&hashes[5], &browser.hash()).await.is_ok(),
+        "the last click's login is kept"
+    );
+}

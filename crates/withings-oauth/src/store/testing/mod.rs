@@ -1,5 +1,6 @@
 //! Helpers for testing stores and the programs that use them (feature `test-util`): the
-//! conformance kit every [`TokenStore`] must pass, stores that fail or read stale on demand, and
+//! conformance kit every [`TokenStore`] must pass (and [`pending_conformance`], the one every
+//! [`PendingLoginStore`](crate::PendingLoginStore) must pass), stores that fail or read stale on demand, and
 //! credentials fixtures.
 
 use std::collections::HashMap;
@@ -17,6 +18,8 @@ use crate::credentials::{Credentials, UserId};
 use crate::secret::{AccessToken, RefreshToken};
 
 pub mod conformance;
+#[doc(inline)]
+pub use crate::pending_login::conformance as pending_conformance;
 
 /// Credentials for tests: `user`'s pair `access` / `refresh`, expiring at `expires_at`, granting
 /// `user.metrics`.

@@ -1,0 +1,375 @@
+//! [`SqlPendingLogins`]: the pending-login store of web servers, on a [`SqlStore`]'s database.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::Row;
+use withings_oauth::{
+    BindingHash, Clock, CsrfState, DEFAULT_PENDING_LOGIN_TTL, DEFAULT_PENDING_LOGINS_PER_OWNER,
+    ParkedLogin, PendingLoginError, PendingLoginStore, Scopes, StateHash, SystemClock,
+};
+use zeroize::Zeroizing;
+
+use crate::queries as q;
+use crate::sealed::{self, Column};
+use crate::store::{Pool, SqlStore};
+
+/// Logins parked by web servers between the request that starts them and the request that
+/// receives their callback, in the table `withings_pending_logins` of a [`SqlStore`]'s
+/// database: every instance that opens the same database (PostgreSQL for several machines)
+/// finishes the logins any of them started.
+///
+/// Made by [`SqlStore::pending_logins`]: it shares the store's connection pool, migrations
+/// and keys. With keys, the `state` of each login (a secret) is sealed as tokens are, bound
+/// to its row; the other columns (hashes, owner, creation time, redirect URI, scopes, demo
+/// flag) are stored in clear.
+///
+/// It keeps the [`PendingLoginStore`] contract:
+/// - a [`take`](PendingLoginStore::take) is one statement, `DELETE ... WHERE state_hash = $1
+///   AND browser_hash = $2 RETURNING ...`, so of instances racing for one callback exactly one
+///   gets the login; when it deletes nothing, a read tells a login of another browser (left in
+///   place) from none;
+/// - logins older than its lifetime ([`DEFAULT_PENDING_LOGIN_TTL`] unless
+///   [`with_ttl`](Self::with_ttl)) are refused as expired and deleted; each put purges every
+///   expired row (an index on the creation time keeps that cheap);
+/// - each owner keeps at most [`DEFAULT_PENDING_LOGINS_PER_OWNER`] logins (unless
+///   [`with_max_per_owner`](Self::with_max_per_owner)): a put drops the owner's oldest beyond
+///   that, in the put's transaction.
+///
+/// Ages are read on its [`Clock`] (the system's, unless [`with_clock`](Self::with_clock)),
+/// not the database's: instances whose clocks disagree by seconds disagree on a 10-minute
+/// lifetime by as much.
+///
+/// ```
+/// use std::sync::Arc;
+/// use withings_oauth::{PendingLoginStore, TokenStore};
+/// use withings_oauth_sql::{SqlOptions, SqlStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), withings_oauth::StoreError> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let url = format!("sqlite://{}", dir.path().join("app.db").display());
+/// let store = SqlStore::connect(&url, SqlOptions::default()).await?;
+/// let pending: Arc<dyn PendingLoginStore> = Arc::new(store.pending_logins());
+/// let tokens: Arc<dyn TokenStore> = Arc::new(store);
+/// // Both go to `withings_oauth_axum::WithingsLogin::builder(client, pending, tokens, ...)`.
+/// # let _ = (pending, tokens);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// After a key rotation ([`SqlStore::rotate_keys`], which leaves pending logins as they are),
+/// keep the old key for the logins' lifetime: a login whose key is gone can't be taken (its
+/// user starts again).
+#[derive(Clone)]
+pub struct SqlPendingLogins {
+    store: SqlStore,
+    ttl: TimeDelta,
+    per_owner: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqlStore {
+    /// The pending-login store on this store's database (same pool, same keys), keeping
+    /// logins [`DEFAULT_PENDING_LOGIN_TTL`], at most [`DEFAULT_PENDING_LOGINS_PER_OWNER`] per
+    /// owner. See [`SqlPendingLogins`].
+    pub fn pending_logins(&self) -> SqlPendingLogins {
+        SqlPendingLogins {
+            store: self.clone(),
+            ttl: DEFAULT_PENDING_LOGIN_TTL,
+            per_owner: DEFAULT_PENDING_LOGINS_PER_OWNER,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for SqlPendingLogins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlPendingLogins")
+            .field("database", &self.store.location())
+            .field("ttl", &self.ttl)
+            .field("per_owner", &self.per_owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A row of [`q::TAKE_PENDING`].
+struct TakenRow {
+    owner: String,
+    created_at_ms: i64,
+    redirect_uri: String,
+    scopes: String,
+    demo: bool,
+    state: Vec<u8>,
+}
+
+impl SqlPendingLogins {
+    /// Keeps logins `ttl` instead (at least a millisecond).
+    pub fn with_ttl(mut self, ttl: TimeDelta) -> Self {
+        self.ttl = ttl.max(TimeDelta::milliseconds(1));
+        self
+    }
+
+    /// Keeps at most `logins` (at least 1) per owner: parking one more drops the owner's
+    /// oldest.
+    pub fn with_max_per_owner(mut self, logins: usize) -> Self {
+        self.per_owner = logins.max(1);
+        self
+    }
+
+    /// Reads the time from `clock` (tests age logins without waiting).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The newest creation time, in Unix milliseconds, that has expired by now.
+    fn expired_at_or_before(&self) -> i64 {
+        (self.clock.now() - self.ttl).timestamp_millis()
+    }
+
+    fn failed(&self, action: &str, error: sqlx::Error) -> PendingLoginError {
+        PendingLoginError::Store(self.store.fail(action, error).to_string())
+    }
+
+    async fn park(&self, login: ParkedLogin) -> Result<(), PendingLoginError> {
+        let hash = login.state_hash().as_str();
+        let state = sealed::seal_for_row(
+            self.store.keyring(),
+            hash.as_bytes(),
+            Column::PendingState,
+            login.reveal_state().expose_secret(),
+        );
+        let scopes = login.scopes().to_string();
+        let keep_others = i64::try_from(self.per_owner - 1).unwrap_or(i64::MAX);
+        let expired = self.expired_at_or_before();
+        macro_rules! put_in {
+            ($tx:ident) => {{
+                sqlx::query(q::PURGE_PENDING)
+                    .bind(expired)
+                    .execute(&mut *$tx)
+                    .await?;
+                sqlx::query(q::PUT_PENDING)
+                    .bind(hash)
+                    .bind(login.browser().as_str())
+                    .bind(login.owner())
+                    .bind(login.created_at().timestamp_millis())
+                    .bind(login.redirect_uri().as_str())
+                    .bind(scopes.as_str())
+                    .bind(login.is_demo())
+                    .bind(state.as_slice())
+                    .execute(&mut *$tx)
+                    .await?;
+                sqlx::query(q::CAP_PENDING)
+                    .bind(login.owner())
+                    .bind(hash)
+                    .bind(keep_others)
+                    .execute(&mut *$tx)
+                    .await?;
+                Ok::<(), sqlx::Error>(())
+            }};
+        }
+        let result = match self.store.pool() {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => {
+                async {
+                    // BEGIN IMMEDIATE: the write lock first, waiting up to the busy timeout.
+                    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                    put_in!(tx)?;
+                    tx.commit().await
+                }
+                .await
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => {
+                async {
+                    let mut tx = p.begin().await?;
+                    put_in!(tx)?;
+                    tx.commit().await
+                }
+                .await
+            }
+        };
+        result.map_err(|e| self.failed("park a login", e))
+    }
+
+    async fn take_parked(
+        &self,
+        state: &StateHash,
+        browser: &BindingHash,
+    ) -> Result<ParkedLogin, PendingLoginError> {
+        let taken = self
+            .delete_returning(state, browser)
+            .await
+            .map_err(|e| self.failed("take a pending login", e))?;
+        let expired = self.expired_at_or_before();
+        let Some(row) = taken else {
+            return self.why_not_taken(state, expired).await;
+        };
+        if row.created_at_ms <= expired {
+            // Deleted by the take: expired logins are purged when refused.
+            return Err(PendingLoginError::Expired);
+        }
+        self.restore(state, browser, row)
+    }
+
+    /// The one statement that finds and deletes the login.
+    async fn delete_returning(
+        &self,
+        state: &StateHash,
+        browser: &BindingHash,
+    ) -> Result<Option<TakenRow>, sqlx::Error> {
+        macro_rules! take_on {
+            ($executor:expr) => {{
+                let row = sqlx::query(q::TAKE_PENDING)
+                    .bind(state.as_str())
+                    .bind(browser.as_str())
+                    .fetch_optional($executor)
+                    .await?;
+                match row {
+                    None => None,
+                    Some(row) => Some(TakenRow {
+                        owner: row.try_get(0)?,
+                        created_at_ms: row.try_get(1)?,
+                        redirect_uri: row.try_get(2)?,
+                        scopes: row.try_get(3)?,
+                        demo: row.try_get(4)?,
+                        state: row.try_get(5)?,
+                    }),
+                }
+            }};
+        }
+        match self.store.pool() {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => {
+                // A plain statement that reads before it writes may fail at once with
+                // SQLITE_BUSY when another connection wrote meanwhile; BEGIN IMMEDIATE waits.
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let taken = take_on!(&mut *tx);
+                tx.commit().await?;
+                Ok(taken)
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => Ok(take_on!(p)),
+        }
+    }
+
+    /// After a take that deleted nothing: a login of another browser (left in place, unless
+    /// it expired), or none.
+    async fn why_not_taken(
+        &self,
+        state: &StateHash,
+        expired: i64,
+    ) -> Result<ParkedLogin, PendingLoginError> {
+        let created: Result<Option<i64>, sqlx::Error> = match self.store.pool() {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => {
+                sqlx::query_scalar(q::PENDING_CREATED_AT)
+                    .bind(state.as_str())
+                    .fetch_optional(p)
+                    .await
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => {
+                sqlx::query_scalar(q::PENDING_CREATED_AT)
+                    .bind(state.as_str())
+                    .fetch_optional(p)
+                    .await
+            }
+        };
+        match created.map_err(|e| self.failed("read a pending login", e))? {
+            None => Err(PendingLoginError::Unknown),
+            Some(created) if created <= expired => {
+                let purged: Result<(), sqlx::Error> = match self.store.pool() {
+                    #[cfg(feature = "sqlite")]
+                    Pool::Sqlite(p) => {
+                        async {
+                            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                            sqlx::query(q::DELETE_EXPIRED_PENDING)
+                                .bind(state.as_str())
+                                .bind(expired)
+                                .execute(&mut *tx)
+                                .await?;
+                            tx.commit().await
+                        }
+                        .await
+                    }
+                    #[cfg(feature = "postgres")]
+                    Pool::Postgres(p) => sqlx::query(q::DELETE_EXPIRED_PENDING)
+                        .bind(state.as_str())
+                        .bind(expired)
+                        .execute(p)
+                        .await
+                        .map(drop),
+                };
+                purged.map_err(|e| self.failed("purge a pending login", e))?;
+                Err(PendingLoginError::Expired)
+            }
+            Some(_) => Err(PendingLoginError::OtherBrowser),
+        }
+    }
+
+    /// The login a taken row holds, its `state` opened; a row that can't be read is an error
+    /// that names what is wrong with it, never its values.
+    fn restore(
+        &self,
+        hash: &StateHash,
+        browser: &BindingHash,
+        row: TakenRow,
+    ) -> Result<ParkedLogin, PendingLoginError> {
+        let damaged = |why: String| {
+            PendingLoginError::Store(format!(
+                "a pending login in {} can't be read ({why}); it was deleted: start the login again",
+                self.store.location()
+            ))
+        };
+        let state: Zeroizing<String> = sealed::open_for_row(
+            self.store.keyring(),
+            hash.as_str().as_bytes(),
+            Column::PendingState,
+            &row.state,
+        )
+        .map_err(|e| damaged(format!("its state: {e}")))?;
+        let created_at = DateTime::<Utc>::from_timestamp_millis(row.created_at_ms)
+            .ok_or_else(|| damaged("its creation time is out of range".into()))?;
+        let redirect_uri = row
+            .redirect_uri
+            .parse()
+            .map_err(|_| damaged("its redirect URI is not a URL".into()))?;
+        let scopes: Scopes = row
+            .scopes
+            .parse()
+            .map_err(|_| damaged("its scopes can't be read".into()))?;
+        let login = ParkedLogin::from_stored(
+            CsrfState::new(state.as_str()),
+            browser.clone(),
+            row.owner,
+            created_at,
+            redirect_uri,
+            scopes,
+            row.demo,
+        );
+        if login.state_hash() != hash {
+            return Err(damaged("its state does not match its key".into()));
+        }
+        Ok(login)
+    }
+}
+
+impl PendingLoginStore for SqlPendingLogins {
+    fn put<'a>(
+        &'a self,
+        login: ParkedLogin,
+    ) -> withings_oauth::BoxFuture<'a, Result<(), PendingLoginError>> {
+        Box::pin(self.park(login))
+    }
+
+    fn take<'a>(
+        &'a self,
+        state: &'a StateHash,
+        browser: &'a BindingHash,
+    ) -> withings_oauth::BoxFuture<'a, Result<ParkedLogin, PendingLoginError>> {
+        Box::pin(self.take_parked(state, browser))
+    }
+}
