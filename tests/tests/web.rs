@@ -253,7 +253,12 @@ async fn five_browsers_connect_five_users_at_once_and_none_is_swapped() {
     }
     for (i, app_user) in DEMO_USERS.iter().enumerate() {
         let expected = NUMBERED_USERID_BASE + i as u64 + 1;
-        let user = site.accounts.get(app_user).expect("connected");
+        let user = site
+            .accounts
+            .get(app_user)
+            .await
+            .unwrap()
+            .expect("connected");
         assert_eq!(
             user.get(),
             expected,
@@ -294,7 +299,11 @@ async fn a_callback_opened_in_another_browser_is_refused_and_the_first_browser_s
         shown_withings_user(&x, "alice").await,
         Some(NUMBERED_USERID_BASE + 1)
     );
-    assert_eq!(site.accounts.get("bob"), None, "Y connected nobody");
+    assert_eq!(
+        site.accounts.get("bob").await.unwrap(),
+        None,
+        "Y connected nobody"
+    );
     x.close().await;
     y.close().await;
 }

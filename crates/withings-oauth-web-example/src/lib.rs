@@ -7,18 +7,22 @@
 //! Withings part is [`withings_oauth_axum::WithingsLogin`]; this crate adds the pages and the
 //! application's record of which Withings user each of its users connected.
 //!
-//! The binary (`withings-web-example`) runs it against an embedded sandbox, or the real
-//! Withings when configured; the end-to-end tests run it in-process, several instances at
-//! once sharing one [`Shared`].
+//! The binary (`withings-web-example`) keeps everything in a database ([`Shared::open`]: a
+//! SQLite file by default, PostgreSQL for several instances) and runs against an embedded
+//! sandbox, or an external Withings (the real one, or a shared sandbox) when configured; see
+//! its docs for the settings. The end-to-end tests run it in-process, several instances at
+//! once sharing one [`Shared`] in memory, and as several processes on one PostgreSQL
+//! database.
 //!
 //! There is no real sign-in: the user a request is for is the `user` query parameter, which
 //! must name one of [`DEMO_USERS`]. A real application reads its own session instead.
 
 #![deny(missing_docs)]
 
-use std::collections::BTreeMap;
+mod accounts;
+
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -27,39 +31,18 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use withings_oauth::{
     Client, GetMeas, MemoryPendingLogins, MemoryStore, PendingLoginStore, Scope, Scopes,
-    SessionError, TokenStore, UserId, measure_type,
+    SessionError, StoreError, TokenStore, UserId, measure_type,
 };
 use withings_oauth_axum::WithingsLogin;
+use withings_oauth_sql::{SqlOptions, SqlStore};
+
+pub use accounts::{Accounts, AccountsError};
 
 /// The application's users.
 pub const DEMO_USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 
-/// The application's record of which Withings user each of its users connected.
-#[derive(Clone, Debug, Default)]
-pub struct Accounts(Arc<Mutex<BTreeMap<String, UserId>>>);
-
-impl Accounts {
-    /// The Withings user `owner` connected, if any.
-    pub fn get(&self, owner: &str) -> Option<UserId> {
-        self.lock().get(owner).copied()
-    }
-
-    fn set(&self, owner: String, user: UserId) {
-        self.lock().insert(owner, user);
-    }
-
-    fn remove(&self, owner: &str) {
-        self.lock().remove(owner);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, UserId>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// What the instances of the application share: the pending logins, the credentials and the
-/// accounts. Each store is a trait object: swapping the in-memory ones for a database is one
-/// line.
+/// accounts, all in memory ([`Shared::in_memory`]) or all in one database ([`Shared::open`]).
 #[derive(Clone)]
 pub struct Shared {
     /// Logins waiting for their callback.
@@ -76,9 +59,50 @@ impl Shared {
         Self {
             pending: Arc::new(MemoryPendingLogins::new()),
             tokens: Arc::new(MemoryStore::new()),
-            accounts: Accounts::default(),
+            accounts: Accounts::in_memory(),
         }
     }
+
+    /// Everything in the database at `url` (`sqlite://file.db`, or `postgres://...` for
+    /// several instances): the tokens in a [`SqlStore`] opened with `options` (encrypted when
+    /// they carry keys), the pending logins in its
+    /// [`pending_logins`](SqlStore::pending_logins), and the accounts in the table
+    /// `web_example_accounts`. Opening applies the store's migrations and creates the table.
+    ///
+    /// ```
+    /// use withings_oauth_sql::SqlOptions;
+    /// use withings_oauth_web_example::Shared;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    /// let shared = Shared::open(&url, SqlOptions::default()).await?;
+    /// assert_eq!(shared.accounts.get("alice").await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn open(url: &str, options: SqlOptions) -> Result<Self, OpenError> {
+        let store = SqlStore::connect(url, options).await?;
+        let accounts = Accounts::open(url).await?;
+        Ok(Self {
+            pending: Arc::new(store.pending_logins()),
+            tokens: Arc::new(store),
+            accounts,
+        })
+    }
+}
+
+/// Why [`Shared::open`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The token store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The accounts table could not be opened.
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
 }
 
 /// A sandbox account, shown on the home page so that a visitor can log in.
@@ -111,8 +135,12 @@ pub fn router(client: Client, shared: Shared, sandbox_accounts: Vec<SandboxAccou
         .scopes(scopes())
         .after_login("/")
         .on_connected(move |connected| {
-            record.set(connected.owner, connected.user_id);
-            async {}
+            let record = record.clone();
+            async move {
+                if let Err(e) = record.set(&connected.owner, connected.user_id).await {
+                    tracing::error!(error = %e, "a connected account was not recorded");
+                }
+            }
         })
         .build();
     let app = App {
@@ -145,19 +173,15 @@ struct UserQuery {
 }
 
 async fn disconnect(State(app): State<App>, Query(query): Query<UserQuery>) -> Response {
-    let Some(user) = app.accounts.get(&query.user) else {
-        return Redirect::to("/").into_response();
+    let user = match app.accounts.get(&query.user).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return Redirect::to("/").into_response(),
+        Err(e) => return unavailable(&e),
     };
     match app.withings.disconnect(user).await {
-        Ok(()) => {
-            app.accounts.remove(&query.user);
-            Redirect::to("/").into_response()
-        }
-        // The login is gone anyway: forget it.
-        Err(e) if e.login_required() => {
-            app.accounts.remove(&query.user);
-            Redirect::to("/").into_response()
-        }
+        // Disconnected, or the login is gone anyway: forget it.
+        Ok(()) => forget(&app, &query.user).await,
+        Err(e) if e.login_required() => forget(&app, &query.user).await,
         Err(e) => (
             axum::http::StatusCode::BAD_GATEWAY,
             Html(page(&format!(
@@ -168,6 +192,25 @@ async fn disconnect(State(app): State<App>, Query(query): Query<UserQuery>) -> R
         )
             .into_response(),
     }
+}
+
+async fn forget(app: &App, owner: &str) -> Response {
+    match app.accounts.remove(owner).await {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// The page shown when the accounts can't be read or written.
+fn unavailable(error: &AccountsError) -> Response {
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        Html(page(&format!(
+            "<p class=\"error\" id=\"accounts-error\">{}. <a href=\"/\">Back</a></p>",
+            escape(&error.to_string())
+        ))),
+    )
+        .into_response()
 }
 
 /// One user's row.
@@ -184,16 +227,17 @@ struct Connection {
     login_required: bool,
 }
 
-async fn home(State(app): State<App>) -> Html<String> {
+async fn home(State(app): State<App>) -> Response {
     let mut rows = Vec::new();
     for name in DEMO_USERS {
-        let connected = match app.accounts.get(name) {
-            Some(user) => Some(connection(&app.withings, user).await),
-            None => None,
+        let connected = match app.accounts.get(name).await {
+            Ok(Some(user)) => Some(connection(&app.withings, user).await),
+            Ok(None) => None,
+            Err(e) => return unavailable(&e),
         };
         rows.push(Row { name, connected });
     }
-    Html(page(&body(&rows, &app.sandbox_accounts)))
+    Html(page(&body(&rows, &app.sandbox_accounts))).into_response()
 }
 
 async fn connection(withings: &WithingsLogin, user: UserId) -> Connection {

@@ -1,5 +1,6 @@
-//! The binary: one command starts the example with its embedded sandbox and prints the address
-//! to open, where the users' page is served.
+//! The binary: one command starts the example with its embedded sandbox and its SQLite file in
+//! the current directory, and prints the address to open, where the users' page is served; a
+//! database URL it can't use stops it with a message that says so.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,8 +9,12 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_prints_the_address_to_open_and_serves_the_users_page() {
+    let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_withings-web-example"))
+        .current_dir(dir.path())
         .env_remove("WITHINGS_CLIENT_ID")
+        .env_remove("WITHINGS_BASE_URL")
+        .env_remove("WITHINGS_WEB_DATABASE")
         .env_remove("WITHINGS_WEB_LISTEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -43,6 +48,27 @@ async fn the_binary_prints_the_address_to_open_and_serves_the_users_page() {
         page.contains("user1@example.com"),
         "the sandbox accounts are listed"
     );
+    assert!(
+        dir.path().join("withings-web-example.db").is_file(),
+        "the default database is a SQLite file in the current directory"
+    );
     child.start_kill().expect("stopping the binary");
     let _ = child.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_url_it_cannot_use_stops_it_with_a_reason() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_withings-web-example"))
+        .args(["--database", "mysql://app@db/withings"])
+        .env_remove("WITHINGS_CLIENT_ID")
+        .env_remove("WITHINGS_BASE_URL")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("sqlite://"), "{stderr}");
+    assert!(stderr.contains("postgres://"), "{stderr}");
+    assert!(output.stdout.is_empty(), "no address to open");
 }

@@ -1,0 +1,238 @@
+//! Two `withings-web-example` processes on one PostgreSQL database and one sandbox, in a real
+//! browser (headless Chromium over WebDriver): a login started on instance A, whose callback
+//! lands on instance B, completes, and both instances then show the user's Withings id and
+//! last weight, read from the tokens, pending logins and accounts they share.
+//!
+//! Needs PostgreSQL (`WITHINGS_TEST_DATABASE_URL`, set by `source .ci/postgres.sh`), Chromium
+//! and chromedriver; without them the test fails and says what to run.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::Locator;
+use sqlx::Connection as _;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use url::Url;
+use withings_oauth_e2e::{Browser, start_sandbox};
+use withings_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, NUMBERED_USERID_BASE, SandboxConfig, User,
+};
+
+/// Generous: Chromium and two debug builds on a busy machine are slow.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn database_url() -> String {
+    match std::env::var("WITHINGS_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "WITHINGS_TEST_DATABASE_URL is not set: this test needs PostgreSQL. Run `source .ci/postgres.sh` from the repository (it installs and starts a local cluster and sets the variable)"
+        ),
+    }
+}
+
+/// A schema of the test database of its own, created now and dropped by [`Schema::drop`].
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    async fn create() -> Schema {
+        let url = database_url();
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random).unwrap();
+        let name = format!(
+            "web_example_{}",
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let mut connection = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+            panic!("WITHINGS_TEST_DATABASE_URL is unreachable ({e}): start PostgreSQL with `source .ci/postgres.sh`")
+        });
+        sqlx::query(&format!("CREATE SCHEMA \"{name}\""))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        Schema { url, name }
+    }
+
+    /// The database URL with this schema as the connections' search path.
+    fn database(&self) -> String {
+        let mut url: Url = self.url.parse().expect("a valid database URL");
+        url.query_pairs_mut()
+            .append_pair("options[search_path]", &self.name);
+        url.to_string()
+    }
+
+    async fn drop(self) {
+        let mut connection = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.name))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+}
+
+/// A running `withings-web-example` process; killed when dropped.
+struct Instance {
+    child: tokio::process::Child,
+    base: Url,
+}
+
+/// Starts the binary listening on `listen`, against the sandbox at `sandbox`, with
+/// `redirect_uri`, on `database`; returns once it printed the address to open.
+async fn start_instance(
+    listen: &str,
+    sandbox: &Url,
+    redirect_uri: &str,
+    database: &str,
+) -> Instance {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_withings-web-example"))
+        .args(["--listen", listen, "--database", database])
+        .env("WITHINGS_CLIENT_ID", DEFAULT_CLIENT_ID)
+        .env("WITHINGS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+        .env("WITHINGS_REDIRECT_URI", redirect_uri)
+        .env("WITHINGS_BASE_URL", sandbox.as_str())
+        .env("WITHINGS_STORE_KEYS", KEYS)
+        .env_remove("WITHINGS_STORE_KEYS_FILE")
+        .env_remove("WITHINGS_WEB_DATABASE")
+        // Warnings and errors only, on the test's stderr.
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("its stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("it prints the address to open within 60 s")
+        .expect("its stdout can be read")
+        .unwrap_or_else(|| {
+            panic!("the instance on {listen} exited before serving (see its log above)")
+        });
+    let base = line
+        .strip_prefix("open ")
+        .unwrap_or_else(|| panic!("{line:?} says what to open"))
+        .parse()
+        .expect("a URL");
+    Instance { child, base }
+}
+
+/// A port of 127.0.0.1 that was free a moment ago: instance B must know its own callback URL
+/// before it starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The Withings user shown in `app_user`'s row of the page the browser is on, once the row
+/// shows one.
+async fn shown_withings_user(browser: &Browser, app_user: &str) -> u64 {
+    let shown = browser
+        .webdriver()
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css(&format!("#user-{app_user} .withings-user")))
+        .await
+        .unwrap_or_else(|e| panic!("{app_user}'s row shows a Withings user: {e}"));
+    shown
+        .attr("data-withings-user")
+        .await
+        .expect("an attribute")
+        .expect("a Withings user id")
+        .parse()
+        .expect("a numeric user id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_started_on_one_process_finishes_on_another_sharing_one_postgres_database() {
+    let schema = Schema::create().await;
+    let database = schema.database();
+    let sandbox = start_sandbox(SandboxConfig::default().seed_users(5)).await;
+    let b_listen = format!("127.0.0.1:{}", free_port());
+    let redirect = format!("http://{b_listen}/callback");
+    // Both start at once, as a deployment's instances do: they migrate the same database.
+    let withings = sandbox.base_url();
+    let (a, b) = tokio::join!(
+        start_instance("127.0.0.1:0", &withings, &redirect, &database),
+        start_instance(&b_listen, &withings, &redirect, &database),
+    );
+
+    let browser = Browser::start().await;
+    let web = browser.webdriver();
+    web.goto(a.base.as_str())
+        .await
+        .expect("A's home page loads");
+    web.wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id("connect-dave"))
+        .await
+        .expect("a Connect button on A")
+        .click()
+        .await
+        .expect("clicking Connect");
+    web.wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id("consent-form"))
+        .await
+        .expect("the sandbox's consent page");
+    let user = User::numbered(4);
+    let email = web
+        .find(Locator::Id("email"))
+        .await
+        .expect("an email field");
+    email.clear().await.unwrap();
+    email.send_keys(&user.email).await.unwrap();
+    web.find(Locator::Id("password"))
+        .await
+        .expect("a password field")
+        .send_keys(&user.password)
+        .await
+        .unwrap();
+    web.find(Locator::Id("allow"))
+        .await
+        .expect("an Allow button")
+        .click()
+        .await
+        .unwrap();
+
+    let expected = NUMBERED_USERID_BASE + 4;
+    assert_eq!(shown_withings_user(&browser, "dave").await, expected);
+    let landed = web.current_url().await.unwrap();
+    assert_eq!(landed.port(), b.base.port(), "the callback was served by B");
+    assert_eq!(sandbox.handle().counters().token_code, 1);
+
+    for instance in [&a, &b] {
+        web.goto(instance.base.as_str()).await.unwrap();
+        assert_eq!(
+            shown_withings_user(&browser, "dave").await,
+            expected,
+            "{} shows dave's Withings user",
+            instance.base
+        );
+        let weight = web
+            .find(Locator::Css("#user-dave .weight"))
+            .await
+            .unwrap_or_else(|e| panic!("{} shows dave's last weight: {e}", instance.base))
+            .text()
+            .await
+            .unwrap();
+        assert!(weight.ends_with(" kg"), "{weight}");
+    }
+
+    browser.close().await;
+    for mut instance in [a, b] {
+        instance.child.start_kill().unwrap();
+        let _ = instance.child.wait().await;
+    }
+    sandbox.shutdown().await;
+    schema.drop().await;
+}
