@@ -79,7 +79,8 @@
 //!         .client_secret(std::env::var("WITHINGS_CLIENT_SECRET")?)
 //!         .redirect_uri("https://app.example.com/withings/callback")
 //!         .build()?;
-//!     // Shared by all instances of the application (a SQL store in production).
+//!     // Shared by all instances of the application: in production a database, e.g.
+//!     // `withings_oauth_sql::SqlStore` and its `pending_logins()`.
 //!     let pending: Arc<dyn PendingLoginStore> = Arc::new(MemoryPendingLogins::new());
 //!     let tokens: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
 //!     let connected = Arc::new(Mutex::new(HashMap::new()));

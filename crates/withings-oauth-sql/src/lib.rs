@@ -1,11 +1,13 @@
 //! SQL token stores for [withings-oauth](withings_oauth) sessions: SQLite embedded for one
-//! machine, PostgreSQL for many instances, tokens encrypted at rest.
+//! machine, PostgreSQL for many instances, tokens encrypted at rest; and the pending logins of
+//! web servers on the same database.
 //!
 //! # Contents
 //! - [Opening a store](#opening-a-store): the URL picks the backend
 //! - [Keys](#keys): encryption at rest, rotation
 //! - [Tables and migrations](#tables-and-migrations)
 //! - [The refresh lease](#the-refresh-lease): why a row lease
+//! - [Pending logins](#pending-logins): web servers' logins between connect and callback
 //! - [Errors](#errors)
 //! - [What it leaves to you](#what-it-leaves-to-you)
 //!
@@ -74,7 +76,8 @@
 //! in Unix seconds, indexed by expiry. It is the only place a token is kept. A logout leaves a
 //! tombstone (user id and version, no token) so that a user's version keeps growing across
 //! it, with each write a single compare-and-swap statement `... WHERE version = $expected`.
-//! `withings_leases` holds the refresh leases.
+//! `withings_leases` holds the refresh leases. `withings_pending_logins` holds the
+//! [pending logins](#pending-logins) of web servers.
 //!
 //! The migrations live in `migrations/sqlite` and `migrations/postgres` and are embedded at
 //! build time ([`SQLITE_MIGRATIONS`], [`POSTGRES_MIGRATIONS`]). [`SqlStore::connect`] applies
@@ -99,6 +102,19 @@
 //! hangs, only when its connection dies; and SQLite has nothing like it. A row lease costs
 //! two short statements, works the same on both backends, expires in-process as the
 //! conformance kit expects, and can be inspected with a `SELECT`.
+//!
+//! # Pending logins
+//! [`SqlStore::pending_logins`] gives a [`SqlPendingLogins`]: the
+//! [`PendingLoginStore`](withings_oauth::PendingLoginStore) of a web server (for
+//! `withings-oauth-axum`) on the store's database, sharing its pool, migrations and keys, so
+//! every instance opening the database finishes the logins any of them started. A row per
+//! login (migration 0002): the SHA-256 of its `state` (the key), the hash of the browser
+//! binding, the owner, the creation time (Unix ms), redirect URI, scopes, the demo flag, and
+//! the `state` itself sealed as tokens are (bound to the column and the state hash; in clear
+//! without keys). A take is one `DELETE ... WHERE state_hash = $1 AND browser_hash = $2
+//! RETURNING ...`: of instances racing for one callback, one gets the login. A put purges
+//! expired rows and drops the owner's oldest beyond the cap (5 by default) in one
+//! transaction.
 //!
 //! # Errors
 //! Every failure is a [`StoreError`](withings_oauth::StoreError): a database that is down, a

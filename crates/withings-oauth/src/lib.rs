@@ -73,7 +73,10 @@
 //! login ([`PendingCallback::park_revealing_state`]) in a [`PendingLoginStore`] shared by the
 //! instances, bound to the browser by a cookie ([`BrowserBinding`]); the second takes it back,
 //! once, with the callback's [`StateHash`] and the cookie, and completes it at once (the code
-//! lives 30 seconds). The `withings-oauth-axum` crate does both as routes.
+//! lives 30 seconds). The `withings-oauth-axum` crate does both as routes. A store keeps at
+//! most [`DEFAULT_PENDING_LOGINS_PER_OWNER`] logins per owner, dropping the oldest.
+//! [`MemoryPendingLogins`] serves one process; `withings-oauth-sql`'s `SqlPendingLogins`
+//! serves instances sharing a database.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
