@@ -7,6 +7,9 @@
 //! - [`query_param`]: one parameter of a URL.
 //! - [`Browser`]: headless Chromium driven through chromedriver (WebDriver), for tests that need a
 //!   real browser. It fails the test, with what to install, when Chromium is missing.
+//! - [`web_example`]: the web example's pages in a [`Browser`].
+
+pub mod web_example;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

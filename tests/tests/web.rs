@@ -16,15 +16,15 @@ use withings_oauth::chrono::{DateTime, TimeDelta, Utc};
 use withings_oauth::{
     Client, Clock, MemoryPendingLogins, MemoryStore, Session, TokenStore, UserId,
 };
+use withings_oauth_e2e::web_example::{
+    PAGE_TIMEOUT, click_connect, consent, shown_weight, shown_withings_user,
+};
 use withings_oauth_e2e::{Browser, query_param, start_sandbox};
 use withings_oauth_web_example::{Accounts, DEMO_USERS, Shared, router};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, NUMBERED_USERID_BASE, Sandbox, SandboxConfig,
     TokenKind, User,
 };
-
-/// Generous: Chromium on a busy machine is slow.
-const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The system clock moved by an offset the test chooses.
 #[derive(Default)]
@@ -92,70 +92,6 @@ async fn start_site(instances: usize) -> Site {
         accounts: shared.accounts,
         pending_clock,
     }
-}
-
-/// On `base`'s home page, clicks "Connect Withings" for `app_user`; the browser ends on the
-/// sandbox's consent page.
-async fn click_connect(browser: &Browser, base: &Url, app_user: &str) {
-    let web = browser.webdriver();
-    web.goto(base.as_str()).await.expect("the home page loads");
-    web.wait()
-        .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Id(&format!("connect-{app_user}")))
-        .await
-        .expect("a Connect button")
-        .click()
-        .await
-        .expect("clicking Connect");
-    web.wait()
-        .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Id("consent-form"))
-        .await
-        .expect("the sandbox's consent page");
-}
-
-/// On the consent page, logs in as sandbox user number `i` and clicks Allow (or Deny).
-async fn consent(browser: &Browser, i: u32, allow: bool) {
-    let user = User::numbered(i);
-    let web = browser.webdriver();
-    let email = web
-        .find(Locator::Id("email"))
-        .await
-        .expect("an email field");
-    email.clear().await.expect("clearing the email field");
-    email
-        .send_keys(&user.email)
-        .await
-        .expect("typing the email");
-    web.find(Locator::Id("password"))
-        .await
-        .expect("a password field")
-        .send_keys(&user.password)
-        .await
-        .expect("typing the password");
-    web.find(Locator::Id(if allow { "allow" } else { "deny" }))
-        .await
-        .expect("the consent buttons")
-        .click()
-        .await
-        .expect("clicking");
-}
-
-/// The Withings user shown in `app_user`'s row of the home page the browser is on.
-async fn shown_withings_user(browser: &Browser, app_user: &str) -> Option<u64> {
-    let web = browser.webdriver();
-    let row = web
-        .wait()
-        .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Id(&format!("user-{app_user}")))
-        .await
-        .expect("the user's row on the home page");
-    let shown = row.find(Locator::Css(".withings-user")).await.ok()?;
-    let user = shown
-        .attr("data-withings-user")
-        .await
-        .expect("an attribute")?;
-    Some(user.parse().expect("a numeric user id"))
 }
 
 /// The kind of the login error page the browser is on.
@@ -386,13 +322,7 @@ async fn a_login_started_on_one_instance_finishes_on_another_and_both_serve_the_
             shown_withings_user(&browser, "dave").await,
             Some(NUMBERED_USERID_BASE + 4)
         );
-        let weight = web
-            .find(Locator::Css("#user-dave .weight"))
-            .await
-            .expect("dave's last weight")
-            .text()
-            .await
-            .unwrap();
+        let weight = shown_weight(&browser, "dave").await;
         assert!(weight.ends_with(" kg"), "{weight}");
     }
 

@@ -9,17 +9,14 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use fantoccini::Locator;
 use sqlx::Connection as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use url::Url;
+use withings_oauth_e2e::web_example::{click_connect, consent, shown_weight, shown_withings_user};
 use withings_oauth_e2e::{Browser, start_sandbox};
 use withings_sandbox::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, NUMBERED_USERID_BASE, SandboxConfig, User,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, NUMBERED_USERID_BASE, SandboxConfig,
 };
-
-/// Generous: Chromium and two debug builds on a busy machine are slow.
-const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -133,25 +130,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The Withings user shown in `app_user`'s row of the page the browser is on, once the row
-/// shows one.
-async fn shown_withings_user(browser: &Browser, app_user: &str) -> u64 {
-    let shown = browser
-        .webdriver()
-        .wait()
-        .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Css(&format!("#user-{app_user} .withings-user")))
-        .await
-        .unwrap_or_else(|e| panic!("{app_user}'s row shows a Withings user: {e}"));
-    shown
-        .attr("data-withings-user")
-        .await
-        .expect("an attribute")
-        .expect("a Withings user id")
-        .parse()
-        .expect("a numeric user id")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_started_on_one_process_finishes_on_another_sharing_one_postgres_database() {
     let schema = Schema::create().await;
@@ -168,44 +146,11 @@ async fn a_login_started_on_one_process_finishes_on_another_sharing_one_postgres
 
     let browser = Browser::start().await;
     let web = browser.webdriver();
-    web.goto(a.base.as_str())
-        .await
-        .expect("A's home page loads");
-    web.wait()
-        .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Id("connect-dave"))
-        .await
-        .expect("a Connect button on A")
-        .click()
-        .await
-        .expect("clicking Connect");
-    web.wait()
-        .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Id("consent-form"))
-        .await
-        .expect("the sandbox's consent page");
-    let user = User::numbered(4);
-    let email = web
-        .find(Locator::Id("email"))
-        .await
-        .expect("an email field");
-    email.clear().await.unwrap();
-    email.send_keys(&user.email).await.unwrap();
-    web.find(Locator::Id("password"))
-        .await
-        .expect("a password field")
-        .send_keys(&user.password)
-        .await
-        .unwrap();
-    web.find(Locator::Id("allow"))
-        .await
-        .expect("an Allow button")
-        .click()
-        .await
-        .unwrap();
+    click_connect(&browser, &a.base, "dave").await;
+    consent(&browser, 4, true).await;
 
     let expected = NUMBERED_USERID_BASE + 4;
-    assert_eq!(shown_withings_user(&browser, "dave").await, expected);
+    assert_eq!(shown_withings_user(&browser, "dave").await, Some(expected));
     let landed = web.current_url().await.unwrap();
     assert_eq!(landed.port(), b.base.port(), "the callback was served by B");
     assert_eq!(sandbox.handle().counters().token_code, 1);
@@ -214,18 +159,12 @@ async fn a_login_started_on_one_process_finishes_on_another_sharing_one_postgres
         web.goto(instance.base.as_str()).await.unwrap();
         assert_eq!(
             shown_withings_user(&browser, "dave").await,
-            expected,
+            Some(expected),
             "{} shows dave's Withings user",
             instance.base
         );
-        let weight = web
-            .find(Locator::Css("#user-dave .weight"))
-            .await
-            .unwrap_or_else(|e| panic!("{} shows dave's last weight: {e}", instance.base))
-            .text()
-            .await
-            .unwrap();
-        assert!(weight.ends_with(" kg"), "{weight}");
+        let weight = shown_weight(&browser, "dave").await;
+        assert!(weight.ends_with(" kg"), "{}: {weight}", instance.base);
     }
 
     browser.close().await;

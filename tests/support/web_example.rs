@@ -1,0 +1,89 @@
+//! The web example's pages in a [`Browser`]: its Connect button, the sandbox's consent page,
+//! and the Withings user a row shows.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use url::Url;
+use withings_sandbox::User;
+
+use crate::Browser;
+
+/// How long a page may take: generous, as Chromium on a busy machine is slow.
+pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// On `base`'s home page, clicks "Connect Withings" for `app_user`; the browser ends on the
+/// sandbox's consent page.
+pub async fn click_connect(browser: &Browser, base: &Url, app_user: &str) {
+    let web = browser.webdriver();
+    web.goto(base.as_str()).await.expect("the home page loads");
+    web.wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id(&format!("connect-{app_user}")))
+        .await
+        .expect("a Connect button")
+        .click()
+        .await
+        .expect("clicking Connect");
+    web.wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id("consent-form"))
+        .await
+        .expect("the sandbox's consent page");
+}
+
+/// On the consent page, logs in as sandbox user number `i` and clicks Allow (or Deny).
+pub async fn consent(browser: &Browser, i: u32, allow: bool) {
+    let user = User::numbered(i);
+    let web = browser.webdriver();
+    let email = web
+        .find(Locator::Id("email"))
+        .await
+        .expect("an email field");
+    email.clear().await.expect("clearing the email field");
+    email
+        .send_keys(&user.email)
+        .await
+        .expect("typing the email");
+    web.find(Locator::Id("password"))
+        .await
+        .expect("a password field")
+        .send_keys(&user.password)
+        .await
+        .expect("typing the password");
+    web.find(Locator::Id(if allow { "allow" } else { "deny" }))
+        .await
+        .expect("the consent buttons")
+        .click()
+        .await
+        .expect("clicking");
+}
+
+/// The Withings user shown in `app_user`'s row of the home page the browser is on.
+pub async fn shown_withings_user(browser: &Browser, app_user: &str) -> Option<u64> {
+    let web = browser.webdriver();
+    let row = web
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id(&format!("user-{app_user}")))
+        .await
+        .expect("the user's row on the home page");
+    let shown = row.find(Locator::Css(".withings-user")).await.ok()?;
+    let user = shown
+        .attr("data-withings-user")
+        .await
+        .expect("an attribute")?;
+    Some(user.parse().expect("a numeric user id"))
+}
+
+/// The last weight shown in `app_user`'s row of the home page the browser is on (`"72.5 kg"`).
+pub async fn shown_weight(browser: &Browser, app_user: &str) -> String {
+    browser
+        .webdriver()
+        .find(Locator::Css(&format!("#user-{app_user} .weight")))
+        .await
+        .unwrap_or_else(|e| panic!("{app_user}'s last weight: {e}"))
+        .text()
+        .await
+        .expect("its text")
+}
