@@ -19,7 +19,9 @@
 //! `WITHINGS_REDIRECT_URI` (a callback URL registered for the app, whose path is served here,
 //! e.g. `https://app.example.com/callback` behind a reverse proxy to this server), and
 //! `WITHINGS_BASE_URL` for another server than the real Withings (a sandbox shared by several
-//! instances, say). Without `WITHINGS_CLIENT_ID` the binary starts its own sandbox.
+//! instances, say). Without `WITHINGS_CLIENT_ID` the binary starts its own sandbox; that
+//! sandbox forgets its tokens when the binary stops, so users connected in an earlier run are
+//! shown as "Connect again" in the next one (their stored tokens are refused).
 
 use std::net::SocketAddr;
 
