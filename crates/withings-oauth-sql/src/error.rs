@@ -47,8 +47,9 @@ pub(crate) fn database_failure(
                 ),
                 _ => format!("the token database {shown} could not {action} ({detail}): retry"),
             },
+            sqlx::Error::Tls(_) => tls_failure(shown, &detail),
+            sqlx::Error::Io(io) if is_tls_refusal(io) => tls_failure(shown, &detail),
             sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
@@ -64,4 +65,27 @@ pub(crate) fn database_failure(
         }
     };
     StoreError::Other(message)
+}
+
+/// A TLS handshake with the database that failed.
+fn tls_failure(shown: &str, detail: &str) -> String {
+    format!(
+        "TLS with the token database {shown} failed ({detail}): check the URL's sslmode, and with verify-ca or verify-full its sslrootcert (the certificate of the authority that signed the server's)"
+    )
+}
+
+/// Whether an I/O error is TLS refusing the server (its certificate, say): sqlx reports those
+/// as I/O errors.
+fn is_tls_refusal(error: &std::io::Error) -> bool {
+    #[cfg(feature = "postgres")]
+    {
+        error
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = error;
+        false
+    }
 }

@@ -18,6 +18,12 @@
 //! leases) across every process and machine that opens the same database, and passes the
 //! conformance kit.
 //!
+//! PostgreSQL connections use TLS (rustls) as the URL's `sslmode` says: `prefer` by default
+//! (TLS when the server offers it, unverified), `require` (TLS or nothing), `verify-ca` or
+//! `verify-full` (the server's certificate checked against `sslrootcert=/path/ca.pem`, or the
+//! web's root authorities without it). Across machines, use `verify-full`: tokens travel on
+//! that connection.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use withings_oauth::{Expected, TokenStore, UserId, testing};
