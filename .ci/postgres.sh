@@ -79,6 +79,31 @@ SELECT 'CREATE DATABASE $database OWNER $role'
 SQL
   ) || return 1
 
+  # The TLS tests need the cluster to serve TLS: Debian's clusters do, with the ssl-cert
+  # package's self-signed certificate; a cluster made without it gets one now.
+  local ssl
+  ssl=$(cd / && $as_postgres psql -X -A -t -q -p "$port" -d postgres -c "SHOW ssl") || return 1
+  if [ "$ssl" != on ]; then
+    echo "turning on TLS in PostgreSQL $version/$name"
+    if [ ! -e /etc/ssl/private/ssl-cert-snakeoil.key ]; then
+      command -v make-ssl-cert >/dev/null 2>&1 || {
+        $sudo apt-get update -qq &&
+          DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ssl-cert >/dev/null
+      } || return 1
+      $sudo make-ssl-cert generate-default-snakeoil || return 1
+      $sudo usermod -a -G ssl-cert postgres || return 1
+    fi
+    (
+      cd / &&
+        $as_postgres psql -X -q -p "$port" -d postgres -v ON_ERROR_STOP=1 \
+          -c "ALTER SYSTEM SET ssl_cert_file = '/etc/ssl/certs/ssl-cert-snakeoil.pem'" \
+          -c "ALTER SYSTEM SET ssl_key_file = '/etc/ssl/private/ssl-cert-snakeoil.key'" \
+          -c "ALTER SYSTEM SET ssl = on"
+    ) || return 1
+    $sudo pg_ctlcluster "$version" "$name" restart || return 1
+    until pg_isready -q -h 127.0.0.1 -p "$port"; do sleep 1; done
+  fi
+
   export WITHINGS_TEST_DATABASE_URL="postgres://$role:$password@127.0.0.1:$port/$database"
   echo "WITHINGS_TEST_DATABASE_URL=$WITHINGS_TEST_DATABASE_URL"
 }
