@@ -48,11 +48,17 @@ pub enum LoginError {
     /// The application's stores or configuration failed.
     #[error("the application could not save the login ({0}): try again later")]
     Server(String),
+    /// The login was saved, but the application's
+    /// [`on_connected`](crate::WithingsLoginBuilder::on_connected) hook failed to record it.
+    #[error(
+        "your Withings account was connected, but the application could not record it ({0}): connect again in a moment"
+    )]
+    NotRecorded(String),
 }
 
 impl LoginError {
     /// A short, stable name: `not-signed-in`, `denied`, `unknown`, `other-browser`, `expired`,
-    /// `code-expired`, `bad-callback`, `withings`, `server`.
+    /// `code-expired`, `bad-callback`, `withings`, `server`, `not-recorded`.
     pub fn kind(&self) -> &'static str {
         match self {
             LoginError::NotSignedIn => "not-signed-in",
@@ -64,6 +70,7 @@ impl LoginError {
             LoginError::BadCallback => "bad-callback",
             LoginError::Withings(_) => "withings",
             LoginError::Server(_) => "server",
+            LoginError::NotRecorded(_) => "not-recorded",
         }
     }
 
@@ -77,7 +84,7 @@ impl LoginError {
             | LoginError::CodeExpired
             | LoginError::BadCallback => StatusCode::BAD_REQUEST,
             LoginError::Withings(_) => StatusCode::BAD_GATEWAY,
-            LoginError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            LoginError::Server(_) | LoginError::NotRecorded(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -90,7 +97,7 @@ impl LoginError {
             LoginError::Expired | LoginError::CodeExpired => "Login expired",
             LoginError::BadCallback => "Invalid link",
             LoginError::Withings(_) => "Withings is not answering",
-            LoginError::Server(_) => "Something went wrong",
+            LoginError::Server(_) | LoginError::NotRecorded(_) => "Something went wrong",
         }
     }
 

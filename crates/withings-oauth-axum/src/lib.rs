@@ -93,7 +93,7 @@
 //!     .after_login("/")
 //!     .on_connected(move |login| {
 //!         record.lock().unwrap().insert(login.owner, login.user_id);
-//!         async {}
+//!         async { Ok::<(), std::convert::Infallible>(()) }
 //!     })
 //!     .build();
 //!

@@ -17,7 +17,7 @@ use withings_oauth::{
 use crate::routes;
 
 type OwnerFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
-type ConnectedFn = dyn Fn(Connected) -> BoxFuture<'static, ()> + Send + Sync;
+type ConnectedFn = dyn Fn(Connected) -> BoxFuture<'static, Result<(), String>> + Send + Sync;
 
 /// A finished login, handed to the hook given to [`WithingsLoginBuilder::on_connected`].
 #[derive(Clone, Debug)]
@@ -204,12 +204,21 @@ impl WithingsLoginBuilder {
     /// Called after each login, once its credentials are saved and before the browser is
     /// redirected: record which Withings user the owner connected (the application keeps that
     /// mapping, to call [`WithingsLogin::access_token`] later).
-    pub fn on_connected<F, Fut>(mut self, hook: F) -> Self
+    ///
+    /// When the hook fails (its database is down, say), the browser gets the
+    /// [`LoginError::NotRecorded`](crate::LoginError::NotRecorded) page, which asks the user
+    /// to connect again, instead of a page saying all went well while the application does
+    /// not know the account. The hook's error is shown on that page: keep secrets out of it.
+    pub fn on_connected<F, Fut, E>(mut self, hook: F) -> Self
     where
         F: Fn(Connected) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
     {
-        self.on_connected = Some(Box::new(move |connected| Box::pin(hook(connected))));
+        self.on_connected = Some(Box::new(move |connected| {
+            let recorded = hook(connected);
+            Box::pin(async move { recorded.await.map_err(|e| e.to_string()) })
+        }));
         self
     }
 

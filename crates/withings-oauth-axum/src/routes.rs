@@ -110,7 +110,8 @@ async fn finish(
             user_id,
             scopes,
         })
-        .await;
+        .await
+        .map_err(LoginError::NotRecorded)?;
     }
     Ok(())
 }

@@ -1,13 +1,20 @@
 //! The routes over HTTP, against the sandbox (auto-approving, so no browser is needed): two
 //! instances sharing one pending-login store and one token store, racing callbacks, a callback
-//! from another browser, a visitor who is not signed in.
+//! from another browser, a visitor who is not signed in, an application that fails to record
+//! a login.
 
 mod common;
+
+use std::sync::Arc;
 
 use common::{connect, http, open, two_instances};
 use reqwest::StatusCode;
 use reqwest::header::SET_COOKIE;
-use withings_sandbox::{SEEDED_USERID, Sandbox, SandboxConfig};
+use withings_oauth::{Client, MemoryPendingLogins, MemoryStore, TokenStore, UserId};
+use withings_oauth_axum::WithingsLogin;
+use withings_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SEEDED_USERID, Sandbox, SandboxConfig,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_started_on_one_instance_finishes_on_the_other_once() {
@@ -107,5 +114,45 @@ async fn a_visitor_who_is_not_signed_in_gets_a_page_not_a_login() {
     let page = response.text().await.unwrap();
     assert!(page.contains("not signed in"), "{page}");
     assert!(page.contains("href=\"/done\""), "{page}");
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_the_application_fails_to_record_gets_a_page_asking_to_connect_again() {
+    let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = Client::builder()
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret(DEFAULT_CLIENT_SECRET)
+        .redirect_uri(format!("http://{}/callback", listener.local_addr().unwrap()).as_str())
+        .base_url(sandbox.base_url())
+        .build()
+        .unwrap();
+    let tokens: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let login = WithingsLogin::builder(
+        client,
+        Arc::new(MemoryPendingLogins::new()),
+        tokens.clone(),
+        |_| Some("alice".to_owned()),
+    )
+    .after_login("/done")
+    .on_connected(|_| async { Err::<(), _>("the accounts table is unreachable") })
+    .build();
+    let instance = common::serve(listener, login);
+
+    let (cookie, callback) = connect(&instance, "alice").await;
+    let (status, location, page) = open(&callback, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(location, "", "not redirected as if all went well");
+    assert!(page.contains("data-kind=\"not-recorded\""), "{page}");
+    assert!(page.contains("connect again"), "{page}");
+    assert!(page.contains("the accounts table is unreachable"), "{page}");
+    assert_eq!(
+        tokens.users().await.unwrap(),
+        vec![UserId::new(SEEDED_USERID)],
+        "the login itself was saved"
+    );
     sandbox.shutdown().await;
 }

@@ -137,9 +137,11 @@ pub fn router(client: Client, shared: Shared, sandbox_accounts: Vec<SandboxAccou
         .on_connected(move |connected| {
             let record = record.clone();
             async move {
-                if let Err(e) = record.set(&connected.owner, connected.user_id).await {
+                let recorded = record.set(&connected.owner, connected.user_id).await;
+                if let Err(e) = &recorded {
                     tracing::error!(error = %e, "a connected account was not recorded");
                 }
+                recorded
             }
         })
         .build();

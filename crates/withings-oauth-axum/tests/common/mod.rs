@@ -24,7 +24,7 @@ pub(crate) struct Instance {
 pub(crate) type Connected = Arc<Mutex<HashMap<String, UserId>>>;
 
 /// Starts an instance serving `login.router()` on `listener`.
-fn serve(listener: tokio::net::TcpListener, login: WithingsLogin) -> Instance {
+pub(crate) fn serve(listener: tokio::net::TcpListener, login: WithingsLogin) -> Instance {
     let base: Url = format!("http://{}/", listener.local_addr().unwrap())
         .parse()
         .unwrap();
@@ -60,7 +60,7 @@ pub(crate) async fn two_instances(sandbox: &Sandbox) -> (Instance, Instance, Con
         .after_login("/done")
         .on_connected(move |c| {
             record.lock().unwrap().insert(c.owner, c.user_id);
-            async {}
+            async { Ok::<(), std::convert::Infallible>(()) }
         })
         .build()
     };
