@@ -135,6 +135,7 @@ mod location;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queries;
+mod rate_limit;
 mod row;
 mod sealed;
 #[cfg(feature = "sqlite")]
@@ -142,6 +143,7 @@ mod sqlite;
 mod store;
 
 pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
+pub use rate_limit::{BucketState, RateParams, SqlBucket};
 pub use store::{Backend, CLEAR_TEXT_WARNING, Rotation, SqlOptions, SqlStore};
 
 /// The SQLite migrations (`migrations/sqlite`), embedded at build time: for integrators who
