@@ -530,10 +530,10 @@ impl Fleet {
 }
 
 /// Random numbers for jitter (splitmix64 from a random seed): spreading retries, not secrets.
-struct Jitter(AtomicU64);
+pub(crate) struct Jitter(pub(crate) AtomicU64);
 
 impl Jitter {
-    fn next(&self) -> u64 {
+    pub(crate) fn next(&self) -> u64 {
         let mut x = self
             .0
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)

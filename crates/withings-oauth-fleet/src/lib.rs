@@ -47,6 +47,8 @@ mod event;
 mod fleet;
 mod health;
 mod limiter;
+#[cfg(feature = "sql")]
+mod sql_limiter;
 mod sweep;
 
 pub use error::FleetError;
@@ -54,4 +56,6 @@ pub use event::FleetEvent;
 pub use fleet::{Fleet, FleetBuilder};
 pub use health::UserHealth;
 pub use limiter::{RateLimit, RateLimiter, TokenBucket, request_gate};
+#[cfg(feature = "sql")]
+pub use sql_limiter::SqlRateLimiter;
 pub use sweep::{SweepReport, Sweeper};
