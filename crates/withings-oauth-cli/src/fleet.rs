@@ -238,6 +238,9 @@ pub(crate) async fn sweep(settings: &Settings, args: &FleetSweepArgs) -> Result<
     let mut builder = Fleet::builder(client, store.shared())
         .rate_limit(limit)
         .sweep_idle_after(args.idle_after)
+        // A user is skipped only if another program holds its lease for a while (a refresh),
+        // not because the database took more than a few ms to answer.
+        .sweep_claim_wait(Duration::from_secs(2))
         // A command, not a server: a 601 is retried a few times, then reported.
         .backoff(Duration::from_secs(1), Duration::from_secs(10), 4);
     if let Some(limiter) = shared_limiter(&store, limit) {

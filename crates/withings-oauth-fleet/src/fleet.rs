@@ -190,6 +190,14 @@ impl FleetBuilder {
         self
     }
 
+    /// How long [`Fleet::sweep_once`] tries to claim a due user before leaving it to the
+    /// instance that holds its lease (default 20 ms). A sweep run by a command on a busy
+    /// database may want longer: a slow claim is counted as claimed elsewhere.
+    pub fn sweep_claim_wait(mut self, wait: Duration) -> Self {
+        self.policy.claim_wait = wait;
+        self
+    }
+
     /// How many events wait for a slow subscriber before it misses the oldest (default 1024).
     pub fn event_capacity(mut self, events: usize) -> Self {
         self.events = events.max(1);
