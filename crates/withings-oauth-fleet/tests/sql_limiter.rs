@@ -135,6 +135,7 @@ async fn four_instances_sharing_one_bucket_never_exceed_the_budget() {
     // refill of that time, and one for rounding. Four unshared buckets would grant ~4 times
     // as many.
     let bound = 6.0 + 24.0 * run_for.as_secs_f64() + 1.0;
+    eprintln!("{granted} grants in {run_for:?} (at most {bound})");
     assert!(
         (granted as f64) <= bound,
         "{granted} grants in {run_for:?}, budget {bound}"
@@ -166,11 +167,13 @@ async fn a_wait_given_up_takes_nothing_even_with_its_take_already_sent() {
         .await
         .unwrap();
     let mut transaction = holder.begin().await.unwrap();
-    sqlx::query("SELECT tokens FROM withings_rate_limits WHERE name = $1 FOR UPDATE")
-        .bind(SqlRateLimiter::DEFAULT_NAME)
-        .execute(&mut *transaction)
-        .await
-        .unwrap();
+    let taken_at: i64 = sqlx::query_scalar(
+        "SELECT updated_ms FROM withings_rate_limits WHERE name = $1 FOR UPDATE",
+    )
+    .bind(SqlRateLimiter::DEFAULT_NAME)
+    .fetch_one(&mut *transaction)
+    .await
+    .unwrap();
     let waiting = tokio::spawn({
         let limiter = limiter.clone();
         async move { limiter.acquire().await }
@@ -191,10 +194,26 @@ async fn a_wait_given_up_takes_nothing_even_with_its_take_already_sent() {
     })
     .await;
     // The caller gives up while its take is in the database; then the row is let go and the
-    // take goes through: its token must come back.
+    // take goes through (it moves `updated_ms`): its token must come back.
     waiting.abort();
     assert!(waiting.await.unwrap_err().is_cancelled());
     transaction.commit().await.unwrap();
+    until("the abandoned take goes through", || {
+        let url = database_url();
+        let schema = schema.name.clone();
+        async move {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let updated: i64 = sqlx::query_scalar(&format!(
+                "SELECT updated_ms FROM \"{schema}\".withings_rate_limits WHERE name = $1"
+            ))
+            .bind(SqlRateLimiter::DEFAULT_NAME)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            updated != taken_at
+        }
+    })
+    .await;
     until("the token is given back", || {
         let bucket = bucket.clone();
         async move { (bucket.state().await.unwrap().tokens - before).abs() < 0.01 }
@@ -340,7 +359,9 @@ async fn four_fleets_sharing_the_sql_limiter_get_no_601_during_a_burst() {
     let asks = fleets
         .iter()
         .flat_map(|fleet| users.iter().map(move |&user| fleet.access_token(user)));
+    let started = Instant::now();
     let tokens = join_all(asks).await;
+    eprintln!("{USERS} refreshes by 4 fleets in {:?}", started.elapsed());
     assert!(
         tokens.iter().all(Result::is_ok),
         "{:?}",
