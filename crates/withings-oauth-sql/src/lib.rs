@@ -6,6 +6,7 @@
 //! - [Keys](#keys): encryption at rest, rotation
 //! - [Tables and migrations](#tables-and-migrations)
 //! - [The refresh lease](#the-refresh-lease): why a row lease
+//! - [Shared rate limits](#shared-rate-limits): [`SqlBucket`]
 //! - [Errors](#errors)
 //! - [What it leaves to you](#what-it-leaves-to-you)
 //!
@@ -74,7 +75,8 @@
 //! in Unix seconds, indexed by expiry. It is the only place a token is kept. A logout leaves a
 //! tombstone (user id and version, no token) so that a user's version keeps growing across
 //! it, with each write a single compare-and-swap statement `... WHERE version = $expected`.
-//! `withings_leases` holds the refresh leases.
+//! `withings_leases` holds the refresh leases, `withings_rate_limits` the shared token buckets
+//! (migration `0003`; it needs nothing but `0001`).
 //!
 //! The migrations live in `migrations/sqlite` and `migrations/postgres` and are embedded at
 //! build time ([`SQLITE_MIGRATIONS`], [`POSTGRES_MIGRATIONS`]). [`SqlStore::connect`] applies
@@ -99,6 +101,16 @@
 //! hangs, only when its connection dies; and SQLite has nothing like it. A row lease costs
 //! two short statements, works the same on both backends, expires in-process as the
 //! conformance kit expects, and can be inspected with a `SELECT`.
+//!
+//! # Shared rate limits
+//! [`SqlStore::rate_bucket`] gives a [`SqlBucket`]: a token bucket in one row of
+//! `withings_rate_limits`, shared by every handle of every process that opens the database,
+//! for a rate limit that all instances of an application keep together. Each
+//! [`try_take`](SqlBucket::try_take) is one statement that adds the refill since the last
+//! take and takes a token only if there is one, on the row it locks; on PostgreSQL the refill
+//! is computed on the database's clock, so instances with skewed clocks agree. The policy
+//! (how to wait, what to do when the database fails) is left to the caller:
+//! `withings-oauth-fleet`'s `SqlRateLimiter` is one.
 //!
 //! # Errors
 //! Every failure is a [`StoreError`](withings_oauth::StoreError): a database that is down, a
