@@ -266,7 +266,7 @@ async fn a_601_seen_by_one_instance_slows_every_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_that_fails_leaves_the_instance_its_share_and_a_warning() {
+async fn a_database_that_fails_leaves_the_instance_its_share() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
     let store = SqlStore::connect(&url, SqlOptions::default())
