@@ -1,6 +1,8 @@
 //! Shared token buckets on SQLite and PostgreSQL: several handles (each with its own pool, as
 //! processes or instances would have) taking from one bucket never get more than it holds; a
-//! slowdown through one handle empties it for all; a token given back never overfills it.
+//! slowdown through one handle empties it for all; a token given back never overfills it. And
+//! 4 OS processes sharing a SQLite file: the test binary re-executes itself, the ignored test
+//! `bucket_child` being the child, told the file through `WITHINGS_SQL_BUCKET_URL`.
 
 mod support;
 
@@ -30,6 +32,93 @@ async fn postgres_handles(schemas: &support::Schemas, n: usize) -> Vec<SqlStore>
         stores.push(support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await);
     }
     stores
+}
+
+const CHILD_URL: &str = "WITHINGS_SQL_BUCKET_URL";
+/// What a child prints before the number of tokens it took.
+const TAKEN: &str = "bucket child took ";
+
+/// 4 takers for 2 s of the process's own time on the bucket "shared" (20 at once, 10 a
+/// second) of the SQLite file the parent names; prints how many it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a child process of sqlite_processes_sharing_a_bucket_never_take_more_than_it_holds"]
+async fn bucket_child() {
+    let Ok(url) = std::env::var(CHILD_URL) else {
+        panic!(
+            "run by sqlite_processes_sharing_a_bucket_never_take_more_than_it_holds, which sets {CHILD_URL}"
+        );
+    };
+    let store = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let bucket = store
+            .rate_bucket("shared", RateParams::new(20, 10.0))
+            .unwrap();
+        let taken = taken.clone();
+        tasks.push(tokio::spawn(async move {
+            while started.elapsed() < Duration::from_secs(2) {
+                match bucket.try_take().await.unwrap() {
+                    Ok(()) => {
+                        taken.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(wait) => tokio::time::sleep(wait).await,
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    println!("{TAKEN}{}", taken.load(Ordering::SeqCst));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_processes_sharing_a_bucket_never_take_more_than_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::sqlite_url(&dir);
+    // Migrated once here, so that the children only open the file.
+    SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let started = Instant::now();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "bucket_child", "--ignored", "--nocapture"])
+                .env(CHILD_URL, &url)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut taken = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "a child failed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(TAKEN))
+            .unwrap_or_else(|| panic!("no count from a child: {stdout}"));
+        taken += line.trim().parse::<usize>().unwrap();
+    }
+    // Every take happened between `started` and now: at most the burst, plus the refill of
+    // that time, plus one for rounding.
+    let elapsed = started.elapsed().as_secs_f64();
+    let bound = 20.0 + 10.0 * elapsed + 1.0;
+    eprintln!("4 processes took {taken} tokens in {elapsed:.2} s (at most {bound:.0})");
+    assert!(
+        (taken as f64) <= bound,
+        "{taken} tokens taken, at most {bound}"
+    );
+    assert!(taken >= 20, "the burst was not served: {taken}");
 }
 
 /// 4 handles, 4 eager takers each, for 2 s, on a bucket of 20 refilled at 10 a second: the
