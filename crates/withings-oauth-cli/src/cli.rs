@@ -123,6 +123,10 @@ pub(crate) enum Command {
     Logout(LogoutArgs),
     /// Run login, status, a data call, refresh and revoke against a local sandbox, offline
     Demo(DemoArgs),
+    /// Many users: how their logins stand, and renewing the idle ones (any store; a database
+    /// store shares its rate limit with the fleet's instances)
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Manage a database store (--store sqlite://... or postgres://...)
     #[cfg(feature = "sql")]
     #[command(subcommand)]
@@ -143,6 +147,88 @@ pub(crate) enum StoreCommand {
     /// Re-encrypt every row with the active key (the first of WITHINGS_STORE_KEYS), while
     /// other programs keep using the store
     RotateKey,
+}
+
+/// `fleet`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum FleetCommand {
+    /// Count the stored users by state (fresh, due, expired, login required; idle ones among
+    /// the expired), name the least recently refreshed and those who must log in again, and
+    /// show the shared rate limit of a database store; never a token
+    Status(FleetStatusArgs),
+    /// Renew up to --batch logins unused for --idle-after (one pass of the fleet's sweep),
+    /// within the rate limit; exit code 4 if a renewal failed
+    Sweep(FleetSweepArgs),
+}
+
+/// `fleet status`.
+#[derive(Debug, Args)]
+pub(crate) struct FleetStatusArgs {
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Count logins unused for this long as idle (due for `fleet sweep`): a number with s, m,
+    /// h or d
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub(crate) idle_after: std::time::Duration,
+
+    #[command(flatten)]
+    pub(crate) limit: RateLimitArgs,
+}
+
+/// `fleet sweep`.
+#[derive(Debug, Args)]
+pub(crate) struct FleetSweepArgs {
+    /// Renew at most this many logins
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) batch: u32,
+
+    /// Renew logins unused for this long (access token expired that long ago): a number with
+    /// s, m, h or d
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub(crate) idle_after: std::time::Duration,
+
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    #[command(flatten)]
+    pub(crate) limit: RateLimitArgs,
+}
+
+/// The rate limit of `fleet` commands.
+#[derive(Debug, Args)]
+pub(crate) struct RateLimitArgs {
+    /// Withings requests a minute for the whole application: with a database store, the budget
+    /// of the rate limit the fleet's instances share (give the same figure as they use);
+    /// with a file store, this command's own
+    #[arg(long, value_name = "PER_MINUTE", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) rate_limit: u32,
+}
+
+/// A duration such as `30d`, `12h`, `90m`, `45s` (a bare number is seconds).
+pub(crate) fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    const HINT: &str = "write a whole number followed by s, m, h or d, such as 30d or 12h";
+    let value = value.trim();
+    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, "s"),
+    };
+    let seconds_per_unit: u64 = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit: {HINT}")),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("not a duration: {HINT}"))?;
+    number
+        .checked_mul(seconds_per_unit)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("too long: {HINT}"))
 }
 
 /// `logout`.
@@ -266,6 +352,35 @@ mod tests {
             assert!(!shown.contains("s3cr3t-from-a-flag"), "{shown}");
             assert!(shown.contains("client_secret"), "{shown}");
         }
+    }
+
+    #[test]
+    fn durations_take_a_unit_and_refuse_anything_else() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(90 * 60)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        for bad in [
+            "",
+            "d",
+            "3x",
+            "-1d",
+            "1.5h",
+            "99999999999999999999d",
+            "1d2h",
+        ] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(error.contains("such as 30d"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn fleet_sweep_refuses_a_batch_of_zero() {
+        let error =
+            Cli::try_parse_from(["withings-oauth", "fleet", "sweep", "--batch", "0"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
     }
 
     #[test]

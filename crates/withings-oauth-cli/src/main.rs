@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod demo;
 mod error;
+mod fleet;
 mod ops;
 mod out;
 mod settings;
@@ -63,6 +64,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Refresh => commands::refresh(&settings()?).await,
         Command::Revoke => commands::revoke(&settings()?).await,
         Command::Logout(args) => commands::logout(&settings()?, &args).await,
+        Command::Fleet(cli::FleetCommand::Status(args)) => fleet::status(&settings()?, &args).await,
+        Command::Fleet(cli::FleetCommand::Sweep(args)) => fleet::sweep(&settings()?, &args).await,
         #[cfg(feature = "sql")]
         Command::Store(cli::StoreCommand::MigrateFrom { file }) => {
             commands::store_migrate_from(&settings()?, &file).await

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
-use withings_oauth::{Client, Cloud};
+use withings_oauth::{Client, ClientBuilder, Cloud};
 
 use crate::cli::{CloudArg, GlobalArgs};
 use crate::error::CliError;
@@ -151,6 +151,22 @@ impl Settings {
 
     /// The client built from the settings: id, secret and redirect URI are required.
     pub(crate) fn client(&self) -> Result<Client, CliError> {
+        self.client_builder()?
+            .build()
+            .map_err(|e| self.client_error(&e))
+    }
+
+    /// A client's configuration error, saying where the settings come from.
+    pub(crate) fn client_error(&self, error: &withings_oauth::ConfigError) -> CliError {
+        CliError::config(format!(
+            "{error} (check the flags, the WITHINGS_* environment variables and {})",
+            self.config_hint()
+        ))
+    }
+
+    /// The client's builder, for a fleet that completes it: id, secret and redirect URI are
+    /// required.
+    pub(crate) fn client_builder(&self) -> Result<ClientBuilder, CliError> {
         let (client_id, client_secret, redirect_uri) = self.required()?;
         let builder = Client::builder()
             .client_id(client_id)
@@ -161,12 +177,7 @@ impl Settings {
             (None, Some(CloudArg::Us)) => builder.cloud(Cloud::Us),
             (None, _) => builder.cloud(Cloud::Default),
         };
-        builder.build().map_err(|e| {
-            CliError::config(format!(
-                "{e} (check the flags, the WITHINGS_* environment variables and {})",
-                self.config_hint()
-            ))
-        })
+        Ok(builder)
     }
 
     /// The credential store's path: `--store`, `WITHINGS_STORE`, the config file, or the

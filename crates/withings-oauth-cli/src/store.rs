@@ -117,6 +117,12 @@ impl Store {
         })
     }
 
+    /// The SQL store, if this is one.
+    #[cfg(feature = "sql")]
+    pub(crate) fn sql_store(&self) -> Option<&withings_oauth_sql::SqlStore> {
+        self.sql.as_ref()
+    }
+
     /// Lets the store finish its background work (a database releases the refresh leases this
     /// process held, so other processes need not wait for them to expire).
     pub(crate) async fn close(&self) {

@@ -190,6 +190,14 @@ impl FleetBuilder {
         self
     }
 
+    /// How long [`Fleet::sweep_once`] tries to claim a due user before leaving it to the
+    /// instance that holds its lease (default 20 ms). A sweep run by a command on a busy
+    /// database may want longer: a slow claim is counted as claimed elsewhere.
+    pub fn sweep_claim_wait(mut self, wait: Duration) -> Self {
+        self.policy.claim_wait = wait;
+        self
+    }
+
     /// How many events wait for a slow subscriber before it misses the oldest (default 1024).
     pub fn event_capacity(mut self, events: usize) -> Self {
         self.events = events.max(1);
@@ -530,10 +538,10 @@ impl Fleet {
 }
 
 /// Random numbers for jitter (splitmix64 from a random seed): spreading retries, not secrets.
-struct Jitter(AtomicU64);
+pub(crate) struct Jitter(pub(crate) AtomicU64);
 
 impl Jitter {
-    fn next(&self) -> u64 {
+    pub(crate) fn next(&self) -> u64 {
         let mut x = self
             .0
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)

@@ -14,6 +14,9 @@
 //! - [`RateLimiter`]: one budget for every request of the application; [`TokenBucket`] is the
 //!   limiter of one process, [`RateLimit`] its budget, [`request_gate`] puts any limiter in
 //!   front of a [`Client`](withings_oauth::Client) of your own.
+//! - `SqlRateLimiter` (feature `sql`, and `sql-postgres` for PostgreSQL): one budget for every
+//!   instance, kept in the SQL store they share; see
+//!   [Sharing the limit between instances](#sharing-the-limit-between-instances).
 //! - [`FleetError`]: what a caller is told, including when to retry.
 //!
 //! # How a token is handed out
@@ -32,10 +35,55 @@
 //! Users nobody asks for are not refreshed every three hours: the sweep only renews logins
 //! unused for 30 days (configurable), before their refresh token's year runs out.
 //!
+//! # Sharing the limit between instances
+//! Withings counts requests per application, whatever instance sends them. The
+//! [`TokenBucket`] counts one process's; with the feature `sql`, `SqlRateLimiter` keeps one
+//! token bucket in the database the instances already share for their tokens
+//! (`withings_oauth_sql::SqlStore`: PostgreSQL for several machines, SQLite for the processes
+//! of one): each take is one statement, refilled on the database's clock, so N instances
+//! together stay within one [`RateLimit`]. A 601 seen by one instance slows all of them. If
+//! the database fails, each instance logs a warning and keeps to its share of the budget
+//! (`limit / instances`) until the database answers again, rather than stopping its traffic.
+//!
+//! ```
+//! # #[cfg(feature = "sql")]
+//! # mod shared {
+//! use std::sync::Arc;
+//! use withings_oauth::{Client, TokenStore};
+//! use withings_oauth_fleet::{Fleet, RateLimit, SqlRateLimiter};
+//! use withings_oauth_sql::{SqlOptions, SqlStore};
+//!
+//! pub async fn instance(url: &str) -> Result<Fleet, Box<dyn std::error::Error>> {
+//!     // The database every instance opens: its tokens and its rate limit.
+//!     let store = SqlStore::connect(url, SqlOptions::from_env()?).await?;
+//!     // 120 a minute for the application; 4 instances, 30 each if the database fails.
+//!     let limiter = SqlRateLimiter::new(&store, RateLimit::per_minute(120)).instances(4);
+//!     let client = Client::builder()
+//!         .client_id("my-client-id")
+//!         .client_secret("my-client-secret")
+//!         .redirect_uri("https://app.example.com/withings/callback");
+//!     let tokens: Arc<dyn TokenStore> = Arc::new(store);
+//!     Ok(Fleet::builder(client, tokens).limiter(Arc::new(limiter)).build()?)
+//! }
+//! # }
+//! # #[cfg(feature = "sql")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! #     let dir = tempfile::tempdir().unwrap();
+//! #     let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+//! #     let fleet = shared::instance(&url).await.unwrap();
+//! #     let _ = fleet;
+//! # }
+//! # #[cfg(not(feature = "sql"))]
+//! # fn main() {}
+//! ```
+//!
+//! Other clients of the same application put the same limiter in front of their requests
+//! with [`request_gate`].
+//!
 //! # What it leaves to you
-//! - Sharing the limit between instances: the [`TokenBucket`] counts one process's requests.
-//!   Give each instance its share of the budget, or a [`RateLimiter`] shared through a
-//!   database.
+//! - Counting the instances: the fallback share of `SqlRateLimiter` is only right if
+//!   `instances` is at least the number running.
 //! - Telling users: each instance sends the events it sees; dedupe them if several instances
 //!   subscribe.
 //! - Logging users in: the fleet serves logins some other code stored
@@ -47,6 +95,8 @@ mod event;
 mod fleet;
 mod health;
 mod limiter;
+#[cfg(feature = "sql")]
+mod sql_limiter;
 mod sweep;
 
 pub use error::FleetError;
@@ -54,4 +104,6 @@ pub use event::FleetEvent;
 pub use fleet::{Fleet, FleetBuilder};
 pub use health::UserHealth;
 pub use limiter::{RateLimit, RateLimiter, TokenBucket, request_gate};
+#[cfg(feature = "sql")]
+pub use sql_limiter::SqlRateLimiter;
 pub use sweep::{SweepReport, Sweeper};

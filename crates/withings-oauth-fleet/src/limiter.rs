@@ -109,7 +109,7 @@ impl RateLimit {
 
     /// Tokens added per second: what is left of the window's budget after a full burst, so
     /// that a burst plus a window of refills stays within `requests`.
-    fn refill_per_second(&self) -> f64 {
+    pub(crate) fn refill_per_second(&self) -> f64 {
         let steady = if self.requests == 1 {
             1
         } else {

@@ -8,6 +8,7 @@
 //! - [Tables and migrations](#tables-and-migrations)
 //! - [The refresh lease](#the-refresh-lease): why a row lease
 //! - [Pending logins](#pending-logins): web servers' logins between connect and callback
+//! - [Shared rate limits](#shared-rate-limits): [`SqlBucket`]
 //! - [Errors](#errors)
 //! - [What it leaves to you](#what-it-leaves-to-you)
 //!
@@ -53,10 +54,7 @@
 //! write lock first and waits for it, where a plain `BEGIN` that later writes fails with
 //! SQLITE_BUSY at once. The file is created with mode 0600.
 //!
-//! PostgreSQL connects without TLS: this build links no TLS library, so use it on a
-//! loopback address, a private network, or through a TLS tunnel; a URL with
-//! `sslmode=require` is refused when connecting. [`SqlOptions::postgres_schema`] keeps the
-//! tables in their own schema.
+//! [`SqlOptions::postgres_schema`] keeps PostgreSQL's tables in their own schema.
 //!
 //! # Keys
 //! With a [`Keyring`] (from [`SqlOptions::from_env`]: `WITHINGS_STORE_KEYS="k2:base64,k1:base64"`,
@@ -82,8 +80,9 @@
 //! in Unix seconds, indexed by expiry. It is the only place a token is kept. A logout leaves a
 //! tombstone (user id and version, no token) so that a user's version keeps growing across
 //! it, with each write a single compare-and-swap statement `... WHERE version = $expected`.
-//! `withings_leases` holds the refresh leases. `withings_pending_logins` holds the
-//! [pending logins](#pending-logins) of web servers.
+//! `withings_leases` holds the refresh leases, `withings_pending_logins` the
+//! [pending logins](#pending-logins) of web servers, and `withings_rate_limits` the shared
+//! token buckets (migration `0003`; it needs nothing but `0001`).
 //!
 //! The migrations live in `migrations/sqlite` and `migrations/postgres` and are embedded at
 //! build time ([`SQLITE_MIGRATIONS`], [`POSTGRES_MIGRATIONS`]). [`SqlStore::connect`] applies
@@ -122,6 +121,16 @@
 //! expired rows and drops the owner's oldest beyond the cap (5 by default) in one
 //! transaction.
 //!
+//! # Shared rate limits
+//! [`SqlStore::rate_bucket`] gives a [`SqlBucket`]: a token bucket in one row of
+//! `withings_rate_limits`, shared by every handle of every process that opens the database,
+//! for a rate limit that all instances of an application keep together. Each
+//! [`try_take`](SqlBucket::try_take) is one statement that adds the refill since the last
+//! take and takes a token only if there is one, on the row it locks; on PostgreSQL the refill
+//! is computed on the database's clock, so instances with skewed clocks agree. The policy
+//! (how to wait, what to do when the database fails) is left to the caller:
+//! `withings-oauth-fleet`'s `SqlRateLimiter` is one.
+//!
 //! # Errors
 //! Every failure is a [`StoreError`](withings_oauth::StoreError): a database that is down, a
 //! refused password, a missing migration or a locked SQLite file is `Other` with a message
@@ -131,7 +140,8 @@
 //!
 //! # What it leaves to you
 //! - Keeping the keys: the store reads them, it does not make, store or back them up.
-//! - TLS to PostgreSQL (see above).
+//! - Choosing `sslmode=verify-full` (and giving `sslrootcert`) when PostgreSQL is on another
+//!   machine: the default, `prefer`, does not verify the server.
 //! - Sweeping tombstones of users who logged out: each is a user id and a version.
 //! - Refreshing users ahead of time: sessions refresh on demand; the expiry index is there
 //!   for a sweep of your own.
@@ -158,6 +168,7 @@ mod pending;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queries;
+mod rate_limit;
 mod row;
 mod sealed;
 #[cfg(feature = "sqlite")]
@@ -166,6 +177,7 @@ mod store;
 
 pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
 pub use pending::SqlPendingLogins;
+pub use rate_limit::{BucketState, RateParams, SqlBucket};
 pub use store::{Backend, CLEAR_TEXT_WARNING, Rotation, SqlOptions, SqlStore};
 
 /// The SQLite migrations (`migrations/sqlite`), embedded at build time: for integrators who

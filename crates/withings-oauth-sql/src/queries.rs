@@ -127,3 +127,111 @@ pub(crate) const PENDING_CREATED_AT: &str =
 /// $1 state hash, $2 the newest creation time (Unix ms) that has expired.
 pub(crate) const DELETE_EXPIRED_PENDING: &str =
     "DELETE FROM withings_pending_logins WHERE state_hash = $1 AND created_at_ms <= $2";
+
+// Shared rate limits (`withings_rate_limits`). Parameters of every statement: $1 the bucket's
+// name, $2 its burst (tokens), $3 its refill and $4 its slowed refill (tokens per millisecond);
+// SQLite adds $5, now (Unix ms). The level now is the stored level plus the refill since
+// `updated_ms`, at most the burst; it is computed inside each statement, on the row locked by
+// it, so concurrent takes never see the same token. `NOW` is the database's clock on
+// PostgreSQL (`clock_timestamp()`, so instances whose clocks disagree still agree), the
+// machine's on SQLite (whose processes share it).
+
+/// The refill rate in force at `NOW`, and the level at `NOW`, written for both backends.
+macro_rules! bucket_level {
+    (postgres) => {
+        "LEAST($2, b.tokens + GREATEST(0, (CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) - b.updated_ms) \
+         * (CASE WHEN b.slowed_until_ms > (CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) THEN $4 ELSE $3 END))"
+    };
+    (sqlite) => {
+        "MIN($2, b.tokens + MAX(0, $5 - b.updated_ms) * (CASE WHEN b.slowed_until_ms > $5 THEN $4 ELSE $3 END))"
+    };
+}
+
+macro_rules! database_now {
+    (postgres) => {
+        "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    };
+    (sqlite) => {
+        "$5"
+    };
+}
+
+/// Takes one token: a new bucket starts full (and gives this one); an existing one gives a
+/// token only if its level reaches 1. Returns a row if and only if a token was taken.
+macro_rules! take_token {
+    ($backend:tt, $greatest:literal) => {
+        concat!(
+            "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
+             VALUES ($1, $2 - 1, ",
+            database_now!($backend),
+            ", 0) ON CONFLICT (name) DO UPDATE SET tokens = ",
+            bucket_level!($backend),
+            " - 1, updated_ms = ",
+            $greatest,
+            "(b.updated_ms, ",
+            database_now!($backend),
+            ") WHERE ",
+            bucket_level!($backend),
+            " >= 1 RETURNING tokens"
+        )
+    };
+}
+
+/// The level now, the refill rate in force (tokens per ms), and the milliseconds of slowdown
+/// left (zero or negative when none). No row: the bucket was never used, it is full.
+macro_rules! bucket_state {
+    ($backend:tt, $rate_prefix:literal) => {
+        concat!(
+            "SELECT CAST(",
+            bucket_level!($backend),
+            " AS ",
+            $rate_prefix,
+            "), CAST(CASE WHEN b.slowed_until_ms > ",
+            database_now!($backend),
+            " THEN $4 ELSE $3 END AS ",
+            $rate_prefix,
+            "), b.slowed_until_ms - ",
+            database_now!($backend),
+            " FROM withings_rate_limits AS b WHERE b.name = $1"
+        )
+    };
+}
+
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_TAKE_TOKEN: &str = take_token!(sqlite, "MAX");
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES_TAKE_TOKEN: &str = take_token!(postgres, "GREATEST");
+
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_BUCKET_STATE: &str = bucket_state!(sqlite, "REAL");
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES_BUCKET_STATE: &str = bucket_state!(postgres, "DOUBLE PRECISION");
+
+/// Empties the bucket and slows its refill for a while (created if missing): $1 name,
+/// $2 how long (ms); SQLite: $3 now (Unix ms).
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_SLOW_BUCKET: &str = "INSERT INTO withings_rate_limits AS b \
+    (name, tokens, updated_ms, slowed_until_ms) VALUES ($1, 0, $3, $3 + $2) \
+    ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = MAX(b.updated_ms, $3), \
+    slowed_until_ms = $3 + $2";
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES_SLOW_BUCKET: &str = concat!(
+    "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
+     VALUES ($1, 0, ",
+    database_now!(postgres),
+    ", ",
+    database_now!(postgres),
+    " + $2) ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = GREATEST(b.updated_ms, ",
+    database_now!(postgres),
+    "), slowed_until_ms = ",
+    database_now!(postgres),
+    " + $2"
+);
+
+/// A token back (its taker gave up before using it): $1 name, $2 burst.
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_GIVE_BACK: &str =
+    "UPDATE withings_rate_limits SET tokens = MIN($2, tokens + 1) WHERE name = $1";
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES_GIVE_BACK: &str =
+    "UPDATE withings_rate_limits SET tokens = LEAST($2, tokens + 1) WHERE name = $1";

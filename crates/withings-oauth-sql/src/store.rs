@@ -335,11 +335,11 @@ fn now_seconds() -> i64 {
 }
 
 #[cfg(feature = "sqlite")]
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn millis(duration: Duration) -> i64 {
+pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -615,6 +615,11 @@ impl SqlStore {
     /// A database failure, saying what to do, without the password.
     pub(crate) fn fail(&self, action: &str, error: sqlx::Error) -> StoreError {
         crate::error::database_failure(&self.inner.location, action, &error)
+    }
+
+    /// The connection pool, for the shared rate limits.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     fn user_id(&self, user: UserId) -> Result<i64, StoreError> {

@@ -1,0 +1,377 @@
+//! The SQL rate limiter: several `SqlStore` handles on PostgreSQL (as instances) share one
+//! budget, a dropped wait takes nothing, a 601 seen by one instance slows them all, a failing
+//! database falls back to the instance's share; and 4 fleets sharing the limiter against the
+//! sandbox's rate limit get no 601 during a burst.
+
+#![cfg(feature = "sql")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::future::join_all;
+use withings_oauth::{Client, Expected, TokenStore, UserId, testing};
+use withings_oauth_fleet::{Fleet, RateLimit, RateLimiter, SqlRateLimiter};
+use withings_oauth_sql::sqlx::{self, Connection};
+use withings_oauth_sql::{SqlOptions, SqlStore};
+use withings_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, Sandbox, SandboxConfig, User,
+};
+
+/// The PostgreSQL the tests use. Fails the test, loudly, when it is not configured.
+fn database_url() -> String {
+    match std::env::var("WITHINGS_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "WITHINGS_TEST_DATABASE_URL is not set: these tests need PostgreSQL. Run `source .ci/postgres.sh` from the repository, or point it at a database where the role may create schemas"
+        ),
+    }
+}
+
+/// A schema of its own in the test database, dropped at the end of the test (also when it
+/// fails: on drop).
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new() -> Self {
+        let mut bytes = [0u8; 6];
+        getrandom::fill(&mut bytes).unwrap();
+        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            url: database_url(),
+            name: format!("withings_limiter_{suffix}"),
+        }
+    }
+
+    /// One instance's handle on the schema.
+    async fn instance(&self) -> SqlStore {
+        SqlStore::connect(&self.url, SqlOptions::default().postgres_schema(&self.name))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("could not open the test database (WITHINGS_TEST_DATABASE_URL; start it with `source .ci/postgres.sh`): {e}")
+            })
+    }
+
+    async fn instances(&self, n: usize) -> Vec<SqlStore> {
+        let mut stores = Vec::new();
+        for _ in 0..n {
+            stores.push(self.instance().await);
+        }
+        stores
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Drop can't await: a thread of its own with a small runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut connection) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                        .execute(&mut connection)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Waits until `done` holds, checking every 10 ms, at most 10 s.
+async fn until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_instances_sharing_one_bucket_never_exceed_the_budget() {
+    let schema = Schema::new();
+    let stores = schema.instances(4).await;
+    // 30 a second, 6 at once: at most 6 + 24 per second in all, whatever the instances do.
+    let limit = RateLimit::new(30, Duration::from_secs(1), 6);
+    let limiters: Vec<Arc<SqlRateLimiter>> = stores
+        .iter()
+        .map(|store| Arc::new(SqlRateLimiter::new(store, limit).instances(4)))
+        .collect();
+    let granted = Arc::new(AtomicUsize::new(0));
+    let run_for = Duration::from_secs(3);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    // 8 eager callers on each instance.
+    for limiter in &limiters {
+        for _ in 0..8 {
+            let (limiter, granted) = (limiter.clone(), granted.clone());
+            tasks.push(tokio::spawn(async move {
+                while started.elapsed() < run_for {
+                    limiter.acquire().await;
+                    if started.elapsed() < run_for {
+                        granted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let granted = granted.load(Ordering::SeqCst);
+    // The grants counted all happened within `run_for` of `started`: the burst plus the
+    // refill of that time, and one for rounding. Four unshared buckets would grant ~4 times
+    // as many.
+    let bound = 6.0 + 24.0 * run_for.as_secs_f64() + 1.0;
+    eprintln!("{granted} grants in {run_for:?} (at most {bound})");
+    assert!(
+        (granted as f64) <= bound,
+        "{granted} grants in {run_for:?}, budget {bound}"
+    );
+    // The budget was used, not starved (a generous floor: half of it).
+    assert!((granted as f64) >= bound / 2.0, "{granted} grants only");
+    assert!(limiters.iter().all(|l| !l.using_fallback()));
+    for store in stores {
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_given_up_takes_nothing_even_with_its_take_already_sent() {
+    let schema = Schema::new();
+    let (first, second) = (schema.instance().await, schema.instance().await);
+    // 3 at once, then (practically) no refill.
+    let limit = RateLimit::new(4, Duration::from_secs(24 * 3600), 3);
+    let limiter = SqlRateLimiter::new(&second, limit);
+    let bucket = limiter.bucket().clone();
+    limiter.acquire().await;
+    let before = bucket.state().await.unwrap().tokens;
+    assert!((before - 2.0).abs() < 0.01, "{before}");
+
+    // Another instance holds the bucket's row, so the next take waits inside the database.
+    let mut holder = sqlx::PgConnection::connect(&database_url()).await.unwrap();
+    sqlx::query(&format!("SET search_path TO \"{}\"", schema.name))
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut transaction = holder.begin().await.unwrap();
+    let taken_at: i64 = sqlx::query_scalar(
+        "SELECT updated_ms FROM withings_rate_limits WHERE name = $1 FOR UPDATE",
+    )
+    .bind(SqlRateLimiter::DEFAULT_NAME)
+    .fetch_one(&mut *transaction)
+    .await
+    .unwrap();
+    let waiting = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.acquire().await }
+    });
+    until("the take waits for the row lock", || {
+        let url = database_url();
+        async move {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE 'INSERT INTO withings_rate_limits%'",
+            )
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            waiting > 0
+        }
+    })
+    .await;
+    // The caller gives up while its take is in the database; then the row is let go and the
+    // take goes through (it moves `updated_ms`): its token must come back.
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    transaction.commit().await.unwrap();
+    until("the abandoned take goes through", || {
+        let url = database_url();
+        let schema = schema.name.clone();
+        async move {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let updated: i64 = sqlx::query_scalar(&format!(
+                "SELECT updated_ms FROM \"{schema}\".withings_rate_limits WHERE name = $1"
+            ))
+            .bind(SqlRateLimiter::DEFAULT_NAME)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            updated != taken_at
+        }
+    })
+    .await;
+    until("the token is given back", || {
+        let bucket = bucket.clone();
+        async move { (bucket.state().await.unwrap().tokens - before).abs() < 0.01 }
+    })
+    .await;
+
+    // A caller that gives up while waiting for a refill takes nothing either.
+    let other = SqlRateLimiter::new(&first, limit);
+    other.acquire().await;
+    other.acquire().await;
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), other.acquire()).await;
+    assert!(gave_up.is_err(), "the bucket was empty");
+    let left = bucket.state().await.unwrap().tokens;
+    assert!((0.0..0.01).contains(&left), "{left}");
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_601_seen_by_one_instance_slows_every_instance() {
+    let schema = Schema::new();
+    let (a, b) = (schema.instance().await, schema.instance().await);
+    // 5 at once, then 9.5 a second; after a 601, none left and 4.75 a second for 10 s.
+    let limit = RateLimit::new(100, Duration::from_secs(10), 5);
+    let (on_a, on_b) = (
+        SqlRateLimiter::new(&a, limit),
+        SqlRateLimiter::new(&b, limit),
+    );
+    // Unslowed, B gets its 5 at once.
+    let started = Instant::now();
+    for _ in 0..5 {
+        on_b.acquire().await;
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    on_a.rate_limited();
+    until("the slowdown reaches the database", || {
+        let bucket = on_b.bucket().clone();
+        async move { bucket.state().await.unwrap().slowed_for.is_some() }
+    })
+    .await;
+    // B now waits for the slowed refill: 3 tokens take at least 0.63 s (0.32 s unslowed).
+    let started = Instant::now();
+    for _ in 0..3 {
+        on_b.acquire().await;
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(550), "{took:?}");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_fails_leaves_the_instance_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    let store = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    // 40 a second for 4 instances: this one keeps to 10 a second, 2 at once, on its own.
+    let limiter = SqlRateLimiter::new(&store, RateLimit::new(40, Duration::from_secs(1), 8))
+        .instances(4)
+        .retry_after(Duration::from_secs(3600));
+    limiter.acquire().await;
+    assert!(!limiter.using_fallback());
+    store.close().await; // every query fails from now on
+
+    let started = Instant::now();
+    for _ in 0..6 {
+        tokio::time::timeout(Duration::from_secs(5), limiter.acquire())
+            .await
+            .expect("traffic goes on while the database fails");
+    }
+    assert!(limiter.using_fallback());
+    // 2 at once, then 8 a second: 4 more take at least half a second.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+}
+
+const USERS: u32 = 150;
+/// The sandbox's window: Withings' 120 requests a minute, the minute shortened so that the
+/// test takes seconds.
+const WINDOW: Duration = Duration::from_secs(6);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_fleets_sharing_the_sql_limiter_get_no_601_during_a_burst() {
+    let sandbox = Sandbox::start(
+        SandboxConfig::default()
+            .seed_users(USERS)
+            .rate_limit(Some(120))
+            .rate_limit_window(WINDOW),
+    )
+    .await
+    .unwrap();
+    let schema = Schema::new();
+    let stores = schema.instances(4).await;
+    let users: Vec<UserId> = (1..=USERS)
+        .map(|i| UserId::new(User::numbered(i).userid))
+        .collect();
+    for &user in &users {
+        let issued = sandbox
+            .handle()
+            .issue_tokens(
+                user.get(),
+                DEFAULT_CLIENT_ID,
+                &["user.metrics"],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        let login = testing::credentials(
+            user,
+            &issued.access_token,
+            &issued.refresh_token,
+            Utc::now(),
+        );
+        stores[0]
+            .save(user, &login, Expected::Absent)
+            .await
+            .unwrap();
+    }
+    // Each instance: its own fleet and its own handle on the database; one budget for all, a
+    // little under the sandbox's (a request reaches Withings some milliseconds after its
+    // grant, and on a busy machine that delay varies).
+    let limit = RateLimit::new(110, WINDOW, 10);
+    let fleets: Vec<Fleet> = stores
+        .iter()
+        .map(|store| {
+            let client = Client::builder()
+                .client_id(DEFAULT_CLIENT_ID)
+                .client_secret(DEFAULT_CLIENT_SECRET)
+                .redirect_uri(LOOPBACK_CALLBACK)
+                .base_url(sandbox.base_url());
+            let tokens: Arc<dyn TokenStore> = Arc::new(store.clone());
+            Fleet::builder(client, tokens)
+                .limiter(Arc::new(SqlRateLimiter::new(store, limit).instances(4)))
+                .build()
+                .unwrap()
+        })
+        .collect();
+
+    // The burst: every instance asks for every user's token at once (each user refreshed
+    // once across the instances, 150 token calls in all: more than the sandbox allows in a
+    // window).
+    let asks = fleets
+        .iter()
+        .flat_map(|fleet| users.iter().map(move |&user| fleet.access_token(user)));
+    let started = Instant::now();
+    let tokens = join_all(asks).await;
+    eprintln!("{USERS} refreshes by 4 fleets in {:?}", started.elapsed());
+    assert!(
+        tokens.iter().all(Result::is_ok),
+        "{:?}",
+        tokens.iter().find(|t| t.is_err())
+    );
+    let counters = sandbox.handle().counters();
+    assert_eq!(counters.rate_limited, 0, "601 answers");
+    assert_eq!(counters.refresh_granted, u64::from(USERS));
+    assert_eq!(counters.refresh_dead_token, 0);
+    for store in stores {
+        store.close().await;
+    }
+}

@@ -1,0 +1,350 @@
+//! [`SqlBucket`]: a token bucket kept in the database, shared by every instance (PostgreSQL)
+//! or process (SQLite) that opens it. The policy (how long to wait, what to do when the
+//! database fails) belongs to its user, such as `withings-oauth-fleet`'s `SqlRateLimiter`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use withings_oauth::StoreError;
+
+use crate::queries as q;
+use crate::store::{Pool, SqlStore, millis};
+
+/// The longest wait [`SqlBucket::try_take`] reports: a caller checks again after it.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// How a [`SqlBucket`] fills: at most [`burst`](Self::burst) tokens, refilled at
+/// [`refill_per_second`](Self::refill_per_second), or at
+/// [`slowed_refill_per_second`](Self::slowed_refill_per_second) during a
+/// [slowdown](SqlBucket::slow_down).
+///
+/// Every user of one bucket should pass the same parameters: they are not stored, each
+/// statement applies the ones it is given.
+///
+/// ```
+/// use withings_oauth_sql::RateParams;
+///
+/// // 110 tokens a minute in steady state, 10 at once, half speed after a 601.
+/// let params = RateParams::new(10, 110.0 / 60.0);
+/// assert_eq!(params.slowed_refill_per_second(), params.refill_per_second() / 2.0);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateParams {
+    burst: u32,
+    refill_per_second: f64,
+    slowed_refill_per_second: f64,
+}
+
+/// The slowest refill accepted: one token in about 11.5 days.
+const MIN_REFILL: f64 = 1e-6;
+/// The fastest: a million tokens a second.
+const MAX_REFILL: f64 = 1e6;
+
+fn sensible_refill(per_second: f64) -> f64 {
+    if per_second.is_nan() {
+        MIN_REFILL
+    } else {
+        per_second.clamp(MIN_REFILL, MAX_REFILL)
+    }
+}
+
+impl RateParams {
+    /// At most `burst` tokens (at least 1), `refill_per_second` tokens a second (kept between
+    /// 10⁻⁶ and 10⁶), half that during a slowdown.
+    pub fn new(burst: u32, refill_per_second: f64) -> Self {
+        let refill = sensible_refill(refill_per_second);
+        Self {
+            burst: burst.max(1),
+            refill_per_second: refill,
+            slowed_refill_per_second: sensible_refill(refill / 2.0),
+        }
+    }
+
+    /// The refill during a slowdown (default half the normal one).
+    pub fn slowed_refill(mut self, per_second: f64) -> Self {
+        self.slowed_refill_per_second = sensible_refill(per_second);
+        self
+    }
+
+    /// The most tokens the bucket holds, and the level of a new bucket.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// Tokens added a second.
+    pub fn refill_per_second(&self) -> f64 {
+        self.refill_per_second
+    }
+
+    /// Tokens added a second during a slowdown.
+    pub fn slowed_refill_per_second(&self) -> f64 {
+        self.slowed_refill_per_second
+    }
+}
+
+/// What a [`SqlBucket`] holds now ([`SqlBucket::state`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BucketState {
+    /// Tokens available now (fractions are refill in progress).
+    pub tokens: f64,
+    /// How long the slowdown lasts, if one is in force.
+    pub slowed_for: Option<Duration>,
+}
+
+/// A token bucket in the database: one row of `withings_rate_limits`, shared by every handle
+/// of every process that opens the same database and asks for the same name.
+///
+/// Each [`try_take`](Self::try_take) is one statement that computes the refill since the last
+/// take and takes a token only if there is one, on the row it locks: two instances never get
+/// the same token. The refill is computed on the database's clock on PostgreSQL
+/// (`clock_timestamp()`), so instances whose clocks disagree still agree on it; on SQLite on
+/// the machine's clock, which its processes share.
+///
+/// Made by [`SqlStore::rate_bucket`]. Cheap to clone.
+///
+/// ```
+/// use withings_oauth_sql::{RateParams, SqlOptions, SqlStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), withings_oauth::StoreError> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+/// let store = SqlStore::connect(&url, SqlOptions::default()).await?;
+/// // 2 at once, then one a minute.
+/// let bucket = store.rate_bucket("withings", RateParams::new(2, 1.0 / 60.0))?;
+/// assert_eq!(bucket.try_take().await?, Ok(()));
+/// assert_eq!(bucket.try_take().await?, Ok(()));
+/// let wait = bucket.try_take().await?.unwrap_err(); // empty: about a minute to wait
+/// assert!(wait > std::time::Duration::from_secs(50));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SqlBucket {
+    store: SqlStore,
+    name: Arc<str>,
+    params: RateParams,
+}
+
+impl fmt::Debug for SqlBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlBucket")
+            .field("database", &self.store.location())
+            .field("name", &self.name)
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl SqlStore {
+    /// The shared token bucket called `name` (created full on its first use), filling as
+    /// `params` says. Names are 1 to 200 characters.
+    pub fn rate_bucket(&self, name: &str, params: RateParams) -> Result<SqlBucket, StoreError> {
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(StoreError::Other(
+                "a rate limit's name must be 1 to 200 characters".into(),
+            ));
+        }
+        Ok(SqlBucket {
+            store: self.clone(),
+            name: name.into(),
+            params,
+        })
+    }
+}
+
+/// Milliseconds to wait for one token from `level` at `rate_per_ms`.
+fn wait_for_one(level: f64, rate_per_ms: f64) -> Duration {
+    let ms = (1.0 - level).max(0.0) / rate_per_ms.max(MIN_REFILL / 1000.0);
+    Duration::from_secs_f64(ms / 1000.0).clamp(Duration::from_millis(1), MAX_WAIT)
+}
+
+impl SqlBucket {
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How it fills.
+    pub fn params(&self) -> RateParams {
+        self.params
+    }
+
+    fn rates_per_ms(&self) -> (f64, f64, f64) {
+        (
+            f64::from(self.params.burst),
+            self.params.refill_per_second / 1000.0,
+            self.params.slowed_refill_per_second / 1000.0,
+        )
+    }
+
+    /// Takes a token if there is one (`Ok(Ok(()))`); otherwise nothing is taken and
+    /// `Ok(Err(wait))` says how long until there is one (at most a minute), at the rate in
+    /// force now: others may take it first, so ask again then.
+    ///
+    /// # Cancellation
+    /// The take is one statement. A future dropped after the statement reached the database
+    /// may have taken a token that nobody will use: [`give_back`](Self::give_back) returns
+    /// it, if the caller can tell (the fleet's limiter does).
+    pub async fn try_take(&self) -> Result<Result<(), Duration>, StoreError> {
+        let (burst, rate, slowed) = self.rates_per_ms();
+        let taken: Result<bool, sqlx::Error> = match self.store.pool() {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => {
+                async {
+                    // BEGIN IMMEDIATE: the write lock first, waiting for other processes up
+                    // to the busy timeout, instead of SQLITE_BUSY on the upgrade.
+                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let row = sqlx::query(q::SQLITE_TAKE_TOKEN)
+                        .bind(&*self.name)
+                        .bind(burst)
+                        .bind(rate)
+                        .bind(slowed)
+                        .bind(crate::store::now_millis())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(row.is_some())
+                }
+                .await
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => sqlx::query(q::POSTGRES_TAKE_TOKEN)
+                .bind(&*self.name)
+                .bind(burst)
+                .bind(rate)
+                .bind(slowed)
+                .fetch_optional(pool)
+                .await
+                .map(|row| row.is_some()),
+        };
+        if taken.map_err(|e| self.store.fail("take from a rate limit", e))? {
+            return Ok(Ok(()));
+        }
+        let (level, rate_now, _) = self.read().await?.unwrap_or((burst, rate, 0));
+        Ok(Err(wait_for_one(level, rate_now)))
+    }
+
+    /// Returns a token taken by a caller that did not use it (never above the burst).
+    pub async fn give_back(&self) -> Result<(), StoreError> {
+        let burst = f64::from(self.params.burst);
+        let result = match self.store.pool() {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlx::query(q::SQLITE_GIVE_BACK)
+                .bind(&*self.name)
+                .bind(burst)
+                .execute(pool)
+                .await
+                .map(drop),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => sqlx::query(q::POSTGRES_GIVE_BACK)
+                .bind(&*self.name)
+                .bind(burst)
+                .execute(pool)
+                .await
+                .map(drop),
+        };
+        result.map_err(|e| self.store.fail("give back a rate limit's token", e))
+    }
+
+    /// Withings said "too many requests": empties the bucket and refills it at the slowed
+    /// rate for `period`, for every user of the bucket. Another slowdown within the period
+    /// starts it again.
+    pub async fn slow_down(&self, period: Duration) -> Result<(), StoreError> {
+        let period = millis(period);
+        let result = match self.store.pool() {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlx::query(q::SQLITE_SLOW_BUCKET)
+                .bind(&*self.name)
+                .bind(period)
+                .bind(crate::store::now_millis())
+                .execute(pool)
+                .await
+                .map(drop),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => sqlx::query(q::POSTGRES_SLOW_BUCKET)
+                .bind(&*self.name)
+                .bind(period)
+                .execute(pool)
+                .await
+                .map(drop),
+        };
+        result.map_err(|e| self.store.fail("slow a rate limit down", e))
+    }
+
+    /// The level now and the slowdown in force, without taking anything. A bucket never
+    /// used is full.
+    pub async fn state(&self) -> Result<BucketState, StoreError> {
+        Ok(match self.read().await? {
+            None => BucketState {
+                tokens: f64::from(self.params.burst),
+                slowed_for: None,
+            },
+            Some((tokens, _, slowed_ms)) => BucketState {
+                tokens,
+                slowed_for: u64::try_from(slowed_ms)
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis),
+            },
+        })
+    }
+
+    /// The level now, the refill in force (tokens per ms), and the slowdown left (ms).
+    async fn read(&self) -> Result<Option<(f64, f64, i64)>, StoreError> {
+        let (burst, rate, slowed) = self.rates_per_ms();
+        let row = match self.store.pool() {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlx::query(q::SQLITE_BUCKET_STATE)
+                .bind(&*self.name)
+                .bind(burst)
+                .bind(rate)
+                .bind(slowed)
+                .bind(crate::store::now_millis())
+                .fetch_optional(pool)
+                .await
+                .and_then(|row| {
+                    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                        .transpose()
+                }),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => sqlx::query(q::POSTGRES_BUCKET_STATE)
+                .bind(&*self.name)
+                .bind(burst)
+                .bind(rate)
+                .bind(slowed)
+                .fetch_optional(pool)
+                .await
+                .and_then(|row| {
+                    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                        .transpose()
+                }),
+        };
+        row.map_err(|e| self.store.fail("read a rate limit", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_kept_sensible() {
+        let p = RateParams::new(0, f64::NAN);
+        assert_eq!(p.burst(), 1);
+        assert!(p.refill_per_second() > 0.0);
+        let p = RateParams::new(5, f64::INFINITY).slowed_refill(-1.0);
+        assert!(p.refill_per_second().is_finite());
+        assert!(p.slowed_refill_per_second() > 0.0);
+    }
+
+    #[test]
+    fn the_wait_is_the_time_to_one_token_within_bounds() {
+        assert_eq!(wait_for_one(0.5, 0.001), Duration::from_millis(500));
+        assert_eq!(wait_for_one(1.5, 0.001), Duration::from_millis(1));
+        assert_eq!(wait_for_one(0.0, 0.0), MAX_WAIT);
+    }
+}
