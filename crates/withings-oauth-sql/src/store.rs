@@ -604,6 +604,7 @@ impl SqlStore {
         StoreError::Other(message)
     }
 
+    /// The connection pool, for the pending logins and the shared rate limits.
     pub(crate) fn pool(&self) -> &Pool {
         &self.inner.pool
     }
@@ -615,11 +616,6 @@ impl SqlStore {
     /// A database failure, saying what to do, without the password.
     pub(crate) fn fail(&self, action: &str, error: sqlx::Error) -> StoreError {
         crate::error::database_failure(&self.inner.location, action, &error)
-    }
-
-    /// The connection pool, for the shared rate limits.
-    pub(crate) fn pool(&self) -> &Pool {
-        &self.inner.pool
     }
 
     fn user_id(&self, user: UserId) -> Result<i64, StoreError> {
