@@ -54,6 +54,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     let global = cli.global;
+    if let (Command::Fleet(_), Some(user)) = (&cli.command, global.user) {
+        return Err(CliError::config(format!(
+            "the fleet commands act on every user of the store, not on one: drop --user {user} (or use `status`, `token` or `refresh` for one user)"
+        )));
+    }
     let settings = move || Settings::load(global);
     match cli.command {
         // The demo reads none of the user's settings and never touches their store.

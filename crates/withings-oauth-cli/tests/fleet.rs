@@ -352,4 +352,18 @@ async fn a_failed_renewal_exits_4_and_shows_in_the_status() {
         "{}",
         text(&out.stderr)
     );
+
+    // A fleet command acts on every user: --user is refused, not ignored.
+    let out = run(
+        home.path(),
+        &sandbox,
+        &url,
+        &["fleet", "sweep", "--user", "7"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("drop --user 7"),
+        "{}",
+        text(&out.stderr)
+    );
 }
