@@ -1,11 +1,15 @@
-//! The bounded cache of per-user sessions: shards behind read-write locks, so that the fresh
-//! path is one read lock, one lookup and the session's own fast path; CLOCK eviction (a
-//! "recently used" bit per user, cleared by a hand that evicts the first user found unused).
+//! The bounded cache of per-user sessions: one lock-free map (`papaya`), so that the fresh path
+//! is a lookup without a lock (an epoch guard of the calling thread: readers on many cores
+//! don't write to one shared lock word) and the session's own fast path; CLOCK eviction (a
+//! "recently used" bit per user, cleared by a hand that evicts the first user found unused)
+//! over rings kept per shard.
+//!
+//! Every change of a user's entry happens under the lock of the user's shard, so the map sees
+//! one writer per user at a time and the ring and the map agree.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::OnceCell;
 use withings_oauth::{AccessToken, Session, UserId};
@@ -44,17 +48,18 @@ impl Member {
 }
 
 pub(crate) struct Cache {
-    shards: Box<[RwLock<Shard>]>,
+    /// The fresh path reads only this.
+    members: papaya::HashMap<UserId, Arc<Member>, UserHash>,
+    /// Each shard's users in the order the clock hand visits them; its lock is taken by every
+    /// change of one of its users.
+    shards: Box<[Mutex<Ring>]>,
     shard_bits: u32,
     per_shard: usize,
 }
 
 #[derive(Default)]
-struct Shard {
-    /// The fresh path reads only this.
-    members: HashMap<UserId, Arc<Member>, UserHash>,
-    /// The same users in the order the clock hand visits them.
-    ring: Vec<UserId>,
+struct Ring {
+    users: Vec<UserId>,
     hand: usize,
 }
 
@@ -67,37 +72,36 @@ impl Cache {
         let shards = 1usize << shard_bits;
         let share = capacity.div_ceil(shards);
         Self {
-            shards: (0..shards).map(|_| RwLock::default()).collect(),
+            members: papaya::HashMap::builder()
+                .capacity(capacity)
+                .hasher(UserHash)
+                .build(),
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
             shard_bits,
             per_shard: share + share / 8 + 16,
         }
     }
 
-    fn shard(&self, user: UserId) -> &RwLock<Shard> {
-        // A different mix than the maps' own hash: the users of one shard must still spread
-        // over their map.
+    fn shard(&self, user: UserId) -> MutexGuard<'_, Ring> {
+        // Its own mix, so that a shard's users are not those of a few of the map's buckets.
         let mixed = splitmix(user.get());
-        &self.shards[(mixed >> (64 - self.shard_bits)) as usize]
+        self.shards[(mixed >> (64 - self.shard_bits)) as usize]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The fresh path: the cached session's token if it is fresh.
     pub(crate) fn fresh_token(&self, user: UserId) -> Option<AccessToken> {
-        let shard = self
-            .shard(user)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let member = shard.members.get(&user)?;
+        let members = self.members.pin();
+        let member = members.get(&user)?;
         member.touch();
         member.session.get()?.fresh_token()
     }
 
     /// The cached member, if any.
     pub(crate) fn get(&self, user: UserId) -> Option<Arc<Member>> {
-        let shard = self
-            .shard(user)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let member = shard.members.get(&user)?;
+        let members = self.members.pin();
+        let member = members.get(&user)?;
         member.touch();
         Some(member.clone())
     }
@@ -107,34 +111,30 @@ impl Cache {
         if let Some(member) = self.get(user) {
             return member;
         }
-        let mut shard = self
-            .shard(user)
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(member) = shard.members.get(&user) {
+        let mut ring = self.shard(user);
+        let members = self.members.pin();
+        if let Some(member) = members.get(&user) {
             return member.clone();
         }
         let member = Arc::new(Member::new(Health::default()));
-        shard.insert(user, member.clone(), self.per_shard);
+        ring.insert(&members, user, member.clone(), self.per_shard);
         member
     }
 
     /// Replaces `old` (if it is still cached for `user`) by a member without a session that
     /// keeps `old`'s health: the next call restores the session from the store.
     pub(crate) fn renew(&self, user: UserId, old: &Arc<Member>) -> Arc<Member> {
-        let mut shard = self
-            .shard(user)
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut ring = self.shard(user);
+        let members = self.members.pin();
         let member = Arc::new(Member::new(old.health().clone()));
-        match shard.members.get_mut(&user) {
+        match members.get(&user) {
             Some(current) if Arc::ptr_eq(current, old) => {
-                *current = member.clone();
+                members.insert(user, member.clone());
                 member
             }
             Some(current) => current.clone(),
             None => {
-                shard.insert(user, member.clone(), self.per_shard);
+                ring.insert(&members, user, member.clone(), self.per_shard);
                 member
             }
         }
@@ -142,19 +142,16 @@ impl Cache {
 
     /// Forgets the user.
     pub(crate) fn remove(&self, user: UserId) {
-        let mut shard = self
-            .shard(user)
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if shard.members.remove(&user).is_none() {
+        let mut ring = self.shard(user);
+        if self.members.pin().remove(&user).is_none() {
             return;
         }
         // Rare (a forgotten user): a scan of the shard's ring.
-        if let Some(i) = shard.ring.iter().position(|u| *u == user) {
-            shard.ring.swap_remove(i);
+        if let Some(i) = ring.users.iter().position(|u| *u == user) {
+            ring.users.swap_remove(i);
         }
-        if shard.hand >= shard.ring.len() {
-            shard.hand = 0;
+        if ring.hand >= ring.users.len() {
+            ring.hand = 0;
         }
     }
 
@@ -162,39 +159,47 @@ impl Cache {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).ring.len())
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).users.len())
             .sum()
     }
 }
 
-impl Shard {
-    fn insert(&mut self, user: UserId, member: Arc<Member>, capacity: usize) {
-        if self.ring.len() < capacity {
-            self.ring.push(user);
-            self.members.insert(user, member);
+type Members<'a> = papaya::HashMapRef<'a, UserId, Arc<Member>, UserHash, papaya::LocalGuard<'a>>;
+
+impl Ring {
+    /// Adds `user`, a user of this ring's shard (whose lock the caller holds).
+    fn insert(
+        &mut self,
+        members: &Members<'_>,
+        user: UserId,
+        member: Arc<Member>,
+        capacity: usize,
+    ) {
+        if self.users.len() < capacity {
+            self.users.push(user);
+            members.insert(user, member);
             return;
         }
         // CLOCK: give each used member a second chance; within two turns of the hand one is
         // found unused.
         loop {
-            let candidate = self.ring[self.hand];
-            let used = self
-                .members
+            let candidate = self.users[self.hand];
+            let used = members
                 .get(&candidate)
                 .is_some_and(|m| m.used.swap(false, Ordering::Relaxed));
             if !used {
-                self.members.remove(&candidate);
-                self.ring[self.hand] = user;
-                self.members.insert(user, member);
-                self.hand = (self.hand + 1) % self.ring.len();
+                members.remove(&candidate);
+                self.users[self.hand] = user;
+                members.insert(user, member);
+                self.hand = (self.hand + 1) % self.users.len();
                 return;
             }
-            self.hand = (self.hand + 1) % self.ring.len();
+            self.hand = (self.hand + 1) % self.users.len();
         }
     }
 }
 
-/// The hash of the shards' maps: user ids are trusted numbers, so a multiply-and-fold is
+/// The hash of the map: user ids are trusted numbers, so a multiply-and-fold is
 /// enough and costs a few cycles on the fresh path (SipHash costs tens).
 #[derive(Clone, Copy, Default)]
 struct UserHash;
