@@ -337,11 +337,24 @@ async fn an_instance_killed_mid_sweep_on_postgres_loses_nothing_and_another_swee
     wait_for_file(dir.path().join("held-0"), &mut a, Duration::from_secs(60)).await;
     a.kill().unwrap(); // SIGKILL: no destructor runs, no lease is released
     a.wait().unwrap();
-    let killed = Instant::now();
+    let counters = sandbox.handle().counters();
     assert_eq!(
-        sandbox.handle().counters().refresh_granted,
-        SWEPT_BEFORE_KILL as u64,
+        counters.refresh_granted, SWEPT_BEFORE_KILL as u64,
         "the killed instance renewed users before it stopped"
+    );
+    // The users A was renewing when it died, and when their leases end. (Not always one per
+    // sweep: two sweeps of A may claim the same user, and the second then waits for the first's
+    // lease to expire before it is held too, by which time the earliest leases may be over.)
+    let asked = Instant::now();
+    let held: BTreeMap<u64, Instant> = live_leases(&schema)
+        .await
+        .into_iter()
+        .filter(|(user, _)| counters.user(*user).refresh_granted == 0)
+        .map(|(user, left)| (user, asked + left))
+        .collect();
+    assert!(
+        !held.is_empty(),
+        "A died holding the leases of users it was renewing"
     );
 
     // Instance B sweeps until every user is renewed: those A held only once their leases
@@ -354,26 +367,47 @@ async fn an_instance_killed_mid_sweep_on_postgres_loses_nothing_and_another_swee
     let mut events = b.subscribe();
     let sweeper = b.spawn_sweeper(Duration::from_millis(250), usize::MAX);
     let left = USERS as usize - SWEPT_BEFORE_KILL;
-    let mut renewed = std::collections::BTreeSet::new();
+    let mut renewed = BTreeMap::new();
     tokio::time::timeout(Duration::from_secs(60), async {
         while renewed.len() < left {
             if let FleetEvent::Refreshed { user, .. } = events.recv().await.unwrap() {
-                renewed.insert(user);
+                renewed.insert(user.get(), Instant::now());
             }
         }
     })
     .await
     .unwrap_or_else(|_| panic!("instance B renewed {} of {left} users", renewed.len()));
     drop(sweeper);
-    assert!(
-        killed.elapsed() >= SHORT_LEASE - Duration::from_millis(500),
-        "users whose lease A held were renewed only once the leases expired ({:?})",
-        killed.elapsed()
-    );
+    for (user, lease_end) in &held {
+        let at = renewed[user];
+        // A little slack for the two clocks (the database's ends the lease).
+        assert!(
+            at + Duration::from_millis(100) >= *lease_end,
+            "user {user}, whose lease the dead instance held, was renewed {:?} before the lease ended",
+            lease_end.saturating_duration_since(at)
+        );
+    }
 
     assert_one_unbroken_refresh_each(&sandbox, &store, USERS).await;
     store.close().await;
     schema.drop().await;
+}
+
+/// The leases still in force, by user, and how long each has left (on the database's clock).
+async fn live_leases(schema: &Schema) -> Vec<(u64, Duration)> {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(&schema.url).await.unwrap();
+    let now_ms = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT user_id, until_ms - {now_ms} FROM \"{}\".withings_leases WHERE until_ms > {now_ms}",
+        schema.name
+    ))
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(user, left)| (user as u64, Duration::from_millis(left as u64)))
+        .collect()
 }
 
 fn var(name: &str) -> String {
