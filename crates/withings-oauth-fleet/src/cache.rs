@@ -1,15 +1,11 @@
-//! The bounded cache of per-user sessions: one lock-free map (`papaya`), so that the fresh path
-//! is a lookup without a lock (an epoch guard of the calling thread: readers on many cores
-//! don't write to one shared lock word) and the session's own fast path; CLOCK eviction (a
-//! "recently used" bit per user, cleared by a hand that evicts the first user found unused)
-//! over rings kept per shard.
-//!
-//! Every change of a user's entry happens under the lock of the user's shard, so the map sees
-//! one writer per user at a time and the ring and the map agree.
+//! The bounded cache of per-user sessions: shards behind read-write locks, so that the fresh
+//! path is one read lock, one lookup and the session's own fast path; CLOCK eviction (a
+//! "recently used" bit per user, cleared by a hand that evicts the first user found unused).
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::OnceCell;
 use withings_oauth::{AccessToken, Session, UserId};
@@ -48,18 +44,17 @@ impl Member {
 }
 
 pub(crate) struct Cache {
-    /// The fresh path reads only this.
-    members: papaya::HashMap<UserId, Arc<Member>, UserHash>,
-    /// Each shard's users in the order the clock hand visits them; its lock is taken by every
-    /// change of one of its users.
-    shards: Box<[Mutex<Ring>]>,
+    shards: Box<[RwLock<Shard>]>,
     shard_bits: u32,
     per_shard: usize,
 }
 
 #[derive(Default)]
-struct Ring {
-    users: Vec<UserId>,
+struct Shard {
+    /// The fresh path reads only this.
+    members: HashMap<UserId, Arc<Member>, UserHash>,
+    /// The same users in the order the clock hand visits them.
+    ring: Vec<UserId>,
     hand: usize,
 }
 
@@ -72,36 +67,37 @@ impl Cache {
         let shards = 1usize << shard_bits;
         let share = capacity.div_ceil(shards);
         Self {
-            members: papaya::HashMap::builder()
-                .capacity(capacity)
-                .hasher(UserHash)
-                .build(),
-            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            shards: (0..shards).map(|_| RwLock::default()).collect(),
             shard_bits,
             per_shard: share + share / 8 + 16,
         }
     }
 
-    fn shard(&self, user: UserId) -> MutexGuard<'_, Ring> {
-        // Its own mix, so that a shard's users are not those of a few of the map's buckets.
+    fn shard(&self, user: UserId) -> &RwLock<Shard> {
+        // A different mix than the maps' own hash: the users of one shard must still spread
+        // over their map.
         let mixed = splitmix(user.get());
-        self.shards[(mixed >> (64 - self.shard_bits)) as usize]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        &self.shards[(mixed >> (64 - self.shard_bits)) as usize]
     }
 
     /// The fresh path: the cached session's token if it is fresh.
     pub(crate) fn fresh_token(&self, user: UserId) -> Option<AccessToken> {
-        let members = self.members.pin();
-        let member = members.get(&user)?;
+        let shard = self
+            .shard(user)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let member = shard.members.get(&user)?;
         member.touch();
         member.session.get()?.fresh_token()
     }
 
     /// The cached member, if any.
     pub(crate) fn get(&self, user: UserId) -> Option<Arc<Member>> {
-        let members = self.members.pin();
-        let member = members.get(&user)?;
+        let shard = self
+            .shard(user)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let member = shard.members.get(&user)?;
         member.touch();
         Some(member.clone())
     }
@@ -111,30 +107,34 @@ impl Cache {
         if let Some(member) = self.get(user) {
             return member;
         }
-        let mut ring = self.shard(user);
-        let members = self.members.pin();
-        if let Some(member) = members.get(&user) {
+        let mut shard = self
+            .shard(user)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(member) = shard.members.get(&user) {
             return member.clone();
         }
         let member = Arc::new(Member::new(Health::default()));
-        ring.insert(&members, user, member.clone(), self.per_shard);
+        shard.insert(user, member.clone(), self.per_shard);
         member
     }
 
     /// Replaces `old` (if it is still cached for `user`) by a member without a session that
     /// keeps `old`'s health: the next call restores the session from the store.
     pub(crate) fn renew(&self, user: UserId, old: &Arc<Member>) -> Arc<Member> {
-        let mut ring = self.shard(user);
-        let members = self.members.pin();
+        let mut shard = self
+            .shard(user)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let member = Arc::new(Member::new(old.health().clone()));
-        match members.get(&user) {
+        match shard.members.get_mut(&user) {
             Some(current) if Arc::ptr_eq(current, old) => {
-                members.insert(user, member.clone());
+                *current = member.clone();
                 member
             }
             Some(current) => current.clone(),
             None => {
-                ring.insert(&members, user, member.clone(), self.per_shard);
+                shard.insert(user, member.clone(), self.per_shard);
                 member
             }
         }
@@ -142,16 +142,19 @@ impl Cache {
 
     /// Forgets the user.
     pub(crate) fn remove(&self, user: UserId) {
-        let mut ring = self.shard(user);
-        if self.members.pin().remove(&user).is_none() {
+        let mut shard = self
+            .shard(user)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if shard.members.remove(&user).is_none() {
             return;
         }
         // Rare (a forgotten user): a scan of the shard's ring.
-        if let Some(i) = ring.users.iter().position(|u| *u == user) {
-            ring.users.swap_remove(i);
+        if let Some(i) = shard.ring.iter().position(|u| *u == user) {
+            shard.ring.swap_remove(i);
         }
-        if ring.hand >= ring.users.len() {
-            ring.hand = 0;
+        if shard.hand >= shard.ring.len() {
+            shard.hand = 0;
         }
     }
 
@@ -159,47 +162,39 @@ impl Cache {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).users.len())
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).ring.len())
             .sum()
     }
 }
 
-type Members<'a> = papaya::HashMapRef<'a, UserId, Arc<Member>, UserHash, papaya::LocalGuard<'a>>;
-
-impl Ring {
-    /// Adds `user`, a user of this ring's shard (whose lock the caller holds).
-    fn insert(
-        &mut self,
-        members: &Members<'_>,
-        user: UserId,
-        member: Arc<Member>,
-        capacity: usize,
-    ) {
-        if self.users.len() < capacity {
-            self.users.push(user);
-            members.insert(user, member);
+impl Shard {
+    fn insert(&mut self, user: UserId, member: Arc<Member>, capacity: usize) {
+        if self.ring.len() < capacity {
+            self.ring.push(user);
+            self.members.insert(user, member);
             return;
         }
         // CLOCK: give each used member a second chance; within two turns of the hand one is
         // found unused.
         loop {
-            let candidate = self.users[self.hand];
-            let used = members
+            let candidate = self.ring[self.hand];
+            let used = self
+                .members
                 .get(&candidate)
                 .is_some_and(|m| m.used.swap(false, Ordering::Relaxed));
             if !used {
-                members.remove(&candidate);
-                self.users[self.hand] = user;
-                members.insert(user, member);
-                self.hand = (self.hand + 1) % self.users.len();
+                self.members.remove(&candidate);
+                self.ring[self.hand] = user;
+                self.members.insert(user, member);
+                self.hand = (self.hand + 1) % self.ring.len();
                 return;
             }
-            self.hand = (self.hand + 1) % self.users.len();
+            self.hand = (self.hand + 1) % self.ring.len();
         }
     }
 }
 
-/// The hash of the map: user ids are trusted numbers, so a multiply-and-fold is
+/// The hash of the shards' maps: user ids are trusted numbers, so a multiply-and-fold is
 /// enough and costs a few cycles on the fresh path (SipHash costs tens).
 #[derive(Clone, Copy, Default)]
 struct UserHash;

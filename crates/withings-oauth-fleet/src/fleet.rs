@@ -27,7 +27,7 @@ use crate::limiter::{RateLimit, RateLimiter, TokenBucket, request_gate};
 ///
 /// - **Sessions cached, bounded.** Each user asked for gets a [`Session`] restored once from
 ///   the store and kept in a bounded cache (users not asked for lately are dropped first). A
-///   fresh token costs a lookup without a lock and the session's own fast path.
+///   fresh token costs a read lock, a lookup and the session's own fast path.
 /// - **One refresh per user.** Within the instance the session's single flight; across
 ///   instances the store's lease, under which the session reads the store again and adopts a
 ///   pair another instance stored instead of refreshing. A refresh token is never spent twice.

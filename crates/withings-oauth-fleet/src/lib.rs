@@ -18,7 +18,7 @@
 //!
 //! # How a token is handed out
 //! 1. **Fresh**: the user's cached session has a token that does not expire within the margin:
-//!    one lookup without a lock, no call.
+//!    one read lock, one lookup, no call.
 //! 2. **Due**: the session refreshes, once for all the instance's callers; across instances
 //!    the store's lease makes one refresh, and the others adopt its stored pair. At most
 //!    [`concurrent_refreshes`](FleetBuilder::concurrent_refreshes) users refresh at once in
