@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast};
 use tokio::time::Instant;
 use tracing::{info, warn};
 use withings_oauth::{
@@ -89,6 +89,8 @@ struct Inner {
     events: broadcast::Sender<FleetEvent>,
     policy: Policy,
     jitter: Jitter,
+    /// Permits to refresh: see [`FleetBuilder::concurrent_refreshes`].
+    refreshes: Semaphore,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -121,6 +123,7 @@ pub struct FleetBuilder {
     rate_limit: RateLimit,
     policy: Policy,
     events: usize,
+    refreshes: usize,
 }
 
 impl fmt::Debug for FleetBuilder {
@@ -130,6 +133,7 @@ impl fmt::Debug for FleetBuilder {
             .field("capacity", &self.capacity)
             .field("rate_limit", &self.rate_limit)
             .field("policy", &self.policy)
+            .field("concurrent_refreshes", &self.refreshes)
             .finish_non_exhaustive()
     }
 }
@@ -198,6 +202,16 @@ impl FleetBuilder {
         self
     }
 
+    /// How many of this instance's users may be refreshing at once (default 16); callers of
+    /// the others wait in the instance until one is done. A burst of due users (after a
+    /// restart, or with the limiter generous) then makes at most this many users' lease and
+    /// store statements at a time, instead of queueing thousands on the store's connections
+    /// until they time out. Fresh tokens never wait for it.
+    pub fn concurrent_refreshes(mut self, users: usize) -> Self {
+        self.refreshes = users.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
     /// How many events wait for a slow subscriber before it misses the oldest (default 1024).
     pub fn event_capacity(mut self, events: usize) -> Self {
         self.events = events.max(1);
@@ -224,6 +238,7 @@ impl FleetBuilder {
                 events,
                 policy: self.policy,
                 jitter: Jitter(AtomicU64::new(seed)),
+                refreshes: Semaphore::new(self.refreshes),
             }),
         })
     }
@@ -258,6 +273,7 @@ impl Fleet {
                 claim_wait: Duration::from_millis(20),
             },
             events: 1024,
+            refreshes: 16,
         }
     }
 
@@ -368,6 +384,11 @@ impl Fleet {
             }
             self.check_health(user, &member)?;
             let session = self.session(user, &member).await?;
+            // Due: wait for a permit to refresh (never closed, so `ok()` is always some).
+            let _permit = match session.fresh_token() {
+                Some(_) => None,
+                None => self.inner.refreshes.acquire().await.ok(),
+            };
             let before = session.status().expires_at;
             match session.access_token().await {
                 Ok(token) => {

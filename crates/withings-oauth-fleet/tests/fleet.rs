@@ -471,3 +471,35 @@ async fn callers_waiting_for_a_refresh_that_failed_are_told_to_wait_not_sent_to_
     assert_eq!(counters.faults_applied, 1);
     assert_eq!(counters.token_refresh, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_users_refresh_at_once_than_the_fleet_allows() {
+    const USERS: u32 = 8;
+    const SLOW: Duration = Duration::from_millis(150);
+    let sandbox = sandbox(USERS).await;
+    let users = users(USERS);
+    let store = Arc::new(MemoryStore::new());
+    store_logins(&sandbox, &store, &users, Utc::now()).await;
+    // Every token answer takes SLOW: two at a time, eight take four times as long.
+    sandbox
+        .handle()
+        .inject_fault(Endpoint::Token, Fault::Delay(SLOW), USERS);
+    let fleet = Fleet::builder(client(&sandbox), store.clone())
+        .rate_limit(unlimited())
+        .concurrent_refreshes(2)
+        .build()
+        .unwrap();
+
+    let start = std::time::Instant::now();
+    let tokens = join_all(users.iter().map(|&user| fleet.access_token(user))).await;
+    let elapsed = start.elapsed();
+    assert!(tokens.iter().all(Result::is_ok));
+    assert_eq!(
+        sandbox.handle().counters().refresh_granted,
+        u64::from(USERS)
+    );
+    assert!(
+        elapsed >= SLOW * (USERS / 2),
+        "{USERS} refreshes, 2 at a time, took {elapsed:?}"
+    );
+}
