@@ -16,6 +16,10 @@ use crate::health::Health;
 pub(crate) struct Member {
     pub(crate) session: OnceCell<Session>,
     pub(crate) health: Mutex<Health>,
+    /// Callers of this user whose token is due queue here, so that only the first of them
+    /// takes one of the fleet's refresh permits: a busy user's callers can't hold the permits
+    /// other users need while its one refresh runs.
+    pub(crate) refresh_gate: tokio::sync::Mutex<()>,
     used: AtomicBool,
 }
 
@@ -24,6 +28,7 @@ impl Member {
         Self {
             session: OnceCell::new(),
             health: Mutex::new(health),
+            refresh_gate: tokio::sync::Mutex::new(()),
             // Set by the first use: a user that arrives and is never asked for again is the
             // first to go.
             used: AtomicBool::new(false),

@@ -384,11 +384,23 @@ impl Fleet {
             }
             self.check_health(user, &member)?;
             let session = self.session(user, &member).await?;
-            // Due: wait for a permit to refresh (never closed, so `ok()` is always some).
-            let _permit = match session.fresh_token() {
-                Some(_) => None,
-                None => self.inner.refreshes.acquire().await.ok(),
-            };
+            // Due: the user's first caller waits for a permit to refresh (never closed, so
+            // `ok()` is always some); the user's other callers wait behind it, without one,
+            // and find the token it got.
+            let mut _gate = None;
+            let mut _permit = None;
+            if session.fresh_token().is_none() {
+                _gate = Some(member.refresh_gate.lock().await);
+                // What the caller ahead learned holds for those behind it: a user it left
+                // cooling down or needing a new login is not sent to Withings again.
+                if member.health().public.needs_reauthorization {
+                    return Err(FleetError::NeedsReauthorization { user });
+                }
+                self.check_health(user, &member)?;
+                if session.fresh_token().is_none() {
+                    _permit = self.inner.refreshes.acquire().await.ok();
+                }
+            }
             let before = session.status().expires_at;
             match session.access_token().await {
                 Ok(token) => {

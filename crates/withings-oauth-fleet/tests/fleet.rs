@@ -503,3 +503,46 @@ async fn no_more_users_refresh_at_once_than_the_fleet_allows() {
         "{USERS} refreshes, 2 at a time, took {elapsed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_of_one_busy_user_do_not_hold_up_another_users_refresh() {
+    const SLOW: Duration = Duration::from_secs(3);
+    let sandbox = sandbox(2).await;
+    let users = users(2);
+    let (busy, other) = (users[0], users[1]);
+    let store = Arc::new(MemoryStore::new());
+    store_logins(&sandbox, &store, &users, Utc::now()).await;
+    // The busy user's refresh is slow; the other user's is not.
+    sandbox
+        .handle()
+        .inject_fault(Endpoint::Token, Fault::Delay(SLOW), 1);
+    let fleet = Fleet::builder(client(&sandbox), store.clone())
+        .rate_limit(unlimited())
+        .concurrent_refreshes(2)
+        .build()
+        .unwrap();
+
+    // Eight callers ask for the busy user's due token: one refresh, in flight at the sandbox.
+    let waiting: Vec<_> = (0..8)
+        .map(|_| {
+            let fleet = fleet.clone();
+            tokio::spawn(async move { fleet.access_token(busy).await })
+        })
+        .collect();
+    while sandbox.handle().counters().faults_applied == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Two refreshes may run at once: the other user's gets the second permit, not a queue
+    // behind the busy user's callers.
+    fleet.access_token(other).await.unwrap();
+    assert!(
+        waiting.iter().all(|task| !task.is_finished()),
+        "the other user was refreshed while the busy user's refresh was still under way"
+    );
+    for task in waiting {
+        task.await.unwrap().unwrap();
+    }
+    let counters = sandbox.handle().counters();
+    assert_eq!(counters.user(busy.get()).refresh_granted, 1);
+    assert_eq!(counters.user(other.get()).refresh_granted, 1);
+}
