@@ -13,7 +13,9 @@ use zeroize::Zeroizing;
 
 use crate::queries as q;
 use crate::sealed::{self, Column};
-use crate::store::{Pool, SqlStore};
+#[cfg(feature = "sqlite")]
+use crate::store::sqlite_immediate;
+use crate::store::{Pool, SqlStore, execute_write, on_pool};
 
 /// Logins parked by web servers between the request that starts them and the request that
 /// receives their callback, in the table `withings_pending_logins` of a [`SqlStore`]'s
@@ -262,47 +264,21 @@ impl SqlPendingLogins {
         state: &StateHash,
         expired: i64,
     ) -> Result<ParkedLogin, PendingLoginError> {
-        let created: Result<Option<i64>, sqlx::Error> = match self.store.pool() {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => {
-                sqlx::query_scalar(q::PENDING_CREATED_AT)
-                    .bind(state.as_str())
-                    .fetch_optional(p)
-                    .await
-            }
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => {
-                sqlx::query_scalar(q::PENDING_CREATED_AT)
-                    .bind(state.as_str())
-                    .fetch_optional(p)
-                    .await
-            }
-        };
+        let created: Result<Option<i64>, sqlx::Error> = on_pool!(self.store.pool(), p => {
+            sqlx::query_scalar(q::PENDING_CREATED_AT)
+                .bind(state.as_str())
+                .fetch_optional(p)
+                .await
+        });
         match created.map_err(|e| self.failed("read a pending login", e))? {
             None => Err(PendingLoginError::Unknown),
             Some(created) if created <= expired => {
-                let purged: Result<(), sqlx::Error> = match self.store.pool() {
-                    #[cfg(feature = "sqlite")]
-                    Pool::Sqlite(p) => {
-                        async {
-                            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                            sqlx::query(q::DELETE_EXPIRED_PENDING)
-                                .bind(state.as_str())
-                                .bind(expired)
-                                .execute(&mut *tx)
-                                .await?;
-                            tx.commit().await
-                        }
-                        .await
-                    }
-                    #[cfg(feature = "postgres")]
-                    Pool::Postgres(p) => sqlx::query(q::DELETE_EXPIRED_PENDING)
+                let purged = execute_write!(
+                    self.store.pool(),
+                    sqlx::query(q::DELETE_EXPIRED_PENDING)
                         .bind(state.as_str())
                         .bind(expired)
-                        .execute(p)
-                        .await
-                        .map(drop),
-                };
+                );
                 purged.map_err(|e| self.failed("purge a pending login", e))?;
                 Err(PendingLoginError::Expired)
             }

@@ -227,6 +227,11 @@ macro_rules! execute_write {
     };
 }
 
+// For the pending logins and the rate limits, which run their statements on the same pool.
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite_immediate;
+pub(crate) use {execute_write, on_pool};
+
 /// Reads a row of [`q::LOAD`].
 macro_rules! raw_row {
     ($row:expr) => {{

@@ -22,10 +22,7 @@ fn with_params(url: &str, extra: &str) -> String {
 }
 
 fn random_name() -> String {
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).unwrap();
-    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("withings_tls_{suffix}")
+    format!("withings_tls_{}", support::random_suffix())
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ pub fn keys() -> Keyring {
     Keyring::parse(KEYS).unwrap()
 }
 
-fn random_suffix() -> String {
+pub fn random_suffix() -> String {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).unwrap();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
