@@ -388,7 +388,7 @@ impl Fleet {
             // `ok()` is always some); the user's other callers wait behind it, without one,
             // and find the token it got.
             let mut _gate = None;
-            let mut _permit = None;
+            let mut permit = None;
             if session.fresh_token().is_none() {
                 _gate = Some(member.refresh_gate.lock().await);
                 // What the caller ahead learned holds for those behind it: a user it left
@@ -398,7 +398,7 @@ impl Fleet {
                 }
                 self.check_health(user, &member)?;
                 if session.fresh_token().is_none() {
-                    _permit = self.inner.refreshes.acquire().await.ok();
+                    permit = self.inner.refreshes.acquire().await.ok();
                 }
             }
             let before = session.status().expires_at;
@@ -415,10 +415,15 @@ impl Fleet {
                     }
                     return Ok((session, token));
                 }
-                Err(e) => match self.after_failure(user, &member, e, &mut attempt).await {
-                    Next::Retry => continue,
-                    Next::Fail(e) => return Err(e),
-                },
+                Err(e) => {
+                    // The backoff before a retry refreshes nothing: other users may have the
+                    // permit meanwhile.
+                    drop(permit);
+                    match self.after_failure(user, &member, e, &mut attempt).await {
+                        Next::Retry => continue,
+                        Next::Fail(e) => return Err(e),
+                    }
+                }
             }
         }
     }
