@@ -10,6 +10,8 @@ use sqlx::Row;
 use withings_oauth::StoreError;
 
 use crate::queries as q;
+#[cfg(feature = "sqlite")]
+use crate::store::sqlite_immediate;
 use crate::store::{Pool, SqlStore, millis};
 
 /// The longest wait [`SqlBucket::try_take`] reports: a caller checks again after it.
@@ -193,24 +195,17 @@ impl SqlBucket {
         let (burst, rate, slowed) = self.rates_per_ms();
         let taken: Result<bool, sqlx::Error> = match self.store.pool() {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => {
-                async {
-                    // BEGIN IMMEDIATE: the write lock first, waiting for other processes up
-                    // to the busy timeout, instead of SQLITE_BUSY on the upgrade.
-                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                    let row = sqlx::query(q::SQLITE_TAKE_TOKEN)
-                        .bind(&*self.name)
-                        .bind(burst)
-                        .bind(rate)
-                        .bind(slowed)
-                        .bind(crate::store::now_millis())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok(row.is_some())
-                }
-                .await
-            }
+            // A row changed (inserted, or updated because a token was there) is a token taken.
+            Pool::Sqlite(pool) => sqlite_immediate!(
+                pool,
+                sqlx::query(q::SQLITE_TAKE_TOKEN)
+                    .bind(&*self.name)
+                    .bind(burst)
+                    .bind(rate)
+                    .bind(slowed)
+                    .bind(crate::store::now_millis())
+            )
+            .map(|rows| rows > 0),
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => sqlx::query(q::POSTGRES_TAKE_TOKEN)
                 .bind(&*self.name)
@@ -233,12 +228,13 @@ impl SqlBucket {
         let burst = f64::from(self.params.burst);
         let result = match self.store.pool() {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlx::query(q::SQLITE_GIVE_BACK)
-                .bind(&*self.name)
-                .bind(burst)
-                .execute(pool)
-                .await
-                .map(drop),
+            Pool::Sqlite(pool) => sqlite_immediate!(
+                pool,
+                sqlx::query(q::SQLITE_GIVE_BACK)
+                    .bind(&*self.name)
+                    .bind(burst)
+            )
+            .map(drop),
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => sqlx::query(q::POSTGRES_GIVE_BACK)
                 .bind(&*self.name)
@@ -257,13 +253,14 @@ impl SqlBucket {
         let period = millis(period);
         let result = match self.store.pool() {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlx::query(q::SQLITE_SLOW_BUCKET)
-                .bind(&*self.name)
-                .bind(period)
-                .bind(crate::store::now_millis())
-                .execute(pool)
-                .await
-                .map(drop),
+            Pool::Sqlite(pool) => sqlite_immediate!(
+                pool,
+                sqlx::query(q::SQLITE_SLOW_BUCKET)
+                    .bind(&*self.name)
+                    .bind(period)
+                    .bind(crate::store::now_millis())
+            )
+            .map(drop),
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => sqlx::query(q::POSTGRES_SLOW_BUCKET)
                 .bind(&*self.name)
