@@ -115,8 +115,8 @@
 //! every instance opening the database finishes the logins any of them started. A row per
 //! login (migration 0002): the SHA-256 of its `state` (the key), the hash of the browser
 //! binding, the owner, the creation time (Unix ms), redirect URI, scopes, the demo flag, and
-//! the `state` itself sealed as tokens are (bound to the column and the state hash; in clear
-//! without keys). A take is one `DELETE ... WHERE state_hash = $1 AND browser_hash = $2
+//! the `state` itself sealed as tokens are (bound to the column and every other column of the
+//! row; in clear without keys). A take is one `DELETE ... WHERE state_hash = $1 AND browser_hash = $2
 //! RETURNING ...`: of instances racing for one callback, one gets the login. A put purges
 //! expired rows and drops the owner's oldest beyond the cap (5 by default) in one
 //! transaction.

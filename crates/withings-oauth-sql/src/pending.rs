@@ -23,9 +23,9 @@ use crate::store::{Pool, SqlStore, execute_write, on_pool};
 /// finishes the logins any of them started.
 ///
 /// Made by [`SqlStore::pending_logins`]: it shares the store's connection pool, migrations
-/// and keys. With keys, the `state` of each login (a secret) is sealed as tokens are, bound
-/// to its row; the other columns (hashes, owner, creation time, redirect URI, scopes, demo
-/// flag) are stored in clear.
+/// and keys. With keys, the `state` of each login (a secret) is sealed as tokens are; the
+/// other columns (hashes, owner, creation time, redirect URI, scopes, demo flag) are stored
+/// in clear but bound to the seal, so a row changed in the database is refused as damaged.
 ///
 /// It keeps the [`PendingLoginStore`] contract:
 /// - a [`take`](PendingLoginStore::take) is one statement, `DELETE ... WHERE state_hash = $1
@@ -137,13 +137,21 @@ impl SqlPendingLogins {
 
     async fn park(&self, login: ParkedLogin) -> Result<(), PendingLoginError> {
         let hash = login.state_hash().as_str();
+        let scopes = login.scopes().to_string();
         let state = sealed::seal_for_row(
             self.store.keyring(),
-            hash.as_bytes(),
+            &row_binding(
+                hash,
+                login.browser().as_str(),
+                login.owner(),
+                login.created_at().timestamp_millis(),
+                login.redirect_uri().as_str(),
+                &scopes,
+                login.is_demo(),
+            ),
             Column::PendingState,
             login.reveal_state().expose_secret(),
         );
-        let scopes = login.scopes().to_string();
         let keep_others = i64::try_from(self.per_owner - 1).unwrap_or(i64::MAX);
         let expired = self.expired_at_or_before();
         macro_rules! put_in {
@@ -300,9 +308,18 @@ impl SqlPendingLogins {
                 self.store.location()
             ))
         };
+        let binding = row_binding(
+            hash.as_str(),
+            browser.as_str(),
+            &row.owner,
+            row.created_at_ms,
+            &row.redirect_uri,
+            &row.scopes,
+            row.demo,
+        );
         let state: Zeroizing<String> = sealed::open_for_row(
             self.store.keyring(),
-            hash.as_str().as_bytes(),
+            &binding,
             Column::PendingState,
             &row.state,
         )
@@ -331,6 +348,36 @@ impl SqlPendingLogins {
         }
         Ok(login)
     }
+}
+
+/// What the sealed `state` of a login is bound to: every column of its row, each prefixed by
+/// its length. With keys, a row whose owner, browser, redirect URI, scopes, demo flag or age
+/// was changed in the database (to link someone's Withings account to another owner, say) no
+/// longer opens, and is refused as damaged.
+fn row_binding(
+    state_hash: &str,
+    browser_hash: &str,
+    owner: &str,
+    created_at_ms: i64,
+    redirect_uri: &str,
+    scopes: &str,
+    demo: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        state_hash.len()
+            + browser_hash.len()
+            + owner.len()
+            + redirect_uri.len()
+            + scopes.len()
+            + 60,
+    );
+    for field in [state_hash, browser_hash, owner, redirect_uri, scopes] {
+        out.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        out.extend_from_slice(field.as_bytes());
+    }
+    out.extend_from_slice(&created_at_ms.to_be_bytes());
+    out.push(u8::from(demo));
+    out
 }
 
 impl PendingLoginStore for SqlPendingLogins {

@@ -282,6 +282,21 @@ async fn purges_and_cap_in_the_table(db: &Database) {
         4,
         "the damaged row is gone"
     );
+
+    // A row moved to another owner in the database (to link alice's Withings account to
+    // mallory's): refused as damaged, never handed out under the new owner.
+    let moved = &alices[4];
+    db.execute(&format!(
+        "UPDATE withings_pending_logins SET owner = 'mallory' WHERE state_hash = '{}'",
+        moved.as_str()
+    ))
+    .await;
+    let error = store.take(moved, &browser.hash()).await.unwrap_err();
+    assert!(matches!(error, PendingLoginError::Store(_)), "{error:?}");
+    assert!(
+        error.to_string().contains("start the login again"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
