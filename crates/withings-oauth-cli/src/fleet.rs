@@ -25,7 +25,7 @@ const NAMED: usize = 20;
 struct Status {
     store: String,
     users: usize,
-    /// The access token is valid beyond the refresh margin (5 minutes).
+    /// The access token is valid beyond the refresh margin ([`DEFAULT_MARGIN`]).
     fresh: usize,
     /// It expires within the margin: the next use refreshes it.
     due: usize,
@@ -58,13 +58,9 @@ struct RateLimitStatus {
     slowed_for_seconds: Option<f64>,
 }
 
-/// Whether a login whose access token expired at `expires_at` went unused for `idle`.
-fn idle_since(expires_at: DateTime<Utc>, idle: Duration, now: DateTime<Utc>) -> bool {
-    chrono::TimeDelta::from_std(idle)
-        .ok()
-        .and_then(|idle| expires_at.checked_add_signed(idle))
-        .is_some_and(|due| due <= now)
-}
+// Whether a login went unused for `idle`: the fleet's own rule, so that the idle count of
+// `status` is what `sweep` renews.
+use withings_oauth_fleet::is_idle as idle_since;
 
 fn rate_limit(args: &RateLimitArgs) -> RateLimit {
     RateLimit::per_minute(args.rate_limit)
@@ -167,12 +163,13 @@ fn named(users: &[u64]) -> String {
 fn print_status(status: &Status, idle_after: Duration, now: DateTime<Utc>) -> Result<(), CliError> {
     say!("store: {}", status.store)?;
     say!("users: {}", status.users)?;
+    let margin = DEFAULT_MARGIN.num_minutes();
     say!(
-        "  fresh:          {:>6}  (access token valid for more than 5 minutes)",
+        "  fresh:          {:>6}  (access token valid for more than {margin} minutes)",
         status.fresh
     )?;
     say!(
-        "  due:            {:>6}  (expires within 5 minutes: refreshed on the next use)",
+        "  due:            {:>6}  (expires within {margin} minutes: refreshed on the next use)",
         status.due
     )?;
     say!(

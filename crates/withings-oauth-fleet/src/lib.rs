@@ -109,4 +109,4 @@ pub use health::UserHealth;
 pub use limiter::{RateLimit, RateLimiter, TokenBucket, request_gate};
 #[cfg(feature = "sql")]
 pub use sql_limiter::SqlRateLimiter;
-pub use sweep::{SweepReport, Sweeper};
+pub use sweep::{SweepReport, Sweeper, is_idle};

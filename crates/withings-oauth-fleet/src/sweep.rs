@@ -30,12 +30,29 @@ pub struct SweepReport {
 }
 
 /// Whether a login whose access token expires (or expired) at `expires_at` has gone unused
-/// for `idle`: every refresh moves its expiry three hours ahead.
-fn idle_since_due(expires_at: DateTime<Utc>, idle: Duration) -> bool {
+/// for `idle` by `now`: every refresh moves its expiry three hours ahead, so this is what
+/// [`Fleet::sweep_once`] renews, given its
+/// [`sweep_idle_after`](crate::FleetBuilder::sweep_idle_after).
+///
+/// ```
+/// use std::time::Duration;
+/// use chrono::{TimeDelta, Utc};
+/// use withings_oauth_fleet::is_idle;
+///
+/// let now = Utc::now();
+/// let day = Duration::from_secs(86_400);
+/// assert!(is_idle(now - TimeDelta::days(2), day, now));
+/// assert!(!is_idle(now - TimeDelta::hours(2), day, now));
+/// ```
+pub fn is_idle(expires_at: DateTime<Utc>, idle: Duration, now: DateTime<Utc>) -> bool {
     chrono::TimeDelta::from_std(idle)
         .ok()
         .and_then(|idle| expires_at.checked_add_signed(idle))
-        .is_some_and(|due| due <= Utc::now())
+        .is_some_and(|due| due <= now)
+}
+
+fn idle_since_due(expires_at: DateTime<Utc>, idle: Duration) -> bool {
+    is_idle(expires_at, idle, Utc::now())
 }
 
 /// A background sweep started by [`Fleet::spawn_sweeper`]; dropping it stops the sweep.
