@@ -161,7 +161,9 @@ macro_rules! embed_migrations {
     };
 }
 
+mod batch;
 mod error;
+mod grouped;
 mod keys;
 mod location;
 mod pending;

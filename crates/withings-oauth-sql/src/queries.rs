@@ -83,16 +83,6 @@ pub(crate) const SQLITE_LEASE_UNTIL: &str =
     "SELECT until_ms FROM withings_leases WHERE user_id = $1";
 
 #[cfg(feature = "postgres")]
-/// PostgreSQL: $1 user, $2 owner, $3 time to live (ms), on the database's clock so that
-/// instances whose clocks disagree still agree on when a lease ends.
-pub(crate) const POSTGRES_CLAIM_LEASE: &str = "INSERT INTO withings_leases AS l \
-    (user_id, owner, until_ms) \
-    VALUES ($1, $2, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + $3) \
-    ON CONFLICT (user_id) DO UPDATE SET owner = $2, \
-    until_ms = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + $3 \
-    WHERE l.until_ms <= CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
-
-#[cfg(feature = "postgres")]
 /// PostgreSQL: $1 user. Milliseconds left on the lease (negative once expired).
 pub(crate) const POSTGRES_LEASE_LEFT: &str = "SELECT until_ms - \
     CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
@@ -235,3 +225,53 @@ pub(crate) const SQLITE_GIVE_BACK: &str =
 #[cfg(feature = "postgres")]
 pub(crate) const POSTGRES_GIVE_BACK: &str =
     "UPDATE withings_rate_limits SET tokens = LEAST($2, tokens + 1) WHERE name = $1";
+
+// Group commit on PostgreSQL (see `batch`): one statement for the calls of one kind gathered
+// while the previous one ran, each call's values in arrays, one element per call.
+
+#[cfg(feature = "postgres")]
+/// [`LOAD`] for the users in $1, each row followed by its user id.
+pub(crate) const POSTGRES_LOAD_MANY: &str = "SELECT version, login_required, access_token, \
+    refresh_token, token_type, scopes, expires_at, user_id FROM withings_credentials \
+    WHERE user_id = ANY($1) AND deleted = FALSE";
+
+#[cfg(feature = "postgres")]
+/// Takes the leases of many users, unless another owner holds one that has not expired: $1
+/// users (each once), $2 owners, $3 times to live (ms), on the database's clock so that
+/// instances whose clocks disagree still agree on when a lease ends. Rows are taken in the
+/// order of their users. Returns the users whose lease was taken.
+pub(crate) const POSTGRES_CLAIM_LEASES: &str = "INSERT INTO withings_leases AS l \
+    (user_id, owner, until_ms) \
+    SELECT v.user_id, v.owner, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + v.ttl \
+    FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) AS v(user_id, owner, ttl) \
+    ORDER BY v.user_id \
+    ON CONFLICT (user_id) DO UPDATE SET owner = EXCLUDED.owner, until_ms = EXCLUDED.until_ms \
+    WHERE l.until_ms <= CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
+    RETURNING user_id";
+
+#[cfg(feature = "postgres")]
+/// [`SAVE_VERSION`] for many users: $1 users (each once), $2 access tokens, $3 refresh tokens,
+/// $4 key ids, $5 token types, $6 scopes, $7 expiries, $8 the expected versions, $9 now.
+/// Returns the users written and their new versions; the others were not written. The store
+/// sends the users in ascending order, so that the rows are locked in that order.
+pub(crate) const POSTGRES_SAVE_MANY: &str = "UPDATE withings_credentials AS c SET \
+    version = c.version + 1, login_required = FALSE, access_token = v.access_token, \
+    refresh_token = v.refresh_token, key_id = v.key_id, token_type = v.token_type, \
+    scopes = v.scopes, expires_at = v.expires_at, refreshed_at = $9, failure_count = 0, \
+    updated_at = $9 \
+    FROM unnest($1::BIGINT[], $2::BYTEA[], $3::BYTEA[], $4::TEXT[], $5::TEXT[], $6::TEXT[], \
+    $7::BIGINT[], $8::BIGINT[]) \
+    AS v(user_id, access_token, refresh_token, key_id, token_type, scopes, expires_at, expected) \
+    WHERE c.user_id = v.user_id AND c.version = v.expected AND c.deleted = FALSE \
+    RETURNING c.user_id, c.version";
+
+#[cfg(feature = "postgres")]
+/// [`RELEASE_LEASE`] for many leases: $1 users, $2 owners. The rows are locked in the order
+/// of their users first, as [`POSTGRES_CLAIM_LEASES`] takes them, so that a release and a
+/// claim running at once never wait for each other in a circle.
+pub(crate) const POSTGRES_RELEASE_LEASES: &str = "WITH doomed AS (SELECT l.user_id \
+    FROM withings_leases AS l \
+    JOIN unnest($1::BIGINT[], $2::TEXT[]) AS v(user_id, owner) \
+    ON l.user_id = v.user_id AND l.owner = v.owner \
+    ORDER BY l.user_id FOR UPDATE OF l) \
+    DELETE FROM withings_leases AS l USING doomed WHERE l.user_id = doomed.user_id";

@@ -14,6 +14,7 @@ use crate::keys::Keyring;
 use crate::sealed::{self, Column};
 
 /// A user's row as read (tombstones are never read as entries).
+#[derive(Clone)]
 pub(crate) struct RawRow {
     pub(crate) version: i64,
     pub(crate) login_required: bool,

@@ -12,6 +12,8 @@ use withings_oauth::{
     TokenStore, UserId, Version, VersionedEntry, ensure_owner,
 };
 
+use crate::batch::Batcher;
+use crate::grouped::{self, Batches};
 use crate::keys::Keyring;
 use crate::location::Location;
 use crate::queries as q;
@@ -227,12 +229,30 @@ macro_rules! execute_write {
     };
 }
 
-// For the pending logins and the rate limits, which run their statements on the same pool.
+/// Runs `$body` (which gives a `Result<_, sqlx::Error>`) in a `BEGIN IMMEDIATE` transaction
+/// on a SQLite pool, `$tx` naming the transaction, and commits: the many writes of a batch in
+/// one commit.
 #[cfg(feature = "sqlite")]
-pub(crate) use sqlite_immediate;
-pub(crate) use {execute_write, on_pool};
+macro_rules! sqlite_immediate_tx {
+    ($pool:expr, $tx:ident => $body:block) => {
+        async {
+            let mut $tx = $pool.begin_with("BEGIN IMMEDIATE").await?;
+            let value: Result<_, sqlx::Error> = async { $body }.await;
+            let value = value?;
+            $tx.commit().await?;
+            Ok::<_, sqlx::Error>(value)
+        }
+        .await
+    };
+}
 
-/// Reads a row of [`q::LOAD`].
+// For the pending logins, the rate limits and the batches, which run their statements on the
+// same pool.
+pub(crate) use {execute_write, on_pool};
+#[cfg(feature = "sqlite")]
+pub(crate) use {sqlite_immediate, sqlite_immediate_tx};
+
+/// Reads a row of [`q::LOAD`] (or of a statement whose first columns are its columns).
 macro_rules! raw_row {
     ($row:expr) => {{
         let row = $row;
@@ -268,7 +288,7 @@ macro_rules! write_query {
     };
 }
 
-fn bind_sealed<'q, DB>(
+pub(crate) fn bind_sealed<'q, DB>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
     user: i64,
     sealed: &'q SealedCredentials,
@@ -300,6 +320,8 @@ enum Change<'a> {
     Delete,
 }
 
+pub(crate) use raw_row;
+
 /// What a compare-and-swap write found.
 enum Outcome {
     Written(i64),
@@ -324,6 +346,8 @@ struct Inner {
     keys: Option<Keyring>,
     max_lease: Duration,
     local: LocalLeases,
+    /// Calls gathered into one statement or transaction each: see [`crate::batch`].
+    batches: Batches,
 }
 
 impl fmt::Debug for SqlStore {
@@ -394,6 +418,7 @@ impl SqlStore {
                 max_lease: options.max_lease,
                 local: LocalLeases::new(),
                 releases: Arc::default(),
+                batches: Batches::default(),
             }),
         };
         store.prepare_schema(&options).await?;
@@ -620,7 +645,12 @@ impl SqlStore {
 
     /// A database failure, saying what to do, without the password.
     pub(crate) fn fail(&self, action: &str, error: sqlx::Error) -> StoreError {
-        crate::error::database_failure(&self.inner.location, action, &error)
+        self.failure(action, &error)
+    }
+
+    /// [`fail`](Self::fail), for an error that several callers share.
+    pub(crate) fn failure(&self, action: &str, error: &sqlx::Error) -> StoreError {
+        crate::error::database_failure(&self.inner.location, action, error)
     }
 
     fn user_id(&self, user: UserId) -> Result<i64, StoreError> {
@@ -634,14 +664,54 @@ impl SqlStore {
 
     async fn load_entry(&self, user: UserId) -> Result<Option<VersionedEntry>, StoreError> {
         let id = self.user_id(user)?;
-        let raw: Result<Option<RawRow>, sqlx::Error> = on_pool!(&self.inner.pool, p => async {
-            match sqlx::query(q::LOAD).bind(id).fetch_optional(p).await? {
-                Some(row) => Ok(Some(raw_row!(row))),
-                None => Ok(None),
+        let raw = match &self.inner.pool {
+            // Gathered with the other loads in flight: one statement for them all.
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => {
+                Batcher::submit(self, |s| &s.inner.batches.loads, grouped::load, id).await??
             }
-        }.await);
-        let raw = raw.map_err(|e| self.fail("read a login", e))?;
+            // Reads of a SQLite file are local and run side by side: each on its own.
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => {
+                let raw: Result<Option<RawRow>, sqlx::Error> = async {
+                    match sqlx::query(q::LOAD).bind(id).fetch_optional(p).await? {
+                        Some(row) => Ok(Some(raw_row!(row))),
+                        None => Ok(None),
+                    }
+                }
+                .await;
+                raw.map_err(|e| self.fail("read a login", e))?
+            }
+        };
         raw.map(|raw| self.open_row(user, raw)).transpose()
+    }
+
+    /// Saves `sealed` over `expected`: refreshed credentials go with the other saves in
+    /// flight, in one statement or transaction; a save the batch did not write (a conflict)
+    /// and every other save go alone, which reads and reports what is stored.
+    async fn save_sealed(
+        &self,
+        user: UserId,
+        sealed: SealedCredentials,
+        expected: Expected,
+    ) -> Result<Version, StoreError> {
+        let sealed = match expected {
+            Expected::Version(version) => {
+                let save = grouped::Save {
+                    user: self.user_id(user)?,
+                    sealed,
+                    expected: i64::try_from(version.get()).unwrap_or(i64::MAX),
+                };
+                match Batcher::submit(self, |s| &s.inner.batches.saves, grouped::save, save)
+                    .await??
+                {
+                    Ok(version) => return Ok(Version::new(version as u64)),
+                    Err(sealed) => sealed,
+                }
+            }
+            Expected::Absent => sealed,
+        };
+        self.write(user, expected, Change::Save(&sealed)).await
     }
 
     fn open_row(&self, user: UserId, raw: RawRow) -> Result<VersionedEntry, StoreError> {
@@ -720,33 +790,20 @@ impl SqlStore {
         }
     }
 
-    /// Tries once to take the user's lease in the database.
-    async fn claim(&self, user: i64, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let ttl = millis(ttl);
-        let result: Result<u64, sqlx::Error> = match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => {
-                sqlite_immediate!(
-                    p,
-                    sqlx::query(q::SQLITE_CLAIM_LEASE)
-                        .bind(user)
-                        .bind(owner)
-                        .bind(now_millis())
-                        .bind(ttl)
-                )
-            }
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => sqlx::query(q::POSTGRES_CLAIM_LEASE)
-                .bind(user)
-                .bind(owner)
-                .bind(ttl)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()),
+    /// Tries once to take the user's lease in the database (with the other claims in flight):
+    /// its release if it was taken.
+    async fn claim(
+        &self,
+        user: i64,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Release>, StoreError> {
+        let claim = grouped::Claim {
+            user,
+            owner: owner.to_owned(),
+            ttl_ms: millis(ttl),
         };
-        result
-            .map(|rows| rows == 1)
-            .map_err(|e| self.fail("take a refresh lease", e))
+        Batcher::submit(self, |s| &s.inner.batches.claims, grouped::claim, claim).await?
     }
 
     /// How long the user's lease is still held by someone, if it is.
@@ -784,13 +841,7 @@ impl SqlStore {
             // Taken before the claim, so this process believes the lease ends no later than
             // the database does.
             let asked = Instant::now();
-            if self.claim(id, &owner, ttl).await? {
-                let release = Release {
-                    releases: self.inner.releases.clone(),
-                    pool: self.inner.pool.clone(),
-                    user: id,
-                    owner,
-                };
+            if let Some(release) = self.claim(id, &owner, ttl).await? {
                 return Ok(Lease::new((local, release), Some(asked + ttl)));
             }
             // Held by another process: wait for its release (polled) or its expiry.
@@ -821,12 +872,22 @@ struct Releases {
 }
 
 /// Releases a database lease when the session drops it. `Drop` can't wait, so the release
-/// runs as a task; without a runtime (or if the task never runs) the lease simply expires.
-struct Release {
-    releases: Arc<Releases>,
-    pool: Pool,
+/// runs as a task (gathered with the other releases in flight); without a runtime (or if the
+/// task never runs) the lease simply expires.
+pub(crate) struct Release {
+    store: SqlStore,
     user: i64,
     owner: String,
+}
+
+impl Release {
+    pub(crate) fn new(store: &SqlStore, user: i64, owner: String) -> Self {
+        Self {
+            store: store.clone(),
+            user,
+            owner,
+        }
+    }
 }
 
 impl Drop for Release {
@@ -834,23 +895,20 @@ impl Drop for Release {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (pool, user, owner) = (
-            self.pool.clone(),
-            self.user,
-            std::mem::take(&mut self.owner),
+        let (store, lease) = (
+            self.store.clone(),
+            (self.user, std::mem::take(&mut self.owner)),
         );
-        let releases = self.releases.clone();
+        let releases = store.inner.releases.clone();
         releases.running.fetch_add(1, Ordering::AcqRel);
         runtime.spawn(async move {
-            let result = execute_write!(
-                &pool,
-                sqlx::query(q::RELEASE_LEASE)
-                    .bind(user)
-                    .bind(owner.as_str())
-            );
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "a refresh lease was not released; it will expire");
-            }
+            let _ = Batcher::submit(
+                &store,
+                |s| &s.inner.batches.releases,
+                grouped::release,
+                lease,
+            )
+            .await;
             releases.running.fetch_sub(1, Ordering::AcqRel);
             releases.done.notify_waiters();
         });
@@ -871,7 +929,7 @@ impl TokenStore for SqlStore {
         Box::pin(async move {
             ensure_owner(user, credentials)?;
             let sealed = row::seal(self.inner.keys.as_ref(), user.get(), credentials);
-            self.write(user, expected, Change::Save(&sealed)).await
+            self.save_sealed(user, sealed, expected).await
         })
     }
 

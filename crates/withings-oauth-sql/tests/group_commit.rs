@@ -1,0 +1,201 @@
+//! Calls in flight together share a statement (PostgreSQL) or a transaction (SQLite): each
+//! caller still gets its own answer, a conflict stays the caller's own, and leases stay
+//! exclusive, on both backends.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use withings_oauth::{Expected, StoreError, TokenStore, UserId, Version, testing};
+use withings_oauth_sql::{SqlOptions, SqlStore};
+
+const USERS: u64 = 120;
+
+fn user(i: u64) -> UserId {
+    UserId::new(5_000 + i)
+}
+
+/// Every user saved once (version 1), then, all at once: two saves of each user expecting
+/// version 1 (one must win, the other conflict), and for every third user a third save
+/// expecting a version that never was.
+async fn saves_in_flight_together(store: SqlStore) {
+    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
+    for i in 0..USERS {
+        let first = testing::credentials(user(i), &format!("a{i}"), &format!("r{i}"), expires);
+        store.save(user(i), &first, Expected::Absent).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..USERS {
+        let stale = (i % 3 == 0).then_some(Version::new(7));
+        for (n, expected) in [Some(Version::FIRST), Some(Version::FIRST), stale]
+            .into_iter()
+            .enumerate()
+        {
+            let Some(expected) = expected else { continue };
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let new = testing::credentials(
+                    user(i),
+                    &format!("a{i}-{n}"),
+                    &format!("r{i}-{n}"),
+                    expires,
+                );
+                let result = store.save(user(i), &new, Expected::Version(expected)).await;
+                (i, n, result)
+            }));
+        }
+    }
+    let mut winners: HashMap<u64, usize> = HashMap::new();
+    for task in tasks {
+        let (i, n, result) = task.await.unwrap();
+        match result {
+            Ok(version) => {
+                assert_eq!(version, Version::new(2), "user {i}, save {n}");
+                assert!(n < 2, "user {i}: the save expecting version 7 was written");
+                assert!(
+                    winners.insert(i, n).is_none(),
+                    "user {i}: two saves expecting version 1 were both written"
+                );
+            }
+            Err(StoreError::Conflict(conflict)) => {
+                assert_eq!(conflict.user, user(i));
+                let current = conflict.current_version().expect("the user's entry");
+                assert!(current >= Version::FIRST, "user {i}: {current}");
+            }
+            Err(other) => panic!("user {i}, save {n}: {other}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        USERS as usize,
+        "a user's saves were all refused"
+    );
+    for (i, n) in winners {
+        let stored = store.load(user(i)).await.unwrap().unwrap();
+        assert_eq!(stored.version, Version::new(2));
+        let credentials = stored.credentials().unwrap();
+        assert_eq!(
+            credentials.access_token().expose_secret(),
+            format!("a{i}-{n}"),
+            "user {i}: the stored login is not the save that was told it won"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_in_flight_together_on_postgres_each_get_their_own_answer() {
+    let schemas = support::Schemas::new();
+    let schema = schemas.fresh();
+    let options = SqlOptions::default().keys(support::keys());
+    saves_in_flight_together(support::postgres_store(schemas.url(), &schema, options).await).await;
+    schemas.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_in_flight_together_on_sqlite_each_get_their_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqlOptions::default().keys(support::keys());
+    saves_in_flight_together(
+        SqlStore::connect(&support::sqlite_url(&dir), options)
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+/// Two handles (two pools, as two processes), three tasks each per user, every task taking
+/// the user's lease at once: never two holders of one user, and every task gets the lease
+/// soon (each release reaches the database, none waits for an expiry).
+async fn leases_in_flight_together(a: SqlStore, b: SqlStore) {
+    let holders: Arc<Vec<AtomicUsize>> = Arc::new((0..40).map(|_| AtomicUsize::new(0)).collect());
+    let mut tasks = Vec::new();
+    for i in 0..40u64 {
+        for store in [&a, &b, &a, &b, &a, &b] {
+            let (store, holders) = (store.clone(), holders.clone());
+            tasks.push(tokio::spawn(async move {
+                let lease = store.lease(user(i), Duration::from_secs(60)).await.unwrap();
+                let before = holders[i as usize].fetch_add(1, Ordering::SeqCst);
+                assert_eq!(before, 0, "user {i} had two lease holders at once");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                holders[i as usize].fetch_sub(1, Ordering::SeqCst);
+                drop(lease);
+            }));
+        }
+    }
+    let all = async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(40), all)
+        .await
+        .expect("a lease waited for its expiry: a release was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_in_flight_together_on_postgres_stay_exclusive() {
+    let schemas = support::Schemas::new();
+    let schema = schemas.fresh();
+    let a = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
+    let b = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
+    leases_in_flight_together(a, b).await;
+    schemas.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_in_flight_together_on_sqlite_stay_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::sqlite_url(&dir);
+    let a = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    let b = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    leases_in_flight_together(a, b).await;
+}
+
+/// A caller that gives up while its claim is in flight leaves no lease behind: another
+/// process gets the user's lease at once, not after the minute the claim asked for.
+async fn abandoned_claims_leave_no_lease(a: SqlStore, b: SqlStore) {
+    for round in 0..20u64 {
+        let target = user(1_000 + round);
+        // Give up at once, or a little later: some claims are abandoned before they are
+        // sent, some while the database runs them, some after.
+        let patience = Duration::from_micros(200 * round);
+        let _ = tokio::time::timeout(patience, a.lease(target, Duration::from_secs(60))).await;
+        let taken = tokio::time::timeout(
+            Duration::from_secs(10),
+            b.lease(target, Duration::from_secs(60)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: an abandoned claim kept the lease"));
+        drop(taken.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_claims_on_postgres_leave_no_lease() {
+    let schemas = support::Schemas::new();
+    let schema = schemas.fresh();
+    let a = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
+    let b = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
+    abandoned_claims_leave_no_lease(a, b).await;
+    schemas.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_claims_on_sqlite_leave_no_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::sqlite_url(&dir);
+    let a = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    let b = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    abandoned_claims_leave_no_lease(a, b).await;
+}
