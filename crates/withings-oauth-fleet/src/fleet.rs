@@ -202,11 +202,13 @@ impl FleetBuilder {
         self
     }
 
-    /// How many of this instance's users may be refreshing at once (default 16); callers of
+    /// How many of this instance's users may be refreshing at once (default 64); callers of
     /// the others wait in the instance until one is done. A burst of due users (after a
-    /// restart, or with the limiter generous) then makes at most this many users' lease and
-    /// store statements at a time, instead of queueing thousands on the store's connections
-    /// until they time out. Fresh tokens never wait for it.
+    /// restart, or with the limiter generous) then keeps at most this many refreshes in
+    /// flight, instead of queueing thousands on the store until they time out. A SQL store
+    /// gathers the statements of the refreshes in flight (see `withings_oauth_sql`'s group
+    /// commit), so more of them share each round trip and commit. Fresh tokens never wait
+    /// for it.
     pub fn concurrent_refreshes(mut self, users: usize) -> Self {
         self.refreshes = users.clamp(1, Semaphore::MAX_PERMITS);
         self
@@ -273,7 +275,7 @@ impl Fleet {
                 claim_wait: Duration::from_millis(20),
             },
             events: 1024,
-            refreshes: 16,
+            refreshes: 64,
         }
     }
 

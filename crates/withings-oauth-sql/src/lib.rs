@@ -7,6 +7,7 @@
 //! - [Keys](#keys): encryption at rest, rotation
 //! - [Tables and migrations](#tables-and-migrations)
 //! - [The refresh lease](#the-refresh-lease): why a row lease
+//! - [Group commit](#group-commit): refreshes in flight share statements and commits
 //! - [Pending logins](#pending-logins): web servers' logins between connect and callback
 //! - [Shared rate limits](#shared-rate-limits): [`SqlBucket`]
 //! - [Errors](#errors)
@@ -107,6 +108,24 @@
 //! hangs, only when its connection dies; and SQLite has nothing like it. A row lease costs
 //! two short statements, works the same on both backends, expires in-process as the
 //! conformance kit expects, and can be inspected with a `SELECT`.
+//!
+//! # Group commit
+//! A refresh makes four trips to the database: it reads the login, claims the lease, saves
+//! the new pair over the version it read, and releases the lease. A store gathers the calls of
+//! each kind that arrive while one of that kind is running, and sends them together: one
+//! statement on PostgreSQL (the values in arrays: `unnest`, `= ANY`), one transaction, so one
+//! commit, on SQLite. A lone call goes at once, as it would alone; under load, many refreshes
+//! share each round trip and each commit, and a store handle runs at most one statement of
+//! each kind at a time, whatever the number of refreshes in flight.
+//!
+//! Each caller still gets its own answer. A save the batch did not write (its version was not
+//! the stored one) is made again on its own, which reads what is stored and reports the
+//! [`Conflict`](withings_oauth::Conflict), exactly as an ungathered save would. Rows are
+//! locked in the order of their users, so batches of different processes never wait for each
+//! other in a circle; if the database still breaks one (a deadlock), its calls are answered as
+//! if the lease were held or the save refused, and go again. A caller that stops waiting
+//! (a timeout, a cancelled task) does not stop its call: a lease claimed for it releases itself.
+//! SQLite reads are not gathered: they run side by side on the pool's connections.
 //!
 //! # Pending logins
 //! [`SqlStore::pending_logins`] gives a [`SqlPendingLogins`]: the
