@@ -27,7 +27,10 @@ use crate::limiter::{RateLimit, RateLimiter, TokenBucket, request_gate};
 ///
 /// - **Sessions cached, bounded.** Each user asked for gets a [`Session`] restored once from
 ///   the store and kept in a bounded cache (users not asked for lately are dropped first). A
-///   fresh token costs a read lock, a lookup and the session's own fast path.
+///   fresh token costs a read lock, a lookup, a read of the clock and a comparison: the
+///   cache's entry keeps a copy of the session's token and the moment from which the session
+///   would refresh it ([`Session::fresh_token_until`]), set again after every call that may
+///   change it.
 /// - **One refresh per user.** Within the instance the session's single flight; across
 ///   instances the store's lease, under which the session reads the store again and adopts a
 ///   pair another instance stored instead of refreshing. A refresh token is never spent twice.
@@ -324,7 +327,7 @@ impl Fleet {
             return Ok(token);
         }
         // Boxed: the slow path's state would make every call's future larger.
-        Box::pin(self.ready(user)).await.map(|(_, token)| token)
+        Box::pin(self.ready(user)).await.map(|(_, _, token)| token)
     }
 
     /// Withings' `getmeas` for `user`: body measures.
@@ -357,7 +360,10 @@ impl Fleet {
     pub async fn revoke(&self, user: UserId) -> Result<(), FleetError> {
         let member = self.inner.cache.member(user);
         let session = self.session(user, &member).await?;
-        session.revoke().await.map_err(|e| match e {
+        let revoked = session.clone().revoke().await;
+        // Revoked (or dead already), the session hands out nothing: nor does the fresh path.
+        self.inner.cache.set_fresh_from(user, &member, &session);
+        revoked.map_err(|e| match e {
             SessionError::LoginRequired { .. } => FleetError::NeedsReauthorization { user },
             other => other.into(),
         })?;
@@ -369,8 +375,9 @@ impl Fleet {
         Ok(())
     }
 
-    /// A session whose token is fresh, and the token: the slow path of every call.
-    async fn ready(&self, user: UserId) -> Result<(Session, AccessToken), FleetError> {
+    /// The member, its session whose token is fresh, and the token: the slow path of every
+    /// call. The fresh path's copy of the token is set from the session on the way out.
+    async fn ready(&self, user: UserId) -> Result<(Arc<Member>, Session, AccessToken), FleetError> {
         let mut member = self.inner.cache.member(user);
         let mut attempt = 0;
         loop {
@@ -404,7 +411,11 @@ impl Fleet {
                 }
             }
             let before = session.status().expires_at;
-            match session.access_token().await {
+            let result = session.access_token().await;
+            // Whatever happened (a refresh, a pair adopted from the store, a dead login), the
+            // fresh path now hands out what the session would.
+            self.inner.cache.set_fresh_from(user, &member, &session);
+            match result {
                 Ok(token) => {
                     let after = session.status().expires_at;
                     let renewed = after != before;
@@ -415,7 +426,7 @@ impl Fleet {
                             expires_at: after,
                         });
                     }
-                    return Ok((session, token));
+                    return Ok((member.clone(), session, token));
                 }
                 Err(e) => {
                     // The backoff before a retry refreshes nothing: other users may have the
@@ -438,8 +449,12 @@ impl Fleet {
     {
         let mut attempt = 0;
         loop {
-            let (session, _) = self.ready(user).await?;
-            match call(session).await {
+            let (member, session, _) = self.ready(user).await?;
+            let result = call(session.clone()).await;
+            // On a token Withings refused, the session refreshed: the fresh path must not hand
+            // out the old one.
+            self.inner.cache.set_fresh_from(user, &member, &session);
+            match result {
                 Ok(answer) => return Ok(answer),
                 Err(SessionError::Api(ApiError::RateLimited { .. })) => {
                     self.inner.limiter.rate_limited();
@@ -502,8 +517,10 @@ impl Fleet {
         }
     }
 
-    /// Records that the user must authorize again, telling subscribers the first time.
+    /// Records that the user must authorize again, telling subscribers the first time; the
+    /// fresh path hands out nothing for the user from now on.
     pub(crate) fn reauthorize(&self, user: UserId, member: &Member) -> FleetError {
+        self.inner.cache.clear_fresh(user, member);
         let first = member
             .health()
             .needs_reauthorization(self.inner.policy.cooldown.max);

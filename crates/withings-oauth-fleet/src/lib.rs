@@ -21,7 +21,8 @@
 //!
 //! # How a token is handed out
 //! 1. **Fresh**: the user's cached session has a token that does not expire within the margin:
-//!    one read lock, one lookup, no call.
+//!    one read lock, one lookup of the cache's copy of that token, one read of the clock, no
+//!    call.
 //! 2. **Due**: the session refreshes, once for all the instance's callers; across instances
 //!    the store's lease makes one refresh, and the others adopt its stored pair. At most
 //!    [`concurrent_refreshes`](FleetBuilder::concurrent_refreshes) users refresh at once in

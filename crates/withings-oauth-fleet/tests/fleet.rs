@@ -546,3 +546,160 @@ async fn the_callers_of_one_busy_user_do_not_hold_up_another_users_refresh() {
     assert_eq!(counters.user(busy.get()).refresh_granted, 1);
     assert_eq!(counters.user(other.get()).refresh_granted, 1);
 }
+
+/// A fleet without a rate limit over `store`.
+fn unlimited_fleet(sandbox: &Sandbox, store: &Arc<MemoryStore>) -> Fleet {
+    Fleet::builder(client(sandbox), store.clone())
+        .rate_limit(unlimited())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn after_a_revoke_the_fleet_never_hands_out_the_revoked_token() {
+    let sandbox = sandbox(1).await;
+    let user = users(1)[0];
+    let store = Arc::new(MemoryStore::new());
+    store_logins(&sandbox, &store, &[user], Utc::now() + TimeDelta::hours(1)).await;
+    let fleet = unlimited_fleet(&sandbox, &store);
+    let token = fleet.access_token(user).await.unwrap();
+    // The second call is served by the fresh path.
+    let again = fleet.access_token(user).await.unwrap();
+    assert_eq!(again.expose_secret(), token.expose_secret());
+
+    fleet.revoke(user).await.unwrap();
+    let live: Vec<String> = sandbox
+        .handle()
+        .live_tokens()
+        .into_iter()
+        .map(|t| t.token)
+        .collect();
+    assert!(!live.contains(&token.expose_secret().to_owned()));
+    for _ in 0..3 {
+        match fleet.access_token(user).await {
+            Ok(handed) => panic!(
+                "a token after the revoke (the revoked one: {})",
+                handed.expose_secret() == token.expose_secret()
+            ),
+            Err(e) => assert!(e.needs_reauthorization(), "{e}"),
+        }
+    }
+    assert_eq!(sandbox.handle().counters().token_refresh, 0);
+}
+
+#[tokio::test]
+async fn after_a_data_call_refreshed_a_refused_token_the_fleet_hands_out_the_new_one() {
+    let sandbox = sandbox(1).await;
+    let user = users(1)[0];
+    let store = Arc::new(MemoryStore::new());
+    // The store says two hours; the sandbox issued the access token for one.
+    store_logins(&sandbox, &store, &[user], Utc::now() + TimeDelta::hours(2)).await;
+    let fleet = unlimited_fleet(&sandbox, &store);
+    let old = fleet.access_token(user).await.unwrap();
+    assert_eq!(
+        fleet.access_token(user).await.unwrap().expose_secret(),
+        old.expose_secret()
+    );
+
+    // An hour and a minute later for Withings: the access token is refused, the session
+    // refreshes once and the call goes through.
+    sandbox
+        .handle()
+        .advance_clock(HOUR + Duration::from_secs(60));
+    fleet
+        .get_meas(user, &withings_oauth::GetMeas::new())
+        .await
+        .unwrap();
+    let counters = sandbox.handle().counters();
+    assert_eq!(counters.refresh_granted, 1);
+    assert_eq!(counters.measure, 2);
+
+    let new = stored_access_token(&store, user).await;
+    assert_ne!(new, old.expose_secret());
+    for _ in 0..3 {
+        assert_eq!(fleet.access_token(user).await.unwrap().expose_secret(), new);
+    }
+    assert_eq!(sandbox.handle().counters().refresh_granted, 1);
+}
+
+#[tokio::test]
+async fn a_user_found_to_need_reauthorization_by_a_data_call_gets_no_token() {
+    let sandbox = sandbox(2).await;
+    let users = users(2);
+    let (revoked, other) = (users[0], users[1]);
+    let store = Arc::new(MemoryStore::new());
+    store_logins(&sandbox, &store, &users, Utc::now() + TimeDelta::hours(1)).await;
+    let fleet = unlimited_fleet(&sandbox, &store);
+    let mut events = fleet.subscribe();
+    let token = fleet.access_token(revoked).await.unwrap();
+    fleet.access_token(other).await.unwrap();
+
+    // The user revokes the app at Withings: the next data call is refused, and so is the
+    // refresh it makes.
+    let login = store.load(revoked).await.unwrap().unwrap();
+    let plain = client(&sandbox).build().unwrap();
+    Authorized::from_credentials(&plain, login.credentials().unwrap().clone())
+        .revoke()
+        .await
+        .unwrap();
+    let refused = fleet
+        .get_meas(revoked, &withings_oauth::GetMeas::new())
+        .await
+        .unwrap_err();
+    assert!(refused.needs_reauthorization(), "{refused}");
+    assert_eq!(
+        events.recv().await.unwrap(),
+        FleetEvent::NeedsReauthorization { user: revoked }
+    );
+    assert!(fleet.health(revoked).unwrap().needs_reauthorization);
+
+    for _ in 0..3 {
+        match fleet.access_token(revoked).await {
+            Ok(handed) => panic!(
+                "a token for a user who must authorize again (the revoked one: {})",
+                handed.expose_secret() == token.expose_secret()
+            ),
+            Err(e) => assert!(e.needs_reauthorization(), "{e}"),
+        }
+    }
+    // The other user is still served from the fresh path.
+    fleet.access_token(other).await.unwrap();
+    assert_eq!(sandbox.handle().counters().token_refresh, 1);
+}
+
+#[tokio::test]
+async fn the_fleet_refreshes_a_token_when_the_margin_is_reached_not_later() {
+    let sandbox = sandbox(1).await;
+    let user = users(1)[0];
+    let store = Arc::new(MemoryStore::new());
+    let margin = TimeDelta::minutes(10);
+    // Fresh for one more second and a half with a 10-minute margin.
+    store_logins(
+        &sandbox,
+        &store,
+        &[user],
+        Utc::now() + margin + TimeDelta::milliseconds(1_500),
+    )
+    .await;
+    let fleet = Fleet::builder(client(&sandbox), store.clone())
+        .rate_limit(unlimited())
+        .margin(margin)
+        .build()
+        .unwrap();
+    let old = fleet.access_token(user).await.unwrap();
+    assert_eq!(
+        fleet.access_token(user).await.unwrap().expose_secret(),
+        old.expose_secret()
+    );
+    assert_eq!(sandbox.handle().counters().token_refresh, 0);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let new = fleet.access_token(user).await.unwrap();
+    assert_ne!(new.expose_secret(), old.expose_secret());
+    assert_eq!(new.expose_secret(), stored_access_token(&store, user).await);
+    assert_eq!(
+        fleet.access_token(user).await.unwrap().expose_secret(),
+        new.expose_secret()
+    );
+    assert_eq!(sandbox.handle().counters().refresh_granted, 1);
+}

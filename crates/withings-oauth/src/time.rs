@@ -19,6 +19,24 @@ pub trait Clock: Send + Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
+impl SystemClock {
+    /// Microseconds since the Unix epoch, read the cheap way a session on this clock reads
+    /// them on its fast path: it may lag the precise clock by one tick (up to 4 ms), which the
+    /// moment of [`Session::fresh_token_until`](crate::Session::fresh_token_until) already
+    /// allows for. Much cheaper than [`now`](Clock::now) (about 60 ns).
+    ///
+    /// ```
+    /// use withings_oauth::SystemClock;
+    ///
+    /// let cheap = SystemClock::now_micros();
+    /// let precise = chrono::Utc::now().timestamp_micros();
+    /// assert!(cheap <= precise && precise - cheap < 1_000_000);
+    /// ```
+    pub fn now_micros() -> i64 {
+        system_micros()
+    }
+}
+
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()

@@ -289,8 +289,15 @@ impl Session {
         } else {
             self.clock.now().timestamp_micros()
         };
+        now < self.refresh_from(published)
+    }
+
+    /// The instant (microseconds since the Unix epoch, on this session's clock) from which the
+    /// published token is due: its expiry less the margin, or less half its life if that is
+    /// shorter. `i64::MIN` once the login is dead.
+    fn refresh_from(&self, published: &Published) -> i64 {
         let margin = self.margin_micros.min(published.half_life_micros);
-        now.saturating_add(margin) < published.expires_micros
+        published.expires_micros.saturating_sub(margin)
     }
 
     /// The user.
@@ -339,6 +346,72 @@ impl Session {
     pub fn fresh_token(&self) -> Option<AccessToken> {
         let published = self.shared.read();
         self.usable(&published).then(|| published.token.clone())
+    }
+
+    /// The fresh token, as [`fresh_token`](Self::fresh_token) gives it, and the moment from
+    /// which the session will refresh before handing it out: the token's expiry less the
+    /// margin (less half the token's life instead, for a token Withings issued to live less
+    /// than twice the margin). `None` when a refresh is due now, or the user must log in again.
+    ///
+    /// For callers that keep the token beside data of their own (a cache of many users, say)
+    /// and compare the time with the moment on every call, instead of asking the session. The
+    /// moment is on the session's clock: for a session on the system clock (the default),
+    /// compare it with [`SystemClock::now_micros`], the cheap read of the wall clock the
+    /// session's own fast path makes, and the moment already allows for that clock's tick. The
+    /// session may replace the token earlier (an explicit [`refresh`](Self::refresh), a data
+    /// call whose token Withings refused, a [`revoke`](Self::revoke)): such a caller asks
+    /// again after each call that may have done so.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use chrono::{DateTime, TimeDelta, Utc};
+    /// use withings_oauth::{Authorized, Client, Clock, Credentials, MemoryStore, Session};
+    /// use withings_oauth::StoredCredentials;
+    ///
+    /// /// A clock that stands still, for the example.
+    /// struct At(DateTime<Utc>);
+    /// impl Clock for At {
+    ///     fn now(&self) -> DateTime<Utc> {
+    ///         self.0
+    ///     }
+    /// }
+    ///
+    /// let client = Client::builder()
+    ///     .client_id("my-client-id")
+    ///     .client_secret("my-client-secret")
+    ///     .redirect_uri("https://app.example.com/withings/callback")
+    ///     .build()?;
+    /// let stored: StoredCredentials = serde_json::from_str(
+    ///     r#"{"format":1,"user_id":1001,"access_token":"a075","refresh_token":"f631",
+    ///         "expires_at":"2030-01-01T12:00:00Z","scopes":"user.metrics","token_type":"Bearer"}"#,
+    /// )?;
+    /// let authorized = Authorized::from_credentials(&client, Credentials::from_stored(stored)?);
+    /// let session = Session::start(authorized, Arc::new(MemoryStore::new())).await?;
+    ///
+    /// // At 9:00 the token expiring at 12:00 is fresh until 11:55, with the 5-minute margin.
+    /// let at = |time: &str| -> Arc<dyn Clock> { Arc::new(At(time.parse().unwrap())) };
+    /// let nine = session.clone().with_clock(at("2030-01-01T09:00:00Z"));
+    /// let (token, refresh_from) = nine.fresh_token_until().expect("fresh");
+    /// assert_eq!(token.expose_secret(), "a075");
+    /// assert_eq!(refresh_from, "2030-01-01T11:55:00Z".parse::<DateTime<Utc>>()?);
+    /// let (_, wider) = nine.with_margin(TimeDelta::minutes(30)).fresh_token_until().unwrap();
+    /// assert_eq!(wider, "2030-01-01T11:30:00Z".parse::<DateTime<Utc>>()?);
+    ///
+    /// // From 11:55 on, the session would refresh first.
+    /// let due = session.with_clock(at("2030-01-01T11:55:00Z"));
+    /// assert!(due.fresh_token_until().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fresh_token_until(&self) -> Option<(AccessToken, DateTime<Utc>)> {
+        let published = self.shared.read();
+        if !self.usable(&published) {
+            return None;
+        }
+        let from = DateTime::from_timestamp_micros(self.refresh_from(&published))?;
+        Some((published.token.clone(), from))
     }
 
     /// Refreshes now, whatever the expiry (joining a refresh already under way).

@@ -992,6 +992,86 @@ async fn fresh_token_answers_without_a_request_and_says_none_when_a_refresh_is_d
 }
 
 #[tokio::test]
+async fn fresh_token_until_hands_out_the_token_until_the_moment_the_session_refreshes() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // On the system clock: the margin and the cheap clock's tick before the expiry.
+    let system = session(&server, Arc::new(MemoryStore::new()), TimeDelta::hours(3)).await;
+    let (token, from) = system.fresh_token_until().unwrap();
+    assert_eq!(token.expose_secret(), "old-access");
+    let expires = system.status().expires_at.timestamp_micros();
+    let margin = DEFAULT_MARGIN.num_microseconds().unwrap();
+    assert_eq!(
+        from.timestamp_micros(),
+        expires - margin - system_resolution_micros()
+    );
+
+    // On a clock of its own: fresh up to the microsecond before, due from it on, as
+    // `access_token` decides.
+    let clock = ManualClock::new();
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::hours(3))
+        .await
+        .with_clock(clock.clone());
+    // (In whole microseconds: the session compares those.)
+    let due_at =
+        |session: &Session| (session.status().expires_at - DEFAULT_MARGIN).timestamp_micros();
+    let (_, from) = session.fresh_token_until().unwrap();
+    assert_eq!(from.timestamp_micros(), due_at(&session));
+    clock.advance(from - clock.now() - TimeDelta::microseconds(1));
+    assert_eq!(
+        session.fresh_token_until().unwrap().0.expose_secret(),
+        "old-access"
+    );
+    clock.advance(TimeDelta::microseconds(1));
+    assert!(session.fresh_token_until().is_none());
+    assert!(session.fresh_token().is_none());
+    assert_eq!(
+        session.access_token().await.unwrap().expose_secret(),
+        "new-access"
+    );
+    let (token, from) = session.fresh_token_until().unwrap();
+    assert_eq!(token.expose_secret(), "new-access");
+    assert_eq!(from.timestamp_micros(), due_at(&session));
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn fresh_token_until_says_none_once_the_login_is_dead_and_halves_a_short_life() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"status":0,"body":{"userid":1001,"access_token":"brief-access","refresh_token":"brief-refresh","expires_in":0,"scope":"user.metrics","token_type":"Bearer"}}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    refresh_with("brief-refresh")
+        .respond_with(invalid_refresh_token())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::minutes(1)).await;
+    assert!(session.fresh_token_until().is_none());
+    session.access_token().await.unwrap();
+    // A token issued to live a minute is due at half its life, not 5 minutes before its end.
+    let (token, from) = session.fresh_token_until().unwrap();
+    assert_eq!(token.expose_secret(), "brief-access");
+    let left = session.status().expires_at - from;
+    assert!(
+        left > TimeDelta::seconds(25) && left <= TimeDelta::seconds(30),
+        "due {left} before the end"
+    );
+    session.refresh().await.unwrap_err();
+    assert!(session.status().login_required);
+    assert!(session.fresh_token_until().is_none());
+    server.verify().await;
+}
+
+#[tokio::test]
 async fn the_before_request_hook_runs_before_every_token_and_data_call() {
     let server = MockServer::start().await;
     refresh_with("old-refresh")
