@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Options: `--users N` (10,000), `--instances N` (4), `--connections N` (each instance's pool,
-//! the store's default if absent), `--concurrent-refreshes N` (each fleet's, its default if
+//! all opened before the start; the store's default if absent), `--concurrent-refreshes N` (each fleet's, its default if
 //! absent), `--all` (every instance asks for every user, instead of each for its share),
 //! `--backend postgres|sqlite` (postgres). With `--backend sqlite` it also measures a loop of
 //! one-row durable updates on a SQLite file of the same settings, the bound to compare with.
@@ -130,7 +130,9 @@ struct Place {
 async fn open(place: &Place, options: &Options) -> SqlStore {
     let mut sql = SqlOptions::default().keys(Keyring::parse(KEYS).expect("a key"));
     if let Some(n) = options.connections {
-        sql = sql.max_connections(n);
+        // Opened before the start, as pgbench's are: the measure is refreshes, not
+        // connection set-ups.
+        sql = sql.max_connections(n).min_connections(n);
     }
     if let Some(schema) = &place.schema {
         sql = sql.postgres_schema(schema);
@@ -341,6 +343,12 @@ async fn instance(dir: &Path, index: usize, place: &Place, sandbox: &str, option
         .filter(|i| options.all || (*i as usize) % options.instances == index)
         .map(user)
         .collect();
+    if let Some(n) = options.connections {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while store.open_connections() < n && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
     std::fs::write(dir.join(format!("ready-{index}")), b"").expect("the ready file");
     wait_for_file(&dir.join("go")).await;
     let tasks: Vec<_> = mine

@@ -30,6 +30,7 @@ pub(crate) async fn open(
     }
     let pool = PgPoolOptions::new()
         .max_connections(options.max_connections_value(10))
+        .min_connections(options.min_connections_value(10))
         .acquire_timeout(options.acquire_timeout_value())
         .connect_with(connect)
         .await

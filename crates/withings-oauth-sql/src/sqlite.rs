@@ -30,6 +30,7 @@ pub(crate) async fn open(
         .busy_timeout(options.busy_timeout_value());
     let pool = SqlitePoolOptions::new()
         .max_connections(options.max_connections_value(4))
+        .min_connections(options.min_connections_value(4))
         .acquire_timeout(options.acquire_timeout_value())
         .connect_with(connect)
         .await

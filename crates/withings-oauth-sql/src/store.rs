@@ -57,6 +57,7 @@ pub struct SqlOptions {
     keys: Option<Keyring>,
     run_migrations: bool,
     max_connections: Option<u32>,
+    min_connections: u32,
     busy_timeout: Duration,
     acquire_timeout: Duration,
     max_lease: Duration,
@@ -69,6 +70,7 @@ impl Default for SqlOptions {
             keys: None,
             run_migrations: true,
             max_connections: None,
+            min_connections: 0,
             busy_timeout: Duration::from_secs(30),
             acquire_timeout: Duration::from_secs(10),
             max_lease: DEFAULT_LEASE_TTL,
@@ -107,6 +109,16 @@ impl SqlOptions {
         self
     }
 
+    /// How many connections the pool keeps open even when idle (default 0: opened when
+    /// needed, closed after a while unused). Opened in the background once the store is
+    /// open, so that a burst of refreshes after a quiet spell does not wait for connections
+    /// (each a process to start on the PostgreSQL server, and a TLS handshake). At most
+    /// [`max_connections`](Self::max_connections).
+    pub fn min_connections(mut self, connections: u32) -> Self {
+        self.min_connections = connections;
+        self
+    }
+
     /// SQLite: how long a write waits for another process's write to finish (default 30 s).
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
@@ -142,6 +154,11 @@ impl SqlOptions {
         self.max_connections.unwrap_or(default)
     }
 
+    pub(crate) fn min_connections_value(&self, default_max: u32) -> u32 {
+        self.min_connections
+            .min(self.max_connections_value(default_max))
+    }
+
     #[cfg(feature = "sqlite")]
     pub(crate) fn busy_timeout_value(&self) -> Duration {
         self.busy_timeout
@@ -163,6 +180,7 @@ impl fmt::Debug for SqlOptions {
             .field("keys", &self.keys)
             .field("run_migrations", &self.run_migrations)
             .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
             .field("max_lease", &self.max_lease)
             .field("schema", &self.schema)
             .finish_non_exhaustive()
@@ -426,6 +444,11 @@ impl SqlStore {
             warn!(database = %store.inner.location.shown, "{CLEAR_TEXT_WARNING}");
         }
         Ok(store)
+    }
+
+    /// How many connections the pool has open now, idle or in use.
+    pub fn open_connections(&self) -> u32 {
+        on_pool!(&self.inner.pool, p => p.size())
     }
 
     /// The backend the URL picked.
