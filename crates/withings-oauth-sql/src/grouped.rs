@@ -1,8 +1,12 @@
-//! The store's calls that go through [`batch`](crate::batch): loads (PostgreSQL), lease claims,
-//! compare-and-swap saves of refreshed credentials and lease releases, each kind as one
-//! statement (PostgreSQL) or one transaction (SQLite) for the calls gathered.
+//! The store's calls that go through [`batch`](crate::batch). On PostgreSQL, loads, lease
+//! claims, compare-and-swap saves of refreshed credentials and lease releases, each kind as
+//! one statement for the calls gathered. On SQLite, whose writes all go one at a time through
+//! the file's one write lock, every claim, save and release gathered goes in one transaction,
+//! one commit, and the loads gathered in one statement.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+#[cfg(feature = "postgres")]
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -11,14 +15,12 @@ use withings_oauth::StoreError;
 
 use crate::batch::Batcher;
 use crate::queries as q;
-#[cfg(feature = "postgres")]
 use crate::row::RawRow;
 use crate::row::SealedCredentials;
-#[cfg(feature = "postgres")]
 use crate::store::raw_row;
-use crate::store::{Pool, Release, SqlStore, execute_write};
 #[cfg(feature = "sqlite")]
-use crate::store::{sqlite_immediate, sqlite_immediate_tx};
+use crate::store::sqlite_immediate_tx;
+use crate::store::{Pool, Release, SqlStore};
 
 type Answers<Out> = Pin<Box<dyn Future<Output = Vec<Out>> + Send>>;
 
@@ -40,14 +42,54 @@ pub(crate) struct Save {
 /// caller then writes them alone, which finds and reports the conflict).
 pub(crate) type Saved = Result<Result<i64, SealedCredentials>, StoreError>;
 
-/// The queues of a store, one per kind.
+/// A lease to release: the user and the owner that holds it.
+pub(crate) type Held = (i64, String);
+
+/// A write to a SQLite file, gathered with the others in one transaction.
+#[cfg(feature = "sqlite")]
+pub(crate) enum Write {
+    Claim(Claim),
+    Save(Save),
+    Release(Held),
+}
+
+/// The answer to a [`Write`], of the same kind.
+#[cfg(feature = "sqlite")]
+pub(crate) enum Written {
+    Claim(Result<Option<Release>, StoreError>),
+    Save(Saved),
+    Release,
+}
+
+/// The queues of a store: one per kind on PostgreSQL, one for every write on SQLite.
 #[derive(Default)]
 pub(crate) struct Batches {
-    #[cfg(feature = "postgres")]
     pub(crate) loads: Batcher<i64, Result<Option<RawRow>, StoreError>>,
+    #[cfg(feature = "postgres")]
     pub(crate) claims: Batcher<Claim, Result<Option<Release>, StoreError>>,
+    #[cfg(feature = "postgres")]
     pub(crate) saves: Batcher<Save, Saved>,
-    pub(crate) releases: Batcher<(i64, String), ()>,
+    #[cfg(feature = "postgres")]
+    pub(crate) releases: Batcher<Held, ()>,
+    #[cfg(feature = "sqlite")]
+    pub(crate) writes: Batcher<Write, Written>,
+}
+
+/// The store's PostgreSQL pool: the gathered statements below run only on one.
+#[cfg(feature = "postgres")]
+fn postgres(store: &SqlStore) -> Option<&sqlx::PgPool> {
+    #[allow(unreachable_patterns)]
+    match store.pool() {
+        Pool::Postgres(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// What a gathered PostgreSQL statement found on another backend: never, as the store only
+/// gathers them on PostgreSQL.
+#[cfg(feature = "postgres")]
+fn not_postgres() -> sqlx::Error {
+    sqlx::Error::Protocol("a PostgreSQL statement was sent to another database".into())
 }
 
 /// The calls picked (each user's first), in the order of their users: every statement of a
@@ -61,6 +103,7 @@ fn in_user_order(first: &HashMap<i64, usize>) -> Vec<usize> {
 }
 
 /// Whether the database rolled the statement back to break a deadlock.
+#[cfg(feature = "postgres")]
 fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
 }
@@ -75,9 +118,7 @@ fn each<T>(
     (0..n).map(|_| Err(store.failure(action, error))).collect()
 }
 
-/// Reads the users' rows in one statement (PostgreSQL; the store reads a SQLite file's rows
-/// each on its own, side by side, and never gathers them).
-#[cfg(feature = "postgres")]
+/// Reads the users' rows in one statement.
 pub(crate) fn load(
     store: SqlStore,
     users: Vec<i64>,
@@ -100,14 +141,19 @@ pub(crate) fn load(
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => {
                 async {
-                    let mut found = HashMap::new();
-                    for user in &users {
-                        if let Some(row) = sqlx::query(q::LOAD).bind(user).fetch_optional(p).await?
-                        {
-                            found.insert(*user, raw_row!(row));
-                        }
-                    }
-                    Ok(found)
+                    // The ids as a JSON array: one prepared statement whatever their number.
+                    let ids = users
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let rows = sqlx::query(q::SQLITE_LOAD_MANY)
+                        .bind(format!("[{ids}]"))
+                        .fetch_all(p)
+                        .await?;
+                    rows.into_iter()
+                        .map(|row| Ok((row.try_get::<i64, _>(7)?, raw_row!(row))))
+                        .collect()
                 }
                 .await
             }
@@ -119,61 +165,40 @@ pub(crate) fn load(
     })
 }
 
-/// Claims the leases: each a [`Release`] if it was taken, `None` if another holder has it.
+/// Claims the leases in one statement: each a [`Release`] if it was taken, `None` if another
+/// holder has it.
+#[cfg(feature = "postgres")]
 pub(crate) fn claim(
     store: SqlStore,
     claims: Vec<Claim>,
 ) -> Answers<Result<Option<Release>, StoreError>> {
     Box::pin(async move {
-        let taken: Result<HashSet<usize>, sqlx::Error> = match store.pool() {
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => {
-                // One claim per user in the statement (a user twice would be an error): a
-                // second claim of the same user is answered "held", and its caller waits.
-                let mut first = HashMap::new();
-                for (i, claim) in claims.iter().enumerate() {
-                    first.entry(claim.user).or_insert(i);
-                }
-                let picked = in_user_order(&first);
-                let users: Vec<i64> = picked.iter().map(|&i| claims[i].user).collect();
-                let owners: Vec<&str> = picked.iter().map(|&i| claims[i].owner.as_str()).collect();
-                let ttls: Vec<i64> = picked.iter().map(|&i| claims[i].ttl_ms).collect();
-                sqlx::query_scalar::<_, i64>(q::POSTGRES_CLAIM_LEASES)
-                    .bind(&users)
-                    .bind(&owners)
-                    .bind(&ttls)
-                    .fetch_all(p)
-                    .await
-                    .map(|won| {
-                        let won: HashSet<i64> = won.into_iter().collect();
-                        picked
-                            .into_iter()
-                            .filter(|&i| won.contains(&claims[i].user))
-                            .collect()
-                    })
+        let taken: Result<HashSet<usize>, sqlx::Error> = async {
+            let p = postgres(&store).ok_or_else(not_postgres)?;
+            // One claim per user in the statement (a user twice would be an error): a second
+            // claim of the same user is answered "held", and its caller waits.
+            let mut first = HashMap::new();
+            for (i, claim) in claims.iter().enumerate() {
+                first.entry(claim.user).or_insert(i);
             }
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => {
-                sqlite_immediate_tx!(p, tx => {
-                    let now = crate::store::now_millis();
-                    let mut taken = HashSet::new();
-                    for (i, claim) in claims.iter().enumerate() {
-                        let rows = sqlx::query(q::SQLITE_CLAIM_LEASE)
-                            .bind(claim.user)
-                            .bind(claim.owner.as_str())
-                            .bind(now)
-                            .bind(claim.ttl_ms)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        if rows == 1 {
-                            taken.insert(i);
-                        }
-                    }
-                    Ok(taken)
-                })
-            }
-        };
+            let picked = in_user_order(&first);
+            let users: Vec<i64> = picked.iter().map(|&i| claims[i].user).collect();
+            let owners: Vec<&str> = picked.iter().map(|&i| claims[i].owner.as_str()).collect();
+            let ttls: Vec<i64> = picked.iter().map(|&i| claims[i].ttl_ms).collect();
+            let won: HashSet<i64> = sqlx::query_scalar::<_, i64>(q::POSTGRES_CLAIM_LEASES)
+                .bind(&users)
+                .bind(&owners)
+                .bind(&ttls)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .collect();
+            Ok(picked
+                .into_iter()
+                .filter(|&i| won.contains(&claims[i].user))
+                .collect())
+        }
+        .await;
         match taken {
             // Rolled back by the database to break a circle of waits: nothing was taken, and
             // each caller tries again as if the lease were held.
@@ -192,85 +217,60 @@ pub(crate) fn claim(
     })
 }
 
-/// Writes the refreshed credentials, each over the version it expects.
+/// Writes the refreshed credentials in one statement, each over the version it expects.
+#[cfg(feature = "postgres")]
 pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
     Box::pin(async move {
         let now = chrono::Utc::now().timestamp();
-        let written: Result<HashMap<usize, i64>, sqlx::Error> = match store.pool() {
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => {
-                // One save per user in the statement: a row joined twice would take either.
-                let mut first = HashMap::new();
-                for (i, save) in saves.iter().enumerate() {
-                    first.entry(save.user).or_insert(i);
-                }
-                let picked = in_user_order(&first);
-                let column = |f: fn(&Save) -> i64| -> Vec<i64> {
-                    picked.iter().map(|&i| f(&saves[i])).collect()
-                };
-                let users = column(|s| s.user);
-                let expiries = column(|s| s.sealed.expires_at);
-                let expected = column(|s| s.expected);
-                let sealed = |i: &usize| &saves[*i].sealed;
-                let access: Vec<&[u8]> = picked
-                    .iter()
-                    .map(|i| sealed(i).access_token.as_slice())
-                    .collect();
-                let refresh: Vec<&[u8]> = picked
-                    .iter()
-                    .map(|i| sealed(i).refresh_token.as_slice())
-                    .collect();
-                let key_ids: Vec<Option<&str>> =
-                    picked.iter().map(|i| sealed(i).key_id.as_deref()).collect();
-                let types: Vec<&str> = picked
-                    .iter()
-                    .map(|i| sealed(i).token_type.as_str())
-                    .collect();
-                let scopes: Vec<&str> = picked.iter().map(|i| sealed(i).scopes.as_str()).collect();
-                async {
-                    let rows = sqlx::query(q::POSTGRES_SAVE_MANY)
-                        .bind(&users)
-                        .bind(&access)
-                        .bind(&refresh)
-                        .bind(&key_ids)
-                        .bind(&types)
-                        .bind(&scopes)
-                        .bind(&expiries)
-                        .bind(&expected)
-                        .bind(now)
-                        .fetch_all(p)
-                        .await?;
-                    let mut written = HashMap::new();
-                    for row in rows {
-                        let user: i64 = row.try_get(0)?;
-                        written.insert(first[&user], row.try_get::<i64, _>(1)?);
-                    }
-                    Ok(written)
-                }
-                .await
+        let written: Result<HashMap<usize, i64>, sqlx::Error> = async {
+            let p = postgres(&store).ok_or_else(not_postgres)?;
+            // One save per user in the statement: a row joined twice would take either.
+            let mut first = HashMap::new();
+            for (i, save) in saves.iter().enumerate() {
+                first.entry(save.user).or_insert(i);
             }
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => {
-                sqlite_immediate_tx!(p, tx => {
-                    let mut written = HashMap::new();
-                    for (i, save) in saves.iter().enumerate() {
-                        let version = crate::store::bind_sealed(
-                            sqlx::query(q::SAVE_VERSION),
-                            save.user,
-                            &save.sealed,
-                            now,
-                        )
-                        .bind(save.expected)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if let Some(row) = version {
-                            written.insert(i, row.try_get::<i64, _>(0)?);
-                        }
-                    }
-                    Ok(written)
-                })
+            let picked = in_user_order(&first);
+            let sealed = |i: &usize| &saves[*i].sealed;
+            let users: Vec<i64> = picked.iter().map(|&i| saves[i].user).collect();
+            let expected: Vec<i64> = picked.iter().map(|&i| saves[i].expected).collect();
+            let expiries: Vec<i64> = picked.iter().map(|i| sealed(i).expires_at).collect();
+            let access: Vec<&[u8]> = picked
+                .iter()
+                .map(|i| sealed(i).access_token.as_slice())
+                .collect();
+            let refresh: Vec<&[u8]> = picked
+                .iter()
+                .map(|i| sealed(i).refresh_token.as_slice())
+                .collect();
+            let key_ids: Vec<Option<&str>> =
+                picked.iter().map(|i| sealed(i).key_id.as_deref()).collect();
+            let types: Vec<&str> = picked
+                .iter()
+                .map(|i| sealed(i).token_type.as_str())
+                .collect();
+            let scopes: Vec<&str> = picked.iter().map(|i| sealed(i).scopes.as_str()).collect();
+            let rows = sqlx::query(q::POSTGRES_SAVE_MANY)
+                .bind(&users)
+                .bind(&access)
+                .bind(&refresh)
+                .bind(&key_ids)
+                .bind(&types)
+                .bind(&scopes)
+                .bind(&expiries)
+                .bind(&expected)
+                .bind(now)
+                .fetch_all(p)
+                .await?;
+            let mut written = HashMap::new();
+            for row in rows {
+                let user: i64 = row.try_get(0)?;
+                if let Some(&i) = first.get(&user) {
+                    written.insert(i, row.try_get::<i64, _>(1)?);
+                }
             }
-        };
+            Ok(written)
+        }
+        .await;
         match written {
             // Rolled back to break a circle of waits: nothing was written, and each save
             // goes alone.
@@ -285,50 +285,129 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
     })
 }
 
-/// Releases the leases (a failure only makes them expire: it is logged, not returned).
-pub(crate) fn release(store: SqlStore, leases: Vec<(i64, String)>) -> Answers<()> {
+/// Releases the leases in one statement (a failure only makes them expire: it is logged, not
+/// returned).
+#[cfg(feature = "postgres")]
+pub(crate) fn release(store: SqlStore, leases: Vec<Held>) -> Answers<()> {
     Box::pin(async move {
-        let result: Result<(), sqlx::Error> = match store.pool() {
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => {
-                let users: Vec<i64> = leases.iter().map(|(u, _)| *u).collect();
-                let owners: Vec<&str> = leases.iter().map(|(_, o)| o.as_str()).collect();
-                sqlx::query(q::POSTGRES_RELEASE_LEASES)
-                    .bind(&users)
-                    .bind(&owners)
-                    .execute(p)
-                    .await
-                    .map(drop)
-            }
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => {
-                sqlite_immediate_tx!(p, tx => {
-                    for (user, owner) in &leases {
-                        sqlx::query(q::RELEASE_LEASE)
-                            .bind(user)
-                            .bind(owner.as_str())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            }
+        let Some(p) = postgres(&store) else {
+            return vec![(); leases.len()];
         };
+        let users: Vec<i64> = leases.iter().map(|(u, _)| *u).collect();
+        let owners: Vec<&str> = leases.iter().map(|(_, o)| o.as_str()).collect();
+        let result = sqlx::query(q::POSTGRES_RELEASE_LEASES)
+            .bind(&users)
+            .bind(&owners)
+            .execute(p)
+            .await;
         if let Err(e) = result {
+            tracing::debug!(error = %store.failure("release refresh leases", &e), "refresh leases were not released together; releasing them one by one");
             // Each on its own, so that one lease's trouble leaves the others released.
             for (user, owner) in &leases {
-                let result = execute_write!(
-                    store.pool(),
-                    sqlx::query(q::RELEASE_LEASE)
-                        .bind(user)
-                        .bind(owner.as_str())
-                );
+                let result = sqlx::query(q::RELEASE_LEASE)
+                    .bind(user)
+                    .bind(owner.as_str())
+                    .execute(p)
+                    .await;
                 if let Err(e) = result {
                     tracing::debug!(error = %store.failure("release a refresh lease", &e), "a refresh lease was not released; it will expire");
                 }
             }
-            tracing::debug!(error = %store.failure("release refresh leases", &e), "refresh leases were released one by one");
         }
         vec![(); leases.len()]
+    })
+}
+
+/// What one write of a SQLite batch did.
+#[cfg(feature = "sqlite")]
+enum Step {
+    Claimed(bool),
+    Saved(Option<i64>),
+    Released,
+}
+
+/// Runs the gathered writes to a SQLite file in one `BEGIN IMMEDIATE` transaction, in the
+/// order they came: one commit for them all.
+#[cfg(feature = "sqlite")]
+pub(crate) fn write(store: SqlStore, writes: Vec<Write>) -> Answers<Written> {
+    Box::pin(async move {
+        let steps: Result<Vec<Step>, sqlx::Error> = match store.pool() {
+            Pool::Sqlite(p) => {
+                sqlite_immediate_tx!(p, tx => {
+                    let (now, now_ms) = (chrono::Utc::now().timestamp(), crate::store::now_millis());
+                    let mut steps = Vec::with_capacity(writes.len());
+                    for write in &writes {
+                        steps.push(match write {
+                            Write::Claim(claim) => {
+                                let rows = sqlx::query(q::SQLITE_CLAIM_LEASE)
+                                    .bind(claim.user)
+                                    .bind(claim.owner.as_str())
+                                    .bind(now_ms)
+                                    .bind(claim.ttl_ms)
+                                    .execute(&mut *tx)
+                                    .await?
+                                    .rows_affected();
+                                Step::Claimed(rows == 1)
+                            }
+                            Write::Save(save) => {
+                                let row = crate::store::bind_sealed(
+                                    sqlx::query(q::SAVE_VERSION),
+                                    save.user,
+                                    &save.sealed,
+                                    now,
+                                )
+                                .bind(save.expected)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                                Step::Saved(row.map(|row| row.try_get::<i64, _>(0)).transpose()?)
+                            }
+                            Write::Release((user, owner)) => {
+                                sqlx::query(q::RELEASE_LEASE)
+                                    .bind(user)
+                                    .bind(owner.as_str())
+                                    .execute(&mut *tx)
+                                    .await?;
+                                Step::Released
+                            }
+                        });
+                    }
+                    Ok(steps)
+                })
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(sqlx::Error::Protocol(
+                "a SQLite transaction was sent to another database".into(),
+            )),
+        };
+        match steps {
+            Ok(steps) => writes
+                .into_iter()
+                .zip(steps)
+                .map(|(write, step)| match (write, step) {
+                    (Write::Claim(claim), Step::Claimed(taken)) => Written::Claim(Ok(
+                        taken.then(|| Release::new(&store, claim.user, claim.owner)),
+                    )),
+                    (Write::Save(save), Step::Saved(version)) => {
+                        Written::Save(Ok(version.ok_or(save.sealed)))
+                    }
+                    (Write::Save(save), _) => Written::Save(Ok(Err(save.sealed))),
+                    (Write::Claim(_), _) => Written::Claim(Ok(None)),
+                    (Write::Release(_), _) => Written::Release,
+                })
+                .collect(),
+            Err(e) => writes
+                .into_iter()
+                .map(|write| match write {
+                    Write::Claim(_) => {
+                        Written::Claim(Err(store.failure("take a refresh lease", &e)))
+                    }
+                    Write::Save(_) => Written::Save(Err(store.failure("write a login", &e))),
+                    Write::Release(_) => {
+                        tracing::debug!(error = %store.failure("release a refresh lease", &e), "a refresh lease was not released; it will expire");
+                        Written::Release
+                    }
+                })
+                .collect(),
+        }
     })
 }

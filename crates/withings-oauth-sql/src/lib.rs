@@ -111,22 +111,27 @@
 //!
 //! # Group commit
 //! A refresh makes four trips to the database: it reads the login, claims the lease, saves
-//! the new pair over the version it read, and releases the lease. A store gathers the calls of
-//! each kind that arrive while one of that kind is running, and sends them together: one
-//! statement on PostgreSQL (the values in arrays: `unnest`, `= ANY`), one transaction, so one
-//! commit, on SQLite. A lone call goes at once, as it would alone; under load, many refreshes
-//! share each round trip and each commit, and a store handle runs at most one statement of
-//! each kind at a time, whatever the number of refreshes in flight.
+//! the new pair over the version it read, and releases the lease. A store gathers the calls
+//! that arrive while one like them is running, and sends them together as the next one:
+//!
+//! - on PostgreSQL, one statement per kind (loads, claims, saves, releases), the values in
+//!   arrays (`unnest`, `= ANY`);
+//! - on SQLite, whose writes go one at a time through the file's write lock anyway, every
+//!   claim, save and release in flight in one transaction, so one commit; the loads in one
+//!   statement (the ids in a JSON array, `json_each`).
+//!
+//! A lone call goes at once, as it would alone. Under load, many refreshes share each round
+//! trip and each commit, and a store handle runs at most one statement of each kind at a time,
+//! whatever the number of refreshes in flight.
 //!
 //! Each caller still gets its own answer. A save the batch did not write (its version was not
 //! the stored one) is made again on its own, which reads what is stored and reports the
 //! [`Conflict`](withings_oauth::Conflict), exactly as an ungathered save would. Rows are
 //! locked in the order of their users, so batches of different processes never wait for each
 //! other in a circle; if the database still breaks one (a deadlock), its calls are answered as
-//! if the lease were held or the save refused, and go again. A caller that stops waiting
-//! (a timeout, a cancelled task) does not stop its call: a lease claimed for it releases itself.
-//! SQLite reads are not gathered: they run side by side on the pool's connections.
-//!
+//! if the lease were held or the save refused, and go again. A caller that stops waiting (a
+//! timeout, a cancelled task) does not stop its call: a lease claimed for it releases itself.
+
 //! # Pending logins
 //! [`SqlStore::pending_logins`] gives a [`SqlPendingLogins`]: the
 //! [`PendingLoginStore`](withings_oauth::PendingLoginStore) of a web server (for

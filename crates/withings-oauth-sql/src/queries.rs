@@ -229,6 +229,13 @@ pub(crate) const POSTGRES_GIVE_BACK: &str =
 // Group commit on PostgreSQL (see `batch`): one statement for the calls of one kind gathered
 // while the previous one ran, each call's values in arrays, one element per call.
 
+#[cfg(feature = "sqlite")]
+/// SQLite: [`LOAD`] for the users in $1 (a JSON array of user ids), each row followed by its
+/// user id.
+pub(crate) const SQLITE_LOAD_MANY: &str = "SELECT version, login_required, access_token, \
+    refresh_token, token_type, scopes, expires_at, user_id FROM withings_credentials \
+    WHERE user_id IN (SELECT value FROM json_each($1)) AND deleted = FALSE";
+
 #[cfg(feature = "postgres")]
 /// [`LOAD`] for the users in $1, each row followed by its user id.
 pub(crate) const POSTGRES_LOAD_MANY: &str = "SELECT version, login_required, access_token, \

@@ -14,6 +14,8 @@ use withings_oauth::{
 
 use crate::batch::Batcher;
 use crate::grouped::{self, Batches};
+#[cfg(feature = "sqlite")]
+use crate::grouped::{Write, Written};
 use crate::keys::Keyring;
 use crate::location::Location;
 use crate::queries as q;
@@ -25,6 +27,11 @@ use crate::sealed::{self, Column};
 pub const CLEAR_TEXT_WARNING: &str = "the token store has no encryption key: tokens are stored in clear text; set WITHINGS_STORE_KEYS (e.g. `k1:$(head -c 32 /dev/urandom | base64)`) to encrypt them";
 
 static WARNED_CLEAR_TEXT: AtomicBool = AtomicBool::new(false);
+
+/// A gathered write answered with another kind of answer: never, as each answer is made from
+/// its own write.
+#[cfg(feature = "sqlite")]
+const MISMATCH: &str = "the token store's writer answered another kind of write: retry";
 
 /// How many rows the re-encryption sweep reads at a time.
 const SWEEP_BATCH: i64 = 200;
@@ -687,25 +694,8 @@ impl SqlStore {
 
     async fn load_entry(&self, user: UserId) -> Result<Option<VersionedEntry>, StoreError> {
         let id = self.user_id(user)?;
-        let raw = match &self.inner.pool {
-            // Gathered with the other loads in flight: one statement for them all.
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(_) => {
-                Batcher::submit(self, |s| &s.inner.batches.loads, grouped::load, id).await??
-            }
-            // Reads of a SQLite file are local and run side by side: each on its own.
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => {
-                let raw: Result<Option<RawRow>, sqlx::Error> = async {
-                    match sqlx::query(q::LOAD).bind(id).fetch_optional(p).await? {
-                        Some(row) => Ok(Some(raw_row!(row))),
-                        None => Ok(None),
-                    }
-                }
-                .await;
-                raw.map_err(|e| self.fail("read a login", e))?
-            }
-        };
+        // Gathered with the other loads in flight: one statement for them all.
+        let raw = Batcher::submit(self, |s| &s.inner.batches.loads, grouped::load, id).await??;
         raw.map(|raw| self.open_row(user, raw)).transpose()
     }
 
@@ -725,9 +715,7 @@ impl SqlStore {
                     sealed,
                     expected: i64::try_from(version.get()).unwrap_or(i64::MAX),
                 };
-                match Batcher::submit(self, |s| &s.inner.batches.saves, grouped::save, save)
-                    .await??
-                {
+                match self.save_gathered(save).await?? {
                     Ok(version) => return Ok(Version::new(version as u64)),
                     Err(sealed) => sealed,
                 }
@@ -826,7 +814,54 @@ impl SqlStore {
             owner: owner.to_owned(),
             ttl_ms: millis(ttl),
         };
-        Batcher::submit(self, |s| &s.inner.batches.claims, grouped::claim, claim).await?
+        match &self.inner.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => {
+                Batcher::submit(self, |s| &s.inner.batches.claims, grouped::claim, claim).await?
+            }
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => match self.sqlite_write(Write::Claim(claim)).await? {
+                Written::Claim(taken) => taken,
+                _ => Err(StoreError::Other(MISMATCH.into())),
+            },
+        }
+    }
+
+    /// A save gathered with the others in flight.
+    async fn save_gathered(&self, save: grouped::Save) -> Result<grouped::Saved, StoreError> {
+        match &self.inner.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => {
+                Batcher::submit(self, |s| &s.inner.batches.saves, grouped::save, save).await
+            }
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => match self.sqlite_write(Write::Save(save)).await? {
+                Written::Save(saved) => Ok(saved),
+                _ => Err(StoreError::Other(MISMATCH.into())),
+            },
+        }
+    }
+
+    /// Releases a lease (with the other releases in flight).
+    async fn release(&self, lease: grouped::Held) {
+        match &self.inner.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => {
+                let released =
+                    Batcher::submit(self, |s| &s.inner.batches.releases, grouped::release, lease);
+                let _ = released.await;
+            }
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => {
+                let _ = self.sqlite_write(Write::Release(lease)).await;
+            }
+        }
+    }
+
+    /// A write to a SQLite file, in one transaction with the others in flight.
+    #[cfg(feature = "sqlite")]
+    async fn sqlite_write(&self, write: Write) -> Result<Written, StoreError> {
+        Batcher::submit(self, |s| &s.inner.batches.writes, grouped::write, write).await
     }
 
     /// How long the user's lease is still held by someone, if it is.
@@ -925,13 +960,7 @@ impl Drop for Release {
         let releases = store.inner.releases.clone();
         releases.running.fetch_add(1, Ordering::AcqRel);
         runtime.spawn(async move {
-            let _ = Batcher::submit(
-                &store,
-                |s| &s.inner.batches.releases,
-                grouped::release,
-                lease,
-            )
-            .await;
+            store.release(lease).await;
             releases.running.fetch_sub(1, Ordering::AcqRel);
             releases.done.notify_waiters();
         });
