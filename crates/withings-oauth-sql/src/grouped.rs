@@ -36,6 +36,9 @@ pub(crate) struct Save {
     pub(crate) user: i64,
     pub(crate) sealed: SealedCredentials,
     pub(crate) expected: i64,
+    /// The owner of the user's lease this store holds, if it holds it: the lease is released
+    /// with the save, if the save is written.
+    pub(crate) release: Option<String>,
 }
 
 /// A save's answer: the new version, or the credentials back when nothing was written (the
@@ -249,6 +252,12 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 .map(|i| sealed(i).token_type.as_str())
                 .collect();
             let scopes: Vec<&str> = picked.iter().map(|i| sealed(i).scopes.as_str()).collect();
+            let leases: Vec<(i64, &str)> = picked
+                .iter()
+                .filter_map(|&i| Some((saves[i].user, saves[i].release.as_deref()?)))
+                .collect();
+            let lease_users: Vec<i64> = leases.iter().map(|(u, _)| *u).collect();
+            let lease_owners: Vec<&str> = leases.iter().map(|(_, o)| *o).collect();
             let rows = sqlx::query(q::POSTGRES_SAVE_MANY)
                 .bind(&users)
                 .bind(&access)
@@ -259,6 +268,8 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 .bind(&expiries)
                 .bind(&expected)
                 .bind(now)
+                .bind(&lease_users)
+                .bind(&lease_owners)
                 .fetch_all(p)
                 .await?;
             let mut written = HashMap::new();
@@ -359,7 +370,15 @@ pub(crate) fn write(store: SqlStore, writes: Vec<Write>) -> Answers<Written> {
                                 .bind(save.expected)
                                 .fetch_optional(&mut *tx)
                                 .await?;
-                                Step::Saved(row.map(|row| row.try_get::<i64, _>(0)).transpose()?)
+                                let version = row.map(|row| row.try_get::<i64, _>(0)).transpose()?;
+                                if let (Some(_), Some(owner)) = (version, &save.release) {
+                                    sqlx::query(q::RELEASE_LEASE)
+                                        .bind(save.user)
+                                        .bind(owner.as_str())
+                                        .execute(&mut *tx)
+                                        .await?;
+                                }
+                                Step::Saved(version)
                             }
                             Write::Release((user, owner)) => {
                                 sqlx::query(q::RELEASE_LEASE)

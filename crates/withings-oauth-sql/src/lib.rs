@@ -96,9 +96,11 @@
 //! A lease is a row of `withings_leases` (user, owner, until), claimed with one conditional
 //! statement: insert, or take over the row if its `until` has passed. On PostgreSQL `until`
 //! is computed on the database's clock, so instances whose clocks disagree still agree on
-//! it. Dropping the [`Lease`](withings_oauth::Lease) deletes the row in a background task
-//! (`Drop` can't wait); a holder that crashed leaves a row that expires after its time to
-//! live, capped by [`SqlOptions::max_lease`], and the next taker takes it over. Waiters poll
+//! it. A save written under the lease ends it in the same statement (PostgreSQL) or
+//! transaction (SQLite); otherwise dropping the [`Lease`](withings_oauth::Lease) ends it in a
+//! background task (`Drop` can't wait); either deletes its row. A holder that crashed leaves
+//! a row that expires after its time to live, capped by [`SqlOptions::max_lease`], and the
+//! next taker takes it over. Waiters poll
 //! the row with a backoff of 5 to 100 ms and never past its expiry; within one process they
 //! queue on an in-process lease first, so only one of them polls.
 //!

@@ -1,5 +1,6 @@
 //! [`SqlStore`]: the token store on SQLite or PostgreSQL, and its [`SqlOptions`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -373,6 +374,10 @@ struct Inner {
     local: LocalLeases,
     /// Calls gathered into one statement or transaction each: see [`crate::batch`].
     batches: Batches,
+    /// The leases this store holds in the database: user, owner. A save of the user
+    /// releases the lease in the same statement or transaction, and its [`Release`] then has
+    /// nothing left to do.
+    held: std::sync::Mutex<HashMap<i64, String>>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -444,6 +449,7 @@ impl SqlStore {
                 local: LocalLeases::new(),
                 releases: Arc::default(),
                 batches: Batches::default(),
+                held: Default::default(),
             }),
         };
         store.prepare_schema(&options).await?;
@@ -710,13 +716,25 @@ impl SqlStore {
     ) -> Result<Version, StoreError> {
         let sealed = match expected {
             Expected::Version(version) => {
+                let id = self.user_id(user)?;
+                let release = self.held().get(&id).cloned();
                 let save = grouped::Save {
-                    user: self.user_id(user)?,
+                    user: id,
                     sealed,
                     expected: i64::try_from(version.get()).unwrap_or(i64::MAX),
+                    release: release.clone(),
                 };
                 match self.save_gathered(save).await?? {
-                    Ok(version) => return Ok(Version::new(version as u64)),
+                    Ok(version) => {
+                        // Released with the save: the lease's guard has nothing left to do.
+                        if let Some(owner) = release {
+                            let mut held = self.held();
+                            if held.get(&id) == Some(&owner) {
+                                held.remove(&id);
+                            }
+                        }
+                        return Ok(Version::new(version as u64));
+                    }
                     Err(sealed) => sealed,
                 }
             }
@@ -825,6 +843,13 @@ impl SqlStore {
                 _ => Err(StoreError::Other(MISMATCH.into())),
             },
         }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<i64, String>> {
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A save gathered with the others in flight.
@@ -939,7 +964,9 @@ pub(crate) struct Release {
 }
 
 impl Release {
+    /// The guard of a lease just claimed, which the store now counts as held.
     pub(crate) fn new(store: &SqlStore, user: i64, owner: String) -> Self {
+        store.held().insert(user, owner.clone());
         Self {
             store: store.clone(),
             user,
@@ -950,6 +977,18 @@ impl Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
+        let ours = {
+            let mut held = self.store.held();
+            let ours = held.get(&self.user) == Some(&self.owner);
+            if ours {
+                held.remove(&self.user);
+            }
+            ours
+        };
+        // Not ours any more: released with a save, or taken over once it expired.
+        if !ours {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -199,3 +199,72 @@ async fn abandoned_claims_on_sqlite_leave_no_lease() {
         .unwrap();
     abandoned_claims_leave_no_lease(a, b).await;
 }
+
+/// A save written under a lease releases the lease with it (in the same statement or
+/// transaction): another process gets the lease at once, while the first still holds its
+/// guard. A refused save keeps the lease held.
+async fn a_written_save_releases_its_lease(a: SqlStore, b: SqlStore) {
+    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
+    let target = user(2_000);
+    let first = testing::credentials(target, "a0", "r0", expires);
+    let v1 = a.save(target, &first, Expected::Absent).await.unwrap();
+
+    let held = a.lease(target, Duration::from_secs(60)).await.unwrap();
+    let refused = testing::credentials(target, "a-stale", "r-stale", expires);
+    let stale = a
+        .save(target, &refused, Expected::Version(Version::new(9)))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let waited = tokio::time::timeout(
+        Duration::from_millis(500),
+        b.lease(target, Duration::from_secs(60)),
+    )
+    .await;
+    assert!(waited.is_err(), "a refused save released the lease");
+
+    let next = testing::credentials(target, "a1", "r1", expires);
+    a.save(target, &next, Expected::Version(v1)).await.unwrap();
+    let taken = tokio::time::timeout(
+        Duration::from_secs(5),
+        b.lease(target, Duration::from_secs(60)),
+    )
+    .await
+    .expect("the written save did not release the lease")
+    .unwrap();
+    // The first holder's guard, dropped now, leaves the second holder's lease alone.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let third = tokio::time::timeout(
+        Duration::from_millis(500),
+        a.lease(target, Duration::from_secs(60)),
+    )
+    .await;
+    assert!(
+        third.is_err(),
+        "an old guard released the new holder's lease"
+    );
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_save_on_postgres_releases_its_lease() {
+    let schemas = support::Schemas::new();
+    let schema = schemas.fresh();
+    let a = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
+    let b = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
+    a_written_save_releases_its_lease(a, b).await;
+    schemas.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_save_on_sqlite_releases_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::sqlite_url(&dir);
+    let a = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    let b = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    a_written_save_releases_its_lease(a, b).await;
+}
