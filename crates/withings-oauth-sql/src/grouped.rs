@@ -121,6 +121,16 @@ fn each<T>(
     (0..n).map(|_| Err(store.failure(action, error))).collect()
 }
 
+/// The rows of a `*_LOAD_MANY` statement by their users (the last column).
+macro_rules! by_user {
+    ($rows:expr) => {
+        $rows
+            .into_iter()
+            .map(|row| Ok((row.try_get::<i64, _>(7)?, raw_row!(row))))
+            .collect()
+    };
+}
+
 /// Reads the users' rows in one statement.
 pub(crate) fn load(
     store: SqlStore,
@@ -135,9 +145,7 @@ pub(crate) fn load(
                         .bind(&users)
                         .fetch_all(p)
                         .await?;
-                    rows.into_iter()
-                        .map(|row| Ok((row.try_get::<i64, _>(7)?, raw_row!(row))))
-                        .collect()
+                    by_user!(rows)
                 }
                 .await
             }
@@ -154,9 +162,7 @@ pub(crate) fn load(
                         .bind(format!("[{ids}]"))
                         .fetch_all(p)
                         .await?;
-                    rows.into_iter()
-                        .map(|row| Ok((row.try_get::<i64, _>(7)?, raw_row!(row))))
-                        .collect()
+                    by_user!(rows)
                 }
                 .await
             }

@@ -14,6 +14,35 @@ use withings_oauth_sql::{SqlOptions, SqlStore};
 
 const USERS: u64 = 120;
 
+/// A test of `$scenario` on each backend, with two handles (two pools, as two processes would
+/// have) on one database.
+macro_rules! on_two_handles {
+    ($scenario:ident, $postgres:ident, $sqlite:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let schemas = support::Schemas::new();
+            let schema = schemas.fresh();
+            let a = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
+            let b = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
+            $scenario(a, b).await;
+            schemas.drop_all().await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            let url = support::sqlite_url(&dir);
+            let a = SqlStore::connect(&url, SqlOptions::default())
+                .await
+                .unwrap();
+            let b = SqlStore::connect(&url, SqlOptions::default())
+                .await
+                .unwrap();
+            $scenario(a, b).await;
+        }
+    };
+}
+
 fn user(i: u64) -> UserId {
     UserId::new(5_000 + i)
 }
@@ -135,29 +164,6 @@ async fn leases_in_flight_together(a: SqlStore, b: SqlStore) {
         .expect("a lease waited for its expiry: a release was lost");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases_in_flight_together_on_postgres_stay_exclusive() {
-    let schemas = support::Schemas::new();
-    let schema = schemas.fresh();
-    let a = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
-    let b = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
-    leases_in_flight_together(a, b).await;
-    schemas.drop_all().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases_in_flight_together_on_sqlite_stay_exclusive() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = support::sqlite_url(&dir);
-    let a = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
-    let b = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
-    leases_in_flight_together(a, b).await;
-}
-
 /// A caller that gives up while its claim is in flight leaves no lease behind: another
 /// process gets the user's lease at once, not after the minute the claim asked for.
 async fn abandoned_claims_leave_no_lease(a: SqlStore, b: SqlStore) {
@@ -175,29 +181,6 @@ async fn abandoned_claims_leave_no_lease(a: SqlStore, b: SqlStore) {
         .unwrap_or_else(|_| panic!("round {round}: an abandoned claim kept the lease"));
         drop(taken.unwrap());
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_claims_on_postgres_leave_no_lease() {
-    let schemas = support::Schemas::new();
-    let schema = schemas.fresh();
-    let a = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
-    let b = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
-    abandoned_claims_leave_no_lease(a, b).await;
-    schemas.drop_all().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_claims_on_sqlite_leave_no_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = support::sqlite_url(&dir);
-    let a = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
-    let b = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
-    abandoned_claims_leave_no_lease(a, b).await;
 }
 
 /// A save written under a lease releases the lease with it (in the same statement or
@@ -246,25 +229,18 @@ async fn a_written_save_releases_its_lease(a: SqlStore, b: SqlStore) {
     drop(taken);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_written_save_on_postgres_releases_its_lease() {
-    let schemas = support::Schemas::new();
-    let schema = schemas.fresh();
-    let a = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
-    let b = support::postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
-    a_written_save_releases_its_lease(a, b).await;
-    schemas.drop_all().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_written_save_on_sqlite_releases_its_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = support::sqlite_url(&dir);
-    let a = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
-    let b = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
-    a_written_save_releases_its_lease(a, b).await;
-}
+on_two_handles!(
+    leases_in_flight_together,
+    leases_in_flight_together_on_postgres_stay_exclusive,
+    leases_in_flight_together_on_sqlite_stay_exclusive
+);
+on_two_handles!(
+    abandoned_claims_leave_no_lease,
+    abandoned_claims_on_postgres_leave_no_lease,
+    abandoned_claims_on_sqlite_leave_no_lease
+);
+on_two_handles!(
+    a_written_save_releases_its_lease,
+    a_written_save_on_postgres_releases_its_lease,
+    a_written_save_on_sqlite_releases_its_lease
+);
