@@ -5,7 +5,8 @@
 //!
 //! Each kind has one [`Batcher`] per store: a queue, and at most one flush task taking the queue
 //! and running it, again and again until it is empty. Every caller gets its own answer: one
-//! batch never mixes answers, and a failed statement gives each of its callers the error.
+//! batch never mixes answers, and a batch that fails is run again one call at a time, so that
+//! one call's failure stays its own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -69,7 +70,23 @@ impl<Req: Send + 'static, Out: Send + 'static> Batcher<Req, Out> {
             !std::mem::replace(&mut state.flushing, true)
         };
         if start {
-            tokio::spawn(flush(store.clone(), pick, run));
+            // Made before the task: if the task never runs (no runtime here, or a runtime
+            // that shuts down before polling it), dropping the guard fails the queued calls
+            // and lets the next caller start a task.
+            let flushing = Flushing {
+                store: store.clone(),
+                pick,
+                finished: false,
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(flush(flushing, run))),
+                Err(_) => {
+                    drop(flushing);
+                    return Err(StoreError::Other(
+                        "the token store was used outside a tokio runtime: call it from async code running on tokio".into(),
+                    ));
+                }
+            }
         }
         answer.await.map_err(|_| {
             StoreError::Other(
@@ -81,12 +98,10 @@ impl<Req: Send + 'static, Out: Send + 'static> Batcher<Req, Out> {
 
 /// Runs batches until the queue is empty.
 async fn flush<Req: Send + 'static, Out: Send + 'static>(
-    store: SqlStore,
-    pick: Pick<Req, Out>,
+    mut flushing: Flushing<Req, Out>,
     run: Run<Req, Out>,
 ) {
-    // If this task is dropped mid-batch (the runtime shuts down), the next caller starts another.
-    let flushing = Flushing(pick(&store));
+    let (store, pick) = (flushing.store.clone(), flushing.pick);
     loop {
         let batch: Vec<_> = {
             let mut state = pick(&store)
@@ -95,8 +110,7 @@ async fn flush<Req: Send + 'static, Out: Send + 'static>(
                 .unwrap_or_else(PoisonError::into_inner);
             if state.queue.is_empty() {
                 state.flushing = false;
-                drop(state);
-                std::mem::forget(flushing);
+                flushing.finished = true;
                 return;
             }
             let take = state.queue.len().min(MAX_BATCH);
@@ -111,15 +125,27 @@ async fn flush<Req: Send + 'static, Out: Send + 'static>(
     }
 }
 
-/// For a flush task that did not finish: fails the calls still queued (their callers get an
-/// error instead of waiting forever) and clears the `flushing` flag, so that the next caller
-/// starts a new task.
-struct Flushing<'a, Req, Out>(&'a Batcher<Req, Out>);
+/// Owned by a flush task (from before it is spawned): if the task ends without emptying the
+/// queue (dropped unpolled, or mid-batch, as a runtime shuts down), fails the calls still
+/// queued (their callers get an error instead of waiting forever) and clears the `flushing`
+/// flag, so that the next caller starts a new task.
+struct Flushing<Req, Out> {
+    store: SqlStore,
+    pick: Pick<Req, Out>,
+    /// The task emptied the queue and cleared the flag itself.
+    finished: bool,
+}
 
-impl<Req, Out> Drop for Flushing<'_, Req, Out> {
+impl<Req, Out> Drop for Flushing<Req, Out> {
     fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
         let queued = {
-            let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = (self.pick)(&self.store)
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             state.flushing = false;
             std::mem::take(&mut state.queue)
         };

@@ -1,6 +1,6 @@
 //! The store's calls that go through [`batch`](crate::batch). On PostgreSQL, loads, lease
-//! claims, compare-and-swap saves of refreshed credentials and lease releases, each kind as
-//! one statement for the calls gathered. On SQLite, whose writes all go one at a time through
+//! claims, saves over a version (a refresh's, or any other `Expected::Version` save) and lease
+//! releases, each kind as one statement for the calls gathered. On SQLite, whose writes all go one at a time through
 //! the file's one write lock, every claim, save and release gathered goes in one transaction,
 //! one commit, and the loads gathered in one statement.
 
@@ -36,9 +36,6 @@ pub(crate) struct Save {
     pub(crate) user: i64,
     pub(crate) sealed: SealedCredentials,
     pub(crate) expected: i64,
-    /// The owner of the user's lease this store holds, if it holds it: the lease is released
-    /// with the save, if the save is written.
-    pub(crate) release: Option<String>,
 }
 
 /// A save's answer: the new version, or the credentials back when nothing was written (the
@@ -111,6 +108,20 @@ fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
 }
 
+/// Runs each request of a batch that failed as a whole on its own (nothing of it was written),
+/// so that one request's failure (a value the database refuses) stays its own.
+async fn one_by_one<Req, Out>(
+    store: &SqlStore,
+    requests: Vec<Req>,
+    run: crate::batch::Run<Req, Out>,
+) -> Vec<Out> {
+    let mut answers = Vec::with_capacity(requests.len());
+    for request in requests {
+        answers.extend(run(store.clone(), vec![request]).await);
+    }
+    answers
+}
+
 /// The same error for each of `n` callers.
 fn each<T>(
     store: &SqlStore,
@@ -169,6 +180,7 @@ pub(crate) fn load(
         };
         match rows {
             Ok(rows) => users.iter().map(|u| Ok(rows.get(u).cloned())).collect(),
+            Err(_) if users.len() > 1 => one_by_one(&store, users, load).await,
             Err(e) => each(&store, users.len(), "read a login", &e),
         }
     })
@@ -221,6 +233,7 @@ pub(crate) fn claim(
                         .then(|| Release::new(&store, claim.user, claim.owner)))
                 })
                 .collect(),
+            Err(_) if claims.len() > 1 => one_by_one(&store, claims, claim).await,
             Err(e) => each(&store, claims.len(), "take a refresh lease", &e),
         }
     })
@@ -258,12 +271,6 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 .map(|i| sealed(i).token_type.as_str())
                 .collect();
             let scopes: Vec<&str> = picked.iter().map(|i| sealed(i).scopes.as_str()).collect();
-            let leases: Vec<(i64, &str)> = picked
-                .iter()
-                .filter_map(|&i| Some((saves[i].user, saves[i].release.as_deref()?)))
-                .collect();
-            let lease_users: Vec<i64> = leases.iter().map(|(u, _)| *u).collect();
-            let lease_owners: Vec<&str> = leases.iter().map(|(_, o)| *o).collect();
             let rows = sqlx::query(q::POSTGRES_SAVE_MANY)
                 .bind(&users)
                 .bind(&access)
@@ -274,8 +281,6 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 .bind(&expiries)
                 .bind(&expected)
                 .bind(now)
-                .bind(&lease_users)
-                .bind(&lease_owners)
                 .fetch_all(p)
                 .await?;
             let mut written = HashMap::new();
@@ -297,6 +302,7 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 .enumerate()
                 .map(|(i, save)| Ok(written.get(&i).copied().ok_or(save.sealed)))
                 .collect(),
+            Err(_) if saves.len() > 1 => one_by_one(&store, saves, save).await,
             Err(e) => each(&store, saves.len(), "write a login", &e),
         }
     })
@@ -377,13 +383,6 @@ pub(crate) fn write(store: SqlStore, writes: Vec<Write>) -> Answers<Written> {
                                 .fetch_optional(&mut *tx)
                                 .await?;
                                 let version = row.map(|row| row.try_get::<i64, _>(0)).transpose()?;
-                                if let (Some(_), Some(owner)) = (version, &save.release) {
-                                    sqlx::query(q::RELEASE_LEASE)
-                                        .bind(save.user)
-                                        .bind(owner.as_str())
-                                        .execute(&mut *tx)
-                                        .await?;
-                                }
                                 Step::Saved(version)
                             }
                             Write::Release((user, owner)) => {
@@ -420,6 +419,7 @@ pub(crate) fn write(store: SqlStore, writes: Vec<Write>) -> Answers<Written> {
                     (Write::Release(_), _) => Written::Release,
                 })
                 .collect(),
+            Err(_) if writes.len() > 1 => one_by_one(&store, writes, write).await,
             Err(e) => writes
                 .into_iter()
                 .map(|write| match write {

@@ -96,11 +96,10 @@
 //! A lease is a row of `withings_leases` (user, owner, until), claimed with one conditional
 //! statement: insert, or take over the row if its `until` has passed. On PostgreSQL `until`
 //! is computed on the database's clock, so instances whose clocks disagree still agree on
-//! it. A save written under the lease ends it in the same statement (PostgreSQL) or
-//! transaction (SQLite); otherwise dropping the [`Lease`](withings_oauth::Lease) ends it in a
-//! background task (`Drop` can't wait); either deletes its row. A holder that crashed leaves
-//! a row that expires after its time to live, capped by [`SqlOptions::max_lease`], and the
-//! next taker takes it over. Waiters poll
+//! it. Dropping the [`Lease`](withings_oauth::Lease) deletes the row in a background task
+//! (`Drop` can't wait), gathered with the other releases in flight; a holder that crashed
+//! leaves a row that expires after its time to live, capped by [`SqlOptions::max_lease`], and
+//! the next taker takes it over. Waiters poll
 //! the row with a backoff of 5 to 100 ms and never past its expiry; within one process they
 //! queue on an in-process lease first, so only one of them polls.
 //!
@@ -112,12 +111,13 @@
 //! conformance kit expects, and can be inspected with a `SELECT`.
 //!
 //! # Group commit
-//! A refresh makes four trips to the database: it reads the login, claims the lease, saves
-//! the new pair over the version it read, and releases the lease. A store gathers the calls
+//! A refresh makes five trips to the database: the session's restore reads the login, the
+//! lease is claimed, the login is read again under it, the new pair is saved over the version
+//! read, and the lease is released. A store gathers the calls
 //! that arrive while one like them is running, and sends them together as the next one:
 //!
-//! - on PostgreSQL, one statement per kind (loads, claims, saves, releases), the values in
-//!   arrays (`unnest`, `= ANY`);
+//! - on PostgreSQL, one statement per kind (loads, claims, saves over a version, releases),
+//!   the values in arrays (`unnest`, `= ANY`);
 //! - on SQLite, whose writes go one at a time through the file's write lock anyway, every
 //!   claim, save and release in flight in one transaction, so one commit; the loads in one
 //!   statement (the ids in a JSON array, `json_each`).
@@ -128,11 +128,13 @@
 //!
 //! Each caller still gets its own answer. A save the batch did not write (its version was not
 //! the stored one) is made again on its own, which reads what is stored and reports the
-//! [`Conflict`](withings_oauth::Conflict), exactly as an ungathered save would. Rows are
-//! locked in the order of their users, so batches of different processes never wait for each
-//! other in a circle; if the database still breaks one (a deadlock), its calls are answered as
-//! if the lease were held or the save refused, and go again. A caller that stops waiting (a
-//! timeout, a cancelled task) does not stop its call: a lease claimed for it releases itself.
+//! [`Conflict`](withings_oauth::Conflict), exactly as an ungathered save would. A batch the
+//! database refuses as a whole is run again one call at a time, so that one call's failure
+//! stays its own. Lease rows are locked in the order of their users, and saves send theirs in
+//! that order, so batches of different processes rarely wait for each other in a circle; if
+//! the database breaks such a circle (a deadlock), the calls are answered as if the lease were
+//! held or the save refused, and go again. A caller that stops waiting (a timeout, a
+//! cancelled task) does not stop its call: a lease claimed for it releases itself.
 
 //! # Pending logins
 //! [`SqlStore::pending_logins`] gives a [`SqlPendingLogins`]: the

@@ -1,6 +1,5 @@
 //! [`SqlStore`]: the token store on SQLite or PostgreSQL, and its [`SqlOptions`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +32,9 @@ static WARNED_CLEAR_TEXT: AtomicBool = AtomicBool::new(false);
 /// its own write.
 #[cfg(feature = "sqlite")]
 const MISMATCH: &str = "the token store's writer answered another kind of write: retry";
+
+/// The longest lease the database is asked for, whatever the options say.
+const LONGEST_LEASE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How many rows the re-encryption sweep reads at a time.
 const SWEEP_BATCH: i64 = 200;
@@ -374,10 +376,6 @@ struct Inner {
     local: LocalLeases,
     /// Calls gathered into one statement or transaction each: see [`crate::batch`].
     batches: Batches,
-    /// The leases this store holds in the database: user, owner. A save of the user
-    /// releases the lease in the same statement or transaction, and its [`Release`] then has
-    /// nothing left to do.
-    held: std::sync::Mutex<HashMap<i64, String>>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -449,7 +447,6 @@ impl SqlStore {
                 local: LocalLeases::new(),
                 releases: Arc::default(),
                 batches: Batches::default(),
-                held: Default::default(),
             }),
         };
         store.prepare_schema(&options).await?;
@@ -716,25 +713,13 @@ impl SqlStore {
     ) -> Result<Version, StoreError> {
         let sealed = match expected {
             Expected::Version(version) => {
-                let id = self.user_id(user)?;
-                let release = self.held().get(&id).cloned();
                 let save = grouped::Save {
-                    user: id,
+                    user: self.user_id(user)?,
                     sealed,
                     expected: i64::try_from(version.get()).unwrap_or(i64::MAX),
-                    release: release.clone(),
                 };
                 match self.save_gathered(save).await?? {
-                    Ok(version) => {
-                        // Released with the save: the lease's guard has nothing left to do.
-                        if let Some(owner) = release {
-                            let mut held = self.held();
-                            if held.get(&id) == Some(&owner) {
-                                held.remove(&id);
-                            }
-                        }
-                        return Ok(Version::new(version as u64));
-                    }
+                    Ok(version) => return Ok(Version::new(version as u64)),
                     Err(sealed) => sealed,
                 }
             }
@@ -830,7 +815,8 @@ impl SqlStore {
         let claim = grouped::Claim {
             user,
             owner: owner.to_owned(),
-            ttl_ms: millis(ttl),
+            // A year at most: the database adds it to its clock, which must not overflow.
+            ttl_ms: millis(ttl.min(LONGEST_LEASE)),
         };
         match &self.inner.pool {
             #[cfg(feature = "postgres")]
@@ -843,13 +829,6 @@ impl SqlStore {
                 _ => Err(StoreError::Other(MISMATCH.into())),
             },
         }
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<i64, String>> {
-        self.inner
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A save gathered with the others in flight.
@@ -954,6 +933,25 @@ struct Releases {
     done: tokio::sync::Notify,
 }
 
+/// One release in flight, counted from before its task is spawned until the task ends or is
+/// dropped (even unpolled, as a runtime shuts down), so that [`SqlStore::close`] never waits
+/// for a release that will not run.
+struct Running(Arc<Releases>);
+
+impl Running {
+    fn new(releases: Arc<Releases>) -> Self {
+        releases.running.fetch_add(1, Ordering::AcqRel);
+        Self(releases)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+        self.0.done.notify_waiters();
+    }
+}
+
 /// Releases a database lease when the session drops it. `Drop` can't wait, so the release
 /// runs as a task (gathered with the other releases in flight); without a runtime (or if the
 /// task never runs) the lease simply expires.
@@ -964,9 +962,8 @@ pub(crate) struct Release {
 }
 
 impl Release {
-    /// The guard of a lease just claimed, which the store now counts as held.
+    /// The guard of a lease just claimed.
     pub(crate) fn new(store: &SqlStore, user: i64, owner: String) -> Self {
-        store.held().insert(user, owner.clone());
         Self {
             store: store.clone(),
             user,
@@ -977,18 +974,6 @@ impl Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let ours = {
-            let mut held = self.store.held();
-            let ours = held.get(&self.user) == Some(&self.owner);
-            if ours {
-                held.remove(&self.user);
-            }
-            ours
-        };
-        // Not ours any more: released with a save, or taken over once it expired.
-        if !ours {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -996,12 +981,10 @@ impl Drop for Release {
             self.store.clone(),
             (self.user, std::mem::take(&mut self.owner)),
         );
-        let releases = store.inner.releases.clone();
-        releases.running.fetch_add(1, Ordering::AcqRel);
+        let running = Running::new(store.inner.releases.clone());
         runtime.spawn(async move {
             store.release(lease).await;
-            releases.running.fetch_sub(1, Ordering::AcqRel);
-            releases.done.notify_waiters();
+            drop(running);
         });
     }
 }

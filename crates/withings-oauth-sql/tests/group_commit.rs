@@ -5,6 +5,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -183,50 +184,101 @@ async fn abandoned_claims_leave_no_lease(a: SqlStore, b: SqlStore) {
     }
 }
 
-/// A save written under a lease releases the lease with it (in the same statement or
-/// transaction): another process gets the lease at once, while the first still holds its
-/// guard. A refused save keeps the lease held.
-async fn a_written_save_releases_its_lease(a: SqlStore, b: SqlStore) {
+/// A save never ends a lease its caller does not hold: neither a save made without the lease
+/// (a new login) while a session refreshes under it, nor the late save of a holder whose lease
+/// expired and was taken over. Only the holder's guard ends its lease.
+async fn saves_leave_the_leases_alone(a: SqlStore, b: SqlStore) {
     let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
-    let target = user(2_000);
-    let first = testing::credentials(target, "a0", "r0", expires);
-    let v1 = a.save(target, &first, Expected::Absent).await.unwrap();
+    let lease_of = |store: &SqlStore, target, ttl| {
+        let store = store.clone();
+        async move { tokio::time::timeout(Duration::from_millis(500), store.lease(target, ttl)).await }
+    };
 
+    // A login saved while a session holds the lease.
+    let target = user(3_000);
+    let v1 = a
+        .save(
+            target,
+            &testing::credentials(target, "a0", "r0", expires),
+            Expected::Absent,
+        )
+        .await
+        .unwrap();
     let held = a.lease(target, Duration::from_secs(60)).await.unwrap();
-    let refused = testing::credentials(target, "a-stale", "r-stale", expires);
-    let stale = a
-        .save(target, &refused, Expected::Version(Version::new(9)))
-        .await;
-    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
-    let waited = tokio::time::timeout(
-        Duration::from_millis(500),
-        b.lease(target, Duration::from_secs(60)),
-    )
-    .await;
-    assert!(waited.is_err(), "a refused save released the lease");
-
-    let next = testing::credentials(target, "a1", "r1", expires);
-    a.save(target, &next, Expected::Version(v1)).await.unwrap();
+    let login = testing::credentials(target, "a-login", "r-login", expires);
+    a.save(target, &login, Expected::Version(v1)).await.unwrap();
+    assert!(
+        lease_of(&b, target, Duration::from_secs(60)).await.is_err(),
+        "a save without the lease ended the holder's lease"
+    );
+    drop(held);
     let taken = tokio::time::timeout(
         Duration::from_secs(5),
         b.lease(target, Duration::from_secs(60)),
     )
     .await
-    .expect("the written save did not release the lease")
-    .unwrap();
-    // The first holder's guard, dropped now, leaves the second holder's lease alone.
-    drop(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let third = tokio::time::timeout(
-        Duration::from_millis(500),
+    .expect("the holder's guard did not end its lease");
+    drop(taken.unwrap());
+
+    // A holder whose lease expired and was taken over saves late.
+    let target = user(3_001);
+    let v1 = a
+        .save(
+            target,
+            &testing::credentials(target, "a0", "r0", expires),
+            Expected::Absent,
+        )
+        .await
+        .unwrap();
+    let old = a.lease(target, Duration::from_millis(300)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(old.is_expired());
+    let new = tokio::time::timeout(
+        Duration::from_secs(5),
         a.lease(target, Duration::from_secs(60)),
     )
-    .await;
+    .await
+    .expect("the expired lease was not taken over")
+    .unwrap();
+    let late = testing::credentials(target, "a-late", "r-late", expires);
+    a.save(target, &late, Expected::Version(v1)).await.unwrap();
     assert!(
-        third.is_err(),
-        "an old guard released the new holder's lease"
+        lease_of(&b, target, Duration::from_secs(60)).await.is_err(),
+        "a late save ended the new holder's lease"
     );
-    drop(taken);
+    // The old holder's guard leaves the new holder's lease alone too.
+    drop(old);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        lease_of(&b, target, Duration::from_secs(60)).await.is_err(),
+        "an old guard ended the new holder's lease"
+    );
+    drop(new);
+}
+
+/// A claim with a time to live past what the database can count, gathered with ordinary
+/// ones: the ordinary ones are taken, as they would be without it.
+async fn a_bad_claim_fails_alone(a: SqlStore, _b: SqlStore) {
+    let mut tasks = Vec::new();
+    for i in 0..64u64 {
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            let ttl = if i % 8 == 0 {
+                Duration::MAX
+            } else {
+                Duration::from_secs(60)
+            };
+            (i, a.lease(user(4_000 + i), ttl).await.map(drop))
+        }));
+    }
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        // The longest lease is capped (a year), so even the odd ones are taken today; were
+        // one refused, the others must not fail with it.
+        if i % 8 != 0 {
+            assert!(result.is_ok(), "claim {i} failed: {}", result.unwrap_err());
+        }
+    }
 }
 
 on_two_handles!(
@@ -240,7 +292,88 @@ on_two_handles!(
     abandoned_claims_on_sqlite_leave_no_lease
 );
 on_two_handles!(
-    a_written_save_releases_its_lease,
-    a_written_save_on_postgres_releases_its_lease,
-    a_written_save_on_sqlite_releases_its_lease
+    saves_leave_the_leases_alone,
+    saves_on_postgres_leave_the_leases_alone,
+    saves_on_sqlite_leave_the_leases_alone
 );
+on_two_handles!(
+    a_bad_claim_fails_alone,
+    a_bad_claim_on_postgres_fails_alone,
+    a_bad_claim_on_sqlite_fails_alone
+);
+
+/// A flush task dropped before it ever ran (its runtime shut down first) does not leave its
+/// queue stuck: a later call on another runtime is answered.
+#[test]
+fn a_flush_task_dropped_before_it_ran_leaves_no_call_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::sqlite_url(&dir);
+    let main = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = main
+        .block_on(SqlStore::connect(&url, SqlOptions::default()))
+        .unwrap();
+    let short = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let shared = store.clone();
+    short.block_on(async move {
+        let mut load = std::pin::pin!(shared.load(user(5_000)));
+        // One poll queues the load and spawns the flush task, which never runs.
+        std::future::poll_fn(|cx| {
+            assert!(load.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+    });
+    drop(short);
+    let later = main.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), store.load(user(5_000))).await
+    });
+    assert!(
+        later
+            .expect("a later load waited forever")
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Outside a tokio runtime a call fails with an error saying so, and leaves nothing stuck.
+#[test]
+fn a_call_outside_a_runtime_fails_and_leaves_no_call_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::sqlite_url(&dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime
+        .block_on(SqlStore::connect(&url, SqlOptions::default()))
+        .unwrap();
+    let shared = store.clone();
+    let outside = std::thread::spawn(move || {
+        let mut load = std::pin::pin!(shared.load(user(5_001)));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match load.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Err(e)) => e.to_string(),
+            other => panic!("expected an error at once, got {other:?}"),
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(outside.contains("tokio runtime"), "{outside}");
+    let later = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), store.load(user(5_001))).await
+    });
+    assert!(
+        later
+            .expect("a later load waited forever")
+            .unwrap()
+            .is_none()
+    );
+}
