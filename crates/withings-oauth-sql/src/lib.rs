@@ -78,7 +78,9 @@
 //! `withings_credentials` holds one row per user: version, sealed access and refresh tokens,
 //! the key id, token type, scopes, expiry, the login-required flag, when tokens were last
 //! saved (`refreshed_at`) and last found dead (`failed_at`, `failure_count`), all timestamps
-//! in Unix seconds, indexed by expiry. It is the only place a token is kept. A logout leaves a
+//! in Unix seconds, indexed by user only (migration `0004` dropped two indexes no statement
+//! used, so that a refresh updates its row in place: on PostgreSQL a heap-only update, the
+//! table keeping a fifth of each page free for it). It is the only place a token is kept. A logout leaves a
 //! tombstone (user id and version, no token) so that a user's version keeps growing across
 //! it, with each write a single compare-and-swap statement `... WHERE version = $expected`.
 //! `withings_leases` holds the refresh leases, `withings_pending_logins` the
