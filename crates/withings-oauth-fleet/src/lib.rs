@@ -26,7 +26,7 @@
 //! 2. **Due**: the session refreshes, once for all the instance's callers; across instances
 //!    the store's lease makes one refresh, and the others adopt its stored pair. At most
 //!    [`concurrent_refreshes`](FleetBuilder::concurrent_refreshes) users refresh at once in
-//!    an instance (16 by default; the others' callers wait in the instance, not on the
+//!    an instance (64 by default; the others' callers wait in the instance, not on the
 //!    store's connections). The limiter is waited for first; a 601 answer slows it and is
 //!    retried with backoff and jitter.
 //! 3. **Failed**: the user cools down (30 s, doubling up to 15 minutes); callers get
