@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 #[cfg(feature = "postgres")]
 use std::collections::HashSet;
+#[cfg(feature = "sqlite")]
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -164,13 +166,17 @@ pub(crate) fn load(
             Pool::Sqlite(p) => {
                 async {
                     // The ids as a JSON array: one prepared statement whatever their number.
-                    let ids = users
-                        .iter()
-                        .map(i64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",");
+                    let mut ids = String::with_capacity(users.len() * 12 + 2);
+                    ids.push('[');
+                    for (i, user) in users.iter().enumerate() {
+                        if i > 0 {
+                            ids.push(',');
+                        }
+                        let _ = write!(ids, "{user}");
+                    }
+                    ids.push(']');
                     let rows = sqlx::query(q::SQLITE_LOAD_MANY)
-                        .bind(format!("[{ids}]"))
+                        .bind(ids)
                         .fetch_all(p)
                         .await?;
                     by_user!(rows)

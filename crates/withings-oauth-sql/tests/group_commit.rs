@@ -302,20 +302,29 @@ on_two_handles!(
     a_bad_claim_on_sqlite_fails_alone
 );
 
-/// A flush task dropped before it ever ran (its runtime shut down first) does not leave its
-/// queue stuck: a later call on another runtime is answered.
-#[test]
-fn a_flush_task_dropped_before_it_ran_leaves_no_call_stuck() {
+/// A SQLite store opened on a runtime of its own (one worker), for tests that use it from
+/// other runtimes or threads too.
+fn sqlite_store_on_its_runtime() -> (tempfile::TempDir, tokio::runtime::Runtime, SqlStore) {
     let dir = tempfile::tempdir().unwrap();
-    let url = support::sqlite_url(&dir);
-    let main = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let store = main
-        .block_on(SqlStore::connect(&url, SqlOptions::default()))
+    let store = runtime
+        .block_on(SqlStore::connect(
+            &support::sqlite_url(&dir),
+            SqlOptions::default(),
+        ))
         .unwrap();
+    (dir, runtime, store)
+}
+
+/// A flush task dropped before it ever ran (its runtime shut down first) does not leave its
+/// queue stuck: a later call on another runtime is answered.
+#[test]
+fn a_flush_task_dropped_before_it_ran_leaves_no_call_stuck() {
+    let (_dir, main, store) = sqlite_store_on_its_runtime();
     let short = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -345,16 +354,7 @@ fn a_flush_task_dropped_before_it_ran_leaves_no_call_stuck() {
 /// Outside a tokio runtime a call fails with an error saying so, and leaves nothing stuck.
 #[test]
 fn a_call_outside_a_runtime_fails_and_leaves_no_call_stuck() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = support::sqlite_url(&dir);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = runtime
-        .block_on(SqlStore::connect(&url, SqlOptions::default()))
-        .unwrap();
+    let (_dir, runtime, store) = sqlite_store_on_its_runtime();
     let shared = store.clone();
     let outside = std::thread::spawn(move || {
         let mut load = std::pin::pin!(shared.load(user(5_001)));
