@@ -31,18 +31,38 @@ pub(crate) struct Claim {
     pub(crate) user: i64,
     pub(crate) owner: String,
     pub(crate) ttl_ms: i64,
+    /// Whether to read the user's row once the lease is taken.
+    pub(crate) load: bool,
 }
 
-/// Refreshed credentials to write over the version they replace.
+/// A lease taken: its release, and the user's row read after it was taken, if asked for.
+pub(crate) struct Taken {
+    pub(crate) release: Release,
+    pub(crate) row: Option<RawRow>,
+}
+
+/// A claim's answer: `None` if another holder has the lease.
+pub(crate) type Claimed = Result<Option<Taken>, StoreError>;
+
+/// Refreshed credentials to write over the version they replace, and the lease to end with
+/// them, if any.
 pub(crate) struct Save {
     pub(crate) user: i64,
     pub(crate) sealed: SealedCredentials,
     pub(crate) expected: i64,
+    pub(crate) release: Option<Release>,
 }
 
-/// A save's answer: the new version, or the credentials back when nothing was written (the
-/// caller then writes them alone, which finds and reports the conflict).
-pub(crate) type Saved = Result<Result<i64, SealedCredentials>, StoreError>;
+/// A save the batch did not write: the credentials, and the lease it did not end (`None` if
+/// the batch ended it, or there was none).
+pub(crate) struct Unsaved {
+    pub(crate) sealed: SealedCredentials,
+    pub(crate) release: Option<Release>,
+}
+
+/// A save's answer: the new version, or the save back when nothing was written (the caller
+/// then writes it alone, which finds and reports the conflict, and ends its lease after).
+pub(crate) type Saved = Result<Result<i64, Unsaved>, StoreError>;
 
 /// A lease to release: the user and the owner that holds it.
 pub(crate) type Held = (i64, String);
@@ -58,7 +78,7 @@ pub(crate) enum Write {
 /// The answer to a [`Write`], of the same kind.
 #[cfg(feature = "sqlite")]
 pub(crate) enum Written {
-    Claim(Result<Option<Release>, StoreError>),
+    Claim(Claimed),
     Save(Saved),
     Release,
 }
@@ -68,7 +88,7 @@ pub(crate) enum Written {
 pub(crate) struct Batches {
     pub(crate) loads: Batcher<i64, Result<Option<RawRow>, StoreError>>,
     #[cfg(feature = "postgres")]
-    pub(crate) claims: Batcher<Claim, Result<Option<Release>, StoreError>>,
+    pub(crate) claims: Batcher<Claim, Claimed>,
     #[cfg(feature = "postgres")]
     pub(crate) saves: Batcher<Save, Saved>,
     #[cfg(feature = "postgres")]
@@ -192,13 +212,11 @@ pub(crate) fn load(
     })
 }
 
-/// Claims the leases in one statement: each a [`Release`] if it was taken, `None` if another
-/// holder has it.
+/// Claims the leases in one statement, then reads the rows asked for of the users whose lease
+/// was taken, in a second statement (its own snapshot, so it sees every save committed before
+/// the leases were taken): each a [`Taken`] if it was taken, `None` if another holder has it.
 #[cfg(feature = "postgres")]
-pub(crate) fn claim(
-    store: SqlStore,
-    claims: Vec<Claim>,
-) -> Answers<Result<Option<Release>, StoreError>> {
+pub(crate) fn claim(store: SqlStore, claims: Vec<Claim>) -> Answers<Claimed> {
     Box::pin(async move {
         let taken: Result<HashSet<usize>, sqlx::Error> = async {
             let p = postgres(&store).ok_or_else(not_postgres)?;
@@ -226,22 +244,53 @@ pub(crate) fn claim(
                 .collect())
         }
         .await;
-        match taken {
+        let taken = match taken {
             // Rolled back by the database to break a circle of waits: nothing was taken, and
             // each caller tries again as if the lease were held.
-            Err(e) if is_deadlock(&e) => claims.iter().map(|_| Ok(None)).collect(),
-            Ok(taken) => claims
-                .into_iter()
-                .enumerate()
-                .map(|(i, claim)| {
-                    Ok(taken
-                        .contains(&i)
-                        .then(|| Release::new(&store, claim.user, claim.owner)))
-                })
-                .collect(),
-            Err(_) if claims.len() > 1 => one_by_one(&store, claims, claim).await,
-            Err(e) => each(&store, claims.len(), "take a refresh lease", &e),
+            Err(e) if is_deadlock(&e) => return claims.iter().map(|_| Ok(None)).collect(),
+            Err(_) if claims.len() > 1 => return one_by_one(&store, claims, claim).await,
+            Err(e) => return each(&store, claims.len(), "take a refresh lease", &e),
+            Ok(taken) => taken,
+        };
+        // Each lease taken is released if its caller is gone or its read fails.
+        let mut answers: Vec<Claimed> = claims
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Ok(taken.contains(&i).then(|| Taken {
+                    release: Release::new(&store, c.user, c.owner.clone()),
+                    row: None,
+                }))
+            })
+            .collect();
+        let readers: Vec<i64> = claims
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| c.load && taken.contains(i))
+            .map(|(_, c)| c.user)
+            .collect();
+        if readers.is_empty() {
+            return answers;
         }
+        let rows: Result<HashMap<i64, RawRow>, sqlx::Error> = async {
+            let p = postgres(&store).ok_or_else(not_postgres)?;
+            let rows = sqlx::query(q::POSTGRES_LOAD_MANY)
+                .bind(&readers)
+                .fetch_all(p)
+                .await?;
+            by_user!(rows)
+        }
+        .await;
+        for (answer, c) in answers.iter_mut().zip(&claims) {
+            let (Ok(Some(taken)), true) = (&mut *answer, c.load) else {
+                continue;
+            };
+            match &rows {
+                Ok(rows) => taken.row = rows.get(&c.user).cloned(),
+                Err(e) => *answer = Err(store.failure("read a login", e)),
+            }
+        }
+        answers
     })
 }
 
@@ -277,6 +326,12 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 .map(|i| sealed(i).token_type.as_str())
                 .collect();
             let scopes: Vec<&str> = picked.iter().map(|i| sealed(i).scopes.as_str()).collect();
+            // The leases to end, every one: a save refused still ends its lease, as the
+            // caller's refresh is over.
+            let (lease_users, owners): (Vec<i64>, Vec<&str>) = saves
+                .iter()
+                .filter_map(|s| s.release.as_ref().map(|r| (r.user, r.owner.as_str())))
+                .unzip();
             let rows = sqlx::query(q::POSTGRES_SAVE_MANY)
                 .bind(&users)
                 .bind(&access)
@@ -287,6 +342,8 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 .bind(&expiries)
                 .bind(&expected)
                 .bind(now)
+                .bind(&lease_users)
+                .bind(&owners)
                 .fetch_all(p)
                 .await?;
             let mut written = HashMap::new();
@@ -300,13 +357,29 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
         }
         .await;
         match written {
-            // Rolled back to break a circle of waits: nothing was written, and each save
-            // goes alone.
-            Err(e) if is_deadlock(&e) => saves.into_iter().map(|s| Ok(Err(s.sealed))).collect(),
+            // Rolled back to break a circle of waits: nothing was written or released, and
+            // each save goes alone, keeping its lease until it is done.
+            Err(e) if is_deadlock(&e) => saves
+                .into_iter()
+                .map(|s| {
+                    Ok(Err(Unsaved {
+                        sealed: s.sealed,
+                        release: s.release,
+                    }))
+                })
+                .collect(),
             Ok(written) => saves
                 .into_iter()
                 .enumerate()
-                .map(|(i, save)| Ok(written.get(&i).copied().ok_or(save.sealed)))
+                .map(|(i, save)| {
+                    if let Some(release) = save.release {
+                        release.ended(); // by the statement
+                    }
+                    Ok(written.get(&i).copied().ok_or(Unsaved {
+                        sealed: save.sealed,
+                        release: None,
+                    }))
+                })
                 .collect(),
             Err(_) if saves.len() > 1 => one_by_one(&store, saves, save).await,
             Err(e) => each(&store, saves.len(), "write a login", &e),
@@ -350,7 +423,8 @@ pub(crate) fn release(store: SqlStore, leases: Vec<Held>) -> Answers<()> {
 /// What one write of a SQLite batch did.
 #[cfg(feature = "sqlite")]
 enum Step {
-    Claimed(bool),
+    /// Whether the lease was taken, and the row read after, if asked for.
+    Claimed(bool, Option<RawRow>),
     Saved(Option<i64>),
     Released,
 }
@@ -376,7 +450,16 @@ pub(crate) fn write(store: SqlStore, writes: Vec<Write>) -> Answers<Written> {
                                     .execute(&mut *tx)
                                     .await?
                                     .rows_affected();
-                                Step::Claimed(rows == 1)
+                                let row = match (rows == 1, claim.load) {
+                                    (true, true) => sqlx::query(q::LOAD)
+                                        .bind(claim.user)
+                                        .fetch_optional(&mut *tx)
+                                        .await?
+                                        .map(|row| -> Result<RawRow, sqlx::Error> { Ok(raw_row!(row)) })
+                                        .transpose()?,
+                                    _ => None,
+                                };
+                                Step::Claimed(rows == 1, row)
                             }
                             Write::Save(save) => {
                                 let row = crate::store::bind_sealed(
@@ -389,6 +472,14 @@ pub(crate) fn write(store: SqlStore, writes: Vec<Write>) -> Answers<Written> {
                                 .fetch_optional(&mut *tx)
                                 .await?;
                                 let version = row.map(|row| row.try_get::<i64, _>(0)).transpose()?;
+                                // A save refused still ends its lease: the refresh is over.
+                                if let Some(release) = &save.release {
+                                    sqlx::query(q::RELEASE_LEASE)
+                                        .bind(release.user)
+                                        .bind(release.owner.as_str())
+                                        .execute(&mut *tx)
+                                        .await?;
+                                }
                                 Step::Saved(version)
                             }
                             Write::Release((user, owner)) => {
@@ -414,13 +505,25 @@ pub(crate) fn write(store: SqlStore, writes: Vec<Write>) -> Answers<Written> {
                 .into_iter()
                 .zip(steps)
                 .map(|(write, step)| match (write, step) {
-                    (Write::Claim(claim), Step::Claimed(taken)) => Written::Claim(Ok(
-                        taken.then(|| Release::new(&store, claim.user, claim.owner)),
-                    )),
-                    (Write::Save(save), Step::Saved(version)) => {
-                        Written::Save(Ok(version.ok_or(save.sealed)))
+                    (Write::Claim(claim), Step::Claimed(taken, row)) => {
+                        Written::Claim(Ok(taken.then(|| Taken {
+                            release: Release::new(&store, claim.user, claim.owner),
+                            row,
+                        })))
                     }
-                    (Write::Save(save), _) => Written::Save(Ok(Err(save.sealed))),
+                    (Write::Save(save), Step::Saved(version)) => {
+                        if let Some(release) = save.release {
+                            release.ended(); // in the transaction
+                        }
+                        Written::Save(Ok(version.ok_or(Unsaved {
+                            sealed: save.sealed,
+                            release: None,
+                        })))
+                    }
+                    (Write::Save(save), _) => Written::Save(Ok(Err(Unsaved {
+                        sealed: save.sealed,
+                        release: save.release,
+                    }))),
                     (Write::Claim(_), _) => Written::Claim(Ok(None)),
                     (Write::Release(_), _) => Written::Release,
                 })

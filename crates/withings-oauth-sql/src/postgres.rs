@@ -8,6 +8,9 @@ use withings_oauth::StoreError;
 use crate::location::Location;
 use crate::store::{Pool, SqlOptions};
 
+/// How long a connection may sit idle in the pool before it is checked again when acquired.
+const CHECK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(crate) async fn open(
     url: &str,
     options: &SqlOptions,
@@ -32,6 +35,18 @@ pub(crate) async fn open(
         .max_connections(options.max_connections_value(10))
         .min_connections(options.min_connections_value(10))
         .acquire_timeout(options.acquire_timeout_value())
+        // A connection idle for a while is checked before it is handed out (the server may
+        // have closed it); one in use a moment ago is not: under load, that check was a
+        // round trip for every statement.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_AFTER {
+                    sqlx::Connection::ping(connection).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(connect)
         .await
         .map_err(|e| crate::error::database_failure(location, "connect", &e))?;

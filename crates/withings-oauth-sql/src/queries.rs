@@ -257,12 +257,14 @@ pub(crate) const POSTGRES_CLAIM_LEASES: &str = "INSERT INTO withings_leases AS l
     RETURNING user_id";
 
 #[cfg(feature = "postgres")]
-/// [`SAVE_VERSION`] for many users: $1 users (each once), $2 access tokens, $3 refresh tokens,
-/// $4 key ids, $5 token types, $6 scopes, $7 expiries, $8 the expected versions, $9 now.
+/// [`SAVE_VERSION`] for many users, and the end of leases, in one transaction: $1 users (each
+/// once), $2 access tokens, $3 refresh tokens, $4 key ids, $5 token types, $6 scopes, $7
+/// expiries, $8 the expected versions, $9 now; $10 and $11 the users and owners of the leases
+/// to release (as [`POSTGRES_RELEASE_LEASES`]: a lease taken over by another owner stays).
 /// Returns the users written and their new versions; the others were not written. The store
 /// sends the users in ascending order, which the rows are locked in as long as the plan
 /// follows the arrays (a nested loop, as it picks for a batch's size).
-pub(crate) const POSTGRES_SAVE_MANY: &str = "UPDATE withings_credentials AS c SET \
+pub(crate) const POSTGRES_SAVE_MANY: &str = "WITH saved AS (UPDATE withings_credentials AS c SET \
     version = c.version + 1, login_required = FALSE, access_token = v.access_token, \
     refresh_token = v.refresh_token, key_id = v.key_id, token_type = v.token_type, \
     scopes = v.scopes, expires_at = v.expires_at, refreshed_at = $9, failure_count = 0, \
@@ -271,7 +273,13 @@ pub(crate) const POSTGRES_SAVE_MANY: &str = "UPDATE withings_credentials AS c SE
     $7::BIGINT[], $8::BIGINT[]) \
     AS v(user_id, access_token, refresh_token, key_id, token_type, scopes, expires_at, expected) \
     WHERE c.user_id = v.user_id AND c.version = v.expected AND c.deleted = FALSE \
-    RETURNING c.user_id, c.version";
+    RETURNING c.user_id, c.version), \
+    doomed AS (SELECT l.user_id FROM withings_leases AS l \
+    JOIN unnest($10::BIGINT[], $11::TEXT[]) AS r(user_id, owner) \
+    ON l.user_id = r.user_id AND l.owner = r.owner \
+    ORDER BY l.user_id FOR UPDATE OF l), \
+    released AS (DELETE FROM withings_leases AS l USING doomed WHERE l.user_id = doomed.user_id) \
+    SELECT user_id, version FROM saved";
 
 #[cfg(feature = "postgres")]
 /// [`RELEASE_LEASE`] for many leases: $1 users, $2 owners. The rows are locked in the order

@@ -32,6 +32,8 @@ pub(crate) async fn open(
         .max_connections(options.max_connections_value(4))
         .min_connections(options.min_connections_value(4))
         .acquire_timeout(options.acquire_timeout_value())
+        // A file has no server to drop a connection: no round trip to check one.
+        .test_before_acquire(false)
         .connect_with(connect)
         .await
         .map_err(|e| crate::error::database_failure(location, "open", &e))?;

@@ -705,26 +705,32 @@ impl SqlStore {
     /// Saves `sealed` over `expected`: refreshed credentials go with the other saves in
     /// flight, in one statement or transaction; a save the batch did not write (a conflict)
     /// and every other save go alone, which reads and reports what is stored.
+    ///
+    /// `release` is the lease to end once the save is written or refused: with the gathered
+    /// save, or after the save that goes alone.
     async fn save_sealed(
         &self,
         user: UserId,
         sealed: SealedCredentials,
         expected: Expected,
+        release: Option<Release>,
     ) -> Result<Version, StoreError> {
-        let sealed = match expected {
+        let (sealed, _release) = match expected {
             Expected::Version(version) => {
                 let save = grouped::Save {
                     user: self.user_id(user)?,
                     sealed,
                     expected: i64::try_from(version.get()).unwrap_or(i64::MAX),
+                    release,
                 };
                 match self.save_gathered(save).await?? {
                     Ok(version) => return Ok(Version::new(version as u64)),
-                    Err(sealed) => sealed,
+                    Err(unsaved) => (unsaved.sealed, unsaved.release),
                 }
             }
-            Expected::Absent => sealed,
+            Expected::Absent => (sealed, release),
         };
+        // `_release`, if any, ends the lease when dropped: after this save.
         self.write(user, expected, Change::Save(&sealed)).await
     }
 
@@ -804,19 +810,21 @@ impl SqlStore {
         }
     }
 
-    /// Tries once to take the user's lease in the database (with the other claims in flight):
-    /// its release if it was taken.
+    /// Tries once to take the user's lease in the database (with the other claims in flight),
+    /// and to read the user's row after, if `load`: its release (and the row) if it was taken.
     async fn claim(
         &self,
         user: i64,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Option<Release>, StoreError> {
+        load: bool,
+    ) -> Result<Option<grouped::Taken>, StoreError> {
         let claim = grouped::Claim {
             user,
             owner: owner.to_owned(),
             // A year at most: the database adds it to its clock, which must not overflow.
             ttl_ms: millis(ttl.min(LONGEST_LEASE)),
+            load,
         };
         match &self.inner.pool {
             #[cfg(feature = "postgres")]
@@ -891,7 +899,13 @@ impl SqlStore {
             .map(|ms| Duration::from_millis(ms as u64)))
     }
 
-    async fn take_lease(&self, user: UserId, ttl: Duration) -> Result<Lease, StoreError> {
+    /// Takes the user's lease, and reads the user's row under it if `load`.
+    async fn take_lease(
+        &self,
+        user: UserId,
+        ttl: Duration,
+        load: bool,
+    ) -> Result<(Lease, Option<RawRow>), StoreError> {
         let id = self.user_id(user)?;
         let ttl = ttl.min(self.inner.max_lease).max(Duration::from_millis(1));
         // In-process first: sessions of this process queue here instead of polling the
@@ -903,8 +917,9 @@ impl SqlStore {
             // Taken before the claim, so this process believes the lease ends no later than
             // the database does.
             let asked = Instant::now();
-            if let Some(release) = self.claim(id, &owner, ttl).await? {
-                return Ok(Lease::new((local, release), Some(asked + ttl)));
+            if let Some(taken) = self.claim(id, &owner, ttl, load).await? {
+                let lease = Lease::new((local, taken.release), Some(asked + ttl));
+                return Ok((lease, taken.row));
             }
             // Held by another process: wait for its release (polled) or its expiry.
             let left = self.lease_left(id).await?.unwrap_or_default();
@@ -957,8 +972,8 @@ impl Drop for Running {
 /// task never runs) the lease simply expires.
 pub(crate) struct Release {
     store: SqlStore,
-    user: i64,
-    owner: String,
+    pub(crate) user: i64,
+    pub(crate) owner: String,
 }
 
 impl Release {
@@ -970,10 +985,19 @@ impl Release {
             owner,
         }
     }
+
+    /// Forgets a lease that a statement just ended: nothing is left to release.
+    pub(crate) fn ended(mut self) {
+        self.owner.clear();
+    }
 }
 
 impl Drop for Release {
     fn drop(&mut self) {
+        // Owners are never empty: an empty one was ended by a statement.
+        if self.owner.is_empty() {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -1003,7 +1027,7 @@ impl TokenStore for SqlStore {
         Box::pin(async move {
             ensure_owner(user, credentials)?;
             let sealed = row::seal(self.inner.keys.as_ref(), user.get(), credentials);
-            self.save_sealed(user, sealed, expected).await
+            self.save_sealed(user, sealed, expected, None).await
         })
     }
 
@@ -1038,6 +1062,49 @@ impl TokenStore for SqlStore {
     }
 
     fn lease<'a>(&'a self, user: UserId, ttl: Duration) -> StoreFuture<'a, Lease> {
-        Box::pin(self.take_lease(user, ttl))
+        Box::pin(async move { Ok(self.take_lease(user, ttl, false).await?.0) })
+    }
+
+    /// The lease, then the read in the same trip to the database: on PostgreSQL a second
+    /// statement, sent right after the claim's (with its own snapshot, so it sees the previous
+    /// holder's save); on SQLite, in the claim's transaction.
+    fn lease_and_load<'a>(
+        &'a self,
+        user: UserId,
+        ttl: Duration,
+    ) -> StoreFuture<'a, (Lease, Option<VersionedEntry>)> {
+        Box::pin(async move {
+            let (lease, raw) = self.take_lease(user, ttl, true).await?;
+            let entry = raw.map(|raw| self.open_row(user, raw)).transpose()?;
+            Ok((lease, entry))
+        })
+    }
+
+    /// The save and the end of the lease in one statement (PostgreSQL) or transaction
+    /// (SQLite), gathered with the others in flight. The lease ends only if this holder still
+    /// holds it, and only with the save, or after it when the save goes alone (a conflict).
+    fn save_and_release<'a>(
+        &'a self,
+        user: UserId,
+        credentials: &'a Credentials,
+        expected: Expected,
+        lease: Lease,
+    ) -> StoreFuture<'a, Version> {
+        Box::pin(async move {
+            // Only this store's own leases end in its statements; any other lease is dropped
+            // after the save.
+            let (local, release) = match lease.into_guard::<(Lease, Release)>() {
+                Ok(((local, release), _)) if Arc::ptr_eq(&release.store.inner, &self.inner) => {
+                    (local, Some(release))
+                }
+                Ok(((local, release), until)) => (Lease::new((local, release), until), None),
+                Err(lease) => (lease, None),
+            };
+            ensure_owner(user, credentials)?;
+            let sealed = row::seal(self.inner.keys.as_ref(), user.get(), credentials);
+            let saved = self.save_sealed(user, sealed, expected, release).await;
+            drop(local);
+            saved
+        })
     }
 }

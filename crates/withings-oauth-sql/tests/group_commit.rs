@@ -165,6 +165,57 @@ async fn leases_in_flight_together(a: SqlStore, b: SqlStore) {
         .expect("a lease waited for its expiry: a release was lost");
 }
 
+/// Six refreshers per user on two handles, all at once, each as a session refreshes: the
+/// lease and the read under it ([`TokenStore::lease_and_load`]), then the save and the end of
+/// the lease ([`TokenStore::save_and_release`]). Each reads the save of the one before it
+/// (no save is refused), never two hold a user's lease at once, and no lease waits for its
+/// expiry.
+async fn refreshes_in_flight_together(a: SqlStore, b: SqlStore) {
+    const REFRESHERS: u64 = 6;
+    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
+    for i in 0..40u64 {
+        let first = testing::credentials(user(i), "a", "r", expires);
+        a.save(user(i), &first, Expected::Absent).await.unwrap();
+    }
+    let holders: Arc<Vec<AtomicUsize>> = Arc::new((0..40).map(|_| AtomicUsize::new(0)).collect());
+    let mut tasks = Vec::new();
+    for i in 0..40u64 {
+        for n in 0..REFRESHERS {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let holders = holders.clone();
+            tasks.push(tokio::spawn(async move {
+                let (lease, read) = store
+                    .lease_and_load(user(i), Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                let before = holders[i as usize].fetch_add(1, Ordering::SeqCst);
+                assert_eq!(before, 0, "user {i} had two lease holders at once");
+                let read = read.expect("the user's entry");
+                let new =
+                    testing::credentials(user(i), &format!("a{n}"), &format!("r{n}"), expires);
+                holders[i as usize].fetch_sub(1, Ordering::SeqCst);
+                let saved = store
+                    .save_and_release(user(i), &new, Expected::Version(read.version), lease)
+                    .await
+                    .unwrap_or_else(|e| panic!("user {i}, refresher {n}: {e}"));
+                assert_eq!(saved, Version::new(read.version.get() + 1));
+            }));
+        }
+    }
+    let all = async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(40), all)
+        .await
+        .expect("a lease waited for its expiry: a save did not end it");
+    for i in 0..40u64 {
+        let stored = a.load(user(i)).await.unwrap().unwrap();
+        assert_eq!(stored.version, Version::new(1 + REFRESHERS), "user {i}");
+    }
+}
+
 /// A caller that gives up while its claim is in flight leaves no lease behind: another
 /// process gets the user's lease at once, not after the minute the claim asked for.
 async fn abandoned_claims_leave_no_lease(a: SqlStore, b: SqlStore) {
@@ -285,6 +336,11 @@ on_two_handles!(
     leases_in_flight_together,
     leases_in_flight_together_on_postgres_stay_exclusive,
     leases_in_flight_together_on_sqlite_stay_exclusive
+);
+on_two_handles!(
+    refreshes_in_flight_together,
+    refreshes_in_flight_together_on_postgres_read_and_end_their_leases,
+    refreshes_in_flight_together_on_sqlite_read_and_end_their_leases
 );
 on_two_handles!(
     abandoned_claims_leave_no_lease,

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use super::{SessionError, Shared, Slot, check_owner};
 use crate::login::Authorized;
 use crate::secret::AccessToken;
-use crate::store::{DEFAULT_LEASE_TTL, Expected, StoreError, StoredEntry, VersionedEntry};
+use crate::store::{DEFAULT_LEASE_TTL, Expected, Lease, StoreError, StoredEntry, VersionedEntry};
 use crate::time::Clock;
 
 /// What to do with an entry read from the store.
@@ -43,12 +43,11 @@ impl Shared {
     ) -> Result<(AccessToken, u64), SessionError> {
         let user = self.user;
         // Across processes: the lease holder refreshes; the others find its result below.
-        let lease = self
+        let (lease, stored) = self
             .store
-            .lease(user, DEFAULT_LEASE_TTL)
+            .lease_and_load(user, DEFAULT_LEASE_TTL)
             .await
             .map_err(SessionError::Store)?;
-        let stored = self.store.load(user).await.map_err(SessionError::Store)?;
         match self.read_entry(slot, stored, margin, clock)? {
             // Even a forced refresh stops here: the adopted pair is newer than the one that was
             // to be refreshed (or that Withings called invalid).
@@ -57,7 +56,7 @@ impl Shared {
         }
         if slot.unsaved {
             // A refreshed pair whose save failed earlier, and the store has not moved on.
-            return self.save_and_publish(slot).await;
+            return self.save_and_publish(slot, lease).await;
         }
         // Expiry is computed on the system clock; shift it onto this session's clock. Read
         // before the login leaves the slot, so that a panicking clock can't take it along.
@@ -78,7 +77,7 @@ impl Shared {
                 if lease.is_expired() {
                     warn!("the refresh outlived its lease; the save checks the store's version");
                 }
-                self.save_and_publish(slot).await
+                self.save_and_publish(slot, lease).await
             }
             Err(e) if e.login_required() => {
                 slot.version = Some(base);
@@ -202,11 +201,13 @@ impl Shared {
         Ok(published)
     }
 
-    /// Saves the slot's unsaved pair over the version it was refreshed from, then publishes it.
-    /// If the store moved on meanwhile, the pair is dropped unused and the stored entry wins.
-    pub(super) async fn save_and_publish(
+    /// Saves the slot's unsaved pair over the version it was refreshed from and ends the
+    /// `lease` it was refreshed under, then publishes the pair. If the store moved on
+    /// meanwhile, the pair is dropped unused and the stored entry wins.
+    async fn save_and_publish(
         &self,
         slot: &mut Slot,
+        lease: Lease,
     ) -> Result<(AccessToken, u64), SessionError> {
         let Some(authorized) = slot.authorized.as_ref() else {
             return Err(SessionError::LoginRequired { user: self.user });
@@ -214,7 +215,7 @@ impl Shared {
         let expected = slot.version.map_or(Expected::Absent, Expected::Version);
         match self
             .store
-            .save(self.user, authorized.credentials(), expected)
+            .save_and_release(self.user, authorized.credentials(), expected, lease)
             .await
         {
             Ok(version) => {

@@ -108,6 +108,44 @@ pub trait TokenStore: Send + Sync {
     /// for 8 hours, so both succeed and the chain forks: one pair is dropped).
     fn lease<'a>(&'a self, user: UserId, ttl: Duration) -> StoreFuture<'a, Lease>;
 
+    /// Takes the user's lease (as [`lease`](Self::lease)), then reads the entry under it (as
+    /// [`load`](Self::load)): how a refresh starts.
+    ///
+    /// A store may do both in one trip to its database, as long as the read comes after the
+    /// lease is taken: it must see every write that returned before the lease was taken,
+    /// since the previous holder's save does. The default takes the lease, then loads.
+    fn lease_and_load<'a>(
+        &'a self,
+        user: UserId,
+        ttl: Duration,
+    ) -> StoreFuture<'a, (Lease, Option<VersionedEntry>)> {
+        Box::pin(async move {
+            let lease = self.lease(user, ttl).await?;
+            let entry = self.load(user).await?;
+            Ok((lease, entry))
+        })
+    }
+
+    /// Saves `credentials` (as [`save`](Self::save)), then releases `lease`, whatever the
+    /// save's outcome: how a refresh ends.
+    ///
+    /// A store may do both in one trip to its database, as long as the lease ends only once
+    /// the save is durable (the next holder must find it) and only if `lease` still holds it
+    /// (an expired lease may have been taken over). The default saves, then drops the lease.
+    fn save_and_release<'a>(
+        &'a self,
+        user: UserId,
+        credentials: &'a Credentials,
+        expected: Expected,
+        lease: Lease,
+    ) -> StoreFuture<'a, Version> {
+        Box::pin(async move {
+            let saved = self.save(user, credentials, expected).await;
+            drop(lease);
+            saved
+        })
+    }
+
     /// Forgets the user whatever is stored: the unconditional delete, for a user who asked for
     /// it (`logout --force`). Built on compare-and-swap: it deletes the version it read, and
     /// reads again if that changed meanwhile.
@@ -154,6 +192,22 @@ impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
     }
     fn lease<'a>(&'a self, user: UserId, ttl: Duration) -> StoreFuture<'a, Lease> {
         (**self).lease(user, ttl)
+    }
+    fn lease_and_load<'a>(
+        &'a self,
+        user: UserId,
+        ttl: Duration,
+    ) -> StoreFuture<'a, (Lease, Option<VersionedEntry>)> {
+        (**self).lease_and_load(user, ttl)
+    }
+    fn save_and_release<'a>(
+        &'a self,
+        user: UserId,
+        credentials: &'a Credentials,
+        expected: Expected,
+        lease: Lease,
+    ) -> StoreFuture<'a, Version> {
+        (**self).save_and_release(user, credentials, expected, lease)
     }
     fn force_delete<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
         (**self).force_delete(user)
@@ -283,7 +337,7 @@ impl fmt::Display for Conflict {
 /// A held refresh lease ([`TokenStore::lease`]); dropping it releases the lease.
 pub struct Lease {
     until: Option<Instant>,
-    _guard: Option<Box<dyn Any + Send>>,
+    guard: Option<Box<dyn Any + Send>>,
 }
 
 impl Lease {
@@ -292,7 +346,7 @@ impl Lease {
     pub fn none() -> Self {
         Self {
             until: None,
-            _guard: None,
+            guard: None,
         }
     }
 
@@ -301,7 +355,33 @@ impl Lease {
     pub fn new(guard: impl Send + 'static, until: Option<Instant>) -> Self {
         Self {
             until,
-            _guard: Some(Box::new(guard)),
+            guard: Some(Box::new(guard)),
+        }
+    }
+
+    /// The guard this lease was made with ([`Lease::new`]), if it is a `G`, with the moment
+    /// the lease expires; otherwise the lease, unchanged. For a store's
+    /// [`save_and_release`](TokenStore::save_and_release): it finds its own leases' guards
+    /// back, to end them with the save.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use withings_oauth::Lease;
+    ///
+    /// let until = Instant::now() + Duration::from_secs(90);
+    /// let lease = Lease::new(7_u32, Some(until));
+    /// let lease = lease.into_guard::<String>().expect_err("not a String");
+    /// assert_eq!(lease.into_guard::<u32>().ok(), Some((7, Some(until))));
+    /// ```
+    pub fn into_guard<G: Any>(self) -> Result<(G, Option<Instant>), Self> {
+        let Self { until, guard } = self;
+        match guard.map(|guard| guard.downcast::<G>()) {
+            Some(Ok(guard)) => Ok((*guard, until)),
+            Some(Err(guard)) => Err(Self {
+                until,
+                guard: Some(guard),
+            }),
+            None => Err(Self { until, guard: None }),
         }
     }
 
@@ -315,7 +395,7 @@ impl Lease {
 impl fmt::Debug for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
-            .field("held", &self._guard.is_some())
+            .field("held", &self.guard.is_some())
             .field("expired", &self.is_expired())
             .finish()
     }

@@ -96,8 +96,10 @@ where
     concurrent_writers_never_lose_a_write(&fresh().await, options).await;
     a_stale_read_can_not_overwrite_a_newer_entry(&(fresh().await)()).await;
     leases_exclude_one_user_at_a_time(&fresh().await).await;
+    a_refresh_reads_under_its_lease_and_ends_it_with_its_save(&fresh().await).await;
     if options.lease_expires_in_process {
         an_abandoned_lease_is_taken_over_after_it_expires(&(fresh().await)()).await;
+        a_late_save_does_not_end_the_lease_that_took_over(&fresh().await).await;
     }
 }
 
@@ -508,4 +510,118 @@ pub async fn an_abandoned_lease_is_taken_over_after_it_expires(store: &Arc<dyn T
         asked.elapsed()
     );
     assert!(abandoned.is_expired(), "{CHECK}: the old holder can tell");
+}
+
+/// Whether `store` hands out `user`'s lease within `within`.
+async fn lease_free(store: &dyn TokenStore, user: UserId, within: Duration) -> bool {
+    let taken = tokio::time::timeout(within, store.lease(user, Duration::from_secs(30))).await;
+    matches!(taken, Ok(Ok(_)))
+}
+
+/// [`lease_and_load`](TokenStore::lease_and_load) holds the lease and reads the newest entry
+/// under it, across handles; [`save_and_release`](TokenStore::save_and_release) writes and
+/// ends the lease at once, and a refused save (a conflict) ends it too.
+pub async fn a_refresh_reads_under_its_lease_and_ends_it_with_its_save<H>(handles: &H)
+where
+    H: Fn() -> Arc<dyn TokenStore>,
+{
+    const CHECK: &str = "a_refresh_reads_under_its_lease_and_ends_it_with_its_save";
+    let (one, two) = (handles(), handles());
+    let ttl = Duration::from_secs(30);
+    let v1 = one
+        .save(A, &creds(A, "r1"), Expected::Absent)
+        .await
+        .expect("save");
+
+    let (lease, read) = two.lease_and_load(A, ttl).await.expect("lease_and_load");
+    assert_eq!(
+        read.map(|e| e.version),
+        Some(v1),
+        "{CHECK}: the read under the lease sees the newest entry"
+    );
+    assert!(
+        !lease_free(one.as_ref(), A, Duration::from_millis(300)).await,
+        "{CHECK}: lease_and_load holds the lease"
+    );
+    let v2 = two
+        .save_and_release(A, &creds(A, "r2"), Expected::Version(v1), lease)
+        .await
+        .expect("save_and_release");
+    assert!(v2 > v1, "{CHECK}: versions grow");
+
+    let taken = tokio::time::timeout(Duration::from_secs(5), one.lease_and_load(A, ttl)).await;
+    let Ok(Ok((lease, read))) = taken else {
+        panic!("{CHECK}: save_and_release did not end the lease: {taken:?}");
+    };
+    let read = read.expect("an entry");
+    assert_eq!(read.version, v2, "{CHECK}: the next holder reads the save");
+    assert_eq!(
+        read.credentials()
+            .map(|c| c.refresh_token().expose_secret().to_owned())
+            .as_deref(),
+        Some("r2"),
+        "{CHECK}"
+    );
+
+    // A login stored by another program while this holder refreshed: the holder's save is
+    // refused, and its lease ends all the same.
+    let v3 = two
+        .save(A, &creds(A, "login"), Expected::Version(v2))
+        .await
+        .expect("save");
+    expect_conflict(
+        CHECK,
+        one.save_and_release(A, &creds(A, "r3"), Expected::Version(v2), lease)
+            .await,
+        Some(v3),
+    );
+    assert!(
+        lease_free(two.as_ref(), A, Duration::from_secs(5)).await,
+        "{CHECK}: a refused save_and_release did not end the lease"
+    );
+    assert_eq!(
+        refresh_token_of(two.as_ref(), A).await.as_deref(),
+        Some("login"),
+        "{CHECK}: the refused save wrote nothing"
+    );
+}
+
+/// A holder that outlived its lease (another holder took it over) and saves late ends only
+/// its own lease, never the new holder's.
+pub async fn a_late_save_does_not_end_the_lease_that_took_over<H>(handles: &H)
+where
+    H: Fn() -> Arc<dyn TokenStore>,
+{
+    const CHECK: &str = "a_late_save_does_not_end_the_lease_that_took_over";
+    let (one, two, three) = (handles(), handles(), handles());
+    let v1 = one
+        .save(A, &creds(A, "r1"), Expected::Absent)
+        .await
+        .expect("save");
+    let (late, _) = one
+        .lease_and_load(A, Duration::from_millis(300))
+        .await
+        .expect("lease_and_load");
+    let taken = tokio::time::timeout(
+        Duration::from_secs(10),
+        two.lease_and_load(A, Duration::from_secs(30)),
+    )
+    .await;
+    let Ok(Ok((current, _))) = taken else {
+        panic!("{CHECK}: the expired lease was not taken over: {taken:?}");
+    };
+    assert!(late.is_expired(), "{CHECK}: the late holder can tell");
+    // Whether this save is written is up to compare-and-swap; the lease is not its to end.
+    let _ = one
+        .save_and_release(A, &creds(A, "late"), Expected::Version(v1), late)
+        .await;
+    assert!(
+        !lease_free(three.as_ref(), A, Duration::from_millis(300)).await,
+        "{CHECK}: the late save ended the lease of the holder that took over"
+    );
+    drop(current);
+    assert!(
+        lease_free(three.as_ref(), A, Duration::from_secs(5)).await,
+        "{CHECK}: the lease is free once its holder drops it"
+    );
 }
