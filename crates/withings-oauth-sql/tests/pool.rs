@@ -1,4 +1,5 @@
-//! The pool's size: connections kept open when asked for, never more than the maximum.
+//! The pool: its size (connections kept open when asked for, never more than the maximum), and
+//! connections the server closed while they sat idle, replaced before use.
 
 mod support;
 
@@ -48,4 +49,47 @@ async fn a_sqlite_pool_keeps_its_minimum_open() {
         .unwrap();
     assert_eq!(opens(&store, 3).await, 3, "the minimum was not opened");
     assert!(store.load(UserId::new(1)).await.unwrap().is_none());
+}
+
+/// A connection the server closed while it sat idle in the pool (a database restart, a proxy's
+/// idle timeout) is found out when it is next handed out: the call gets a new connection
+/// instead of an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_connection_closed_while_idle_is_replaced_before_use() {
+    let schemas = support::Schemas::new();
+    let schema = schemas.fresh();
+    let name = format!("withings_idle_{}", support::random_suffix());
+    let separator = if schemas.url().contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!("{}{separator}application_name={name}", schemas.url());
+    let options = SqlOptions::default().max_connections(2).min_connections(2);
+    let store = support::postgres_store(&url, &schema, options).await;
+    assert_eq!(opens(&store, 2).await, 2);
+    assert!(store.load(UserId::new(1)).await.unwrap().is_none());
+
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let admin = sqlx::PgPool::connect(schemas.url()).await.unwrap();
+    let closed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        closed,
+        [true, true],
+        "the store's connections were not closed"
+    );
+    admin.close().await;
+
+    for user in 1..=4 {
+        let read = store.load(UserId::new(user)).await;
+        assert!(read.is_ok(), "a closed connection was used: {read:?}");
+    }
+    store.close().await;
+    schemas.drop_all().await;
 }
