@@ -54,14 +54,15 @@ pub(crate) struct Save {
 }
 
 /// A save the batch did not write: the credentials, and the lease it did not end (`None` if
-/// the batch ended it, or there was none).
+/// the batch ran the save, refused it and ended the lease, or there was none).
 pub(crate) struct Unsaved {
     pub(crate) sealed: SealedCredentials,
     pub(crate) release: Option<Release>,
 }
 
 /// A save's answer: the new version, or the save back when nothing was written (the caller
-/// then writes it alone, which finds and reports the conflict, and ends its lease after).
+/// then writes it alone, which finds and reports the conflict, and ends a lease it got back
+/// after).
 pub(crate) type Saved = Result<Result<i64, Unsaved>, StoreError>;
 
 /// A lease to release: the user and the owner that holds it.
@@ -218,8 +219,12 @@ pub(crate) fn load(
 #[cfg(feature = "postgres")]
 pub(crate) fn claim(store: SqlStore, claims: Vec<Claim>) -> Answers<Claimed> {
     Box::pin(async move {
+        // One connection for the claim and the read after it: one round trip fewer to take
+        // it and give it back.
+        let mut connection = None;
         let taken: Result<HashSet<usize>, sqlx::Error> = async {
             let p = postgres(&store).ok_or_else(not_postgres)?;
+            let connection = connection.insert(p.acquire().await?);
             // One claim per user in the statement (a user twice would be an error): a second
             // claim of the same user is answered "held", and its caller waits.
             let mut first = HashMap::new();
@@ -234,7 +239,7 @@ pub(crate) fn claim(store: SqlStore, claims: Vec<Claim>) -> Answers<Claimed> {
                 .bind(&users)
                 .bind(&owners)
                 .bind(&ttls)
-                .fetch_all(p)
+                .fetch_all(&mut **connection)
                 .await?
                 .into_iter()
                 .collect();
@@ -244,6 +249,11 @@ pub(crate) fn claim(store: SqlStore, claims: Vec<Claim>) -> Answers<Claimed> {
                 .collect())
         }
         .await;
+        if taken.is_err() {
+            // Given back before the calls go again one by one (a pool of one would wait for
+            // it forever).
+            connection = None;
+        }
         let taken = match taken {
             // Rolled back by the database to break a circle of waits: nothing was taken, and
             // each caller tries again as if the lease were held.
@@ -273,10 +283,10 @@ pub(crate) fn claim(store: SqlStore, claims: Vec<Claim>) -> Answers<Claimed> {
             return answers;
         }
         let rows: Result<HashMap<i64, RawRow>, sqlx::Error> = async {
-            let p = postgres(&store).ok_or_else(not_postgres)?;
+            let connection = connection.as_mut().ok_or_else(not_postgres)?;
             let rows = sqlx::query(q::POSTGRES_LOAD_MANY)
                 .bind(&readers)
-                .fetch_all(p)
+                .fetch_all(&mut **connection)
                 .await?;
             by_user!(rows)
         }
@@ -299,14 +309,15 @@ pub(crate) fn claim(store: SqlStore, claims: Vec<Claim>) -> Answers<Claimed> {
 pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
     Box::pin(async move {
         let now = chrono::Utc::now().timestamp();
+        // One save per user in the statement: a row joined twice would take either. A save
+        // not picked is answered "not written" and goes alone.
+        let mut first = HashMap::new();
+        for (i, save) in saves.iter().enumerate() {
+            first.entry(save.user).or_insert(i);
+        }
+        let picked = in_user_order(&first);
         let written: Result<HashMap<usize, i64>, sqlx::Error> = async {
             let p = postgres(&store).ok_or_else(not_postgres)?;
-            // One save per user in the statement: a row joined twice would take either.
-            let mut first = HashMap::new();
-            for (i, save) in saves.iter().enumerate() {
-                first.entry(save.user).or_insert(i);
-            }
-            let picked = in_user_order(&first);
             let sealed = |i: &usize| &saves[*i].sealed;
             let users: Vec<i64> = picked.iter().map(|&i| saves[i].user).collect();
             let expected: Vec<i64> = picked.iter().map(|&i| saves[i].expected).collect();
@@ -326,11 +337,13 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 .map(|i| sealed(i).token_type.as_str())
                 .collect();
             let scopes: Vec<&str> = picked.iter().map(|i| sealed(i).scopes.as_str()).collect();
-            // The leases to end, every one: a save refused still ends its lease, as the
-            // caller's refresh is over.
-            let (lease_users, owners): (Vec<i64>, Vec<&str>) = saves
+            // The leases of the saves picked, each ended with its save's outcome: one refused
+            // here is refused alone too (versions only grow), so its caller's refresh is over.
+            // A save not picked keeps its lease until it has gone alone.
+            let (lease_users, owners): (Vec<i64>, Vec<&str>) = picked
                 .iter()
-                .filter_map(|s| s.release.as_ref().map(|r| (r.user, r.owner.as_str())))
+                .filter_map(|&i| saves[i].release.as_ref())
+                .map(|r| (r.user, r.owner.as_str()))
                 .unzip();
             let rows = sqlx::query(q::POSTGRES_SAVE_MANY)
                 .bind(&users)
@@ -372,12 +385,15 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, save)| {
-                    if let Some(release) = save.release {
+                    let mut release = save.release;
+                    if first.get(&save.user) == Some(&i)
+                        && let Some(release) = release.take()
+                    {
                         release.ended(); // by the statement
                     }
                     Ok(written.get(&i).copied().ok_or(Unsaved {
                         sealed: save.sealed,
-                        release: None,
+                        release,
                     }))
                 })
                 .collect(),
@@ -544,4 +560,97 @@ pub(crate) fn write(store: SqlStore, writes: Vec<Write>) -> Answers<Written> {
                 .collect(),
         }
     })
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use std::time::Duration;
+
+    use withings_oauth::{Expected, Lease, TokenStore, UserId, testing};
+
+    use super::{Save, Saved, Unsaved};
+    use crate::store::Release;
+    use crate::{SqlOptions, SqlStore};
+
+    /// The test database, required loudly (as the crate's integration tests do).
+    fn database_url() -> String {
+        match std::env::var("WITHINGS_TEST_DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => panic!(
+                "WITHINGS_TEST_DATABASE_URL is not set: this test needs PostgreSQL. Run `source .ci/postgres.sh` from the repository"
+            ),
+        }
+    }
+
+    fn kept_its_lease(answer: &Saved) -> bool {
+        matches!(
+            answer,
+            Ok(Err(Unsaved {
+                release: Some(_),
+                ..
+            }))
+        )
+    }
+
+    /// Two saves of one user in one batch: the statement writes the first (here a stale one,
+    /// refused), and the second goes alone. Its lease must outlive that lone save, or another
+    /// process could take the lease and read the entry before the save is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_save_the_statement_did_not_pick_keeps_its_lease() {
+        let mut suffix = [0u8; 6];
+        getrandom::fill(&mut suffix).unwrap();
+        let schema: String = suffix.iter().fold("withings_unpicked_".into(), |mut s, b| {
+            s.push_str(&format!("{b:02x}"));
+            s
+        });
+        let options = SqlOptions::default().postgres_schema(&schema);
+        let store = SqlStore::connect(&database_url(), options).await.unwrap();
+        let user = UserId::new(77);
+        let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
+        let login = testing::credentials(user, "a0", "r0", expires);
+        let v1 = store.save(user, &login, Expected::Absent).await.unwrap();
+
+        let lease = store.lease(user, Duration::from_secs(60)).await.unwrap();
+        let Ok(((local, release), _)) = lease.into_guard::<(Lease, Release)>() else {
+            panic!("not the store's own lease");
+        };
+        let sealed = |refresh: &str| {
+            let credentials = testing::credentials(user, "a", refresh, expires);
+            crate::row::seal(None, user.get(), &credentials)
+        };
+        let saves = vec![
+            Save {
+                user: 77,
+                sealed: sealed("stale"),
+                expected: 9,
+                release: None,
+            },
+            Save {
+                user: 77,
+                sealed: sealed("r1"),
+                expected: v1.get() as i64,
+                release: Some(release),
+            },
+        ];
+        let answers = super::save(store.clone(), saves).await;
+        assert!(
+            matches!(answers[0], Ok(Err(_))),
+            "the stale save was written"
+        );
+        assert!(
+            kept_its_lease(&answers[1]),
+            "the save not picked lost its lease before going alone"
+        );
+        let left = store.lease_left(77).await.unwrap();
+        assert!(left.is_some(), "the lease row was deleted");
+        drop(answers);
+        drop(local);
+
+        store.close().await;
+        let admin = sqlx::PgPool::connect(&database_url()).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
 }

@@ -26,6 +26,12 @@
 //! web's root authorities without it). Across machines, use `verify-full`: tokens travel on
 //! that connection.
 //!
+//! A PostgreSQL connection that sat idle in the pool for a second or more is checked (one round
+//! trip) before it is handed out, so a connection the server closed meanwhile (a restart, a
+//! proxy's idle timeout) is replaced; one used within the last second is not checked, which
+//! under load would cost a round trip per statement. A connection closed within that second
+//! fails one call, whose error says to retry.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use withings_oauth::{Expected, TokenStore, UserId, testing};
@@ -113,16 +119,23 @@
 //! conformance kit expects, and can be inspected with a `SELECT`.
 //!
 //! # Group commit
-//! A refresh makes five trips to the database: the session's restore reads the login, the
-//! lease is claimed, the login is read again under it, the new pair is saved over the version
-//! read, and the lease is released. A store gathers the calls
-//! that arrive while one like them is running, and sends them together as the next one:
+//! A refresh makes three calls to the store: the session's restore reads the login;
+//! [`lease_and_load`](withings_oauth::TokenStore::lease_and_load) claims the lease and reads
+//! the login again under it; [`save_and_release`](withings_oauth::TokenStore::save_and_release)
+//! saves the new pair over the version read and ends the lease. The store answers the second
+//! with two statements sent one after the other (the read after the claim, with a snapshot of
+//! its own, so it sees the previous holder's save), and the third with one statement
+//! (PostgreSQL) or transaction (SQLite), which ends the lease only if this holder still holds
+//! it: a holder whose lease expired and was taken over never ends the new holder's. A store
+//! gathers the calls that arrive while one like them is running, and sends them together as
+//! the next one:
 //!
-//! - on PostgreSQL, one statement per kind (loads, claims, saves over a version, releases),
-//!   the values in arrays (`unnest`, `= ANY`);
+//! - on PostgreSQL, one statement per kind (loads, claims, saves over a version with the
+//!   leases they end, releases of leases dropped without a save), the values in arrays
+//!   (`unnest`, `= ANY`);
 //! - on SQLite, whose writes go one at a time through the file's write lock anyway, every
-//!   claim, save and release in flight in one transaction, so one commit; the loads in one
-//!   statement (the ids in a JSON array, `json_each`).
+//!   claim (and its read), save and release in flight in one transaction, so one commit; the
+//!   loads in one statement (the ids in a JSON array, `json_each`).
 //!
 //! A lone call goes at once, as it would alone. Under load, many refreshes share each round
 //! trip and each commit, and a store handle runs at most one statement of each kind at a time,

@@ -41,10 +41,9 @@ pub(crate) async fn open(
         .test_before_acquire(false)
         .before_acquire(|connection, meta| {
             Box::pin(async move {
-                if meta.idle_for >= CHECK_IDLE_AFTER {
-                    sqlx::Connection::ping(connection).await?;
-                }
-                Ok(true)
+                // One that fails its check is closed quietly, and another handed out.
+                Ok(meta.idle_for < CHECK_IDLE_AFTER
+                    || sqlx::Connection::ping(connection).await.is_ok())
             })
         })
         .connect_with(connect)

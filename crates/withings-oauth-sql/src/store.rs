@@ -706,8 +706,10 @@ impl SqlStore {
     /// flight, in one statement or transaction; a save the batch did not write (a conflict)
     /// and every other save go alone, which reads and reports what is stored.
     ///
-    /// `release` is the lease to end once the save is written or refused: with the gathered
-    /// save, or after the save that goes alone.
+    /// `release` is the lease to end once the save is written or refused. The gathered
+    /// statement ends it with a save it ran (one it refused is refused alone too: versions only
+    /// grow); a save it did not run (another save of the user was picked, a deadlock) and a
+    /// first save keep the lease until they have gone alone, even if the caller stops waiting.
     async fn save_sealed(
         &self,
         user: UserId,
@@ -715,7 +717,7 @@ impl SqlStore {
         expected: Expected,
         release: Option<Release>,
     ) -> Result<Version, StoreError> {
-        let (sealed, _release) = match expected {
+        let (sealed, release) = match expected {
             Expected::Version(version) => {
                 let save = grouped::Save {
                     user: self.user_id(user)?,
@@ -730,8 +732,22 @@ impl SqlStore {
             }
             Expected::Absent => (sealed, release),
         };
-        // `_release`, if any, ends the lease when dropped: after this save.
-        self.write(user, expected, Change::Save(&sealed)).await
+        let Some(release) = release else {
+            return self.write(user, expected, Change::Save(&sealed)).await;
+        };
+        // In a task of its own, so that a caller that stops waiting can't end the lease while
+        // its save still runs in the database.
+        let store = self.clone();
+        let alone = tokio::spawn(async move {
+            let written = store.write(user, expected, Change::Save(&sealed)).await;
+            drop(release);
+            written
+        });
+        alone.await.unwrap_or_else(|e| {
+            Err(StoreError::Other(format!(
+                "the save of user {user}'s login stopped before it finished ({e}): retry"
+            )))
+        })
     }
 
     fn open_row(&self, user: UserId, raw: RawRow) -> Result<VersionedEntry, StoreError> {
@@ -877,7 +893,7 @@ impl SqlStore {
     }
 
     /// How long the user's lease is still held by someone, if it is.
-    async fn lease_left(&self, user: i64) -> Result<Option<Duration>, StoreError> {
+    pub(crate) async fn lease_left(&self, user: i64) -> Result<Option<Duration>, StoreError> {
         let result: Result<Option<i64>, sqlx::Error> = match &self.inner.pool {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => sqlx::query_scalar::<_, i64>(q::SQLITE_LEASE_UNTIL)
@@ -1065,9 +1081,9 @@ impl TokenStore for SqlStore {
         Box::pin(async move { Ok(self.take_lease(user, ttl, false).await?.0) })
     }
 
-    /// The lease, then the read in the same trip to the database: on PostgreSQL a second
-    /// statement, sent right after the claim's (with its own snapshot, so it sees the previous
-    /// holder's save); on SQLite, in the claim's transaction.
+    /// The lease, then the read, in one gathered call: on PostgreSQL a second statement on the
+    /// claim's connection, sent once the claim committed (with its own snapshot, so it sees the
+    /// previous holder's save); on SQLite, in the claim's transaction.
     fn lease_and_load<'a>(
         &'a self,
         user: UserId,
@@ -1082,7 +1098,8 @@ impl TokenStore for SqlStore {
 
     /// The save and the end of the lease in one statement (PostgreSQL) or transaction
     /// (SQLite), gathered with the others in flight. The lease ends only if this holder still
-    /// holds it, and only with the save, or after it when the save goes alone (a conflict).
+    /// holds it, and never before the save is written or refused: with the gathered save, or
+    /// after the save that goes alone when the batch did not run it.
     fn save_and_release<'a>(
         &'a self,
         user: UserId,
