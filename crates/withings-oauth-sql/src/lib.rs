@@ -104,7 +104,9 @@
 //! A lease is a row of `withings_leases` (user, owner, until), claimed with one conditional
 //! statement: insert, or take over the row if its `until` has passed. On PostgreSQL `until`
 //! is computed on the database's clock, so instances whose clocks disagree still agree on
-//! it. Dropping the [`Lease`](withings_oauth::Lease) deletes the row in a background task
+//! it. A refresh's [`save_and_release`](withings_oauth::TokenStore::save_and_release)
+//! deletes the row in the save's own statement, if its owner is still this holder; a
+//! [`Lease`](withings_oauth::Lease) dropped without it deletes the row in a background task
 //! (`Drop` can't wait), gathered with the other releases in flight; a holder that crashed
 //! leaves a row that expires after its time to live, capped by [`SqlOptions::max_lease`], and
 //! the next taker takes it over. Waiters poll
