@@ -101,6 +101,12 @@ where
     check!(every_field_round_trips_and_a_login_is_taken_once);
     check!(another_browser_is_refused_and_the_login_stays);
     check!(expired_logins_are_refused_and_purged);
+    let setup = Setup {
+        ttl: TimeDelta::minutes(-5),
+        ..Setup::new()
+    };
+    let store = fresh(setup.clone()).await;
+    a_lifetime_of_zero_or_less_is_a_millisecond(&store, &setup).await;
     check!(each_owner_keeps_only_its_newest_logins);
     check!(of_concurrent_takers_exactly_one_wins);
 }
@@ -248,6 +254,31 @@ pub async fn expired_logins_are_refused_and_purged(
         "{CHECK}: a put purges expired logins"
     );
     store.take(&fresh_hash, &b.hash()).await.expect(CHECK);
+}
+
+/// A store given a lifetime of zero or less (a configuration mistake) keeps logins a
+/// millisecond: a login taken at the moment it was parked is taken, one a moment later is
+/// expired. Run with a [`Setup`] whose `ttl` is negative.
+pub async fn a_lifetime_of_zero_or_less_is_a_millisecond(
+    store: &Arc<dyn PendingLoginStore>,
+    setup: &Setup,
+) {
+    const CHECK: &str = "a_lifetime_of_zero_or_less_is_a_millisecond";
+    let b = browser();
+    let (now, now_hash) = parked("alice", &b.hash(), setup.clock.now());
+    store.put(now).await.expect(CHECK);
+    store
+        .take(&now_hash, &b.hash())
+        .await
+        .unwrap_or_else(|e| panic!("{CHECK}: a login taken as it was parked: {e}"));
+    let (later, later_hash) = parked("alice", &b.hash(), setup.clock.now());
+    store.put(later).await.expect(CHECK);
+    setup.clock.advance(TimeDelta::milliseconds(2));
+    assert_eq!(
+        store.take(&later_hash, &b.hash()).await.unwrap_err(),
+        PendingLoginError::Expired,
+        "{CHECK}: a login two milliseconds old"
+    );
 }
 
 /// Parking one more login than the cap drops that owner's oldest, and only that owner's.

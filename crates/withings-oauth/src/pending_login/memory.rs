@@ -43,9 +43,9 @@ impl MemoryPendingLogins {
         Self::default()
     }
 
-    /// Keeps logins `ttl` instead.
+    /// Keeps logins `ttl` instead (at least a millisecond).
     pub fn with_ttl(mut self, ttl: TimeDelta) -> Self {
-        self.ttl = ttl;
+        self.ttl = ttl.max(TimeDelta::milliseconds(1));
         self
     }
 
