@@ -131,6 +131,41 @@ fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
 }
 
+/// Whether the statement failed because its connection was lost (closed by the server, a
+/// broken socket): it may be sent again on another one.
+#[cfg(feature = "postgres")]
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        // admin_shutdown, crash_shutdown, cannot_connect_now.
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `$attempt` (an `async` block), and once more if its connection was lost, after
+/// telling the pool to check every connection it hands out for a while (those closed with it
+/// are then replaced). Every statement sent this way may run twice: reads, saves over a version
+/// (a save that was written before its connection was lost is refused the second time, and the
+/// caller finds its own login stored), claims (a claim made again by its own owner is taken
+/// again), releases. A macro, as an async closure's future can't be proven `Send` here.
+#[cfg(feature = "postgres")]
+macro_rules! again_if_lost {
+    ($store:expr, $attempt:expr) => {{
+        let first: Result<_, sqlx::Error> = $attempt.await;
+        match first {
+            Err(e) if connection_lost(&e) => {
+                tracing::debug!(error = %$store.failure("run a statement", &e), "a database connection was lost; the statement goes again on another");
+                $store.suspicion().raise();
+                $attempt.await
+            }
+            other => other,
+        }
+    }};
+}
+
 /// Runs each request of a batch that failed as a whole on its own (nothing of it was written),
 /// so that one request's failure (a value the database refuses) stays its own.
 async fn one_by_one<Req, Out>(
@@ -174,14 +209,13 @@ pub(crate) fn load(
         let rows: Result<HashMap<i64, RawRow>, sqlx::Error> = match store.pool() {
             #[cfg(feature = "postgres")]
             Pool::Postgres(p) => {
-                async {
+                again_if_lost!(store, async {
                     let rows = sqlx::query(q::POSTGRES_LOAD_MANY)
                         .bind(&users)
                         .fetch_all(p)
                         .await?;
                     by_user!(rows)
-                }
-                .await
+                })
             }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => {
@@ -222,8 +256,10 @@ pub(crate) fn claim(store: SqlStore, claims: Vec<Claim>) -> Answers<Claimed> {
         // One connection for the claim and the read after it: one round trip fewer to take
         // it and give it back.
         let mut connection = None;
-        let taken: Result<HashSet<usize>, sqlx::Error> = async {
+        let taken: Result<HashSet<usize>, sqlx::Error> = again_if_lost!(store, async {
             let p = postgres(&store).ok_or_else(not_postgres)?;
+            // A connection lost by a first attempt goes back before another is asked for.
+            drop(connection.take());
             let connection = connection.insert(p.acquire().await?);
             // One claim per user in the statement (a user twice would be an error): a second
             // claim of the same user is answered "held", and its caller waits.
@@ -247,8 +283,7 @@ pub(crate) fn claim(store: SqlStore, claims: Vec<Claim>) -> Answers<Claimed> {
                 .into_iter()
                 .filter(|&i| won.contains(&claims[i].user))
                 .collect())
-        }
-        .await;
+        });
         if taken.is_err() {
             // Given back before the calls go again one by one (a pool of one would wait for
             // it forever).
@@ -282,15 +317,18 @@ pub(crate) fn claim(store: SqlStore, claims: Vec<Claim>) -> Answers<Claimed> {
         if readers.is_empty() {
             return answers;
         }
-        let rows: Result<HashMap<i64, RawRow>, sqlx::Error> = async {
-            let connection = connection.as_mut().ok_or_else(not_postgres)?;
-            let rows = sqlx::query(q::POSTGRES_LOAD_MANY)
-                .bind(&readers)
-                .fetch_all(&mut **connection)
-                .await?;
+        let rows: Result<HashMap<i64, RawRow>, sqlx::Error> = again_if_lost!(store, async {
+            // The claim's connection first; another if it was lost.
+            let query = sqlx::query(q::POSTGRES_LOAD_MANY).bind(&readers);
+            let rows = match connection.take() {
+                Some(mut connection) => query.fetch_all(&mut *connection).await?,
+                None => {
+                    let p = postgres(&store).ok_or_else(not_postgres)?;
+                    query.fetch_all(p).await?
+                }
+            };
             by_user!(rows)
-        }
-        .await;
+        });
         for (answer, c) in answers.iter_mut().zip(&claims) {
             let (Ok(Some(taken)), true) = (&mut *answer, c.load) else {
                 continue;
@@ -316,7 +354,7 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
             first.entry(save.user).or_insert(i);
         }
         let picked = in_user_order(&first);
-        let written: Result<HashMap<usize, i64>, sqlx::Error> = async {
+        let written: Result<HashMap<usize, i64>, sqlx::Error> = again_if_lost!(store, async {
             let p = postgres(&store).ok_or_else(not_postgres)?;
             let sealed = |i: &usize| &saves[*i].sealed;
             let users: Vec<i64> = picked.iter().map(|&i| saves[i].user).collect();
@@ -367,8 +405,7 @@ pub(crate) fn save(store: SqlStore, saves: Vec<Save>) -> Answers<Saved> {
                 }
             }
             Ok(written)
-        }
-        .await;
+        });
         match written {
             // Rolled back to break a circle of waits: nothing was written or released, and
             // each save goes alone, keeping its lease until it is done.

@@ -29,8 +29,13 @@
 //! A PostgreSQL connection that sat idle in the pool for a second or more is checked (one round
 //! trip) before it is handed out, so a connection the server closed meanwhile (a restart, a
 //! proxy's idle timeout) is replaced; one used within the last second is not checked, which
-//! under load would cost a round trip per statement. A connection closed within that second
-//! fails one call, whose error says to retry.
+//! under load would cost a round trip per statement. A read, a lease claim (and its read) or a
+//! save over a version whose connection turns out closed goes again once on another, and every
+//! connection is then checked before use for two seconds, as its neighbours were likely closed
+//! with it. Each of those statements may safely run twice: a save that was written before its
+//! connection was lost is refused the second time (its version moved), and its caller finds its
+//! own login stored; a claim made again by its own holder is taken again. Other writes (a first
+//! save, a login marked as required, a delete) fail once with an error that says to retry.
 //!
 //! ```
 //! use std::sync::Arc;

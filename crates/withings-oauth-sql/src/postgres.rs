@@ -6,7 +6,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use withings_oauth::StoreError;
 
 use crate::location::Location;
-use crate::store::{Pool, SqlOptions};
+use crate::store::{Pool, SqlOptions, Suspicion};
 
 /// How long a connection may sit idle in the pool before it is checked again when acquired.
 const CHECK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -15,6 +15,7 @@ pub(crate) async fn open(
     url: &str,
     options: &SqlOptions,
     location: &Location,
+    suspicion: Suspicion,
 ) -> Result<Pool, StoreError> {
     let mut connect = PgConnectOptions::from_str(url)
         .map_err(|e| crate::error::database_failure(location, "read its URL", &e))?;
@@ -36,14 +37,14 @@ pub(crate) async fn open(
         .min_connections(options.min_connections_value(10))
         .acquire_timeout(options.acquire_timeout_value())
         // A connection idle for a while is checked before it is handed out (the server may
-        // have closed it); one in use a moment ago is not: under load, that check was a
-        // round trip for every statement.
+        // have closed it); one in use a moment ago is not, unless one was just found closed:
+        // under load, that check was a round trip for every statement.
         .test_before_acquire(false)
-        .before_acquire(|connection, meta| {
+        .before_acquire(move |connection, meta| {
+            let trusted = meta.idle_for < CHECK_IDLE_AFTER && !suspicion.raised();
             Box::pin(async move {
                 // One that fails its check is closed quietly, and another handed out.
-                Ok(meta.idle_for < CHECK_IDLE_AFTER
-                    || sqlx::Connection::ping(connection).await.is_ok())
+                Ok(trusted || sqlx::Connection::ping(connection).await.is_ok())
             })
         })
         .connect_with(connect)

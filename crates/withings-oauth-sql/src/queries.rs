@@ -75,7 +75,7 @@ pub(crate) const APPLIED_MIGRATIONS: &str =
 pub(crate) const SQLITE_CLAIM_LEASE: &str = "INSERT INTO withings_leases AS l \
     (user_id, owner, until_ms) VALUES ($1, $2, $3 + $4) \
     ON CONFLICT (user_id) DO UPDATE SET owner = $2, until_ms = $3 + $4 \
-    WHERE l.until_ms <= $3";
+    WHERE l.until_ms <= $3 OR l.owner = $2";
 
 #[cfg(feature = "sqlite")]
 /// SQLite: $1 user. The lease's end, Unix ms.
@@ -254,6 +254,7 @@ pub(crate) const POSTGRES_CLAIM_LEASES: &str = "INSERT INTO withings_leases AS l
     ORDER BY v.user_id \
     ON CONFLICT (user_id) DO UPDATE SET owner = EXCLUDED.owner, until_ms = EXCLUDED.until_ms \
     WHERE l.until_ms <= CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
+    OR l.owner = EXCLUDED.owner \
     RETURNING user_id";
 
 #[cfg(feature = "postgres")]

@@ -376,6 +376,48 @@ struct Inner {
     local: LocalLeases,
     /// Calls gathered into one statement or transaction each: see [`crate::batch`].
     batches: Batches,
+    /// Set when a connection was found closed: the pool then checks every connection it hands
+    /// out for a while (PostgreSQL).
+    #[cfg(feature = "postgres")]
+    suspicion: Suspicion,
+}
+
+/// How long, after a connection was found closed, every connection is checked before use: its
+/// neighbours in the pool were likely closed with it (a database restart, a failover).
+#[cfg(feature = "postgres")]
+const SUSPECT_FOR: Duration = Duration::from_secs(2);
+
+/// Until when the pool checks every connection before handing it out.
+#[cfg(feature = "postgres")]
+#[derive(Clone)]
+pub(crate) struct Suspicion(Arc<(Instant, std::sync::atomic::AtomicU64)>);
+
+#[cfg(feature = "postgres")]
+impl Default for Suspicion {
+    fn default() -> Self {
+        Self(Arc::new((
+            Instant::now(),
+            std::sync::atomic::AtomicU64::new(0),
+        )))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Suspicion {
+    fn millis(&self) -> u64 {
+        u64::try_from(self.0.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A connection was found closed: check every one for a while.
+    pub(crate) fn raise(&self) {
+        let until = self.millis().saturating_add(SUSPECT_FOR.as_millis() as u64);
+        self.0.1.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Whether connections are checked before use now.
+    pub(crate) fn raised(&self) -> bool {
+        self.millis() < self.0.1.load(Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for SqlStore {
@@ -425,11 +467,15 @@ impl SqlStore {
     /// ```
     pub async fn connect(url: &str, options: SqlOptions) -> Result<SqlStore, StoreError> {
         let location = Location::parse(url).map_err(StoreError::Other)?;
+        #[cfg(feature = "postgres")]
+        let suspicion = Suspicion::default();
         let pool = match location.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => crate::sqlite::open(url, &options, &location).await?,
             #[cfg(feature = "postgres")]
-            Backend::Postgres => crate::postgres::open(url, &options, &location).await?,
+            Backend::Postgres => {
+                crate::postgres::open(url, &options, &location, suspicion.clone()).await?
+            }
             #[allow(unreachable_patterns)]
             other => {
                 return Err(StoreError::Other(format!(
@@ -447,6 +493,8 @@ impl SqlStore {
                 local: LocalLeases::new(),
                 releases: Arc::default(),
                 batches: Batches::default(),
+                #[cfg(feature = "postgres")]
+                suspicion,
             }),
         };
         store.prepare_schema(&options).await?;
@@ -665,6 +713,12 @@ impl SqlStore {
             ),
         };
         StoreError::Other(message)
+    }
+
+    /// The pool's suspicion: raised when a connection was found closed.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn suspicion(&self) -> &Suspicion {
+        &self.inner.suspicion
     }
 
     /// The connection pool, for the pending logins and the shared rate limits.
