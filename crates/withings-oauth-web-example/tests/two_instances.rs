@@ -81,13 +81,14 @@ struct Instance {
 }
 
 /// Starts the binary listening on `listen`, against the sandbox at `sandbox`, with
-/// `redirect_uri`, on `database`; returns once it printed the address to open.
+/// `redirect_uri`, on `database`; returns once it printed the address to open, or `None` if
+/// it exited before (its log, on the test's stderr, says why: a port taken meanwhile...).
 async fn start_instance(
     listen: &str,
     sandbox: &Url,
     redirect_uri: &str,
     database: &str,
-) -> Instance {
+) -> Option<Instance> {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_withings-web-example"))
         .args(["--listen", listen, "--database", database])
         .env("WITHINGS_CLIENT_ID", DEFAULT_CLIENT_ID)
@@ -109,16 +110,39 @@ async fn start_instance(
     let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
         .await
         .expect("it prints the address to open within 60 s")
-        .expect("its stdout can be read")
-        .unwrap_or_else(|| {
-            panic!("the instance on {listen} exited before serving (see its log above)")
-        });
+        .expect("its stdout can be read")?;
     let base = line
         .strip_prefix("open ")
         .unwrap_or_else(|| panic!("{line:?} says what to open"))
         .parse()
         .expect("a URL");
-    Instance { child, base }
+    Some(Instance { child, base })
+}
+
+/// Instances A (on any port) and B (on a port known before it starts: both send browsers back
+/// to B's callback), started at once, as a deployment's instances are: they migrate the same
+/// database. B's port was free a moment before B binds it; should another program take it
+/// meanwhile, both start again on another.
+async fn start_two_instances(sandbox: &Url, database: &str) -> (Instance, Instance) {
+    for _ in 0..3 {
+        let b_listen = format!("127.0.0.1:{}", free_port());
+        let redirect = format!("http://{b_listen}/callback");
+        let (a, b) = tokio::join!(
+            start_instance("127.0.0.1:0", sandbox, &redirect, database),
+            start_instance(&b_listen, sandbox, &redirect, database),
+        );
+        match (a, b) {
+            (Some(a), Some(b)) => return (a, b),
+            (a, b) => {
+                eprintln!("an instance did not start (its log is above); both start again");
+                for mut instance in [a, b].into_iter().flatten() {
+                    instance.child.start_kill().unwrap();
+                    let _ = instance.child.wait().await;
+                }
+            }
+        }
+    }
+    panic!("the two instances did not start in 3 attempts (see their logs above)")
 }
 
 /// A port of 127.0.0.1 that was free a moment ago: instance B must know its own callback URL
@@ -135,14 +159,7 @@ async fn a_login_started_on_one_process_finishes_on_another_sharing_one_postgres
     let schema = Schema::create().await;
     let database = schema.database();
     let sandbox = start_sandbox(SandboxConfig::default().seed_users(5)).await;
-    let b_listen = format!("127.0.0.1:{}", free_port());
-    let redirect = format!("http://{b_listen}/callback");
-    // Both start at once, as a deployment's instances do: they migrate the same database.
-    let withings = sandbox.base_url();
-    let (a, b) = tokio::join!(
-        start_instance("127.0.0.1:0", &withings, &redirect, &database),
-        start_instance(&b_listen, &withings, &redirect, &database),
-    );
+    let (a, b) = start_two_instances(&sandbox.base_url(), &database).await;
 
     let browser = Browser::start().await;
     let web = browser.webdriver();
