@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use withings_oauth::{
     Authorized, Client, ClientBuilder, Expected, MemoryStore, TokenStore, UserId, testing,
 };
-use withings_oauth_fleet::{Fleet, FleetError, FleetEvent, RateLimit};
+use withings_oauth_fleet::{Fleet, FleetBuilder, FleetError, FleetEvent, RateLimit};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Endpoint, Fault, LOOPBACK_CALLBACK, Sandbox,
     SandboxConfig, TokenKind, User,
@@ -36,6 +36,16 @@ fn client(sandbox: &Sandbox) -> ClientBuilder {
         .client_secret(DEFAULT_CLIENT_SECRET)
         .redirect_uri(LOOPBACK_CALLBACK)
         .base_url(sandbox.base_url())
+}
+
+/// A fleet over `store` against `sandbox` with no rate limit, to be configured further.
+fn unlimited_builder(sandbox: &Sandbox, store: &Arc<MemoryStore>) -> FleetBuilder {
+    Fleet::builder(client(sandbox), store.clone()).rate_limit(unlimited())
+}
+
+/// A fleet over `store` against `sandbox` with no rate limit and the default settings.
+fn unlimited_fleet(sandbox: &Sandbox, store: &Arc<MemoryStore>) -> Fleet {
+    unlimited_builder(sandbox, store).build().unwrap()
 }
 
 /// Stores a login for each user whose stored access token expires at `expires_at`.
@@ -83,14 +93,7 @@ async fn four_instances_asking_for_300_expired_users_at_once_refresh_each_user_o
     let users = users(300);
     let store = Arc::new(MemoryStore::new());
     store_logins(&sandbox, &store, &users, Utc::now()).await;
-    let fleets: Vec<Fleet> = (0..4)
-        .map(|_| {
-            Fleet::builder(client(&sandbox), store.clone())
-                .rate_limit(unlimited())
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let fleets: Vec<Fleet> = (0..4).map(|_| unlimited_fleet(&sandbox, &store)).collect();
 
     let asks = fleets
         .iter()
@@ -159,8 +162,7 @@ async fn a_limiter_set_too_high_has_its_601s_absorbed_by_backoff() {
     let users = users(60);
     let store = Arc::new(MemoryStore::new());
     store_logins(&sandbox, &store, &users, Utc::now()).await;
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
+    let fleet = unlimited_builder(&sandbox, &store)
         .backoff(Duration::from_millis(200), Duration::from_secs(2), 30)
         .build()
         .unwrap();
@@ -208,10 +210,7 @@ async fn a_user_revoked_at_withings_fails_once_is_announced_and_never_retried() 
         .await
         .expect("revoked at the sandbox");
 
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
-        .build()
-        .unwrap();
+    let fleet = unlimited_fleet(&sandbox, &store);
     let mut events = fleet.subscribe();
     let before = sandbox.handle().counters();
     let first = fleet.access_token(revoked).await.unwrap_err();
@@ -247,8 +246,7 @@ async fn a_failed_refresh_cools_the_user_down_without_reaching_withings_again() 
     let users = users(2);
     let store = Arc::new(MemoryStore::new());
     store_logins(&sandbox, &store, &users, Utc::now()).await;
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
+    let fleet = unlimited_builder(&sandbox, &store)
         .cooldown(Duration::from_millis(800), Duration::from_secs(10))
         .build()
         .unwrap();
@@ -293,8 +291,7 @@ async fn two_instances_sweeping_at_once_renew_each_idle_login_once_and_leave_rec
     store_logins(&sandbox, &store, recent, Utc::now() + TimeDelta::hours(2)).await;
     let fleets: Vec<Fleet> = (0..2)
         .map(|_| {
-            Fleet::builder(client(&sandbox), store.clone())
-                .rate_limit(unlimited())
+            unlimited_builder(&sandbox, &store)
                 .sweep_idle_after(Duration::from_secs(30 * 24 * 3600))
                 .build()
                 .unwrap()
@@ -325,10 +322,7 @@ async fn a_sweep_renews_at_most_its_batch() {
     let users = users(6);
     let store = Arc::new(MemoryStore::new());
     store_logins(&sandbox, &store, &users, Utc::now() - TimeDelta::days(40)).await;
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
-        .build()
-        .unwrap();
+    let fleet = unlimited_fleet(&sandbox, &store);
     assert_eq!(fleet.sweep_once(4).await.unwrap().renewed, 4);
     assert_eq!(fleet.sweep_once(4).await.unwrap().renewed, 2);
     assert_eq!(sandbox.handle().counters().refresh_granted, 6);
@@ -340,10 +334,7 @@ async fn data_calls_go_through_the_fleet_and_revoke_announces_itself() {
     let user = users(1)[0];
     let store = Arc::new(MemoryStore::new());
     store_logins(&sandbox, &store, &[user], Utc::now() + TimeDelta::hours(1)).await;
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
-        .build()
-        .unwrap();
+    let fleet = unlimited_fleet(&sandbox, &store);
     let groups = fleet
         .get_meas(user, &withings_oauth::GetMeas::new())
         .await
@@ -370,10 +361,7 @@ async fn no_secret_in_debug_or_errors() {
     let user = users(1)[0];
     let store = Arc::new(MemoryStore::new());
     store_logins(&sandbox, &store, &[user], Utc::now()).await;
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
-        .build()
-        .unwrap();
+    let fleet = unlimited_fleet(&sandbox, &store);
     let token = fleet.access_token(user).await.unwrap();
     let shown = format!("{fleet:?} {:?}", fleet.health(user));
     assert!(!shown.contains(DEFAULT_CLIENT_SECRET));
@@ -403,8 +391,7 @@ async fn a_user_who_authorized_again_is_served_once_the_new_login_is_stored() {
         .await
         .unwrap();
     // The store is looked at again after the longest cooldown.
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
+    let fleet = unlimited_builder(&sandbox, &store)
         .cooldown(Duration::from_millis(50), Duration::from_millis(200))
         .build()
         .unwrap();
@@ -451,8 +438,7 @@ async fn callers_waiting_for_a_refresh_that_failed_are_told_to_wait_not_sent_to_
     let user = users(1)[0];
     let store = Arc::new(MemoryStore::new());
     store_logins(&sandbox, &store, &[user], Utc::now()).await;
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
+    let fleet = unlimited_builder(&sandbox, &store)
         .backoff(Duration::from_millis(50), Duration::from_millis(100), 4)
         .build()
         .unwrap();
@@ -484,8 +470,7 @@ async fn no_more_users_refresh_at_once_than_the_fleet_allows() {
     sandbox
         .handle()
         .inject_fault(Endpoint::Token, Fault::Delay(SLOW), USERS);
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
+    let fleet = unlimited_builder(&sandbox, &store)
         .concurrent_refreshes(2)
         .build()
         .unwrap();
@@ -516,8 +501,7 @@ async fn the_callers_of_one_busy_user_do_not_hold_up_another_users_refresh() {
     sandbox
         .handle()
         .inject_fault(Endpoint::Token, Fault::Delay(SLOW), 1);
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
+    let fleet = unlimited_builder(&sandbox, &store)
         .concurrent_refreshes(2)
         .build()
         .unwrap();
@@ -548,13 +532,6 @@ async fn the_callers_of_one_busy_user_do_not_hold_up_another_users_refresh() {
 }
 
 /// A fleet without a rate limit over `store`.
-fn unlimited_fleet(sandbox: &Sandbox, store: &Arc<MemoryStore>) -> Fleet {
-    Fleet::builder(client(sandbox), store.clone())
-        .rate_limit(unlimited())
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn after_a_revoke_the_fleet_never_hands_out_the_revoked_token() {
     let sandbox = sandbox(1).await;
@@ -681,8 +658,7 @@ async fn the_fleet_refreshes_a_token_when_the_margin_is_reached_not_later() {
         Utc::now() + margin + TimeDelta::milliseconds(1_500),
     )
     .await;
-    let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(unlimited())
+    let fleet = unlimited_builder(&sandbox, &store)
         .margin(margin)
         .build()
         .unwrap();

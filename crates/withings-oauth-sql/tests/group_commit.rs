@@ -48,6 +48,13 @@ fn user(i: u64) -> UserId {
     UserId::new(5_000 + i)
 }
 
+/// Stores a first login for `target` (access `a0`, refresh `r0`); its version.
+async fn seed(store: &SqlStore, target: UserId) -> Version {
+    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
+    let first = testing::credentials(target, "a0", "r0", expires);
+    store.save(target, &first, Expected::Absent).await.unwrap()
+}
+
 /// Every user saved once (version 1), then, all at once: two saves of each user expecting
 /// version 1 (one must win, the other conflict), and for every third user a third save
 /// expecting a version that never was.
@@ -174,8 +181,7 @@ async fn refreshes_in_flight_together(a: SqlStore, b: SqlStore) {
     const REFRESHERS: u64 = 6;
     let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
     for i in 0..40u64 {
-        let first = testing::credentials(user(i), "a", "r", expires);
-        a.save(user(i), &first, Expected::Absent).await.unwrap();
+        seed(&a, user(i)).await;
     }
     let holders: Arc<Vec<AtomicUsize>> = Arc::new((0..40).map(|_| AtomicUsize::new(0)).collect());
     let mut tasks = Vec::new();
@@ -247,14 +253,7 @@ async fn saves_leave_the_leases_alone(a: SqlStore, b: SqlStore) {
 
     // A login saved while a session holds the lease.
     let target = user(3_000);
-    let v1 = a
-        .save(
-            target,
-            &testing::credentials(target, "a0", "r0", expires),
-            Expected::Absent,
-        )
-        .await
-        .unwrap();
+    let v1 = seed(&a, target).await;
     let held = a.lease(target, Duration::from_secs(60)).await.unwrap();
     let login = testing::credentials(target, "a-login", "r-login", expires);
     a.save(target, &login, Expected::Version(v1)).await.unwrap();
@@ -273,14 +272,7 @@ async fn saves_leave_the_leases_alone(a: SqlStore, b: SqlStore) {
 
     // A holder whose lease expired and was taken over saves late.
     let target = user(3_001);
-    let v1 = a
-        .save(
-            target,
-            &testing::credentials(target, "a0", "r0", expires),
-            Expected::Absent,
-        )
-        .await
-        .unwrap();
+    let v1 = seed(&a, target).await;
     let old = a.lease(target, Duration::from_millis(300)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(old.is_expired());

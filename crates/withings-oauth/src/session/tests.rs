@@ -47,8 +47,13 @@ fn credentials(access: &str, refresh: &str, expires_at: DateTime<Utc>) -> Creden
 }
 
 fn token_answer(access: &str, refresh: &str) -> ResponseTemplate {
+    token_answer_lasting(access, refresh, 10_800)
+}
+
+/// A token answer whose access token is issued for `expires_in` seconds.
+fn token_answer_lasting(access: &str, refresh: &str, expires_in: u32) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_string(format!(
-        r#"{{"status":0,"body":{{"userid":1001,"access_token":"{access}","refresh_token":"{refresh}","expires_in":10800,"scope":"user.metrics","token_type":"Bearer"}}}}"#
+        r#"{{"status":0,"body":{{"userid":1001,"access_token":"{access}","refresh_token":"{refresh}","expires_in":{expires_in},"scope":"user.metrics","token_type":"Bearer"}}}}"#
     ))
 }
 
@@ -956,9 +961,7 @@ fn a_refresh_stopped_by_its_runtime_shutting_down_does_not_leave_the_session_stu
 async fn a_token_issued_with_no_lifetime_is_not_refreshed_on_every_call() {
     let server = MockServer::start().await;
     refresh_with("old-refresh")
-        .respond_with(ResponseTemplate::new(200).set_body_string(
-            r#"{"status":0,"body":{"userid":1001,"access_token":"brief-access","refresh_token":"brief-refresh","expires_in":0,"scope":"user.metrics","token_type":"Bearer"}}"#,
-        ))
+        .respond_with(token_answer_lasting("brief-access", "brief-refresh", 0))
         .expect(1)
         .mount(&server)
         .await;
@@ -1043,9 +1046,7 @@ async fn fresh_token_until_hands_out_the_token_until_the_moment_the_session_refr
 async fn fresh_token_until_says_none_once_the_login_is_dead_and_halves_a_short_life() {
     let server = MockServer::start().await;
     refresh_with("old-refresh")
-        .respond_with(ResponseTemplate::new(200).set_body_string(
-            r#"{"status":0,"body":{"userid":1001,"access_token":"brief-access","refresh_token":"brief-refresh","expires_in":0,"scope":"user.metrics","token_type":"Bearer"}}"#,
-        ))
+        .respond_with(token_answer_lasting("brief-access", "brief-refresh", 0))
         .expect(1)
         .mount(&server)
         .await;
