@@ -211,26 +211,28 @@ macro_rules! embed_migrations {
     };
 }
 
-mod batch;
-mod error;
-mod grouped;
+// From the bottom up: each module uses only those listed before it.
+mod cas;
+mod db;
+mod gathered;
 mod keys;
-mod location;
+mod lease;
+mod options;
 mod pending;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod queries;
 mod rate_limit;
+mod rotation;
 mod row;
+mod schema;
 mod sealed;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 mod store;
 
 pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
+pub use options::{Backend, SqlOptions};
 pub use pending::SqlPendingLogins;
 pub use rate_limit::{BucketState, RateParams, SqlBucket};
-pub use store::{Backend, CLEAR_TEXT_WARNING, Rotation, SqlOptions, SqlStore};
+pub use rotation::Rotation;
+pub use store::{CLEAR_TEXT_WARNING, SqlStore};
 
 /// The SQLite migrations (`migrations/sqlite`), embedded at build time: for integrators who
 /// apply them themselves (`SQLITE_MIGRATIONS.run(&pool)`).

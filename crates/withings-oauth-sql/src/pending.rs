@@ -1,28 +1,54 @@
-//! [`SqlPendingLogins`]: the pending-login store of web servers, on a [`SqlStore`]'s database.
+//! [`SqlPendingLogins`]: the pending-login store of web servers, on a [`SqlStore`](crate::SqlStore)'s database.
 
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::Row;
 use withings_oauth::{
     BindingHash, Clock, CsrfState, DEFAULT_PENDING_LOGIN_TTL, DEFAULT_PENDING_LOGINS_PER_OWNER,
     ParkedLogin, PendingLoginError, PendingLoginStore, Scopes, StateHash, SystemClock,
 };
 use zeroize::Zeroizing;
 
-use crate::queries as q;
+use crate::db::{Db, Pool, execute_write, on_pool};
+use crate::keys::Keyring;
 use crate::sealed::{self, Column};
-#[cfg(feature = "sqlite")]
-use crate::store::sqlite_immediate;
-use crate::store::{Pool, SqlStore, execute_write, on_pool};
+
+/// $1 state hash, $2 browser hash, $3 owner, $4 created (Unix ms), $5 redirect URI, $6 scopes,
+/// $7 demo, $8 the sealed state.
+const PUT_PENDING: &str = "INSERT INTO withings_pending_logins \
+    (state_hash, browser_hash, owner, created_at_ms, redirect_uri, scopes, demo, state) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// $1 the newest creation time (Unix ms) that has expired.
+const PURGE_PENDING: &str = "DELETE FROM withings_pending_logins WHERE created_at_ms <= $1";
+
+/// $1 owner, $2 the login just parked, $3 how many of the owner's others to keep (the newest).
+const CAP_PENDING: &str = "DELETE FROM withings_pending_logins \
+    WHERE owner = $1 AND state_hash <> $2 AND state_hash NOT IN \
+    (SELECT state_hash FROM withings_pending_logins WHERE owner = $1 AND state_hash <> $2 \
+     ORDER BY created_at_ms DESC, state_hash LIMIT $3)";
+
+/// $1 state hash, $2 browser hash. Finds and deletes in one statement: of racing takers, one
+/// gets the row.
+const TAKE_PENDING: &str = "DELETE FROM withings_pending_logins \
+    WHERE state_hash = $1 AND browser_hash = $2 \
+    RETURNING owner, created_at_ms, redirect_uri, scopes, demo, state";
+
+/// $1 state hash. Why a take found nothing: another browser's login, or none.
+const PENDING_CREATED_AT: &str =
+    "SELECT created_at_ms FROM withings_pending_logins WHERE state_hash = $1";
+
+/// $1 state hash, $2 the newest creation time (Unix ms) that has expired.
+const DELETE_EXPIRED_PENDING: &str =
+    "DELETE FROM withings_pending_logins WHERE state_hash = $1 AND created_at_ms <= $2";
 
 /// Logins parked by web servers between the request that starts them and the request that
-/// receives their callback, in the table `withings_pending_logins` of a [`SqlStore`]'s
+/// receives their callback, in the table `withings_pending_logins` of a [`SqlStore`](crate::SqlStore)'s
 /// database: every instance that opens the same database (PostgreSQL for several machines)
 /// finishes the logins any of them started.
 ///
-/// Made by [`SqlStore::pending_logins`]: it shares the store's connection pool, migrations
+/// Made by [`SqlStore::pending_logins`](crate::SqlStore::pending_logins): it shares the store's connection pool, migrations
 /// and keys. With keys, the `state` of each login (a secret) is sealed as tokens are; the
 /// other columns (hashes, owner, creation time, redirect URI, scopes, demo flag) are stored
 /// in clear but bound to the seal, so a row changed in the database is refused as damaged.
@@ -61,24 +87,25 @@ use crate::store::{Pool, SqlStore, execute_write, on_pool};
 /// # }
 /// ```
 ///
-/// After a key rotation ([`SqlStore::rotate_keys`], which leaves pending logins as they are),
+/// After a key rotation ([`SqlStore::rotate_keys`](crate::SqlStore::rotate_keys), which leaves pending logins as they are),
 /// keep the old key for the logins' lifetime: a login whose key is gone can't be taken (its
 /// user starts again).
 #[derive(Clone)]
 pub struct SqlPendingLogins {
-    store: SqlStore,
+    db: Db,
+    keys: Option<Arc<Keyring>>,
     ttl: TimeDelta,
     per_owner: usize,
     clock: Arc<dyn Clock>,
 }
 
-impl SqlStore {
-    /// The pending-login store on this store's database (same pool, same keys), keeping
-    /// logins [`DEFAULT_PENDING_LOGIN_TTL`], at most [`DEFAULT_PENDING_LOGINS_PER_OWNER`] per
-    /// owner. See [`SqlPendingLogins`].
-    pub fn pending_logins(&self) -> SqlPendingLogins {
+impl SqlPendingLogins {
+    /// The pending logins on `db`, sealed with `keys`, kept [`DEFAULT_PENDING_LOGIN_TTL`], at
+    /// most [`DEFAULT_PENDING_LOGINS_PER_OWNER`] per owner.
+    pub(crate) fn new(db: Db, keys: Option<Arc<Keyring>>) -> Self {
         SqlPendingLogins {
-            store: self.clone(),
+            db,
+            keys,
             ttl: DEFAULT_PENDING_LOGIN_TTL,
             per_owner: DEFAULT_PENDING_LOGINS_PER_OWNER,
             clock: Arc::new(SystemClock),
@@ -89,14 +116,15 @@ impl SqlStore {
 impl fmt::Debug for SqlPendingLogins {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlPendingLogins")
-            .field("database", &self.store.location())
+            .field("database", &self.db.shown())
             .field("ttl", &self.ttl)
             .field("per_owner", &self.per_owner)
             .finish_non_exhaustive()
     }
 }
 
-/// A row of [`q::TAKE_PENDING`].
+/// A row of [`TAKE_PENDING`].
+#[derive(sqlx::FromRow)]
 struct TakenRow {
     owner: String,
     created_at_ms: i64,
@@ -132,14 +160,14 @@ impl SqlPendingLogins {
     }
 
     fn failed(&self, action: &str, error: sqlx::Error) -> PendingLoginError {
-        PendingLoginError::Store(self.store.fail(action, error).to_string())
+        PendingLoginError::Store(self.db.fail(action, error).to_string())
     }
 
     async fn park(&self, login: ParkedLogin) -> Result<(), PendingLoginError> {
         let hash = login.state_hash().as_str();
         let scopes = login.scopes().to_string();
         let state = sealed::seal_for_row(
-            self.store.keyring(),
+            self.keys.as_deref(),
             &row_binding(
                 hash,
                 login.browser().as_str(),
@@ -156,11 +184,11 @@ impl SqlPendingLogins {
         let expired = self.expired_at_or_before();
         macro_rules! put_in {
             ($tx:ident) => {{
-                sqlx::query(q::PURGE_PENDING)
+                sqlx::query(PURGE_PENDING)
                     .bind(expired)
                     .execute(&mut *$tx)
                     .await?;
-                sqlx::query(q::PUT_PENDING)
+                sqlx::query(PUT_PENDING)
                     .bind(hash)
                     .bind(login.browser().as_str())
                     .bind(login.owner())
@@ -171,7 +199,7 @@ impl SqlPendingLogins {
                     .bind(state.as_slice())
                     .execute(&mut *$tx)
                     .await?;
-                sqlx::query(q::CAP_PENDING)
+                sqlx::query(CAP_PENDING)
                     .bind(login.owner())
                     .bind(hash)
                     .bind(keep_others)
@@ -180,7 +208,7 @@ impl SqlPendingLogins {
                 Ok::<(), sqlx::Error>(())
             }};
         }
-        let result = match self.store.pool() {
+        let result = match &self.db.pool {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => {
                 async {
@@ -230,38 +258,28 @@ impl SqlPendingLogins {
         state: &StateHash,
         browser: &BindingHash,
     ) -> Result<Option<TakenRow>, sqlx::Error> {
-        macro_rules! take_on {
-            ($executor:expr) => {{
-                let row = sqlx::query(q::TAKE_PENDING)
-                    .bind(state.as_str())
-                    .bind(browser.as_str())
-                    .fetch_optional($executor)
-                    .await?;
-                match row {
-                    None => None,
-                    Some(row) => Some(TakenRow {
-                        owner: row.try_get(0)?,
-                        created_at_ms: row.try_get(1)?,
-                        redirect_uri: row.try_get(2)?,
-                        scopes: row.try_get(3)?,
-                        demo: row.try_get(4)?,
-                        state: row.try_get(5)?,
-                    }),
-                }
-            }};
-        }
-        match self.store.pool() {
+        match &self.db.pool {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => {
                 // A plain statement that reads before it writes may fail at once with
                 // SQLITE_BUSY when another connection wrote meanwhile; BEGIN IMMEDIATE waits.
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                let taken = take_on!(&mut *tx);
+                let taken = sqlx::query_as(TAKE_PENDING)
+                    .bind(state.as_str())
+                    .bind(browser.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(taken)
             }
             #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => Ok(take_on!(p)),
+            Pool::Postgres(p) => {
+                sqlx::query_as(TAKE_PENDING)
+                    .bind(state.as_str())
+                    .bind(browser.as_str())
+                    .fetch_optional(p)
+                    .await
+            }
         }
     }
 
@@ -272,8 +290,8 @@ impl SqlPendingLogins {
         state: &StateHash,
         expired: i64,
     ) -> Result<ParkedLogin, PendingLoginError> {
-        let created: Result<Option<i64>, sqlx::Error> = on_pool!(self.store.pool(), p => {
-            sqlx::query_scalar(q::PENDING_CREATED_AT)
+        let created: Result<Option<i64>, sqlx::Error> = on_pool!(&self.db.pool, p => {
+            sqlx::query_scalar(PENDING_CREATED_AT)
                 .bind(state.as_str())
                 .fetch_optional(p)
                 .await
@@ -282,8 +300,8 @@ impl SqlPendingLogins {
             None => Err(PendingLoginError::Unknown),
             Some(created) if created <= expired => {
                 let purged = execute_write!(
-                    self.store.pool(),
-                    sqlx::query(q::DELETE_EXPIRED_PENDING)
+                    &self.db.pool,
+                    sqlx::query(DELETE_EXPIRED_PENDING)
                         .bind(state.as_str())
                         .bind(expired)
                 );
@@ -305,7 +323,7 @@ impl SqlPendingLogins {
         let damaged = |why: String| {
             PendingLoginError::Store(format!(
                 "a pending login in {} can't be read ({why}); it was deleted: start the login again",
-                self.store.location()
+                self.db.shown()
             ))
         };
         let binding = row_binding(
@@ -318,7 +336,7 @@ impl SqlPendingLogins {
             row.demo,
         );
         let state: Zeroizing<String> = sealed::open_for_row(
-            self.store.keyring(),
+            self.keys.as_deref(),
             &binding,
             Column::PendingState,
             &row.state,

@@ -6,13 +6,119 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Row;
 use withings_oauth::StoreError;
 
-use crate::queries as q;
+use crate::db::{Db, Pool, millis};
 #[cfg(feature = "sqlite")]
-use crate::store::sqlite_immediate;
-use crate::store::{Pool, SqlStore, millis};
+use crate::db::{now_millis, sqlite_immediate};
+
+// Shared rate limits (`withings_rate_limits`). Parameters of every statement: $1 the bucket's
+// name, $2 its burst (tokens), $3 its refill and $4 its slowed refill (tokens per millisecond);
+// SQLite adds $5, now (Unix ms). The level now is the stored level plus the refill since
+// `updated_ms`, at most the burst; it is computed inside each statement, on the row locked by
+// it, so concurrent takes never see the same token. `NOW` is the database's clock on
+// PostgreSQL (`clock_timestamp()`, so instances whose clocks disagree still agree), the
+// machine's on SQLite (whose processes share it).
+
+/// The refill rate in force at `NOW`, and the level at `NOW`, written for both backends.
+macro_rules! bucket_level {
+    (postgres) => {
+        "LEAST($2, b.tokens + GREATEST(0, (CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) - b.updated_ms) \
+         * (CASE WHEN b.slowed_until_ms > (CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) THEN $4 ELSE $3 END))"
+    };
+    (sqlite) => {
+        "MIN($2, b.tokens + MAX(0, $5 - b.updated_ms) * (CASE WHEN b.slowed_until_ms > $5 THEN $4 ELSE $3 END))"
+    };
+}
+
+macro_rules! database_now {
+    (postgres) => {
+        "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    };
+    (sqlite) => {
+        "$5"
+    };
+}
+
+/// Takes one token: a new bucket starts full (and gives this one); an existing one gives a
+/// token only if its level reaches 1. Returns a row if and only if a token was taken.
+macro_rules! take_token {
+    ($backend:tt, $greatest:literal) => {
+        concat!(
+            "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
+             VALUES ($1, $2 - 1, ",
+            database_now!($backend),
+            ", 0) ON CONFLICT (name) DO UPDATE SET tokens = ",
+            bucket_level!($backend),
+            " - 1, updated_ms = ",
+            $greatest,
+            "(b.updated_ms, ",
+            database_now!($backend),
+            ") WHERE ",
+            bucket_level!($backend),
+            " >= 1 RETURNING tokens"
+        )
+    };
+}
+
+/// The level now, the refill rate in force (tokens per ms), and the milliseconds of slowdown
+/// left (zero or negative when none). No row: the bucket was never used, it is full.
+macro_rules! bucket_state {
+    ($backend:tt, $rate_prefix:literal) => {
+        concat!(
+            "SELECT CAST(",
+            bucket_level!($backend),
+            " AS ",
+            $rate_prefix,
+            "), CAST(CASE WHEN b.slowed_until_ms > ",
+            database_now!($backend),
+            " THEN $4 ELSE $3 END AS ",
+            $rate_prefix,
+            "), b.slowed_until_ms - ",
+            database_now!($backend),
+            " FROM withings_rate_limits AS b WHERE b.name = $1"
+        )
+    };
+}
+
+#[cfg(feature = "sqlite")]
+const SQLITE_TAKE_TOKEN: &str = take_token!(sqlite, "MAX");
+#[cfg(feature = "postgres")]
+const POSTGRES_TAKE_TOKEN: &str = take_token!(postgres, "GREATEST");
+
+#[cfg(feature = "sqlite")]
+const SQLITE_BUCKET_STATE: &str = bucket_state!(sqlite, "REAL");
+#[cfg(feature = "postgres")]
+const POSTGRES_BUCKET_STATE: &str = bucket_state!(postgres, "DOUBLE PRECISION");
+
+/// Empties the bucket and slows its refill for a while (created if missing): $1 name,
+/// $2 how long (ms); SQLite: $3 now (Unix ms).
+#[cfg(feature = "sqlite")]
+const SQLITE_SLOW_BUCKET: &str = "INSERT INTO withings_rate_limits AS b \
+    (name, tokens, updated_ms, slowed_until_ms) VALUES ($1, 0, $3, $3 + $2) \
+    ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = MAX(b.updated_ms, $3), \
+    slowed_until_ms = $3 + $2";
+#[cfg(feature = "postgres")]
+const POSTGRES_SLOW_BUCKET: &str = concat!(
+    "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
+     VALUES ($1, 0, ",
+    database_now!(postgres),
+    ", ",
+    database_now!(postgres),
+    " + $2) ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = GREATEST(b.updated_ms, ",
+    database_now!(postgres),
+    "), slowed_until_ms = ",
+    database_now!(postgres),
+    " + $2"
+);
+
+/// A token back (its taker gave up before using it): $1 name, $2 burst.
+#[cfg(feature = "sqlite")]
+const SQLITE_GIVE_BACK: &str =
+    "UPDATE withings_rate_limits SET tokens = MIN($2, tokens + 1) WHERE name = $1";
+#[cfg(feature = "postgres")]
+const POSTGRES_GIVE_BACK: &str =
+    "UPDATE withings_rate_limits SET tokens = LEAST($2, tokens + 1) WHERE name = $1";
 
 /// The longest wait [`SqlBucket::try_take`] reports: a caller checks again after it.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -105,7 +211,7 @@ pub struct BucketState {
 /// (`clock_timestamp()`), so instances whose clocks disagree still agree on it; on SQLite on
 /// the machine's clock, which its processes share.
 ///
-/// Made by [`SqlStore::rate_bucket`]. Cheap to clone.
+/// Made by [`SqlStore::rate_bucket`](crate::SqlStore::rate_bucket). Cheap to clone.
 ///
 /// ```
 /// use withings_oauth_sql::{RateParams, SqlOptions, SqlStore};
@@ -126,7 +232,7 @@ pub struct BucketState {
 /// ```
 #[derive(Clone)]
 pub struct SqlBucket {
-    store: SqlStore,
+    db: Db,
     name: Arc<str>,
     params: RateParams,
 }
@@ -134,24 +240,23 @@ pub struct SqlBucket {
 impl fmt::Debug for SqlBucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlBucket")
-            .field("database", &self.store.location())
+            .field("database", &self.db.shown())
             .field("name", &self.name)
             .field("params", &self.params)
             .finish()
     }
 }
 
-impl SqlStore {
-    /// The shared token bucket called `name` (created full on its first use), filling as
-    /// `params` says. Names are 1 to 200 characters.
-    pub fn rate_bucket(&self, name: &str, params: RateParams) -> Result<SqlBucket, StoreError> {
+impl SqlBucket {
+    /// The bucket called `name` on `db`: names are 1 to 200 characters.
+    pub(crate) fn new(db: Db, name: &str, params: RateParams) -> Result<SqlBucket, StoreError> {
         if name.is_empty() || name.chars().count() > 200 {
             return Err(StoreError::Other(
                 "a rate limit's name must be 1 to 200 characters".into(),
             ));
         }
         Ok(SqlBucket {
-            store: self.clone(),
+            db,
             name: name.into(),
             params,
         })
@@ -193,21 +298,21 @@ impl SqlBucket {
     /// it, if the caller can tell (the fleet's limiter does).
     pub async fn try_take(&self) -> Result<Result<(), Duration>, StoreError> {
         let (burst, rate, slowed) = self.rates_per_ms();
-        let taken: Result<bool, sqlx::Error> = match self.store.pool() {
+        let taken: Result<bool, sqlx::Error> = match &self.db.pool {
             #[cfg(feature = "sqlite")]
             // A row changed (inserted, or updated because a token was there) is a token taken.
             Pool::Sqlite(pool) => sqlite_immediate!(
                 pool,
-                sqlx::query(q::SQLITE_TAKE_TOKEN)
+                sqlx::query(SQLITE_TAKE_TOKEN)
                     .bind(&*self.name)
                     .bind(burst)
                     .bind(rate)
                     .bind(slowed)
-                    .bind(crate::store::now_millis())
+                    .bind(now_millis())
             )
             .map(|rows| rows > 0),
             #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => sqlx::query(q::POSTGRES_TAKE_TOKEN)
+            Pool::Postgres(pool) => sqlx::query(POSTGRES_TAKE_TOKEN)
                 .bind(&*self.name)
                 .bind(burst)
                 .bind(rate)
@@ -216,7 +321,7 @@ impl SqlBucket {
                 .await
                 .map(|row| row.is_some()),
         };
-        if taken.map_err(|e| self.store.fail("take from a rate limit", e))? {
+        if taken.map_err(|e| self.db.fail("take from a rate limit", e))? {
             return Ok(Ok(()));
         }
         let (level, rate_now, _) = self.read().await?.unwrap_or((burst, rate, 0));
@@ -226,24 +331,22 @@ impl SqlBucket {
     /// Returns a token taken by a caller that did not use it (never above the burst).
     pub async fn give_back(&self) -> Result<(), StoreError> {
         let burst = f64::from(self.params.burst);
-        let result = match self.store.pool() {
+        let result = match &self.db.pool {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => sqlite_immediate!(
                 pool,
-                sqlx::query(q::SQLITE_GIVE_BACK)
-                    .bind(&*self.name)
-                    .bind(burst)
+                sqlx::query(SQLITE_GIVE_BACK).bind(&*self.name).bind(burst)
             )
             .map(drop),
             #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => sqlx::query(q::POSTGRES_GIVE_BACK)
+            Pool::Postgres(pool) => sqlx::query(POSTGRES_GIVE_BACK)
                 .bind(&*self.name)
                 .bind(burst)
                 .execute(pool)
                 .await
                 .map(drop),
         };
-        result.map_err(|e| self.store.fail("give back a rate limit's token", e))
+        result.map_err(|e| self.db.fail("give back a rate limit's token", e))
     }
 
     /// Withings said "too many requests": empties the bucket and refills it at the slowed
@@ -251,25 +354,25 @@ impl SqlBucket {
     /// starts it again.
     pub async fn slow_down(&self, period: Duration) -> Result<(), StoreError> {
         let period = millis(period);
-        let result = match self.store.pool() {
+        let result = match &self.db.pool {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => sqlite_immediate!(
                 pool,
-                sqlx::query(q::SQLITE_SLOW_BUCKET)
+                sqlx::query(SQLITE_SLOW_BUCKET)
                     .bind(&*self.name)
                     .bind(period)
-                    .bind(crate::store::now_millis())
+                    .bind(now_millis())
             )
             .map(drop),
             #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => sqlx::query(q::POSTGRES_SLOW_BUCKET)
+            Pool::Postgres(pool) => sqlx::query(POSTGRES_SLOW_BUCKET)
                 .bind(&*self.name)
                 .bind(period)
                 .execute(pool)
                 .await
                 .map(drop),
         };
-        result.map_err(|e| self.store.fail("slow a rate limit down", e))
+        result.map_err(|e| self.db.fail("slow a rate limit down", e))
     }
 
     /// The level now and the slowdown in force, without taking anything. A bucket never
@@ -293,34 +396,30 @@ impl SqlBucket {
     /// The level now, the refill in force (tokens per ms), and the slowdown left (ms).
     async fn read(&self) -> Result<Option<(f64, f64, i64)>, StoreError> {
         let (burst, rate, slowed) = self.rates_per_ms();
-        let row = match self.store.pool() {
+        let row = match &self.db.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlx::query(q::SQLITE_BUCKET_STATE)
-                .bind(&*self.name)
-                .bind(burst)
-                .bind(rate)
-                .bind(slowed)
-                .bind(crate::store::now_millis())
-                .fetch_optional(pool)
-                .await
-                .and_then(|row| {
-                    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                        .transpose()
-                }),
+            Pool::Sqlite(pool) => {
+                sqlx::query_as(SQLITE_BUCKET_STATE)
+                    .bind(&*self.name)
+                    .bind(burst)
+                    .bind(rate)
+                    .bind(slowed)
+                    .bind(now_millis())
+                    .fetch_optional(pool)
+                    .await
+            }
             #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => sqlx::query(q::POSTGRES_BUCKET_STATE)
-                .bind(&*self.name)
-                .bind(burst)
-                .bind(rate)
-                .bind(slowed)
-                .fetch_optional(pool)
-                .await
-                .and_then(|row| {
-                    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                        .transpose()
-                }),
+            Pool::Postgres(pool) => {
+                sqlx::query_as(POSTGRES_BUCKET_STATE)
+                    .bind(&*self.name)
+                    .bind(burst)
+                    .bind(rate)
+                    .bind(slowed)
+                    .fetch_optional(pool)
+                    .await
+            }
         };
-        row.map_err(|e| self.store.fail("read a rate limit", e))
+        row.map_err(|e| self.db.fail("read a rate limit", e))
     }
 }
 

@@ -13,8 +13,9 @@ use zeroize::Zeroizing;
 use crate::keys::Keyring;
 use crate::sealed::{self, Column};
 
-/// A user's row as read (tombstones are never read as entries).
-#[derive(Clone)]
+/// A user's row as read (tombstones are never read as entries): the columns of
+/// [`LOAD`](crate::queries::LOAD), by name.
+#[derive(Clone, sqlx::FromRow)]
 pub(crate) struct RawRow {
     pub(crate) version: i64,
     pub(crate) login_required: bool,
@@ -23,6 +24,14 @@ pub(crate) struct RawRow {
     pub(crate) token_type: Option<String>,
     pub(crate) scopes: Option<String>,
     pub(crate) expires_at: Option<i64>,
+}
+
+/// A row of a gathered load: the user's id and the row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    pub(crate) user_id: i64,
+    #[sqlx(flatten)]
+    pub(crate) row: RawRow,
 }
 
 /// Credentials ready to be written: tokens sealed.
@@ -52,6 +61,33 @@ pub(crate) fn seal(
         scopes: stored.scopes.to_string(),
         expires_at: stored.expires_at.timestamp(),
     }
+}
+
+/// Binds a save's parameters to `query` ([`SAVE_ABSENT`](crate::queries::SAVE_ABSENT),
+/// [`SAVE_VERSION`](crate::queries::SAVE_VERSION)): $1 user, $2 to $7 the sealed credentials,
+/// $8 now.
+pub(crate) fn bind_sealed<'q, DB>(
+    query: sqlx::query::QueryScalar<'q, DB, i64, <DB as sqlx::Database>::Arguments<'q>>,
+    user: i64,
+    sealed: &'q SealedCredentials,
+    now: i64,
+) -> sqlx::query::QueryScalar<'q, DB, i64, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(user)
+        .bind(sealed.access_token.as_slice())
+        .bind(sealed.refresh_token.as_slice())
+        .bind(sealed.key_id.as_deref())
+        .bind(sealed.token_type.as_str())
+        .bind(sealed.scopes.as_str())
+        .bind(sealed.expires_at)
+        .bind(now)
 }
 
 /// A damaged row: reported, never repaired or overwritten.

@@ -5,10 +5,10 @@ use std::path::Path;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use withings_oauth::StoreError;
 
-use crate::location::Location;
-use crate::store::{Pool, SqlOptions};
+use super::{Location, Pool};
+use crate::options::SqlOptions;
 
-pub(crate) async fn open(
+pub(super) async fn open(
     url: &str,
     options: &SqlOptions,
     location: &Location,
@@ -36,7 +36,7 @@ pub(crate) async fn open(
         .test_before_acquire(false)
         .connect_with(connect)
         .await
-        .map_err(|e| crate::error::database_failure(location, "open", &e))?;
+        .map_err(|e| super::error::database_failure(location, "open", &e))?;
     Ok(Pool::Sqlite(pool))
 }
 

@@ -2,7 +2,7 @@
 
 use withings_oauth::StoreError;
 
-use crate::location::Location;
+use super::Location;
 
 /// How to apply the migrations, for messages about a database without them.
 pub(crate) const RUN_MIGRATIONS: &str = "run the migrations: open the store once with migrations on (the default), or apply withings-oauth-sql's migrations yourself (`sqlx migrate run --source migrations/<backend>`, or `withings_oauth_sql::SQLITE_MIGRATIONS.run(&pool)` / `POSTGRES_MIGRATIONS`)";

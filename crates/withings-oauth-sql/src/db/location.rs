@@ -1,6 +1,6 @@
 //! The store URL: which backend it picks, and how it is shown (never with its password).
 
-use crate::store::Backend;
+use crate::options::Backend;
 
 /// A parsed store URL and its shown form.
 #[derive(Clone)]

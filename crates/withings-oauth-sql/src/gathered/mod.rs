@@ -1,0 +1,268 @@
+//! Group commit: the store's calls that go together. On PostgreSQL, loads, lease claims, saves
+//! over a version (a refresh's, or any other `Expected::Version` save) and lease releases, each
+//! kind as one statement for the calls gathered ([`postgres`]). On SQLite, whose writes all go
+//! one at a time through the file's one write lock, every claim, save and release gathered
+//! goes in one transaction, one commit, and the loads gathered in one statement ([`sqlite`]).
+//!
+//! Calls of one kind that arrive while a batch of that kind runs are queued ([`batch`]) and sent
+//! together as the next one; a lone call goes at once. Every caller gets its own answer: a
+//! batch that fails as a whole is run again one call at a time, so that one call's failure
+//! stays its own.
+
+mod batch;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(all(test, feature = "postgres"))]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use withings_oauth::StoreError;
+
+use batch::Answers;
+
+use crate::db::{Db, Pool, on_pool};
+use crate::row::{RawRow, SealedCredentials};
+
+/// A lease to claim.
+pub(crate) struct Claim {
+    pub(crate) user: i64,
+    pub(crate) owner: String,
+    pub(crate) ttl_ms: i64,
+    /// Whether to read the user's row once the lease is taken.
+    pub(crate) load: bool,
+}
+
+/// A lease taken: its release, and the user's row read after it was taken, if asked for.
+pub(crate) struct Taken {
+    pub(crate) release: Release,
+    pub(crate) row: Option<RawRow>,
+}
+
+/// A claim's answer: `None` if another holder has the lease.
+pub(crate) type Claimed = Result<Option<Taken>, StoreError>;
+
+/// Refreshed credentials to write over the version they replace, and the lease to end with
+/// them, if any.
+pub(crate) struct Save {
+    pub(crate) user: i64,
+    pub(crate) sealed: SealedCredentials,
+    pub(crate) expected: i64,
+    pub(crate) release: Option<Release>,
+}
+
+/// A save the batch did not write: the credentials, and the lease it did not end (`None` if
+/// the batch ran the save, refused it and ended the lease, or there was none).
+pub(crate) struct Unsaved {
+    pub(crate) sealed: SealedCredentials,
+    pub(crate) release: Option<Release>,
+}
+
+/// A save's answer: the new version, or the save back when nothing was written (the caller
+/// then writes it alone, which finds and reports the conflict, and ends a lease it got back
+/// after).
+pub(crate) type Saved = Result<Result<i64, Unsaved>, StoreError>;
+
+/// A read's answer.
+pub(crate) type Loaded = Result<Option<RawRow>, StoreError>;
+
+/// A lease to release: the user and the owner that holds it.
+pub(crate) type Held = (i64, String);
+
+/// The database handle and the queues of its gathered calls. Cloning is cheap and shares them.
+#[derive(Clone)]
+pub(crate) struct Gatherer(Arc<Shared>);
+
+struct Shared {
+    db: Db,
+    #[cfg(feature = "postgres")]
+    postgres: postgres::Queues,
+    #[cfg(feature = "sqlite")]
+    sqlite: sqlite::Queues,
+    /// Lease releases still running in the background, awaited by [`Gatherer::close`].
+    releases: Releases,
+}
+
+impl Gatherer {
+    pub(crate) fn new(db: Db) -> Self {
+        Self(Arc::new(Shared {
+            db,
+            #[cfg(feature = "postgres")]
+            postgres: postgres::Queues::default(),
+            #[cfg(feature = "sqlite")]
+            sqlite: sqlite::Queues::default(),
+            releases: Releases::default(),
+        }))
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.0.db
+    }
+
+    /// Whether both handles share their queues (and pool).
+    pub(crate) fn same(&self, other: &Gatherer) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Reads a user's row, with the other reads in flight.
+    pub(crate) async fn load(&self, user: i64) -> Loaded {
+        match &self.0.db.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => postgres::load(self, user).await,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => sqlite::load(self, user).await,
+        }
+    }
+
+    /// Tries once to take a lease, with the other claims in flight (and to read the user's row
+    /// after, if asked): its release (and the row) if it was taken.
+    pub(crate) async fn claim(&self, claim: Claim) -> Claimed {
+        match &self.0.db.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => postgres::claim(self, claim).await,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => sqlite::claim(self, claim).await,
+        }
+    }
+
+    /// A save over a version, with the other saves in flight.
+    pub(crate) async fn save(&self, save: Save) -> Saved {
+        match &self.0.db.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => postgres::save(self, save).await,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => sqlite::save(self, save).await,
+        }
+    }
+
+    /// Releases a lease, with the other releases in flight (a failure only makes it expire).
+    async fn release(&self, lease: Held) {
+        match &self.0.db.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => postgres::release(self, lease).await,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => sqlite::release(self, lease).await,
+        }
+    }
+
+    /// Waits for the leases dropped by this process to be released in the database, then
+    /// closes the pool.
+    pub(crate) async fn close(&self) {
+        let releases = &self.0.releases;
+        loop {
+            let done = releases.done.notified();
+            if releases.running.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), done).await;
+        }
+        on_pool!(&self.0.db.pool, p => p.close().await)
+    }
+}
+
+/// Runs each request of a batch that failed as a whole on its own (nothing of it was written),
+/// so that one request's failure (a value the database refuses) stays its own.
+async fn one_by_one<Req, Out>(
+    gatherer: &Gatherer,
+    requests: Vec<Req>,
+    run: fn(Gatherer, Vec<Req>) -> Answers<Out>,
+) -> Vec<Out> {
+    let mut answers = Vec::with_capacity(requests.len());
+    for request in requests {
+        answers.extend(run(gatherer.clone(), vec![request]).await);
+    }
+    answers
+}
+
+/// The same error for each of `n` callers.
+fn each<T>(
+    gatherer: &Gatherer,
+    n: usize,
+    action: &str,
+    error: &sqlx::Error,
+) -> Vec<Result<T, StoreError>> {
+    (0..n)
+        .map(|_| Err(gatherer.db().failure(action, error)))
+        .collect()
+}
+
+/// The releases in flight.
+#[derive(Default)]
+struct Releases {
+    running: AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// One release in flight, counted from before its task is spawned until the task ends or is
+/// dropped (even unpolled, as a runtime shuts down), so that [`Gatherer::close`] never waits
+/// for a release that will not run.
+struct Running(Gatherer);
+
+impl Running {
+    fn new(gatherer: Gatherer) -> Self {
+        gatherer.0.releases.running.fetch_add(1, Ordering::AcqRel);
+        Self(gatherer)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let releases = &self.0.0.releases;
+        releases.running.fetch_sub(1, Ordering::AcqRel);
+        releases.done.notify_waiters();
+    }
+}
+
+/// The guard of a lease held in the database: a lease ended by a statement (a save's) is
+/// forgotten; one dropped otherwise is released by a task (`Drop` can't wait), gathered with
+/// the other releases in flight; without a runtime (or if the task never runs) the lease
+/// simply expires.
+pub(crate) struct Release {
+    gatherer: Gatherer,
+    pub(crate) user: i64,
+    pub(crate) owner: String,
+}
+
+impl Release {
+    /// The guard of a lease just claimed.
+    pub(crate) fn new(gatherer: &Gatherer, user: i64, owner: String) -> Self {
+        Self {
+            gatherer: gatherer.clone(),
+            user,
+            owner,
+        }
+    }
+
+    /// Whether the lease was taken through `gatherer` (its statements can end it).
+    pub(crate) fn belongs_to(&self, gatherer: &Gatherer) -> bool {
+        self.gatherer.same(gatherer)
+    }
+
+    /// Forgets a lease that a statement just ended: nothing is left to release.
+    pub(crate) fn ended(mut self) {
+        self.owner.clear();
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // Owners are never empty: an empty one was ended by a statement.
+        if self.owner.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let gatherer = self.gatherer.clone();
+        let lease = (self.user, std::mem::take(&mut self.owner));
+        let running = Running::new(gatherer.clone());
+        runtime.spawn(async move {
+            gatherer.release(lease).await;
+            drop(running);
+        });
+    }
+}
