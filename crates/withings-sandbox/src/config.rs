@@ -147,6 +147,7 @@ pub struct SandboxConfig {
     pub(crate) rate_limit: Option<u32>,
     pub(crate) rate_limit_window: Duration,
     pub(crate) exact_redirect_uris: bool,
+    pub(crate) strict_rotation: bool,
 }
 
 impl Default for SandboxConfig {
@@ -163,6 +164,7 @@ impl Default for SandboxConfig {
             rate_limit: Some(120),
             rate_limit_window: Duration::from_secs(60),
             exact_redirect_uris: false,
+            strict_rotation: false,
         }
     }
 }
@@ -278,6 +280,38 @@ impl SandboxConfig {
     /// registered.
     pub fn exact_redirect_uris(mut self, exact: bool) -> Self {
         self.exact_redirect_uris = exact;
+        self
+    }
+
+    /// Whether a rotated refresh token presented again ends the whole grant (default
+    /// `false`).
+    ///
+    /// Withings rotates the refresh token on every refresh and lets the old one work for 8 h
+    /// (or until the new access token is used); a refresh that reuses it inside that window
+    /// gets another pair. With strict rotation, a refresh token that was already exchanged
+    /// once is never accepted again: the request is answered
+    /// [`INVALID_REFRESH_TOKEN`](crate::error_text::INVALID_REFRESH_TOKEN), and every token
+    /// of its chain (the newest refresh token and the access tokens issued since the login)
+    /// stops working, as the OAuth 2.0 Security BCP (RFC 9700 §4.14.2) recommends for
+    /// refresh token reuse. Each such event is counted in
+    /// [`Counters::rotated_refresh_reused`](crate::Counters::rotated_refresh_reused), and in
+    /// [`Counters::chains_killed`](crate::Counters::chains_killed) when a grant ended.
+    ///
+    /// It makes the sandbox a detector: a client that ever presents a rotated refresh token
+    /// twice (two refreshes racing, a retry after a lost answer) loses its user's login.
+    ///
+    /// ```
+    /// use withings_sandbox::{Sandbox, SandboxConfig, DEFAULT_CLIENT_ID};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start(SandboxConfig::default().strict_rotation(true)).await?;
+    /// // ... run the client under test ...
+    /// assert_eq!(sandbox.handle().counters().rotated_refresh_reused, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn strict_rotation(mut self, on: bool) -> Self {
+        self.strict_rotation = on;
         self
     }
 

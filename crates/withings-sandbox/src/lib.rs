@@ -15,7 +15,7 @@
 //! - [`SandboxHandle`]: clock, faults, counters, live codes and tokens, switches, tokens
 //!   minted without a login ([`SandboxHandle::issue_tokens`]).
 //! - [`SandboxConfig`], [`App`], [`User`]: apps, users (one or a numbered fleet), lifetimes,
-//!   rate limit.
+//!   rate limit, [strict rotation](SandboxConfig::strict_rotation).
 //! - [`Counters`], [`UserCounters`]: what the clients did, in total and per user.
 //! - [`error_text`]: the `error` texts of the envelopes.
 //!
@@ -106,9 +106,11 @@
 mod authorize;
 mod clock;
 mod config;
+mod counters;
 mod fault;
 mod issue;
 mod measure;
+mod rotation;
 mod server;
 mod signature;
 mod state;
@@ -120,11 +122,12 @@ pub use config::{
     LOOPBACK_CALLBACK, NUMBERED_USERID_BASE, SEEDED_EMAIL, SEEDED_PASSWORD, SEEDED_USERID,
     SandboxConfig, User,
 };
+pub use counters::{Counters, UserCounters};
 pub use fault::{Endpoint, Fault};
 pub use issue::{IssueError, IssuedTokens};
 pub use server::{Sandbox, SandboxHandle};
 pub use signature::TIMESTAMP_TOLERANCE_SECS;
-pub use state::{CodeInfo, Counters, TokenInfo, TokenKind, UserCounters};
+pub use state::{CodeInfo, TokenInfo, TokenKind};
 pub use wire::{MAX_BODY_BYTES, error_text};
 
 /// Path of the authorize page on the account host.

@@ -80,6 +80,13 @@ struct Args {
     /// Length of the rate limit's sliding window in seconds: 1 to 315360000. Default a minute.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = lifetime(1))]
     rate_limit_window: u64,
+
+    /// Strict rotation: a refresh token that was already exchanged for a newer pair is never
+    /// accepted again, and presenting it revokes the whole login (the newest refresh token
+    /// and its access tokens too). Off by default: Withings lets a rotated refresh token work
+    /// for its grace period.
+    #[arg(long)]
+    strict_rotation: bool,
 }
 
 /// The longest lifetime a flag accepts: 10 years in seconds, ten times Withings' longest (the
@@ -130,7 +137,8 @@ fn config(args: &Args) -> SandboxConfig {
         .nonce_lifetime(Duration::from_secs(args.nonce_lifetime))
         .old_refresh_grace(Duration::from_secs(args.old_refresh_grace))
         .rate_limit((args.rate_limit > 0).then_some(args.rate_limit))
-        .rate_limit_window(Duration::from_secs(args.rate_limit_window));
+        .rate_limit_window(Duration::from_secs(args.rate_limit_window))
+        .strict_rotation(args.strict_rotation);
     if !args.apps.is_empty() {
         config = config.without_apps();
     }
@@ -228,6 +236,13 @@ mod tests {
         ]);
         let ids: Vec<u64> = config(&args).users().iter().map(|u| u.userid).collect();
         assert_eq!(ids, [42, 1_000_001]);
+    }
+
+    #[test]
+    fn strict_rotation_flag() {
+        let args = Args::parse_from(["withings-sandbox", "--strict-rotation"]);
+        let expected = SandboxConfig::default().strict_rotation(true);
+        assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
     }
 
     #[test]

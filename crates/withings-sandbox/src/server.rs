@@ -21,9 +21,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
 use crate::config::SandboxConfig;
+use crate::counters::Counters;
 use crate::fault::{Endpoint, Fault};
 use crate::issue::{IssueError, IssuedTokens};
-use crate::state::{CodeInfo, Counters, Shared, TokenInfo};
+use crate::state::{CodeInfo, Shared, TokenInfo};
 use crate::{AUTHORIZE_PATH, MEASURE_PATH, SIGNATURE_PATH, TOKEN_PATH};
 use crate::{authorize, measure, signature, token, wire};
 
@@ -169,6 +170,12 @@ impl SandboxHandle {
     /// Turns auto-approve on or off (see [`SandboxConfig::auto_approve`]).
     pub fn set_auto_approve(&self, on: bool) {
         self.shared.lock().config.auto_approve = on;
+    }
+
+    /// Turns strict rotation on or off (see [`SandboxConfig::strict_rotation`]); it applies
+    /// to the next refresh.
+    pub fn set_strict_rotation(&self, on: bool) {
+        self.shared.lock().config.strict_rotation = on;
     }
 
     /// Changes the per-client limit (see [`SandboxConfig::rate_limit`]); `None` turns it off.

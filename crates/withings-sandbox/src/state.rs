@@ -3,12 +3,13 @@
 //! One `std::sync::Mutex` guards it all. No lock is held across an `.await`, and every
 //! operation is a few map look-ups, so many concurrent clients do not contend noticeably.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{Clock, later};
 use crate::config::{App, SandboxConfig, User};
+use crate::counters::Counters;
 use crate::fault::Faults;
 
 /// Hard cap on live authorization codes; the oldest is evicted beyond it.
@@ -19,98 +20,6 @@ pub(crate) const MAX_NONCES: usize = 10_000;
 pub(crate) const MAX_TOKENS: usize = 100_000;
 /// Expired entries are swept at most this often.
 const PURGE_EVERY: Duration = Duration::from_secs(1);
-
-/// How many requests of each kind the sandbox answered since start (or the last
-/// [`SandboxHandle::reset_counters`](crate::SandboxHandle::reset_counters)).
-///
-/// Request counters count every outcome; `*_rejected` count the requests answered with the
-/// matching error. Requests answered by a fault (other than [`Fault::Delay`](crate::Fault))
-/// or by the rate limit count only in `faults_applied` / `rate_limited`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// `GET /oauth2_user/authorize2` requests.
-    pub authorize_page: u64,
-    /// Authorizations granted (form Allow with valid credentials, or auto-approve).
-    pub authorize_allow: u64,
-    /// Authorizations denied on the consent page.
-    pub authorize_deny: u64,
-    /// `requesttoken` with `grant_type=authorization_code`.
-    pub token_code: u64,
-    /// `requesttoken` with `grant_type=refresh_token`.
-    pub token_refresh: u64,
-    /// Refreshes answered `Invalid Params: invalid refresh_token`.
-    pub refresh_rejected: u64,
-    /// Refreshes that returned a new pair.
-    pub refresh_granted: u64,
-    /// Refreshes with a refresh token already rotated away but still inside its grace
-    /// period: granted, and a sign that two refreshes raced or a rotated pair was lost.
-    pub refresh_in_grace: u64,
-    /// Refreshes refused because the refresh token had been rotated away and then died (its
-    /// successor's access token was used, or the grace period ended). Counted within
-    /// `refresh_rejected`. The client lost or failed to store a rotated pair.
-    pub refresh_dead_token: u64,
-    /// Code exchanges answered `Invalid Params: invalid code`.
-    pub code_rejected: u64,
-    /// `getnonce` requests.
-    pub getnonce: u64,
-    /// `revoke` requests.
-    pub revoke: u64,
-    /// `getdemoaccess` requests.
-    pub demo_access: u64,
-    /// `/measure` requests.
-    pub measure: u64,
-    /// `/measure` requests answered with status 401.
-    pub measure_rejected: u64,
-    /// Requests answered with status 601.
-    pub rate_limited: u64,
-    /// Requests a fault was applied to.
-    pub faults_applied: u64,
-    /// The refresh counters per user id, for the users who refreshed at least once.
-    pub users: BTreeMap<u64, UserCounters>,
-}
-
-impl Counters {
-    /// The refresh counters of `userid`, zero if it never refreshed.
-    pub fn user(&self, userid: u64) -> UserCounters {
-        self.users.get(&userid).copied().unwrap_or_default()
-    }
-
-    /// Counts a refresh of `userid` in its counters and in the totals.
-    fn count_refresh(&mut self, userid: u64, outcome: RefreshOutcome) {
-        let user = self.users.entry(userid).or_default();
-        match outcome {
-            RefreshOutcome::Granted { in_grace } => {
-                user.refresh_granted += 1;
-                self.refresh_granted += 1;
-                if in_grace {
-                    user.refresh_in_grace += 1;
-                    self.refresh_in_grace += 1;
-                }
-            }
-            RefreshOutcome::DeadToken => {
-                user.refresh_dead_token += 1;
-                self.refresh_dead_token += 1;
-            }
-        }
-    }
-}
-
-enum RefreshOutcome {
-    Granted { in_grace: bool },
-    DeadToken,
-}
-
-/// The refresh counters of one user, as in [`Counters::users`]; each is counted in the
-/// total of the same name in [`Counters`] too.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct UserCounters {
-    /// Refreshes that returned a new pair.
-    pub refresh_granted: u64,
-    /// Granted refreshes with a refresh token already rotated away, inside its grace period.
-    pub refresh_in_grace: u64,
-    /// Refreshes refused because the refresh token had been rotated away and then died.
-    pub refresh_dead_token: u64,
-}
 
 /// A live authorization code, as shown by
 /// [`SandboxHandle::live_codes`](crate::SandboxHandle::live_codes).
@@ -185,6 +94,8 @@ pub(crate) struct Access {
     pub(crate) used: bool,
     /// The refresh token this pair replaced; it dies when this token is first used.
     pub(crate) replaces: Option<String>,
+    /// The login this token descends from (see [`Refresh::chain`]).
+    pub(crate) chain: u64,
 }
 
 #[derive(Debug)]
@@ -195,15 +106,18 @@ pub(crate) struct Refresh {
     pub(crate) expires_at: SystemTime,
     /// Set when first rotated: the end of the grace period.
     pub(crate) dies_at: Option<SystemTime>,
+    /// The login this token descends from: a code exchange (or minted pair) starts a chain,
+    /// every refresh continues it. Strict rotation revokes a chain as a whole.
+    pub(crate) chain: u64,
 }
 
 impl Refresh {
-    fn deadline(&self) -> SystemTime {
+    pub(crate) fn deadline(&self) -> SystemTime {
         self.dies_at
             .map_or(self.expires_at, |d| d.min(self.expires_at))
     }
 
-    fn rotated(&self) -> bool {
+    pub(crate) fn rotated(&self) -> bool {
         self.dies_at.is_some()
     }
 }
@@ -212,9 +126,10 @@ impl Refresh {
 /// expired anyway, so that a client using it again is counted.
 #[derive(Debug)]
 pub(crate) struct Dead {
-    client_id: String,
-    userid: u64,
-    expires_at: SystemTime,
+    pub(crate) client_id: String,
+    pub(crate) userid: u64,
+    pub(crate) expires_at: SystemTime,
+    pub(crate) chain: u64,
 }
 
 /// A freshly issued access/refresh pair.
@@ -236,7 +151,9 @@ pub(crate) struct Inner {
     pub(crate) nonces: HashMap<String, Nonce>,
     pub(crate) access: HashMap<String, Access>,
     pub(crate) refresh: HashMap<String, Refresh>,
-    dead: HashMap<String, Dead>,
+    pub(crate) dead: HashMap<String, Dead>,
+    /// The id the next login's chain gets.
+    next_chain: u64,
     rate: HashMap<String, VecDeque<SystemTime>>,
     pub(crate) counters: Counters,
     pub(crate) faults: Faults,
@@ -268,12 +185,21 @@ impl Shared {
                 access: HashMap::new(),
                 refresh: HashMap::new(),
                 dead: HashMap::new(),
+                next_chain: 0,
                 rate: HashMap::new(),
                 counters: Counters::default(),
                 faults: Faults::default(),
                 last_purge: None,
             }),
         }
+    }
+
+    /// The state, for unit tests that drive it without a server.
+    #[cfg(test)]
+    pub(crate) fn into_inner(self) -> Inner {
+        self.inner
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Locks the state. A panic elsewhere cannot leave it half-updated in a way that matters
@@ -298,7 +224,7 @@ pub(crate) fn random_token() -> String {
 }
 
 /// Removes the entry that expires first, to make room under a hard cap.
-fn evict_oldest<V>(map: &mut HashMap<String, V>, expiry: impl Fn(&V) -> SystemTime) {
+pub(crate) fn evict_oldest<V>(map: &mut HashMap<String, V>, expiry: impl Fn(&V) -> SystemTime) {
     if let Some(key) = map
         .iter()
         .min_by_key(|(_, v)| expiry(v))
@@ -338,27 +264,6 @@ impl Inner {
             hits.retain(|t| *t > window_start);
             !hits.is_empty()
         });
-    }
-
-    /// Removes a refresh token; if it had been rotated away, remembers it as dead.
-    fn bury(&mut self, token: &str) {
-        let Some(r) = self.refresh.remove(token) else {
-            return;
-        };
-        if !r.rotated() {
-            return;
-        }
-        if self.dead.len() >= MAX_TOKENS {
-            evict_oldest(&mut self.dead, |d| d.expires_at);
-        }
-        self.dead.insert(
-            token.to_owned(),
-            Dead {
-                client_id: r.client_id,
-                userid: r.userid,
-                expires_at: r.expires_at,
-            },
-        );
     }
 
     /// Counts one request of `client_id` against the limit of its window; `false` means the
@@ -447,6 +352,15 @@ impl Inner {
         lifetime: Duration,
         now: SystemTime,
     ) -> Pair {
+        // Read before any eviction below could remove the token being replaced.
+        let inherited = replaces
+            .as_ref()
+            .and_then(|t| self.refresh.get(t))
+            .map(|r| r.chain);
+        let chain = inherited.unwrap_or_else(|| {
+            self.next_chain += 1;
+            self.next_chain
+        });
         if self.access.len() >= MAX_TOKENS {
             evict_oldest(&mut self.access, |a| a.expires_at);
         }
@@ -464,6 +378,7 @@ impl Inner {
                 expires_at: later(now, lifetime),
                 used: false,
                 replaces,
+                chain,
             },
         );
         self.refresh.insert(
@@ -474,6 +389,7 @@ impl Inner {
                 scopes: scopes.clone(),
                 expires_at: later(now, self.config.refresh_token_lifetime),
                 dies_at: None,
+                chain,
             },
         );
         Pair {
@@ -483,59 +399,6 @@ impl Inner {
             expires_in: lifetime.as_secs(),
             scopes,
         }
-    }
-
-    /// Rotates a refresh token: `None` if it is unknown, belongs to another client, expired
-    /// or died (grace over, or its successor's access token was used). Counts the outcome
-    /// for the token's user.
-    ///
-    /// A token still inside its grace period can be rotated again and yields another fresh
-    /// pair; its own deadline is not extended.
-    pub(crate) fn rotate(&mut self, token: &str, client_id: &str, now: SystemTime) -> Option<Pair> {
-        let grace = self.config.old_refresh_grace;
-        let Some(old) = self.refresh.get_mut(token) else {
-            if let Some(dead) = self.dead.get(token).filter(|d| d.client_id == client_id) {
-                let userid = dead.userid;
-                self.counters
-                    .count_refresh(userid, RefreshOutcome::DeadToken);
-            }
-            return None;
-        };
-        if old.client_id != client_id {
-            return None;
-        }
-        let (userid, rotated) = (old.userid, old.rotated());
-        if old.deadline() <= now {
-            if rotated {
-                self.counters
-                    .count_refresh(userid, RefreshOutcome::DeadToken);
-            }
-            return None;
-        }
-        old.dies_at.get_or_insert(later(now, grace));
-        let scopes = old.scopes.clone();
-        self.counters
-            .count_refresh(userid, RefreshOutcome::Granted { in_grace: rotated });
-        Some(self.issue_pair(client_id, userid, scopes, Some(token.to_owned()), now))
-    }
-
-    /// Looks up an access token for a data call and marks it used. On first use the refresh
-    /// token it replaced dies. `None` if unknown or expired.
-    pub(crate) fn use_access(
-        &mut self,
-        token: &str,
-        now: SystemTime,
-    ) -> Option<(String, Vec<String>)> {
-        let access = self.access.get_mut(token)?;
-        if access.expires_at <= now {
-            return None;
-        }
-        access.used = true;
-        let found = (access.client_id.clone(), access.scopes.clone());
-        if let Some(old) = access.replaces.take() {
-            self.bury(&old);
-        }
-        Some(found)
     }
 
     /// Revokes every token of `userid` for `client_id`.
@@ -658,30 +521,6 @@ mod tests {
         for _ in 0..3 {
             assert!(s.rate_limit_allows(id, t0 + Duration::from_secs(6)));
         }
-    }
-
-    #[test]
-    fn a_rotated_token_past_its_grace_counts_as_dead_before_and_after_the_purge() {
-        let mut s = inner();
-        let id = crate::DEFAULT_CLIENT_ID;
-        let t0 = SystemTime::now();
-        let first = s.issue_pair(id, 7, vec![], None, t0);
-        assert!(s.rotate(&first.refresh_token, id, t0).is_some());
-        let after_grace = t0 + s.config.old_refresh_grace;
-        assert!(s.rotate(&first.refresh_token, id, after_grace).is_none());
-        assert_eq!(s.counters.user(7).refresh_dead_token, 1);
-        s.maybe_purge(after_grace);
-        assert!(!s.refresh.contains_key(&first.refresh_token));
-        assert!(s.rotate(&first.refresh_token, id, after_grace).is_none());
-        // Another client presenting it is not this user's client losing a pair.
-        assert!(
-            s.rotate(&first.refresh_token, "other", after_grace)
-                .is_none()
-        );
-        assert_eq!(s.counters.user(7).refresh_dead_token, 2);
-        // Forgotten once it would have expired anyway.
-        s.maybe_purge(after_grace + Duration::from_secs(366 * 24 * 3600));
-        assert!(s.dead.is_empty());
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn help_describes_every_flag() {
         "--old-refresh-grace",
         "--rate-limit",
         "--rate-limit-window",
+        "--strict-rotation",
         "--users",
         "user1@example.com",
         "sandbox-client-id",

@@ -199,6 +199,9 @@ async fn refreshes_and_dead_refresh_tokens_are_counted_per_user() {
         refresh_granted,
         refresh_in_grace,
         refresh_dead_token,
+        // Without strict rotation, every reuse is either granted in grace or refused dead.
+        rotated_refresh_reused: refresh_in_grace + refresh_dead_token,
+        chains_killed: 0,
     };
     assert_eq!(counters.user(a), user(2, 0, 0));
     assert_eq!(counters.user(b), user(1, 0, 1));
