@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use withings_oauth::{Expected, StoreError, UserId, Version, VersionedEntry};
+use withings_oauth::{Credentials, Expected, StoreError, UserId, Version, VersionedEntry};
 
 use crate::db::{self, Pool};
 use crate::gathered::{Gatherer, Release, Save};
@@ -15,6 +15,7 @@ use crate::row::{self, RawRow, SealedCredentials, bind_sealed};
 /// A write of a user's entry.
 #[derive(Clone, Copy)]
 pub(crate) enum Change<'a> {
+    /// Credentials sealed for the version the write gives the row.
     Save(&'a SealedCredentials),
     LoginRequired,
     Delete,
@@ -30,13 +31,13 @@ enum Outcome {
 type VersionQuery<'q, DB> =
     sqlx::query::QueryScalar<'q, DB, i64, <DB as sqlx::Database>::Arguments<'q>>;
 
-/// The statement for `change` expecting `expected`, bound: it returns the new version, or no
-/// row when refused.
+/// The statement for `change` expecting `expected` (a first write: the `first` version), bound:
+/// it returns the row's version, or no row when refused.
 fn write_query<'q, DB>(
     user: i64,
     now: i64,
     change: Change<'q>,
-    expected: Option<i64>,
+    expected: Result<i64, i64>,
 ) -> VersionQuery<'q, DB>
 where
     DB: sqlx::Database,
@@ -47,18 +48,23 @@ where
     Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     match (change, expected) {
-        (Change::Save(s), None) => bind_sealed(sqlx::query_scalar(q::SAVE_ABSENT), user, s, now),
-        (Change::Save(s), Some(v)) => {
+        (Change::Save(s), Err(_)) => {
+            bind_sealed(sqlx::query_scalar(q::SAVE_ABSENT), user, s, now).bind(s.version)
+        }
+        (Change::Save(s), Ok(v)) => {
             bind_sealed(sqlx::query_scalar(q::SAVE_VERSION), user, s, now).bind(v)
         }
-        (Change::LoginRequired, None) => sqlx::query_scalar(q::MARK_ABSENT).bind(user).bind(now),
-        (Change::LoginRequired, Some(v)) => sqlx::query_scalar(q::MARK_VERSION)
+        (Change::LoginRequired, Err(first)) => sqlx::query_scalar(q::MARK_ABSENT)
+            .bind(user)
+            .bind(now)
+            .bind(first),
+        (Change::LoginRequired, Ok(v)) => sqlx::query_scalar(q::MARK_VERSION)
             .bind(user)
             .bind(now)
             .bind(v),
+        // A delete of an absent user is answered before any statement.
         (Change::Delete, v) => sqlx::query_scalar(q::DELETE_VERSION)
             .bind(user)
-            .bind(now)
             .bind(v.unwrap_or(0)),
     }
 }
@@ -95,9 +101,11 @@ impl Rows {
         change: Change<'_>,
     ) -> Result<Version, StoreError> {
         let id = db::user_id(user)?;
-        let expected_version = match expected {
-            Expected::Absent => None,
-            Expected::Version(v) => Some(i64::try_from(v.get()).unwrap_or(i64::MAX)),
+        let expected_version = match (expected, change) {
+            (Expected::Version(v), _) => Ok(i64::try_from(v.get()).unwrap_or(i64::MAX)),
+            (Expected::Absent, Change::Save(sealed)) => Err(sealed.version),
+            (Expected::Absent, Change::LoginRequired) => Err(self.first_version().await?),
+            (Expected::Absent, Change::Delete) => Err(0),
         };
         let now = db::now_seconds();
         let outcome: Result<Outcome, sqlx::Error> = match &self.gatherer.db().pool {
@@ -152,9 +160,39 @@ impl Rows {
         }
     }
 
-    /// Saves `sealed` over `expected`: refreshed credentials go with the other saves in
-    /// flight, in one statement or transaction; a save the batch did not write (a conflict)
-    /// and every other save go alone, which reads and reports what is stored.
+    /// The version of a user's first write (a login, or a "login required" mark over nothing):
+    /// the start of a new epoch, above every version written before, for any user.
+    pub(crate) async fn first_version(&self) -> Result<i64, StoreError> {
+        let db = self.gatherer.db();
+        let epoch: Result<i64, sqlx::Error> = match &db.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => {
+                async {
+                    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                    let epoch = sqlx::query_scalar(q::SQLITE_NEXT_EPOCH)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(epoch)
+                }
+                .await
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => sqlx::query_scalar(q::NEXT_EPOCH).fetch_one(p).await,
+        };
+        let epoch = epoch.map_err(|e| db.fail("start a login's versions", e))?;
+        epoch.checked_mul(q::EPOCH).ok_or_else(|| {
+            StoreError::Other(format!(
+                "the token database {} ran out of versions (epoch {epoch}): move its logins to a new database",
+                db.shown()
+            ))
+        })
+    }
+
+    /// Seals `credentials` for the version `expected` leads to, and saves them: refreshed
+    /// credentials go with the other saves in flight, in one statement or transaction; a save
+    /// the batch did not write (a conflict) and every other save go alone, which reads and
+    /// reports what is stored.
     ///
     /// `release` is the lease to end once the save is written or refused. The gathered
     /// statement ends it with a save it ran (one it refused is refused alone too: versions only
@@ -163,16 +201,23 @@ impl Rows {
     pub(crate) async fn save(
         &self,
         user: UserId,
-        sealed: SealedCredentials,
+        credentials: &Credentials,
         expected: Expected,
         release: Option<Release>,
     ) -> Result<Version, StoreError> {
         let (sealed, release) = match expected {
             Expected::Version(version) => {
+                let expected = i64::try_from(version.get()).unwrap_or(i64::MAX);
+                // The row's next version: what the save's statement gives it.
+                let next = expected.checked_add(1).ok_or_else(|| {
+                    StoreError::Other(format!(
+                        "user {user}'s login has reached the last version: log the user in again"
+                    ))
+                })?;
                 let save = Save {
                     user: db::user_id(user)?,
-                    sealed,
-                    expected: i64::try_from(version.get()).unwrap_or(i64::MAX),
+                    sealed: row::seal(self.keys(), user.get(), next, credentials),
+                    expected,
                     release,
                 };
                 match self.gatherer.save(save).await? {
@@ -180,7 +225,13 @@ impl Rows {
                     Err(unsaved) => (unsaved.sealed, unsaved.release),
                 }
             }
-            Expected::Absent => (sealed, release),
+            Expected::Absent => {
+                let first = self.first_version().await?;
+                (
+                    row::seal(self.keys(), user.get(), first, credentials),
+                    release,
+                )
+            }
         };
         let Some(release) = release else {
             return self.write(user, expected, Change::Save(&sealed)).await;

@@ -214,6 +214,7 @@ macro_rules! embed_migrations {
 // From the bottom up: each module uses only those listed before it.
 mod cas;
 mod db;
+mod encryption;
 mod gathered;
 mod keys;
 mod lease;

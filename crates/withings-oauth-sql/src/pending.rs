@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::db::{Db, Pool, execute_write, on_pool};
 use crate::keys::Keyring;
-use crate::sealed::{self, Column};
+use crate::sealed::{self, ClearText, Column};
 
 /// $1 state hash, $2 browser hash, $3 owner, $4 created (Unix ms), $5 redirect URI, $6 scopes,
 /// $7 demo, $8 the sealed state.
@@ -340,6 +340,7 @@ impl SqlPendingLogins {
             &binding,
             Column::PendingState,
             &row.state,
+            ClearText::Refused,
         )
         .map_err(|e| damaged(format!("its state: {e}")))?;
         let created_at = DateTime::<Utc>::from_timestamp_millis(row.created_at_ms)

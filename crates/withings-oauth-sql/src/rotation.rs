@@ -1,11 +1,14 @@
 //! Key rotation: the sweep that moves every row to the active key, with compare-and-swap
 //! updates while sessions keep working.
 
+use std::collections::BTreeMap;
+
 use withings_oauth::{StoreError, UserId};
 
 use crate::cas::Rows;
 use crate::db::execute_write;
-use crate::sealed::{self, Column};
+use crate::encryption;
+use crate::sealed::{self, ClearText, Column};
 
 /// How many rows the re-encryption sweep reads at a time.
 const SWEEP_BATCH: i64 = 200;
@@ -18,31 +21,59 @@ const STALE_KEY_BATCH: &str = "SELECT user_id, version, access_token, refresh_to
 /// $1 user, $2 access token, $3 refresh token, $4 key id, $5 the version read. The version
 /// stays: the tokens are the same, only their sealing changed.
 const RESEAL: &str = "UPDATE withings_credentials SET access_token = $2, \
-    refresh_token = $3, key_id = $4 WHERE user_id = $1 AND version = $5 AND deleted = FALSE";
+    refresh_token = $3, key_id = $4 WHERE user_id = $1 AND version = $5";
 
-/// What [`SqlStore::rotate_keys`](crate::SqlStore::rotate_keys) did.
+/// What [`SqlStore::rotate_keys`](crate::SqlStore::rotate_keys) (or
+/// [`SqlStore::encrypt_clear_rows`](crate::SqlStore::encrypt_clear_rows)) did, and what the
+/// database holds after it, counted in the database once the sweep is over.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Rotation {
+    /// The key every row was moved to.
+    pub active: String,
     /// Rows moved to the active key.
     pub rewritten: usize,
-    /// Rows left as they were because they can't be opened (their key is not loaded, or they
-    /// are damaged): each is named by its user.
+    /// Rows left as they were because they can't be opened (their key is not loaded, they
+    /// are damaged, or in clear text in an encrypted database): each is named by its user.
     pub unreadable: Vec<UserId>,
+    /// After the sweep: how many logins each key id seals.
+    pub rows_by_key: BTreeMap<String, u64>,
+    /// After the sweep: how many logins are in clear text.
+    pub clear_rows: u64,
+}
+
+impl Rotation {
+    /// Whether every login is sealed with the active key, as counted after the sweep.
+    pub fn complete(&self) -> bool {
+        self.clear_rows == 0 && self.rows_by_key.keys().all(|id| *id == self.active)
+    }
 }
 
 /// A row to move: user, version, and its two sealed tokens.
 type Stale = (i64, i64, Vec<u8>, Vec<u8>);
 
-/// Moves every row to the active key (see [`SqlStore::rotate_keys`](crate::SqlStore::rotate_keys)).
-pub(crate) async fn rotate(rows: &Rows) -> Result<Rotation, StoreError> {
+/// Moves every row to the active key (see [`SqlStore::rotate_keys`](crate::SqlStore::rotate_keys)):
+/// first retires every other key id in the database, so that no program seals with one of
+/// them during or after the sweep; then rewrites the rows; then counts what each key seals.
+/// `clear` says whether rows in clear text are sealed (a database never encrypted) or reported
+/// as unreadable (an encrypted one).
+pub(crate) async fn rotate(rows: &Rows, clear: ClearText) -> Result<Rotation, StoreError> {
     let Some(keys) = rows.keys() else {
-        return Err(StoreError::Other(
-            "no encryption key is configured: set WITHINGS_STORE_KEYS (the new key first) to re-encrypt the store".into(),
-        ));
+        return Err(StoreError::Encryption {
+            store: rows.gatherer.db().shown().to_owned(),
+            problem: "can't be re-encrypted without a key".into(),
+            fix: format!(
+                "set {} to the new key first, then the old ones",
+                crate::keys::KEYS_ENV
+            ),
+        });
     };
     let active = keys.active_id();
-    let mut rotation = Rotation::default();
+    encryption::retire_all_but(rows.gatherer.db(), active).await?;
+    let mut rotation = Rotation {
+        active: active.to_owned(),
+        ..Rotation::default()
+    };
     // Passes until one finds nothing to do: a row a writer changed during a pass is seen
     // again by the next one (unless the writer already sealed it with the active key).
     loop {
@@ -58,16 +89,23 @@ pub(crate) async fn rotate(rows: &Rows) -> Result<Rotation, StoreError> {
                 if rotation.unreadable.contains(&user) {
                     continue;
                 }
+                let open = |column, stored: &[u8]| {
+                    sealed::open(Some(keys), user.get(), version, column, stored, clear)
+                };
                 let opened = (
-                    sealed::open(Some(keys), user.get(), Column::AccessToken, &access),
-                    sealed::open(Some(keys), user.get(), Column::RefreshToken, &refresh),
+                    open(Column::AccessToken, &access),
+                    open(Column::RefreshToken, &refresh),
                 );
                 let (Ok(a), Ok(r)) = opened else {
                     rotation.unreadable.push(user);
                     continue;
                 };
-                let a = sealed::seal(Some(keys), user.get(), Column::AccessToken, &a);
-                let r = sealed::seal(Some(keys), user.get(), Column::RefreshToken, &r);
+                // The same version: the tokens don't change, only their sealing.
+                let seal = |column, token: &str| {
+                    sealed::seal(Some(keys), user.get(), version, column, token)
+                };
+                let a = seal(Column::AccessToken, &a);
+                let r = seal(Column::RefreshToken, &r);
                 if reseal(rows, user_id, version, &a, &r, active).await? {
                     rewritten_this_pass += 1;
                 } else {
@@ -77,6 +115,9 @@ pub(crate) async fn rotate(rows: &Rows) -> Result<Rotation, StoreError> {
         }
         rotation.rewritten += rewritten_this_pass;
         if raced == 0 || rewritten_this_pass == 0 {
+            let usage = encryption::key_use(rows.gatherer.db()).await?;
+            rotation.rows_by_key = usage.by_key;
+            rotation.clear_rows = usage.clear;
             return Ok(rotation);
         }
     }

@@ -11,7 +11,7 @@ use withings_oauth::{
 use zeroize::Zeroizing;
 
 use crate::keys::Keyring;
-use crate::sealed::{self, Column};
+use crate::sealed::{self, ClearText, Column};
 
 /// A user's row as read (tombstones are never read as entries): the columns of
 /// [`LOAD`](crate::queries::LOAD), by name.
@@ -34,8 +34,9 @@ pub(crate) struct UserRow {
     pub(crate) row: RawRow,
 }
 
-/// Credentials ready to be written: tokens sealed.
+/// Credentials ready to be written: tokens sealed for the version the write gives the row.
 pub(crate) struct SealedCredentials {
+    pub(crate) version: i64,
     pub(crate) access_token: Vec<u8>,
     pub(crate) refresh_token: Vec<u8>,
     pub(crate) key_id: Option<String>,
@@ -44,18 +45,21 @@ pub(crate) struct SealedCredentials {
     pub(crate) expires_at: i64,
 }
 
-/// Seals `credentials` for `user`'s row with the active key (or in clear without keys).
+/// Seals `credentials` for `user`'s row at `version` with the active key (or in clear without
+/// keys).
 pub(crate) fn seal(
     keys: Option<&Keyring>,
     user: u64,
+    version: i64,
     credentials: &Credentials,
 ) -> SealedCredentials {
     let mut stored = credentials.reveal_for_storage();
     let access = Zeroizing::new(mem::take(&mut stored.access_token));
     let refresh = Zeroizing::new(mem::take(&mut stored.refresh_token));
     SealedCredentials {
-        access_token: sealed::seal(keys, user, Column::AccessToken, &access),
-        refresh_token: sealed::seal(keys, user, Column::RefreshToken, &refresh),
+        version,
+        access_token: sealed::seal(keys, user, version, Column::AccessToken, &access),
+        refresh_token: sealed::seal(keys, user, version, Column::RefreshToken, &refresh),
         key_id: keys.map(|k| k.active_id().to_owned()),
         token_type: mem::take(&mut stored.token_type),
         scopes: stored.scopes.to_string(),
@@ -116,6 +120,14 @@ pub(crate) fn open(
             entry: StoredEntry::LoginRequired,
         });
     }
+    // From here the row has a version: a login that can't be read is named with it, so that a
+    // new login can replace it and a forced logout remove it.
+    let unreadable = |reason: String| StoreError::Unreadable {
+        store: shown.to_owned(),
+        user,
+        version,
+        reason,
+    };
     let (Some(access), Some(refresh), Some(token_type), Some(scopes), Some(expires_at)) = (
         row.access_token,
         row.refresh_token,
@@ -123,17 +135,27 @@ pub(crate) fn open(
         row.scopes,
         row.expires_at,
     ) else {
-        return Err(corrupt(shown, user, "a column of its credentials is empty"));
+        return Err(unreadable("a column of its credentials is empty".into()));
     };
-    let mut access = sealed::open(keys, user.get(), Column::AccessToken, &access)
-        .map_err(|e| corrupt(shown, user, format!("access token: {e}")))?;
-    let mut refresh = sealed::open(keys, user.get(), Column::RefreshToken, &refresh)
-        .map_err(|e| corrupt(shown, user, format!("refresh token: {e}")))?;
+    let open = |column: Column, stored: &[u8]| {
+        sealed::open(
+            keys,
+            user.get(),
+            row.version,
+            column,
+            stored,
+            ClearText::Refused,
+        )
+    };
+    let mut access =
+        open(Column::AccessToken, &access).map_err(|e| unreadable(format!("access token: {e}")))?;
+    let mut refresh = open(Column::RefreshToken, &refresh)
+        .map_err(|e| unreadable(format!("refresh token: {e}")))?;
     let scopes = scopes
         .parse()
-        .map_err(|_| corrupt(shown, user, "its scopes are not readable"))?;
+        .map_err(|_| unreadable("its scopes are not readable".into()))?;
     let expires_at = DateTime::from_timestamp(expires_at, 0)
-        .ok_or_else(|| corrupt(shown, user, "its expiry is out of range"))?;
+        .ok_or_else(|| unreadable("its expiry is out of range".into()))?;
     let stored = StoredCredentials {
         format: StoredCredentials::FORMAT,
         user_id: user,
@@ -143,7 +165,7 @@ pub(crate) fn open(
         scopes,
         token_type,
     };
-    let credentials = Credentials::from_stored(stored).map_err(|e| corrupt(shown, user, e))?;
+    let credentials = Credentials::from_stored(stored).map_err(|e| unreadable(e.to_string()))?;
     Ok(VersionedEntry {
         version,
         entry: StoredEntry::Credentials(credentials),

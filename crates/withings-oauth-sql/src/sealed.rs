@@ -1,16 +1,19 @@
 //! The stored form of a token: a versioned byte format that names the key that sealed it, with
-//! the user and the column bound in as associated data.
+//! the user, the row's version and the column bound in as associated data.
 //!
 //! ```text
 //! clear:   0x00 | token bytes                                    (no key configured)
-//! sealed:  0x01 | id length (1 byte) | key id | 24-byte nonce | XChaCha20-Poly1305(token) | tag
+//! sealed:  0x02 | id length (1 byte) | key id | 24-byte nonce | XChaCha20-Poly1305(token) | tag
 //! associated data: the header above (up to the nonce) | "withings-oauth-sql" 0 | column 0 | row
-//! row: the user id (8 bytes, big-endian) for tokens; the state hash (64 hex digits) for the
-//!      `state` of a pending login
+//! row: the user id and the row's version (8 bytes each, big-endian) for tokens; every column
+//!      of its row for the `state` of a pending login
 //! ```
 //!
 //! Binding the column and the row means a ciphertext copied onto another row or column fails
-//! authentication instead of handing one user's tokens to another.
+//! authentication instead of handing one user's tokens to another; binding the version means an
+//! older ciphertext of the same user, written back over a newer row, does not open either (a
+//! rollback to a revoked pair). A store with keys refuses a value in clear text: only a program
+//! without keys writes one, and an encrypted database refuses those programs.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
@@ -19,7 +22,7 @@ use zeroize::Zeroizing;
 use crate::keys::Keyring;
 
 const CLEAR: u8 = 0;
-const XCHACHA: u8 = 1;
+const XCHACHA: u8 = 2;
 const NONCE_LEN: usize = 24;
 
 /// The column a sealed value lives in: part of the associated data.
@@ -53,6 +56,16 @@ pub(crate) enum OpenError {
     Authentication(String),
     /// Not a format this version reads, or cut short.
     Malformed(&'static str),
+    /// In clear text, where keys are configured.
+    Clear,
+}
+
+/// Whether a value in clear text may be opened by a store with keys: only by the step that
+/// seals a database's clear rows once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClearText {
+    Refused,
+    Accepted,
 }
 
 impl std::fmt::Display for OpenError {
@@ -73,6 +86,9 @@ impl std::fmt::Display for OpenError {
                 "its ciphertext failed authentication with key `{id}` (a wrong key under that id, or the value was altered or copied from another row)"
             ),
             OpenError::Malformed(why) => write!(f, "its stored token is not readable ({why})"),
+            OpenError::Clear => f.write_str(
+                "it is in clear text although this store has keys: written by a program without keys, or planted",
+            ),
         }
     }
 }
@@ -87,19 +103,37 @@ fn associated_data(header: &[u8], column: Column, row: &[u8]) -> Vec<u8> {
     aad
 }
 
-/// Seals `token` for `user`'s `column` with the active key, or stores it in clear without keys.
-pub(crate) fn seal(keys: Option<&Keyring>, user: u64, column: Column, token: &str) -> Vec<u8> {
-    seal_for_row(keys, &user.to_be_bytes(), column, token)
+/// What a token is bound to: its user and the version of the row it is written with.
+fn token_row(user: u64, version: i64) -> [u8; 16] {
+    let mut row = [0u8; 16];
+    row[..8].copy_from_slice(&user.to_be_bytes());
+    row[8..].copy_from_slice(&version.to_be_bytes());
+    row
 }
 
-/// Opens a stored value of `user`'s `column` into its token, zeroizing every intermediate copy.
+/// Seals `token` for `user`'s `column` at `version` with the active key, or stores it in clear
+/// without keys.
+pub(crate) fn seal(
+    keys: Option<&Keyring>,
+    user: u64,
+    version: i64,
+    column: Column,
+    token: &str,
+) -> Vec<u8> {
+    seal_for_row(keys, &token_row(user, version), column, token)
+}
+
+/// Opens a stored value of `user`'s `column` at `version` into its token, zeroizing every
+/// intermediate copy.
 pub(crate) fn open(
     keys: Option<&Keyring>,
     user: u64,
+    version: i64,
     column: Column,
     stored: &[u8],
+    clear: ClearText,
 ) -> Result<Zeroizing<String>, OpenError> {
-    open_for_row(keys, &user.to_be_bytes(), column, stored)
+    open_for_row(keys, &token_row(user, version), column, stored, clear)
 }
 
 /// Seals `value` for the row named by `row` (see the module docs) with the active key, or
@@ -147,8 +181,12 @@ pub(crate) fn open_for_row(
     row: &[u8],
     column: Column,
     stored: &[u8],
+    clear: ClearText,
 ) -> Result<Zeroizing<String>, OpenError> {
     let plain: Zeroizing<Vec<u8>> = match stored {
+        [CLEAR, ..] if keys.is_some() && clear == ClearText::Refused => {
+            return Err(OpenError::Clear);
+        }
         [CLEAR, token @ ..] => Zeroizing::new(token.to_vec()),
         [XCHACHA, len, rest @ ..] => {
             let len = usize::from(*len);
@@ -202,13 +240,32 @@ mod tests {
     #[test]
     fn a_sealed_token_opens_only_for_its_user_and_column() {
         let ring = keys(K1);
-        let sealed = seal(Some(&ring), 7, Column::RefreshToken, "refresh-secret");
+        let sealed = seal(Some(&ring), 7, 1, Column::RefreshToken, "refresh-secret");
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        let opened = open(Some(&ring), 7, Column::RefreshToken, &sealed).unwrap();
+        let opened = open(
+            Some(&ring),
+            7,
+            1,
+            Column::RefreshToken,
+            &sealed,
+            ClearText::Refused,
+        )
+        .unwrap();
         assert_eq!(opened.as_str(), "refresh-secret");
-        for (user, column) in [(8, Column::RefreshToken), (7, Column::AccessToken)] {
+        for (user, version, column) in [
+            (8, 1, Column::RefreshToken),
+            (7, 1, Column::AccessToken),
+            (7, 2, Column::RefreshToken),
+        ] {
             assert_eq!(
-                open(Some(&ring), user, column, &sealed),
+                open(
+                    Some(&ring),
+                    user,
+                    version,
+                    column,
+                    &sealed,
+                    ClearText::Refused
+                ),
                 Err(OpenError::Authentication("k1".into()))
             );
         }
@@ -216,51 +273,114 @@ mod tests {
 
     #[test]
     fn an_older_key_still_opens_what_it_sealed_and_a_missing_one_is_named() {
-        let old = seal(Some(&keys(K1)), 7, Column::AccessToken, "a");
+        let old = seal(Some(&keys(K1)), 7, 1, Column::AccessToken, "a");
         let rotated = keys(&format!("{K2},{K1}"));
         assert_eq!(
-            open(Some(&rotated), 7, Column::AccessToken, &old)
-                .unwrap()
-                .as_str(),
+            open(
+                Some(&rotated),
+                7,
+                1,
+                Column::AccessToken,
+                &old,
+                ClearText::Refused
+            )
+            .unwrap()
+            .as_str(),
             "a"
         );
         assert_eq!(
-            open(Some(&keys(K2)), 7, Column::AccessToken, &old),
+            open(
+                Some(&keys(K2)),
+                7,
+                1,
+                Column::AccessToken,
+                &old,
+                ClearText::Refused
+            ),
             Err(OpenError::UnknownKey("k1".into()))
         );
         assert_eq!(
-            open(None, 7, Column::AccessToken, &old),
+            open(None, 7, 1, Column::AccessToken, &old, ClearText::Refused),
             Err(OpenError::NoKeys("k1".into()))
         );
     }
 
     #[test]
     fn a_key_swapped_under_the_same_id_fails_authentication() {
-        let sealed = seal(Some(&keys(K1)), 7, Column::AccessToken, "a");
+        let sealed = seal(Some(&keys(K1)), 7, 1, Column::AccessToken, "a");
         let impostor = keys(&K2.replace("k2", "k1"));
         assert_eq!(
-            open(Some(&impostor), 7, Column::AccessToken, &sealed),
+            open(
+                Some(&impostor),
+                7,
+                1,
+                Column::AccessToken,
+                &sealed,
+                ClearText::Refused
+            ),
             Err(OpenError::Authentication("k1".into()))
         );
     }
 
     #[test]
     fn clear_values_round_trip_and_damaged_ones_are_refused() {
-        let clear = seal(None, 7, Column::AccessToken, "token");
+        let clear = seal(None, 7, 1, Column::AccessToken, "token");
         assert_eq!(
-            open(None, 7, Column::AccessToken, &clear).unwrap().as_str(),
+            open(None, 7, 1, Column::AccessToken, &clear, ClearText::Refused)
+                .unwrap()
+                .as_str(),
             "token"
         );
-        let mut cut = seal(Some(&keys(K1)), 7, Column::AccessToken, "token");
+        let mut cut = seal(Some(&keys(K1)), 7, 1, Column::AccessToken, "token");
         cut.truncate(10);
         assert!(matches!(
-            open(Some(&keys(K1)), 7, Column::AccessToken, &cut),
+            open(
+                Some(&keys(K1)),
+                7,
+                1,
+                Column::AccessToken,
+                &cut,
+                ClearText::Refused
+            ),
             Err(OpenError::Malformed(_))
         ));
         assert!(matches!(
-            open(None, 7, Column::AccessToken, &[9, 1, 2]),
+            open(
+                None,
+                7,
+                1,
+                Column::AccessToken,
+                &[9, 1, 2],
+                ClearText::Refused
+            ),
             Err(OpenError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_store_with_keys_opens_clear_text_only_when_sealing_a_clear_database() {
+        let clear = seal(None, 7, 1, Column::AccessToken, "token");
+        let ring = keys(K1);
+        assert_eq!(
+            open(
+                Some(&ring),
+                7,
+                1,
+                Column::AccessToken,
+                &clear,
+                ClearText::Refused
+            ),
+            Err(OpenError::Clear)
+        );
+        let opened = open(
+            Some(&ring),
+            7,
+            1,
+            Column::AccessToken,
+            &clear,
+            ClearText::Accepted,
+        );
+        assert_eq!(opened.unwrap().as_str(), "token");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use withings_oauth::{
 
 use crate::cas::{Change, Rows};
 use crate::db::{Db, on_pool};
+use crate::encryption::{self, Opening};
 use crate::gathered::Gatherer;
 use crate::lease::{Guard, Leases};
 use crate::options::{Backend, SqlOptions};
@@ -21,7 +22,7 @@ use crate::pending::SqlPendingLogins;
 use crate::queries as q;
 use crate::rate_limit::{RateParams, SqlBucket};
 use crate::rotation::Rotation;
-use crate::row;
+use crate::sealed::ClearText;
 
 /// What [`SqlStore::clear_text_warning`] says, and what is logged once per process when a
 /// store is opened without keys.
@@ -77,8 +78,17 @@ impl SqlStore {
     /// # }
     /// ```
     pub async fn connect(url: &str, options: SqlOptions) -> Result<SqlStore, StoreError> {
+        Self::open(url, options, Opening::Use).await
+    }
+
+    async fn open(
+        url: &str,
+        options: SqlOptions,
+        opening: Opening,
+    ) -> Result<SqlStore, StoreError> {
         let db = Db::open(url, &options).await?;
         crate::schema::prepare(&db, &options).await?;
+        encryption::check(&db, options.keys.as_ref(), opening).await?;
         let gatherer = Gatherer::new(db);
         let store = SqlStore {
             inner: Arc::new(Inner {
@@ -137,7 +147,51 @@ impl SqlStore {
     /// sealing. Once it reports no unreadable row, older keys can be removed from the
     /// keyring.
     pub async fn rotate_keys(&self) -> Result<Rotation, StoreError> {
-        crate::rotation::rotate(&self.inner.rows).await
+        crate::rotation::rotate(&self.inner.rows, ClearText::Refused).await
+    }
+
+    /// Encrypts a database that was used without keys: the one way from clear text to
+    /// encryption. Opens the store with `options` (which must hold keys), records the active
+    /// key in the database first (from then on the database refuses any token in clear text,
+    /// whatever program writes it, and refuses to open without keys), then seals every login
+    /// stored in clear text, with compare-and-swap updates while sessions keep working.
+    /// Refused for a database that is already encrypted.
+    ///
+    /// ```
+    /// use withings_oauth::{Expected, TokenStore, UserId, testing};
+    /// use withings_oauth_sql::{Keyring, SqlOptions, SqlStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    /// let user = UserId::new(1001);
+    /// let clear = SqlStore::connect(&url, SqlOptions::default()).await?;
+    /// let login = testing::credentials(user, "access", "refresh", chrono::Utc::now());
+    /// clear.save(user, &login, Expected::Absent).await?;
+    /// clear.close().await;
+    ///
+    /// let keys = Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
+    /// // Opening it with keys is refused while it holds logins in clear text...
+    /// assert!(SqlStore::connect(&url, SqlOptions::default().keys(keys.clone())).await.is_err());
+    /// // ...until they are sealed, once.
+    /// let sealing = SqlStore::encrypt_clear_rows(&url, SqlOptions::default().keys(keys.clone())).await?;
+    /// assert!(sealing.complete());
+    /// let store = SqlStore::connect(&url, SqlOptions::default().keys(keys)).await?;
+    /// assert!(store.load(user).await?.is_some());
+    /// // And there is no way back to clear text.
+    /// assert!(SqlStore::connect(&url, SqlOptions::default()).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn encrypt_clear_rows(
+        url: &str,
+        options: SqlOptions,
+    ) -> Result<Rotation, StoreError> {
+        let store = Self::open(url, options, Opening::SealClearRows).await?;
+        let sealing = crate::rotation::rotate(&store.inner.rows, ClearText::Accepted).await;
+        store.close().await;
+        sealing
     }
 
     /// The pending-login store on this store's database (same pool, same keys), keeping
@@ -163,10 +217,6 @@ impl SqlStore {
     pub(crate) fn db(&self) -> &Db {
         self.gatherer().db()
     }
-
-    pub(crate) fn keyring(&self) -> Option<&crate::keys::Keyring> {
-        self.inner.rows.keys()
-    }
 }
 
 impl TokenStore for SqlStore {
@@ -182,8 +232,10 @@ impl TokenStore for SqlStore {
     ) -> StoreFuture<'a, Version> {
         Box::pin(async move {
             ensure_owner(user, credentials)?;
-            let sealed = row::seal(self.keyring(), user.get(), credentials);
-            self.inner.rows.save(user, sealed, expected, None).await
+            self.inner
+                .rows
+                .save(user, credentials, expected, None)
+                .await
         })
     }
 
@@ -262,8 +314,11 @@ impl TokenStore for SqlStore {
                 Err(lease) => (lease, None),
             };
             ensure_owner(user, credentials)?;
-            let sealed = row::seal(self.keyring(), user.get(), credentials);
-            let saved = self.inner.rows.save(user, sealed, expected, release).await;
+            let saved = self
+                .inner
+                .rows
+                .save(user, credentials, expected, release)
+                .await;
             drop(local);
             saved
         })

@@ -88,7 +88,7 @@ async fn a_ciphertext_copied_onto_another_users_row_fails_authentication_and_is_
 
     let error = store.load(BOB).await.unwrap_err();
     let message = error.to_string();
-    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+    assert!(matches!(error, StoreError::Unreadable { .. }), "{error:?}");
     assert!(message.contains("user 502"), "{message}");
     assert!(message.contains("failed authentication"), "{message}");
     assert!(!message.contains("secret"), "{message}");
@@ -274,9 +274,10 @@ async fn rotating_the_key_re_encrypts_every_row_while_sessions_keep_working() {
 }
 
 #[tokio::test]
-async fn clear_text_rows_are_encrypted_by_the_sweep_and_the_store_says_so_until_then() {
+async fn a_clear_database_is_encrypted_by_one_explicit_step_and_never_goes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let clear = SqlStore::connect(&support::sqlite_url(&dir), SqlOptions::default())
+    let url = support::sqlite_url(&dir);
+    let clear = SqlStore::connect(&url, SqlOptions::default())
         .await
         .unwrap();
     assert!(clear.clear_text_warning().unwrap().contains("clear text"));
@@ -284,14 +285,45 @@ async fn clear_text_rows_are_encrypted_by_the_sweep_and_the_store_says_so_until_
         .save(ALICE, &creds(ALICE, "alice"), Expected::Absent)
         .await
         .unwrap();
-    let encrypted = sqlite_with_keys(&dir, support::KEYS).await;
-    assert!(encrypted.clear_text_warning().is_none());
-    assert_eq!(encrypted.rotate_keys().await.unwrap().rewritten, 1);
+
+    // Keys alone don't start writing sealed logins beside clear ones: the step is explicit.
+    let keys = || SqlOptions::default().keys(support::keys());
+    let refused = SqlStore::connect(&url, keys()).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Encryption { .. }),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("store encrypt"), "{refused}");
+
+    let sealing = SqlStore::encrypt_clear_rows(&url, keys()).await.unwrap();
+    assert_eq!(sealing.rewritten, 1);
+    assert!(sealing.complete(), "{sealing:?}");
     let (_, access, refresh) = row_bytes(&raw_pool(&dir).await, ALICE).await;
     assert!(!holds_a_token(&access) && !holds_a_token(&refresh));
-    // Without the key, the row is reported, not misread.
+    let encrypted = SqlStore::connect(&url, keys()).await.unwrap();
+    assert!(encrypted.clear_text_warning().is_none());
+    assert!(encrypted.load(ALICE).await.unwrap().is_some());
+
+    // The program still running without keys can neither read it nor write in clear...
     let error = clear.load(ALICE).await.unwrap_err().to_string();
     assert!(error.contains("no key is configured"), "{error}");
+    let written = clear.save(BOB, &creds(BOB, "bob"), Expected::Absent).await;
+    assert!(
+        matches!(written, Err(StoreError::Encryption { .. })),
+        "{written:?}"
+    );
+    // ...one started without keys is refused, and the step does not run twice.
+    let keyless = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        keyless.to_string().contains("WITHINGS_STORE_KEYS"),
+        "{keyless}"
+    );
+    let again = SqlStore::encrypt_clear_rows(&url, keys())
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("already encrypted"), "{again}");
 }
 
 #[cfg(unix)]

@@ -55,22 +55,22 @@ async fn seed(store: &SqlStore, target: UserId) -> Version {
     store.save(target, &first, Expected::Absent).await.unwrap()
 }
 
-/// Every user saved once (version 1), then, all at once: two saves of each user expecting
-/// version 1 (one must win, the other conflict), and for every third user a third save
+/// Every user saved once, then, all at once: two saves of each user expecting that first
+/// version (one must win, the other conflict), and for every third user a third save
 /// expecting a version that never was.
 async fn saves_in_flight_together(store: SqlStore) {
     let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
+    let mut firsts = HashMap::new();
     for i in 0..USERS {
         let first = testing::credentials(user(i), &format!("a{i}"), &format!("r{i}"), expires);
-        store.save(user(i), &first, Expected::Absent).await.unwrap();
+        let v1 = store.save(user(i), &first, Expected::Absent).await.unwrap();
+        firsts.insert(i, v1);
     }
     let mut tasks = Vec::new();
     for i in 0..USERS {
-        let stale = (i % 3 == 0).then_some(Version::new(7));
-        for (n, expected) in [Some(Version::FIRST), Some(Version::FIRST), stale]
-            .into_iter()
-            .enumerate()
-        {
+        let v1 = firsts[&i];
+        let stale = (i % 3 == 0).then_some(Version::new(v1.get() + 7));
+        for (n, expected) in [Some(v1), Some(v1), stale].into_iter().enumerate() {
             let Some(expected) = expected else { continue };
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
@@ -90,7 +90,7 @@ async fn saves_in_flight_together(store: SqlStore) {
         let (i, n, result) = task.await.unwrap();
         match result {
             Ok(version) => {
-                assert_eq!(version, Version::new(2), "user {i}, save {n}");
+                assert_eq!(version, firsts[&i].next(), "user {i}, save {n}");
                 assert!(n < 2, "user {i}: the save expecting version 7 was written");
                 assert!(
                     winners.insert(i, n).is_none(),
@@ -100,7 +100,7 @@ async fn saves_in_flight_together(store: SqlStore) {
             Err(StoreError::Conflict(conflict)) => {
                 assert_eq!(conflict.user, user(i));
                 let current = conflict.current_version().expect("the user's entry");
-                assert!(current >= Version::FIRST, "user {i}: {current}");
+                assert!(current >= firsts[&i], "user {i}: {current}");
             }
             Err(other) => panic!("user {i}, save {n}: {other}"),
         }
@@ -112,7 +112,7 @@ async fn saves_in_flight_together(store: SqlStore) {
     );
     for (i, n) in winners {
         let stored = store.load(user(i)).await.unwrap().unwrap();
-        assert_eq!(stored.version, Version::new(2));
+        assert_eq!(stored.version, firsts[&i].next());
         let credentials = stored.credentials().unwrap();
         assert_eq!(
             credentials.access_token().expose_secret(),
@@ -180,8 +180,9 @@ async fn leases_in_flight_together(a: SqlStore, b: SqlStore) {
 async fn refreshes_in_flight_together(a: SqlStore, b: SqlStore) {
     const REFRESHERS: u64 = 6;
     let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
+    let mut seeded = Vec::new();
     for i in 0..40u64 {
-        seed(&a, user(i)).await;
+        seeded.push(seed(&a, user(i)).await);
     }
     let holders: Arc<Vec<AtomicUsize>> = Arc::new((0..40).map(|_| AtomicUsize::new(0)).collect());
     let mut tasks = Vec::new();
@@ -218,7 +219,8 @@ async fn refreshes_in_flight_together(a: SqlStore, b: SqlStore) {
         .expect("a lease waited for its expiry: a save did not end it");
     for i in 0..40u64 {
         let stored = a.load(user(i)).await.unwrap().unwrap();
-        assert_eq!(stored.version, Version::new(1 + REFRESHERS), "user {i}");
+        let expected = Version::new(seeded[i as usize].get() + REFRESHERS);
+        assert_eq!(stored.version, expected, "user {i}");
     }
 }
 

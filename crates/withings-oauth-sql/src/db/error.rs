@@ -24,6 +24,9 @@ pub(crate) fn database_failure(
     error: &sqlx::Error,
 ) -> StoreError {
     let shown = &location.shown;
+    if let Some(refusal) = encryption_refusal(shown, error) {
+        return refusal;
+    }
     let detail = location.scrub(error.to_string());
     let message = if is_missing_table(error) {
         format!(
@@ -65,6 +68,40 @@ pub(crate) fn database_failure(
         }
     };
     StoreError::Other(message)
+}
+
+/// A write the database's triggers refused (migration 0005): a token in clear text in an
+/// encrypted database, or one sealed with a retired key. Their messages start with
+/// `withings-oauth:`.
+fn encryption_refusal(shown: &str, error: &sqlx::Error) -> Option<StoreError> {
+    let sqlx::Error::Database(db) = error else {
+        return None;
+    };
+    let message = db.message();
+    let (problem, fix) = if message.contains("withings-oauth: clear text refused") {
+        (
+            "is encrypted and refused a login in clear text from this program",
+            format!(
+                "give this program the store's keys ({}) and start it again",
+                crate::keys::KEYS_ENV
+            ),
+        )
+    } else if message.contains("withings-oauth: a retired key") {
+        (
+            "refused a login sealed with a key that a rotation retired",
+            format!(
+                "load the newer key first ({}=<new id>:<new key>,<old id>:<old key>) and start this program again",
+                crate::keys::KEYS_ENV
+            ),
+        )
+    } else {
+        return None;
+    };
+    Some(StoreError::Encryption {
+        store: shown.to_owned(),
+        problem: problem.to_owned(),
+        fix,
+    })
 }
 
 /// A TLS handshake with the database that failed.

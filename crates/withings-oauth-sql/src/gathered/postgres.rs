@@ -15,7 +15,7 @@ use crate::row::{RawRow, UserRow};
 /// [`LOAD`](q::LOAD) for the users in $1, each row followed by its user id.
 const LOAD_MANY: &str = "SELECT version, login_required, access_token, \
     refresh_token, token_type, scopes, expires_at, user_id FROM withings_credentials \
-    WHERE user_id = ANY($1) AND deleted = FALSE";
+    WHERE user_id = ANY($1)";
 
 /// Takes the leases of many users, unless another owner holds one that has not expired: $1
 /// users (each once), $2 owners, $3 times to live (ms), on the database's clock so that
@@ -46,7 +46,7 @@ const SAVE_MANY: &str = "WITH saved AS (UPDATE withings_credentials AS c SET \
     FROM unnest($1::BIGINT[], $2::BYTEA[], $3::BYTEA[], $4::TEXT[], $5::TEXT[], $6::TEXT[], \
     $7::BIGINT[], $8::BIGINT[]) \
     AS v(user_id, access_token, refresh_token, key_id, token_type, scopes, expires_at, expected) \
-    WHERE c.user_id = v.user_id AND c.version = v.expected AND c.deleted = FALSE \
+    WHERE c.user_id = v.user_id AND c.version = v.expected \
     RETURNING c.user_id, c.version), \
     doomed AS (SELECT l.user_id FROM withings_leases AS l \
     JOIN unnest($10::BIGINT[], $11::TEXT[]) AS r(user_id, owner) \

@@ -18,7 +18,7 @@ use crate::row::{RawRow, UserRow, bind_sealed};
 /// user id.
 const LOAD_MANY: &str = "SELECT version, login_required, access_token, refresh_token, \
     token_type, scopes, expires_at, user_id FROM withings_credentials \
-    WHERE user_id IN (SELECT value FROM json_each($1)) AND deleted = FALSE";
+    WHERE user_id IN (SELECT value FROM json_each($1))";
 
 /// $1 user, $2 owner, $3 now (Unix ms), $4 time to live (ms): inserts the lease, or takes it
 /// over if it expired (or is already this owner's).

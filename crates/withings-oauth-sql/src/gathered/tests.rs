@@ -49,20 +49,20 @@ async fn a_save_the_statement_did_not_pick_keeps_its_lease() {
     let Ok(((local, release), _)) = lease.into_guard::<(Lease, Release)>() else {
         panic!("not the store's own lease");
     };
-    let sealed = |refresh: &str| {
+    let sealed = |refresh: &str, expected: i64| {
         let credentials = testing::credentials(user, "a", refresh, expires);
-        crate::row::seal(None, user.get(), &credentials)
+        crate::row::seal(None, user.get(), expected + 1, &credentials)
     };
     let saves = vec![
         Save {
             user: 77,
-            sealed: sealed("stale"),
+            sealed: sealed("stale", 9),
             expected: 9,
             release: None,
         },
         Save {
             user: 77,
-            sealed: sealed("r1"),
+            sealed: sealed("r1", v1.get() as i64),
             expected: v1.get() as i64,
             release: Some(release),
         },

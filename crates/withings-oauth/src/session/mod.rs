@@ -203,6 +203,8 @@ impl Session {
         let user = authorized.user_id();
         let mut expected = match store.load(user).await {
             Ok(entry) => entry.map_or(Expected::Absent, |e| Expected::Version(e.version)),
+            // An old login nobody can open (its key is gone): the new one replaces it.
+            Err(StoreError::Unreadable { version, .. }) => Expected::Version(version),
             Err(source) => return Err(start_not_saved(source, authorized)),
         };
         let mut attempts = 0;
@@ -214,6 +216,10 @@ impl Session {
                     expected = conflict
                         .current_version()
                         .map_or(Expected::Absent, Expected::Version);
+                }
+                Err(StoreError::Unreadable { version, .. }) if attempts < ATTEMPTS => {
+                    attempts += 1;
+                    expected = Expected::Version(version);
                 }
                 Err(source) => return Err(start_not_saved(source, authorized)),
             }

@@ -152,12 +152,15 @@ pub trait TokenStore: Send + Sync {
     fn force_delete<'a>(&'a self, user: UserId) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             loop {
-                let expected = match self.load(user).await? {
-                    None => return Ok(()),
-                    Some(entry) => Expected::Version(entry.version),
+                let expected = match self.load(user).await {
+                    Ok(None) => return Ok(()),
+                    Ok(Some(entry)) => Expected::Version(entry.version),
+                    // A login nobody can open is deleted all the same.
+                    Err(StoreError::Unreadable { version, .. }) => Expected::Version(version),
+                    Err(e) => return Err(e),
                 };
                 match self.delete(user, expected).await {
-                    Err(StoreError::Conflict(_)) => continue,
+                    Err(StoreError::Conflict(_) | StoreError::Unreadable { .. }) => continue,
                     other => return other,
                 }
             }
@@ -431,6 +434,37 @@ pub enum StoreError {
         path: PathBuf,
         /// What is wrong, without the file's content.
         reason: String,
+    },
+    /// One user's stored login can't be opened: its key is not loaded, its ciphertext failed
+    /// authentication (altered, copied from another row, or an older one written back), or it
+    /// is in clear text in an encrypted store. Nothing was written over it. It does not lock
+    /// the user out: a new login replaces it ([`Session::start`](crate::Session::start)
+    /// overwrites the `version` named here), and
+    /// [`force_delete`](TokenStore::force_delete) removes it.
+    #[error(
+        "the stored login of user {user} in the token store {store} can't be read ({reason}); it was left untouched: load the key it needs, or log the user in again (a new login replaces it; `logout --force` removes it)"
+    )]
+    Unreadable {
+        /// The store, without any password.
+        store: String,
+        /// Whose login it is.
+        user: UserId,
+        /// The version of the unreadable entry, to replace or delete it.
+        version: Version,
+        /// What is wrong, e.g. which key id is missing; never a token.
+        reason: String,
+    },
+    /// The store's encryption is configured otherwise than its data needs: no key for an
+    /// encrypted store, a retired key still active, clear-text logins where keys are in use.
+    /// Nothing was read or written.
+    #[error("the token store {store} {problem}: {fix}")]
+    Encryption {
+        /// The store, without any password.
+        store: String,
+        /// What is wrong, e.g. "is encrypted (key k1) but no key was given".
+        problem: String,
+        /// What to do, naming the setting, e.g. "set WITHINGS_STORE_KEYS".
+        fix: String,
     },
     /// The store's file or directory can be read or written by other users, or belongs to
     /// someone else.
