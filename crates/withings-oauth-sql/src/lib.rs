@@ -83,7 +83,10 @@
 //! keys. Rows stored in clear text are encrypted by the same sweep.
 //!
 //! Without a key, tokens are stored in clear text: opening such a store logs a warning once
-//! per process, and [`SqlStore::clear_text_warning`] gives a program the text to show.
+//! per process, and [`SqlStore::clear_text_warning`] gives a program the text to show. What
+//! looks like a key meant but lost is refused instead ([`KeyError`]): a variable set but
+//! empty, a key file that others can read or change (`chmod 600` it), or, with neither
+//! variable set, one whose name is close to theirs (`WITHINGS_STORE_KEY`).
 //!
 //! # Tables and migrations
 //! `withings_credentials` holds one row per user: version, sealed access and refresh tokens,
