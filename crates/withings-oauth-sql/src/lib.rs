@@ -180,7 +180,9 @@
 //! for a rate limit that all instances of an application keep together. Each
 //! [`try_take`](SqlBucket::try_take) is one statement that adds the refill since the last
 //! take and takes a token only if there is one, on the row it locks; on PostgreSQL the refill
-//! is computed on the database's clock, so instances with skewed clocks agree. The policy
+//! is computed on the database's clock, so instances with skewed clocks agree. A stored time
+//! ahead of that clock (it stepped back) counts as now: the bucket keeps its level and refills
+//! from now on. The policy
 //! (how to wait, what to do when the database fails) is left to the caller:
 //! `withings-oauth-fleet`'s `SqlRateLimiter` is one.
 //!

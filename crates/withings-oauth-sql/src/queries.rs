@@ -119,12 +119,15 @@ pub(crate) const DELETE_EXPIRED_PENDING: &str =
     "DELETE FROM withings_pending_logins WHERE state_hash = $1 AND created_at_ms <= $2";
 
 // Shared rate limits (`withings_rate_limits`). Parameters of every statement: $1 the bucket's
-// name, $2 its burst (tokens), $3 its refill and $4 its slowed refill (tokens per millisecond);
-// SQLite adds $5, now (Unix ms). The level now is the stored level plus the refill since
-// `updated_ms`, at most the burst; it is computed inside each statement, on the row locked by
-// it, so concurrent takes never see the same token. `NOW` is the database's clock on
-// PostgreSQL (`clock_timestamp()`, so instances whose clocks disagree still agree), the
-// machine's on SQLite (whose processes share it).
+// name, $2 its burst (tokens), $3 its refill and $4 its slowed refill (tokens per millisecond).
+// The level now is the stored level plus the refill since `updated_ms`, at most the burst; it
+// is computed inside each statement, on the row locked by it, so concurrent takes never see
+// the same token. `NOW` is read by the database inside the statement, once the row is locked:
+// on PostgreSQL its own clock (`clock_timestamp()`, so instances whose clocks disagree still
+// agree), on SQLite the machine's (whose processes share it). Every write sets `updated_ms` to
+// `NOW`: no take committed before it can be later, unless the clock stepped back, and then a
+// stored time ahead of `NOW` counts as `NOW` (no refill for the time in between, the stored
+// level kept, at most the burst), and the bucket refills from `NOW` on.
 
 /// The refill rate in force at `NOW`, and the level at `NOW`, written for both backends.
 macro_rules! bucket_level {
@@ -133,7 +136,8 @@ macro_rules! bucket_level {
          * (CASE WHEN b.slowed_until_ms > (CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) THEN $4 ELSE $3 END))"
     };
     (sqlite) => {
-        "MIN($2, b.tokens + MAX(0, $5 - b.updated_ms) * (CASE WHEN b.slowed_until_ms > $5 THEN $4 ELSE $3 END))"
+        "MIN($2, b.tokens + MAX(0, CAST(unixepoch('subsec') * 1000 AS INTEGER) - b.updated_ms) \
+         * (CASE WHEN b.slowed_until_ms > CAST(unixepoch('subsec') * 1000 AS INTEGER) THEN $4 ELSE $3 END))"
     };
 }
 
@@ -141,15 +145,16 @@ macro_rules! database_now {
     (postgres) => {
         "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
     };
+    // SQLite reads its clock once per statement: every `'now'` in one statement is the same.
     (sqlite) => {
-        "$5"
+        "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
     };
 }
 
 /// Takes one token: a new bucket starts full (and gives this one); an existing one gives a
 /// token only if its level reaches 1. Returns a row if and only if a token was taken.
 macro_rules! take_token {
-    ($backend:tt, $greatest:literal) => {
+    ($backend:tt) => {
         concat!(
             "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
              VALUES ($1, $2 - 1, ",
@@ -157,18 +162,17 @@ macro_rules! take_token {
             ", 0) ON CONFLICT (name) DO UPDATE SET tokens = ",
             bucket_level!($backend),
             " - 1, updated_ms = ",
-            $greatest,
-            "(b.updated_ms, ",
             database_now!($backend),
-            ") WHERE ",
+            " WHERE ",
             bucket_level!($backend),
             " >= 1 RETURNING tokens"
         )
     };
 }
 
-/// The level now, the refill rate in force (tokens per ms), and the milliseconds of slowdown
-/// left (zero or negative when none). No row: the bucket was never used, it is full.
+/// The level now, the refill rate in force (tokens per ms), the milliseconds of slowdown
+/// left (zero or negative when none), and whether the stored time is ahead of `NOW` (a clock
+/// stepped back). No row: the bucket was never used, it is full.
 macro_rules! bucket_state {
     ($backend:tt, $rate_prefix:literal) => {
         concat!(
@@ -182,41 +186,67 @@ macro_rules! bucket_state {
             $rate_prefix,
             "), b.slowed_until_ms - ",
             database_now!($backend),
+            ", b.updated_ms > ",
+            database_now!($backend),
             " FROM withings_rate_limits AS b WHERE b.name = $1"
         )
     };
 }
 
+/// After a clock stepped back: the stored time, ahead of `NOW`, becomes `NOW`, so that the
+/// bucket refills from now on rather than once the clock has caught up; the level is kept, at
+/// most the burst. $1 name, $2 burst.
+macro_rules! bucket_catch_up {
+    ($backend:tt, $least:literal) => {
+        concat!(
+            "UPDATE withings_rate_limits SET tokens = ",
+            $least,
+            "($2, tokens), updated_ms = ",
+            database_now!($backend),
+            " WHERE name = $1 AND updated_ms > ",
+            database_now!($backend)
+        )
+    };
+}
+
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE_TAKE_TOKEN: &str = take_token!(sqlite, "MAX");
+pub(crate) const SQLITE_TAKE_TOKEN: &str = take_token!(sqlite);
 #[cfg(feature = "postgres")]
-pub(crate) const POSTGRES_TAKE_TOKEN: &str = take_token!(postgres, "GREATEST");
+pub(crate) const POSTGRES_TAKE_TOKEN: &str = take_token!(postgres);
 
 #[cfg(feature = "sqlite")]
 pub(crate) const SQLITE_BUCKET_STATE: &str = bucket_state!(sqlite, "REAL");
 #[cfg(feature = "postgres")]
 pub(crate) const POSTGRES_BUCKET_STATE: &str = bucket_state!(postgres, "DOUBLE PRECISION");
 
-/// Empties the bucket and slows its refill for a while (created if missing): $1 name,
-/// $2 how long (ms); SQLite: $3 now (Unix ms).
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE_SLOW_BUCKET: &str = "INSERT INTO withings_rate_limits AS b \
-    (name, tokens, updated_ms, slowed_until_ms) VALUES ($1, 0, $3, $3 + $2) \
-    ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = MAX(b.updated_ms, $3), \
-    slowed_until_ms = $3 + $2";
+pub(crate) const SQLITE_BUCKET_CATCH_UP: &str = bucket_catch_up!(sqlite, "MIN");
 #[cfg(feature = "postgres")]
-pub(crate) const POSTGRES_SLOW_BUCKET: &str = concat!(
-    "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
-     VALUES ($1, 0, ",
-    database_now!(postgres),
-    ", ",
-    database_now!(postgres),
-    " + $2) ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = GREATEST(b.updated_ms, ",
-    database_now!(postgres),
-    "), slowed_until_ms = ",
-    database_now!(postgres),
-    " + $2"
-);
+pub(crate) const POSTGRES_BUCKET_CATCH_UP: &str = bucket_catch_up!(postgres, "LEAST");
+
+/// Empties the bucket and slows its refill for a while (created if missing): $1 name,
+/// $2 how long (ms).
+macro_rules! slow_bucket {
+    ($backend:tt) => {
+        concat!(
+            "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
+             VALUES ($1, 0, ",
+            database_now!($backend),
+            ", ",
+            database_now!($backend),
+            " + $2) ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = ",
+            database_now!($backend),
+            ", slowed_until_ms = ",
+            database_now!($backend),
+            " + $2"
+        )
+    };
+}
+
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_SLOW_BUCKET: &str = slow_bucket!(sqlite);
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES_SLOW_BUCKET: &str = slow_bucket!(postgres);
 
 /// A token back (its taker gave up before using it): $1 name, $2 burst.
 #[cfg(feature = "sqlite")]

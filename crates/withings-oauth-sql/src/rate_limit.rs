@@ -203,7 +203,6 @@ impl SqlBucket {
                     .bind(burst)
                     .bind(rate)
                     .bind(slowed)
-                    .bind(crate::store::now_millis())
             )
             .map(|rows| rows > 0),
             #[cfg(feature = "postgres")]
@@ -219,8 +218,13 @@ impl SqlBucket {
         if taken.map_err(|e| self.store.fail("take from a rate limit", e))? {
             return Ok(Ok(()));
         }
-        let (level, rate_now, _) = self.read().await?.unwrap_or((burst, rate, 0));
-        Ok(Err(wait_for_one(level, rate_now)))
+        let Some(read) = self.read().await? else {
+            return Ok(Err(wait_for_one(burst, rate)));
+        };
+        if read.ahead {
+            self.catch_up().await?;
+        }
+        Ok(Err(wait_for_one(read.level, read.rate)))
     }
 
     /// Returns a token taken by a caller that did not use it (never above the burst).
@@ -258,7 +262,6 @@ impl SqlBucket {
                 sqlx::query(q::SQLITE_SLOW_BUCKET)
                     .bind(&*self.name)
                     .bind(period)
-                    .bind(crate::store::now_millis())
             )
             .map(drop),
             #[cfg(feature = "postgres")]
@@ -280,9 +283,9 @@ impl SqlBucket {
                 tokens: f64::from(self.params.burst),
                 slowed_for: None,
             },
-            Some((tokens, _, slowed_ms)) => BucketState {
-                tokens,
-                slowed_for: u64::try_from(slowed_ms)
+            Some(read) => BucketState {
+                tokens: read.level,
+                slowed_for: u64::try_from(read.slowed_ms)
                     .ok()
                     .filter(|ms| *ms > 0)
                     .map(Duration::from_millis),
@@ -290,8 +293,34 @@ impl SqlBucket {
         })
     }
 
-    /// The level now, the refill in force (tokens per ms), and the slowdown left (ms).
-    async fn read(&self) -> Result<Option<(f64, f64, i64)>, StoreError> {
+    /// After the clock stepped back (the stored time is ahead of now): the stored time becomes
+    /// now, so that the bucket refills from now on. Without it, a bucket emptied before the
+    /// step would stay empty for every user until the clock caught up, since a take that finds
+    /// no token writes nothing.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        let burst = f64::from(self.params.burst);
+        let result = match self.store.pool() {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite_immediate!(
+                pool,
+                sqlx::query(q::SQLITE_BUCKET_CATCH_UP)
+                    .bind(&*self.name)
+                    .bind(burst)
+            )
+            .map(drop),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => sqlx::query(q::POSTGRES_BUCKET_CATCH_UP)
+                .bind(&*self.name)
+                .bind(burst)
+                .execute(pool)
+                .await
+                .map(drop),
+        };
+        result.map_err(|e| self.store.fail("restart a rate limit's refill", e))
+    }
+
+    /// The bucket's row as it stands now; `None` if it was never used.
+    async fn read(&self) -> Result<Option<Read>, StoreError> {
         let (burst, rate, slowed) = self.rates_per_ms();
         let row = match self.store.pool() {
             #[cfg(feature = "sqlite")]
@@ -300,13 +329,9 @@ impl SqlBucket {
                 .bind(burst)
                 .bind(rate)
                 .bind(slowed)
-                .bind(crate::store::now_millis())
                 .fetch_optional(pool)
                 .await
-                .and_then(|row| {
-                    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                        .transpose()
-                }),
+                .and_then(|row| row.map(|r| Read::from_row(&r)).transpose()),
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => sqlx::query(q::POSTGRES_BUCKET_STATE)
                 .bind(&*self.name)
@@ -315,12 +340,38 @@ impl SqlBucket {
                 .bind(slowed)
                 .fetch_optional(pool)
                 .await
-                .and_then(|row| {
-                    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                        .transpose()
-                }),
+                .and_then(|row| row.map(|r| Read::from_row(&r)).transpose()),
         };
         row.map_err(|e| self.store.fail("read a rate limit", e))
+    }
+}
+
+/// A bucket's row read at the database's `NOW`.
+struct Read {
+    /// The level (fractions are refill in progress).
+    level: f64,
+    /// The refill in force, tokens per millisecond.
+    rate: f64,
+    /// The slowdown left, milliseconds (zero or less: none).
+    slowed_ms: i64,
+    /// Whether the stored time is ahead of now: the clock stepped back.
+    ahead: bool,
+}
+
+impl Read {
+    fn from_row<R: Row>(row: &R) -> Result<Read, sqlx::Error>
+    where
+        usize: sqlx::ColumnIndex<R>,
+        for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(Read {
+            level: row.try_get(0)?,
+            rate: row.try_get(1)?,
+            slowed_ms: row.try_get(2)?,
+            ahead: row.try_get(3)?,
+        })
     }
 }
 
