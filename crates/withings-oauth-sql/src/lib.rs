@@ -64,7 +64,17 @@
 //! SQLite runs in WAL mode with `synchronous = FULL` (a write that returned survives a power
 //! cut) and a busy timeout; every write is a `BEGIN IMMEDIATE` transaction, which takes the
 //! write lock first and waits for it, where a plain `BEGIN` that later writes fails with
-//! SQLITE_BUSY at once. The file is created with mode 0600.
+//! SQLITE_BUSY at once.
+//!
+//! The SQLite file is its user's alone, by the rules the `FileStore` follows
+//! ([`check_private_dir`](withings_oauth::check_private_dir),
+//! [`check_private_file`](withings_oauth::check_private_file)): it is created with mode 0600
+//! (its `-wal` and `-shm` files take its mode), a missing directory with 0700; a database, `-wal`,
+//! `-shm` or `-journal` file that is a symbolic link, another user's, or readable or writable
+//! by others is refused, and so is a directory others can write to, a shared one with the
+//! sticky bit such as `/tmp` included (others could create the `-wal` file first). The refusal
+//! is a [`StoreError::InsecurePermissions`](withings_oauth::StoreError::InsecurePermissions)
+//! that names the `chmod`, `chown` or `mkdir` to run.
 //!
 //! [`SqlOptions::postgres_schema`] keeps PostgreSQL's tables in their own schema.
 //!
@@ -230,6 +240,8 @@ mod row;
 mod sealed;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_file;
 mod store;
 
 pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
