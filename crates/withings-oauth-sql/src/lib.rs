@@ -76,6 +76,9 @@
 //! is a [`StoreError::InsecurePermissions`](withings_oauth::StoreError::InsecurePermissions)
 //! that names the `chmod`, `chown` or `mkdir` to run.
 //!
+//! A PostgreSQL URL with a query parameter the driver does not read is refused, naming the
+//! parameter but not its value: sqlx would log the value (a misspelled `pasword=`, say).
+//!
 //! [`SqlOptions::postgres_schema`] keeps PostgreSQL's tables in their own schema.
 //!
 //! # Keys
@@ -234,6 +237,8 @@ mod location;
 mod pending;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_params;
 mod queries;
 mod rate_limit;
 mod row;

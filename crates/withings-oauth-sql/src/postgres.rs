@@ -17,6 +17,7 @@ pub(crate) async fn open(
     location: &Location,
     suspicion: Suspicion,
 ) -> Result<Pool, StoreError> {
+    crate::postgres_params::check(url, &location.shown)?;
     let mut connect = PgConnectOptions::from_str(url)
         .map_err(|e| crate::error::database_failure(location, "read its URL", &e))?;
     if let Some(schema) = options.schema_value() {
