@@ -64,7 +64,20 @@
 //! SQLite runs in WAL mode with `synchronous = FULL` (a write that returned survives a power
 //! cut) and a busy timeout; every write is a `BEGIN IMMEDIATE` transaction, which takes the
 //! write lock first and waits for it, where a plain `BEGIN` that later writes fails with
-//! SQLITE_BUSY at once. The file is created with mode 0600.
+//! SQLITE_BUSY at once.
+//!
+//! The SQLite file is its user's alone, by the rules the `FileStore` follows
+//! ([`check_private_dir`](withings_oauth::check_private_dir),
+//! [`check_private_file`](withings_oauth::check_private_file)): it is created with mode 0600
+//! (its `-wal` and `-shm` files take its mode), a missing directory with 0700; a database, `-wal`,
+//! `-shm` or `-journal` file that is a symbolic link, another user's, or readable or writable
+//! by others is refused, and so is a directory others can write to, a shared one with the
+//! sticky bit such as `/tmp` included (others could create the `-wal` file first). The refusal
+//! is a [`StoreError::InsecurePermissions`](withings_oauth::StoreError::InsecurePermissions)
+//! that names the `chmod`, `chown` or `mkdir` to run.
+//!
+//! A PostgreSQL URL with a query parameter the driver does not read is refused, naming the
+//! parameter but not its value: sqlx would log the value (a misspelled `pasword=`, say).
 //!
 //! [`SqlOptions::postgres_schema`] keeps PostgreSQL's tables in their own schema.
 //!
@@ -83,7 +96,10 @@
 //! keys. Rows stored in clear text are encrypted by the same sweep.
 //!
 //! Without a key, tokens are stored in clear text: opening such a store logs a warning once
-//! per process, and [`SqlStore::clear_text_warning`] gives a program the text to show.
+//! per process, and [`SqlStore::clear_text_warning`] gives a program the text to show. What
+//! looks like a key meant but lost is refused instead ([`KeyError`]): a variable set but
+//! empty, a key file that others can read or change (`chmod 600` it), or, with neither
+//! variable set, one whose name is close to theirs (`WITHINGS_STORE_KEY`).
 //!
 //! # Tables and migrations
 //! `withings_credentials` holds one row per user: version, sealed access and refresh tokens,
@@ -177,7 +193,9 @@
 //! for a rate limit that all instances of an application keep together. Each
 //! [`try_take`](SqlBucket::try_take) is one statement that adds the refill since the last
 //! take and takes a token only if there is one, on the row it locks; on PostgreSQL the refill
-//! is computed on the database's clock, so instances with skewed clocks agree. The policy
+//! is computed on the database's clock, so instances with skewed clocks agree. A stored time
+//! ahead of that clock (it stepped back) counts as now: the bucket keeps its level and refills
+//! from now on. The policy
 //! (how to wait, what to do when the database fails) is left to the caller:
 //! `withings-oauth-fleet`'s `SqlRateLimiter` is one.
 //!
@@ -211,7 +229,7 @@ macro_rules! embed_migrations {
     };
 }
 
-// From the bottom up: each module uses only those listed before it.
+// Each module uses only those below it in the crate's drawing (docs/architecture.md).
 mod cas;
 mod db;
 mod encryption;

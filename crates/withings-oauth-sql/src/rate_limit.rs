@@ -8,17 +8,20 @@ use std::time::Duration;
 
 use withings_oauth::StoreError;
 
-use crate::db::{Db, Pool, millis};
 #[cfg(feature = "sqlite")]
-use crate::db::{now_millis, sqlite_immediate};
+use crate::db::sqlite_immediate;
+use crate::db::{Db, Pool, millis};
 
 // Shared rate limits (`withings_rate_limits`). Parameters of every statement: $1 the bucket's
-// name, $2 its burst (tokens), $3 its refill and $4 its slowed refill (tokens per millisecond);
-// SQLite adds $5, now (Unix ms). The level now is the stored level plus the refill since
-// `updated_ms`, at most the burst; it is computed inside each statement, on the row locked by
-// it, so concurrent takes never see the same token. `NOW` is the database's clock on
-// PostgreSQL (`clock_timestamp()`, so instances whose clocks disagree still agree), the
-// machine's on SQLite (whose processes share it).
+// name, $2 its burst (tokens), $3 its refill and $4 its slowed refill (tokens per millisecond).
+// The level now is the stored level plus the refill since `updated_ms`, at most the burst; it
+// is computed inside each statement, on the row locked by it, so concurrent takes never see
+// the same token. `NOW` is read by the database inside the statement, once the row is locked:
+// on PostgreSQL its own clock (`clock_timestamp()`, so instances whose clocks disagree still
+// agree), on SQLite the machine's (whose processes share it). Every write sets `updated_ms` to
+// `NOW`: no take committed before it can be later, unless the clock stepped back, and then a
+// stored time ahead of `NOW` counts as `NOW` (no refill for the time in between, the stored
+// level kept, at most the burst), and the bucket refills from `NOW` on.
 
 /// The refill rate in force at `NOW`, and the level at `NOW`, written for both backends.
 macro_rules! bucket_level {
@@ -27,7 +30,8 @@ macro_rules! bucket_level {
          * (CASE WHEN b.slowed_until_ms > (CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) THEN $4 ELSE $3 END))"
     };
     (sqlite) => {
-        "MIN($2, b.tokens + MAX(0, $5 - b.updated_ms) * (CASE WHEN b.slowed_until_ms > $5 THEN $4 ELSE $3 END))"
+        "MIN($2, b.tokens + MAX(0, CAST(unixepoch('subsec') * 1000 AS INTEGER) - b.updated_ms) \
+         * (CASE WHEN b.slowed_until_ms > CAST(unixepoch('subsec') * 1000 AS INTEGER) THEN $4 ELSE $3 END))"
     };
 }
 
@@ -35,15 +39,16 @@ macro_rules! database_now {
     (postgres) => {
         "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
     };
+    // SQLite reads its clock once per statement: every `'now'` in one statement is the same.
     (sqlite) => {
-        "$5"
+        "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
     };
 }
 
 /// Takes one token: a new bucket starts full (and gives this one); an existing one gives a
 /// token only if its level reaches 1. Returns a row if and only if a token was taken.
 macro_rules! take_token {
-    ($backend:tt, $greatest:literal) => {
+    ($backend:tt) => {
         concat!(
             "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
              VALUES ($1, $2 - 1, ",
@@ -51,18 +56,17 @@ macro_rules! take_token {
             ", 0) ON CONFLICT (name) DO UPDATE SET tokens = ",
             bucket_level!($backend),
             " - 1, updated_ms = ",
-            $greatest,
-            "(b.updated_ms, ",
             database_now!($backend),
-            ") WHERE ",
+            " WHERE ",
             bucket_level!($backend),
             " >= 1 RETURNING tokens"
         )
     };
 }
 
-/// The level now, the refill rate in force (tokens per ms), and the milliseconds of slowdown
-/// left (zero or negative when none). No row: the bucket was never used, it is full.
+/// The level now, the refill rate in force (tokens per ms), the milliseconds of slowdown
+/// left (zero or negative when none), and whether the stored time is ahead of `NOW` (a clock
+/// stepped back). No row: the bucket was never used, it is full.
 macro_rules! bucket_state {
     ($backend:tt, $rate_prefix:literal) => {
         concat!(
@@ -76,41 +80,67 @@ macro_rules! bucket_state {
             $rate_prefix,
             "), b.slowed_until_ms - ",
             database_now!($backend),
+            ", b.updated_ms > ",
+            database_now!($backend),
             " FROM withings_rate_limits AS b WHERE b.name = $1"
         )
     };
 }
 
+/// After a clock stepped back: the stored time, ahead of `NOW`, becomes `NOW`, so that the
+/// bucket refills from now on rather than once the clock has caught up; the level is kept, at
+/// most the burst. $1 name, $2 burst.
+macro_rules! bucket_catch_up {
+    ($backend:tt, $least:literal) => {
+        concat!(
+            "UPDATE withings_rate_limits SET tokens = ",
+            $least,
+            "($2, tokens), updated_ms = ",
+            database_now!($backend),
+            " WHERE name = $1 AND updated_ms > ",
+            database_now!($backend)
+        )
+    };
+}
+
 #[cfg(feature = "sqlite")]
-const SQLITE_TAKE_TOKEN: &str = take_token!(sqlite, "MAX");
+const SQLITE_TAKE_TOKEN: &str = take_token!(sqlite);
 #[cfg(feature = "postgres")]
-const POSTGRES_TAKE_TOKEN: &str = take_token!(postgres, "GREATEST");
+const POSTGRES_TAKE_TOKEN: &str = take_token!(postgres);
 
 #[cfg(feature = "sqlite")]
 const SQLITE_BUCKET_STATE: &str = bucket_state!(sqlite, "REAL");
 #[cfg(feature = "postgres")]
 const POSTGRES_BUCKET_STATE: &str = bucket_state!(postgres, "DOUBLE PRECISION");
 
-/// Empties the bucket and slows its refill for a while (created if missing): $1 name,
-/// $2 how long (ms); SQLite: $3 now (Unix ms).
 #[cfg(feature = "sqlite")]
-const SQLITE_SLOW_BUCKET: &str = "INSERT INTO withings_rate_limits AS b \
-    (name, tokens, updated_ms, slowed_until_ms) VALUES ($1, 0, $3, $3 + $2) \
-    ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = MAX(b.updated_ms, $3), \
-    slowed_until_ms = $3 + $2";
+const SQLITE_BUCKET_CATCH_UP: &str = bucket_catch_up!(sqlite, "MIN");
 #[cfg(feature = "postgres")]
-const POSTGRES_SLOW_BUCKET: &str = concat!(
-    "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
-     VALUES ($1, 0, ",
-    database_now!(postgres),
-    ", ",
-    database_now!(postgres),
-    " + $2) ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = GREATEST(b.updated_ms, ",
-    database_now!(postgres),
-    "), slowed_until_ms = ",
-    database_now!(postgres),
-    " + $2"
-);
+const POSTGRES_BUCKET_CATCH_UP: &str = bucket_catch_up!(postgres, "LEAST");
+
+/// Empties the bucket and slows its refill for a while (created if missing): $1 name,
+/// $2 how long (ms).
+macro_rules! slow_bucket {
+    ($backend:tt) => {
+        concat!(
+            "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
+             VALUES ($1, 0, ",
+            database_now!($backend),
+            ", ",
+            database_now!($backend),
+            " + $2) ON CONFLICT (name) DO UPDATE SET tokens = 0, updated_ms = ",
+            database_now!($backend),
+            ", slowed_until_ms = ",
+            database_now!($backend),
+            " + $2"
+        )
+    };
+}
+
+#[cfg(feature = "sqlite")]
+const SQLITE_SLOW_BUCKET: &str = slow_bucket!(sqlite);
+#[cfg(feature = "postgres")]
+const POSTGRES_SLOW_BUCKET: &str = slow_bucket!(postgres);
 
 /// A token back (its taker gave up before using it): $1 name, $2 burst.
 #[cfg(feature = "sqlite")]
@@ -308,7 +338,6 @@ impl SqlBucket {
                     .bind(burst)
                     .bind(rate)
                     .bind(slowed)
-                    .bind(now_millis())
             )
             .map(|rows| rows > 0),
             #[cfg(feature = "postgres")]
@@ -324,8 +353,13 @@ impl SqlBucket {
         if taken.map_err(|e| self.db.fail("take from a rate limit", e))? {
             return Ok(Ok(()));
         }
-        let (level, rate_now, _) = self.read().await?.unwrap_or((burst, rate, 0));
-        Ok(Err(wait_for_one(level, rate_now)))
+        let Some(read) = self.read().await? else {
+            return Ok(Err(wait_for_one(burst, rate)));
+        };
+        if read.ahead {
+            self.catch_up().await?;
+        }
+        Ok(Err(wait_for_one(read.level, read.rate)))
     }
 
     /// Returns a token taken by a caller that did not use it (never above the burst).
@@ -335,7 +369,9 @@ impl SqlBucket {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => sqlite_immediate!(
                 pool,
-                sqlx::query(SQLITE_GIVE_BACK).bind(&*self.name).bind(burst)
+                sqlx::query(SQLITE_GIVE_BACK)
+                    .bind(&*self.name)
+                    .bind(burst)
             )
             .map(drop),
             #[cfg(feature = "postgres")]
@@ -361,7 +397,6 @@ impl SqlBucket {
                 sqlx::query(SQLITE_SLOW_BUCKET)
                     .bind(&*self.name)
                     .bind(period)
-                    .bind(now_millis())
             )
             .map(drop),
             #[cfg(feature = "postgres")]
@@ -383,9 +418,9 @@ impl SqlBucket {
                 tokens: f64::from(self.params.burst),
                 slowed_for: None,
             },
-            Some((tokens, _, slowed_ms)) => BucketState {
-                tokens,
-                slowed_for: u64::try_from(slowed_ms)
+            Some(read) => BucketState {
+                tokens: read.level,
+                slowed_for: u64::try_from(read.slowed_ms)
                     .ok()
                     .filter(|ms| *ms > 0)
                     .map(Duration::from_millis),
@@ -393,34 +428,74 @@ impl SqlBucket {
         })
     }
 
-    /// The level now, the refill in force (tokens per ms), and the slowdown left (ms).
-    async fn read(&self) -> Result<Option<(f64, f64, i64)>, StoreError> {
+    /// After the clock stepped back (the stored time is ahead of now): the stored time becomes
+    /// now, so that the bucket refills from now on. Without it, a bucket emptied before the
+    /// step would stay empty for every user until the clock caught up, since a take that finds
+    /// no token writes nothing.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        let burst = f64::from(self.params.burst);
+        let result = match &self.db.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite_immediate!(
+                pool,
+                sqlx::query(SQLITE_BUCKET_CATCH_UP)
+                    .bind(&*self.name)
+                    .bind(burst)
+            )
+            .map(drop),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => sqlx::query(POSTGRES_BUCKET_CATCH_UP)
+                .bind(&*self.name)
+                .bind(burst)
+                .execute(pool)
+                .await
+                .map(drop),
+        };
+        result.map_err(|e| self.db.fail("restart a rate limit's refill", e))
+    }
+
+    /// The bucket's row as it stands now; `None` if it was never used.
+    async fn read(&self) -> Result<Option<Read>, StoreError> {
         let (burst, rate, slowed) = self.rates_per_ms();
         let row = match &self.db.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => {
-                sqlx::query_as(SQLITE_BUCKET_STATE)
-                    .bind(&*self.name)
-                    .bind(burst)
-                    .bind(rate)
-                    .bind(slowed)
-                    .bind(now_millis())
-                    .fetch_optional(pool)
-                    .await
-            }
+            Pool::Sqlite(pool) => sqlx::query_as(SQLITE_BUCKET_STATE)
+                .bind(&*self.name)
+                .bind(burst)
+                .bind(rate)
+                .bind(slowed)
+                .fetch_optional(pool)
+                .await,
             #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => {
-                sqlx::query_as(POSTGRES_BUCKET_STATE)
-                    .bind(&*self.name)
-                    .bind(burst)
-                    .bind(rate)
-                    .bind(slowed)
-                    .fetch_optional(pool)
-                    .await
-            }
+            Pool::Postgres(pool) => sqlx::query_as(POSTGRES_BUCKET_STATE)
+                .bind(&*self.name)
+                .bind(burst)
+                .bind(rate)
+                .bind(slowed)
+                .fetch_optional(pool)
+                .await,
         };
-        row.map_err(|e| self.db.fail("read a rate limit", e))
+        let row: Option<(f64, f64, i64, bool)> =
+            row.map_err(|e| self.db.fail("read a rate limit", e))?;
+        Ok(row.map(|(level, rate, slowed_ms, ahead)| Read {
+            level,
+            rate,
+            slowed_ms,
+            ahead,
+        }))
     }
+}
+
+/// A bucket's row read at the database's `NOW`.
+struct Read {
+    /// The level (fractions are refill in progress).
+    level: f64,
+    /// The refill in force, tokens per millisecond.
+    rate: f64,
+    /// The slowdown left, milliseconds (zero or less: none).
+    slowed_ms: i64,
+    /// Whether the stored time is ahead of now: the clock stepped back.
+    ahead: bool,
 }
 
 #[cfg(test)]

@@ -83,6 +83,14 @@ async fn migrations_applied_by_the_integrator_are_accepted() {
         .run(&pool)
         .await
         .unwrap();
+    pool.close().await;
+    // sqlx made the file with the umask's mode: the store takes only a file private to its user.
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        dir.path().join("tokens.db"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let store = SqlStore::connect(&url, quick().run_migrations(false))
         .await
         .unwrap();

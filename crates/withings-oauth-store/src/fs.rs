@@ -1,13 +1,13 @@
-//! The file system side: private files and directories (checked as ssh checks `~/.ssh`),
-//! atomic writes, leftover temporary files, and lock files that are never followed through a
-//! symbolic link.
+//! The file system side: private directories (checked by the core's `check_private_dir`, as
+//! ssh checks `~/.ssh`), atomic writes, leftover temporary files, and lock files that are never
+//! followed through a symbolic link.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use withings_oauth::StoreError;
+use withings_oauth::{StoreError, check_private_dir, check_private_file};
 
 /// `tokens.json` + `.lock` = `tokens.json.lock`, in the same directory.
 pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -29,77 +29,6 @@ pub(crate) fn io_error(path: &Path, action: &'static str, source: io::Error) -> 
         action,
         source,
     }
-}
-
-fn insecure(path: &Path, mode: u32, problem: String, fix: String) -> StoreError {
-    StoreError::InsecurePermissions {
-        path: path.to_owned(),
-        mode,
-        problem,
-        fix,
-    }
-}
-
-/// The store's file must be readable and writable by its owner only.
-#[cfg(unix)]
-pub(crate) fn check_private_file(path: &Path, metadata: &fs::Metadata) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(insecure(
-            path,
-            mode,
-            format!("mode {mode:03o}"),
-            format!("chmod 600 {}", path.display()),
-        ));
-    }
-    check_owner(path, metadata, mode)
-}
-
-/// The store's directory must be writable by its owner only, and the owner must be this user:
-/// anyone else who can write there can replace the file or plant a link where a lock file goes.
-#[cfg(unix)]
-pub(crate) fn check_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    let metadata = fs::metadata(dir).map_err(|e| io_error(dir, "inspect", e))?;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o022 != 0 {
-        return Err(insecure(
-            dir,
-            mode,
-            format!("directory mode {mode:03o}, writable by others"),
-            format!("chmod 700 {}", dir.display()),
-        ));
-    }
-    check_owner(dir, &metadata, mode)
-}
-
-#[cfg(unix)]
-fn check_owner(path: &Path, metadata: &fs::Metadata, mode: u32) -> Result<(), StoreError> {
-    use std::os::unix::fs::MetadataExt;
-    let me = rustix::process::geteuid().as_raw();
-    if metadata.uid() != me {
-        return Err(insecure(
-            path,
-            mode,
-            format!(
-                "owned by user id {}, not by this user ({me})",
-                metadata.uid()
-            ),
-            format!("chown {me} {}", path.display()),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-pub(crate) fn check_private_file(_path: &Path, _metadata: &fs::Metadata) -> Result<(), StoreError> {
-    Ok(())
-}
-
-#[cfg(not(unix))]
-pub(crate) fn check_private_dir(_dir: &Path) -> Result<(), StoreError> {
-    Ok(())
 }
 
 /// Creates the store's missing directories, private to the user, and checks the store's own.
@@ -183,8 +112,9 @@ pub(crate) fn remove_leftover_temp_files(path: &Path) -> usize {
         .count()
 }
 
-/// Opens (creating it if needed) a lock file: never through a symbolic link, and only if it
-/// belongs to this user, so that no one can point it at a file of theirs or hold it open.
+/// Opens (creating it if needed) a lock file: never through a symbolic link, and only if it is
+/// private (this user's, mode 0600), so that no one can point it at a file of theirs or hold
+/// it open.
 fn open_lock_file(path: &Path) -> Result<File, StoreError> {
     let mut options = private_options();
     options.read(true).write(true).create(true).truncate(false);
@@ -204,12 +134,8 @@ fn open_lock_file(path: &Path) -> Result<File, StoreError> {
             io_error(path, "open the lock file", e)
         }
     })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let metadata = file.metadata().map_err(|e| io_error(path, "inspect", e))?;
-        check_owner(path, &metadata, metadata.permissions().mode() & 0o777)?;
-    }
+    let metadata = file.metadata().map_err(|e| io_error(path, "inspect", e))?;
+    check_private_file(path, &metadata)?;
     Ok(file)
 }
 

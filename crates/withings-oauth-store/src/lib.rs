@@ -49,7 +49,10 @@
 //! - **Private.** The file is created with mode `0600` and its new directories with `0700`. A
 //!   file that others can read or write is refused, as ssh does with its keys, and so is a
 //!   store directory that others can write to or that belongs to another user:
-//!   [`StoreError::InsecurePermissions`] says which `chmod` or `chown` to run.
+//!   [`StoreError::InsecurePermissions`] says which `chmod`, `chown` or `mkdir` to run. The
+//!   rules are the core's [`check_private_file`](withings_oauth::check_private_file) and
+//!   [`check_private_dir`](withings_oauth::check_private_dir), which the SQL store's SQLite
+//!   file follows too.
 //! - **Atomic.** A save writes a temporary file next to the store, flushes it to disk, renames
 //!   it over the store and flushes the directory: a crash leaves the old file or the new one,
 //!   never half of one. A temporary file left by a crash is removed by the next write.
@@ -188,7 +191,7 @@ impl FileStore {
         let metadata = file
             .metadata()
             .map_err(|e| io_error(&self.path, "inspect", e))?;
-        fs::check_private_file(&self.path, &metadata)?;
+        withings_oauth::check_private_file(&self.path, &metadata)?;
         if metadata.len() > MAX_FILE_BYTES {
             return Err(self.corrupt(format!("it is larger than {MAX_FILE_BYTES} bytes")));
         }

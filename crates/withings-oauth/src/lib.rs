@@ -240,7 +240,7 @@ pub use store::testing;
 pub use store::{
     Conflict, DEFAULT_LEASE_TTL, Expected, Lease, LocalLeases, MemoryStore, StoreError,
     StoreFuture, StoredCredentials, StoredCredentialsError, StoredEntry, TokenStore, Version,
-    VersionedEntry, VersionedMap, ensure_owner,
+    VersionedEntry, VersionedMap, check_private_dir, check_private_file, ensure_owner,
 };
 pub use time::{Clock, SystemClock};
 #[cfg(feature = "loopback")]

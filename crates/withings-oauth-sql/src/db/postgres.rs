@@ -52,6 +52,7 @@ pub(super) async fn open(
     location: &Location,
     suspicion: Suspicion,
 ) -> Result<Pool, StoreError> {
+    super::postgres_params::check(url, &location.shown)?;
     let mut connect = PgConnectOptions::from_str(url)
         .map_err(|e| super::error::database_failure(location, "read its URL", &e))?;
     if let Some(schema) = options.schema_value() {

@@ -1,4 +1,5 @@
-//! Opening the SQLite backend: one file (created 0600), WAL, a busy timeout, full sync.
+//! Opening the SQLite backend: one private file (see `sqlite_file`), WAL, a busy timeout, full
+//! sync.
 
 use std::path::Path;
 
@@ -19,7 +20,7 @@ pub(super) async fn open(
             "the store URL {url} names no file: write sqlite:///absolute/path.db or sqlite://relative/path.db"
         )));
     }
-    create_private(Path::new(path))?;
+    super::sqlite_file::prepare(Path::new(path))?;
     let connect = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -38,32 +39,4 @@ pub(super) async fn open(
         .await
         .map_err(|e| super::error::database_failure(location, "open", &e))?;
     Ok(Pool::Sqlite(pool))
-}
-
-/// Creates the file readable by its owner only, before SQLite creates it with the umask's
-/// mode (its `-wal` and `-shm` files copy the database file's mode).
-fn create_private(path: &Path) -> Result<(), StoreError> {
-    if path.exists() {
-        return Ok(());
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.to_owned(),
-            action: "create the directory",
-            source,
-        })?;
-    }
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-    match open.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(StoreError::Io {
-            path: path.to_owned(),
-            action: "create",
-            source,
-        }),
-    }
 }

@@ -1,9 +1,11 @@
 //! Where credentials live between runs: the [`TokenStore`] contract (versions, compare-and-swap,
-//! leases), [`MemoryStore`], the stored record format, in-process leases, and testing helpers.
+//! leases), [`MemoryStore`], the stored record format, in-process leases, the private-file
+//! checks of stores on disk, and testing helpers.
 
 mod contract;
 mod lease;
 mod memory;
+mod private_file;
 mod record;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -17,5 +19,6 @@ pub use contract::{
 };
 pub use lease::LocalLeases;
 pub use memory::MemoryStore;
+pub use private_file::{check_private_dir, check_private_file};
 pub use record::{StoredCredentials, StoredCredentialsError};
 pub use versioned_map::VersionedMap;
