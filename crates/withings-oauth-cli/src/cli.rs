@@ -145,8 +145,11 @@ pub(crate) enum StoreCommand {
         file: PathBuf,
     },
     /// Re-encrypt every row with the active key (the first of WITHINGS_STORE_KEYS), while
-    /// other programs keep using the store
+    /// other programs keep using the store; the other keys are retired in the database first
     RotateKey,
+    /// Encrypt a database used without keys until now, with the keys of WITHINGS_STORE_KEYS:
+    /// once, after which programs without the keys are refused
+    Encrypt,
 }
 
 /// `fleet`.

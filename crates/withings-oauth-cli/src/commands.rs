@@ -251,24 +251,66 @@ pub(crate) async fn store_rotate_key(settings: &Settings) -> Result<(), CliError
         .await
         .map_err(|e| crate::store::store_error(&e))?;
     say!(
-        "Re-encrypted {} row(s) of {} with the active key.",
+        "Re-encrypted {} row(s) of {} with key {}.",
         rotation.rewritten,
-        store.location()
+        store.location(),
+        rotation.active
     )?;
-    if rotation.unreadable.is_empty() {
-        note!(
-            "Every row now uses the active key: older keys may be removed from WITHINGS_STORE_KEYS."
-        );
-        Ok(())
-    } else {
-        let users: Vec<String> = rotation
-            .unreadable
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        Err(CliError::store(format!(
-            "the rows of user {} could not be opened with the loaded keys and were left as they are: add their key to WITHINGS_STORE_KEYS (after the active one) and run `withings-oauth store rotate-key` again",
-            users.join(", ")
-        )))
+    report_key_use(&rotation)
+}
+
+/// `store encrypt`: seals the logins of a database used without keys until now.
+#[cfg(feature = "sql")]
+pub(crate) async fn store_encrypt(settings: &Settings) -> Result<(), CliError> {
+    let path = settings.store_path()?;
+    let Some(url) = crate::store::database_url(&path) else {
+        return Err(CliError::config(format!(
+            "the store {} is a file; this command works on a database: set --store or WITHINGS_STORE to sqlite:///path/tokens.db or postgres://user@host/db",
+            path.display()
+        )));
+    };
+    let options =
+        withings_oauth_sql::SqlOptions::from_env().map_err(|e| CliError::config(e.to_string()))?;
+    let sealing = withings_oauth_sql::SqlStore::encrypt_clear_rows(url, options)
+        .await
+        .map_err(|e| crate::store::store_error(&e))?;
+    say!(
+        "Encrypted {} login(s) with key {}: from now on the database refuses programs without its keys.",
+        sealing.rewritten,
+        sealing.active
+    )?;
+    report_key_use(&sealing)
+}
+
+/// What each key seals after a sweep, as the database counted it; an error unless every login
+/// uses the active key.
+#[cfg(feature = "sql")]
+fn report_key_use(rotation: &withings_oauth_sql::Rotation) -> Result<(), CliError> {
+    for (key, rows) in &rotation.rows_by_key {
+        note!("key {key}: {rows} login(s)");
     }
+    if rotation.clear_rows > 0 {
+        note!("in clear text: {} login(s)", rotation.clear_rows);
+    }
+    if rotation.complete() {
+        note!(
+            "Every login uses key {}: the other keys may be removed from WITHINGS_STORE_KEYS.",
+            rotation.active
+        );
+        return Ok(());
+    }
+    let users: Vec<String> = rotation
+        .unreadable
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Err(CliError::store(format!(
+        "not every login uses key {} yet (counted above): the logins of user(s) {} could not be opened with the loaded keys and were left as they are; add their key to WITHINGS_STORE_KEYS (after the active one) and run `withings-oauth store rotate-key` again, or remove them with `withings-oauth logout --force --user <id>`",
+        rotation.active,
+        if users.is_empty() {
+            "-".to_owned()
+        } else {
+            users.join(", ")
+        }
+    )))
 }

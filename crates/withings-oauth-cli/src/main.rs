@@ -79,5 +79,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Store(cli::StoreCommand::RotateKey) => {
             commands::store_rotate_key(&settings()?).await
         }
+        #[cfg(feature = "sql")]
+        Command::Store(cli::StoreCommand::Encrypt) => commands::store_encrypt(&settings()?).await,
     }
 }

@@ -1,5 +1,6 @@
 //! The CLI on a database store: `--store sqlite://...`, `store migrate-from` a tokens.json,
-//! `token` refreshing through the database, `store rotate-key`, and the clear-text warning.
+//! `token` refreshing through the database, `store rotate-key` with its count of each key, `store
+//! encrypt`, and an encrypted database refused without its keys.
 
 #![cfg(feature = "sql")]
 
@@ -128,6 +129,11 @@ async fn a_tokens_file_moves_into_an_encrypted_database_that_keeps_working_acros
         "{}",
         text(&out.stdout)
     );
+    assert!(
+        text(&out.stderr).contains("key k2: 1 login(s)"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The old key is no longer needed, and the fresh token is served as is.
     let out = run(home.path(), &sandbox, &db, Some(K2), &["token"]);
@@ -153,15 +159,12 @@ async fn a_tokens_file_moves_into_an_encrypted_database_that_keeps_working_acros
     let refreshed = run(home.path(), &sandbox, &db, Some(K2), &["token"]);
     let token = text(&refreshed.stdout).trim().to_owned();
 
-    // Without the key, the row is reported, not misread.
+    // Without the key, the encrypted database is refused, with the setting named.
     let out = run(home.path(), &sandbox, &db, None, &["token"]);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("warning: the token store has no encryption key"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("no key is configured"), "{stderr}");
+    assert!(stderr.contains("is encrypted"), "{stderr}");
+    assert!(stderr.contains("WITHINGS_STORE_KEYS"), "{stderr}");
     assert!(!stderr.contains(&token), "{stderr}");
 
     let out = run(home.path(), &sandbox, &db, Some(K2), &["logout"]);
@@ -199,4 +202,80 @@ async fn store_commands_refuse_a_file_store_and_a_database_that_is_down_shows_no
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_used_without_keys_is_encrypted_once_by_store_encrypt() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let user = UserId::new(SEEDED_USERID);
+    let issued = sandbox
+        .handle()
+        .issue_tokens(
+            SEEDED_USERID,
+            DEFAULT_CLIENT_ID,
+            &["user.metrics"],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let db_path = home.path().join("tokens.db");
+    let db = format!("sqlite://{}", db_path.display());
+    let credentials = Credentials::from_stored(StoredCredentials {
+        format: StoredCredentials::FORMAT,
+        user_id: user,
+        access_token: issued.access_token.clone(),
+        refresh_token: issued.refresh_token.clone(),
+        expires_at: chrono::Utc::now() + chrono::TimeDelta::hours(3),
+        scopes: "user.metrics".parse().unwrap(),
+        token_type: "Bearer".into(),
+    })
+    .unwrap();
+    let clear = withings_oauth_sql::SqlStore::connect(&db, Default::default())
+        .await
+        .unwrap();
+    clear
+        .save(user, &credentials, Expected::Absent)
+        .await
+        .unwrap();
+    clear.close().await;
+
+    // Keys alone are refused while logins are in clear text, with the way out named.
+    let out = run(home.path(), &sandbox, &db, Some(K1), &["token"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("withings-oauth store encrypt"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(home.path(), &sandbox, &db, Some(K1), &["store", "encrypt"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Encrypted 1 login(s) with key k1"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("key k1: 1 login(s)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let raw = std::fs::read(&db_path).unwrap();
+    let needle = issued.refresh_token.as_bytes();
+    assert!(
+        !raw.windows(needle.len()).any(|w| w == needle),
+        "the refresh token is still in the file in clear"
+    );
+
+    let out = run(home.path(), &sandbox, &db, Some(K1), &["token"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), issued.access_token);
+    // No way back: without the key, the database is refused.
+    let out = run(home.path(), &sandbox, &db, None, &["token"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("WITHINGS_STORE_KEYS"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -369,9 +369,7 @@ impl SqlBucket {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => sqlite_immediate!(
                 pool,
-                sqlx::query(SQLITE_GIVE_BACK)
-                    .bind(&*self.name)
-                    .bind(burst)
+                sqlx::query(SQLITE_GIVE_BACK).bind(&*self.name).bind(burst)
             )
             .map(drop),
             #[cfg(feature = "postgres")]
@@ -459,21 +457,25 @@ impl SqlBucket {
         let (burst, rate, slowed) = self.rates_per_ms();
         let row = match &self.db.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlx::query_as(SQLITE_BUCKET_STATE)
-                .bind(&*self.name)
-                .bind(burst)
-                .bind(rate)
-                .bind(slowed)
-                .fetch_optional(pool)
-                .await,
+            Pool::Sqlite(pool) => {
+                sqlx::query_as(SQLITE_BUCKET_STATE)
+                    .bind(&*self.name)
+                    .bind(burst)
+                    .bind(rate)
+                    .bind(slowed)
+                    .fetch_optional(pool)
+                    .await
+            }
             #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => sqlx::query_as(POSTGRES_BUCKET_STATE)
-                .bind(&*self.name)
-                .bind(burst)
-                .bind(rate)
-                .bind(slowed)
-                .fetch_optional(pool)
-                .await,
+            Pool::Postgres(pool) => {
+                sqlx::query_as(POSTGRES_BUCKET_STATE)
+                    .bind(&*self.name)
+                    .bind(burst)
+                    .bind(rate)
+                    .bind(slowed)
+                    .fetch_optional(pool)
+                    .await
+            }
         };
         let row: Option<(f64, f64, i64, bool)> =
             row.map_err(|e| self.db.fail("read a rate limit", e))?;
