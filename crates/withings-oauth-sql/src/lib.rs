@@ -86,30 +86,56 @@
 //! first active, or a file named by `WITHINGS_STORE_KEYS_FILE`), both tokens are sealed with
 //! XChaCha20-Poly1305 (RustCrypto `chacha20poly1305`, 192-bit random nonces). A sealed value
 //! starts with a format byte and the id of its key; the associated data binds that header,
-//! the column and the user id, so a ciphertext copied onto another row or column fails
-//! authentication (a [`StoreError::Corrupt`](withings_oauth::StoreError::Corrupt) naming the
-//! user; the row is left untouched). Plaintext copies are zeroized after use.
+//! the column, the user id and the row's version, so a ciphertext copied onto another row or
+//! column, or an older one of the same user written back over a newer row (a rollback to a
+//! pair refreshed away), fails authentication: a
+//! [`StoreError::Unreadable`](withings_oauth::StoreError::Unreadable) naming the user; the row
+//! is left untouched. Plaintext copies are zeroized after use.
 //!
-//! To rotate: put the new key first and keep the old ones after it, then run
-//! [`SqlStore::rotate_keys`] (`withings-oauth store rotate-key`), which moves every row to the
-//! active key with compare-and-swap updates while sessions keep working; then drop the old
-//! keys. Rows stored in clear text are encrypted by the same sweep.
+//! Encryption fails closed. The database records the ids (never the bytes) of the keys that
+//! sealed tokens in it (`withings_keys`, migration 0005). From the first key on:
+//! - a store opened without keys is refused
+//!   ([`StoreError::Encryption`](withings_oauth::StoreError::Encryption), naming
+//!   `WITHINGS_STORE_KEYS`); a program without keys that opened it before is refused by the
+//!   database itself, whose triggers reject any token written in clear text;
+//! - a store with keys refuses a row in clear text on read (planted, or written by a program
+//!   that bypassed the triggers) as `Unreadable`;
+//! - the one way in for a database used without keys is explicit:
+//!   [`SqlStore::encrypt_clear_rows`] (`withings-oauth store encrypt`) records the key, then
+//!   seals every clear row. Opening such a database with keys otherwise is refused, and there
+//!   is no way back to clear text.
 //!
-//! Without a key, tokens are stored in clear text: opening such a store logs a warning once
-//! per process, and [`SqlStore::clear_text_warning`] gives a program the text to show. What
-//! looks like a key meant but lost is refused instead ([`KeyError`]): a variable set but
-//! empty, a key file that others can read or change (`chmod 600` it), or, with neither
-//! variable set, one whose name is close to theirs (`WITHINGS_STORE_KEY`).
+//! To rotate: put the new key first and keep the old ones after it, on every instance, then run
+//! [`SqlStore::rotate_keys`] (`withings-oauth store rotate-key`). It first retires every other
+//! key id in the database, so that an instance still sealing with an old key is refused (its
+//! save fails, telling it to load the new key; one started with a retired active key is refused
+//! at once) instead of writing rows the sweep would miss; then it moves every row to the active
+//! key with compare-and-swap updates while sessions keep working; then it counts, in the
+//! database, the logins of each key ([`Rotation::rows_by_key`]). Only when every login uses the
+//! active key ([`Rotation::complete`]) can the old keys go.
 //!
+//! A login whose key is gone (not loaded) is `Unreadable`, naming the key id it needs; it does
+//! not lock its user out: a new login replaces it (`Session::start` writes over the version
+//! the error carries) and a forced logout removes it.
+//!
+//! Without a key, on a database never encrypted, tokens are stored in clear text: opening such
+//! a store logs a warning once per process, and [`SqlStore::clear_text_warning`] gives a program
+//! the text to show. What looks like a key meant but lost is refused instead ([`KeyError`]): a
+//! variable set but empty, a key file that others can read or change (`chmod 600` it), or,
+//! with neither variable set, one whose name is close to theirs (`WITHINGS_STORE_KEY`).
+
 //! # Tables and migrations
 //! `withings_credentials` holds one row per user: version, sealed access and refresh tokens,
 //! the key id, token type, scopes, expiry, the login-required flag, when tokens were last
 //! saved (`refreshed_at`) and last found dead (`failed_at`, `failure_count`), all timestamps
 //! in Unix seconds, indexed by user only (migration `0004` dropped two indexes no statement
 //! used, so that a refresh updates its row in place: on PostgreSQL a heap-only update, the
-//! table keeping a fifth of each page free for it). It is the only place a token is kept. A logout leaves a
-//! tombstone (user id and version, no token) so that a user's version keeps growing across
-//! it, with each write a single compare-and-swap statement `... WHERE version = $expected`.
+//! table keeping a fifth of each page free for it). It is the only place a token is kept.
+//! Each write is a single compare-and-swap statement `... WHERE version = $expected`. A logout
+//! deletes the row; versions still never come back: a user's first write (a login, or a
+//! "login required" mark) starts a new epoch of a store-wide counter, at epoch × 2³² (above
+//! every version written before, for any user), and each later write adds one (migration
+//! 0005, which also purged the tombstones that earlier versions kept for this).
 //! `withings_leases` holds the refresh leases, `withings_pending_logins` the
 //! [pending logins](#pending-logins) of web servers, and `withings_rate_limits` the shared
 //! token buckets (migration `0003`; it needs nothing but `0001`).
@@ -182,7 +208,11 @@
 //! login (migration 0002): the SHA-256 of its `state` (the key), the hash of the browser
 //! binding, the owner, the creation time (Unix ms), redirect URI, scopes, the demo flag, and
 //! the `state` itself sealed as tokens are (bound to the column and every other column of the
-//! row; in clear without keys). A take is one `DELETE ... WHERE state_hash = $1 AND browser_hash = $2
+//! row; in clear without keys). The `state` is kept, not only its hash, because the
+//! [`PendingLoginStore`](withings_oauth::PendingLoginStore) contract gives back the whole
+//! parked login, which the callback checks against the `state` it received; without keys it
+//! is readable for the login's lifetime (10 minutes) by whoever reads the database, who could
+//! then also read every token in it: use keys. A take is one `DELETE ... WHERE state_hash = $1 AND browser_hash = $2
 //! RETURNING ...`: of instances racing for one callback, one gets the login. A put purges
 //! expired rows and drops the owner's oldest beyond the cap (5 by default) in one
 //! transaction.
@@ -202,17 +232,21 @@
 //! # Errors
 //! Every failure is a [`StoreError`](withings_oauth::StoreError): a database that is down, a
 //! refused password, a missing migration or a locked SQLite file is `Other` with a message
-//! that says what to do; a row that can't be read (a missing key, a failed authentication, a
-//! damaged column) is `Corrupt`, names the user, and nothing is written over it. No message
-//! holds a token, a key or the URL's password.
+//! that says what to do; a login that can't be read (a missing key, a failed authentication,
+//! clear text in an encrypted store, a damaged column) is `Unreadable`, names the user and its
+//! version, and nothing is written over it; keys that don't fit the database are `Encryption`,
+//! naming the setting. No message holds a token, a key or the URL's password.
 //!
 //! # What it leaves to you
 //! - Keeping the keys: the store reads them, it does not make, store or back them up.
 //! - Choosing `sslmode=verify-full` (and giving `sslrootcert`) when PostgreSQL is on another
 //!   machine: the default, `prefer`, does not verify the server.
-//! - Sweeping tombstones of users who logged out: each is a user id and a version.
-//! - Refreshing users ahead of time: sessions refresh on demand; the expiry index is there
-//!   for a sweep of your own.
+//! - Refreshing users ahead of time: sessions refresh on demand (the fleet's sweep renews
+//!   refresh tokens unused for a long time).
+//! - Protecting the database from someone who can alter its schema: the triggers that refuse
+//!   clear text can be dropped by the database's owner; a store with keys still refuses what
+//!   such a writer plants, but can't stop a whole row (version included) being replaced by an
+//!   older copy of itself from a backup.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
