@@ -36,6 +36,11 @@ pub const KNOWN_SCOPES: [&str; 4] = [
     "user.sleepevents",
 ];
 
+/// Records per page of the data services that page (`getmeas`, `getactivity`,
+/// `getworkouts`, sleep `getsummary`, heart `list`) unless
+/// [`SandboxConfig::page_size`] says otherwise.
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+
 /// A registered partner application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct App {
@@ -148,6 +153,8 @@ pub struct SandboxConfig {
     pub(crate) rate_limit_window: Duration,
     pub(crate) exact_redirect_uris: bool,
     pub(crate) strict_rotation: bool,
+    pub(crate) page_size: usize,
+    pub(crate) loopback_notify: bool,
 }
 
 impl Default for SandboxConfig {
@@ -165,6 +172,8 @@ impl Default for SandboxConfig {
             rate_limit_window: Duration::from_secs(60),
             exact_redirect_uris: false,
             strict_rotation: false,
+            page_size: DEFAULT_PAGE_SIZE,
+            loopback_notify: false,
         }
     }
 }
@@ -312,6 +321,25 @@ impl SandboxConfig {
     /// ```
     pub fn strict_rotation(mut self, on: bool) -> Self {
         self.strict_rotation = on;
+        self
+    }
+
+    /// How many records a data service answers per page before `more` (default
+    /// [`DEFAULT_PAGE_SIZE`]; 0 counts as 1). Withings does not document its page size; a
+    /// small one makes a client's paging run on a month of data.
+    pub fn page_size(mut self, records: usize) -> Self {
+        self.page_size = records;
+        self
+    }
+
+    /// Whether `subscribe` accepts `http` callback URLs on a loopback address (`127.0.0.1`,
+    /// `[::1]`, `localhost`), so that a test can receive notifications (default `false`).
+    ///
+    /// Withings accepts only `https` callbacks on port 443 of a public host name; so does the
+    /// sandbox unless this is on. Either way the sandbox calls the URL (`HEAD`) and refuses it
+    /// unless it answers HTTP 200.
+    pub fn loopback_notify(mut self, on: bool) -> Self {
+        self.loopback_notify = on;
         self
     }
 

@@ -2,13 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 /// How many requests of each kind the sandbox answered since start (or the last
 /// [`SandboxHandle::reset_counters`](crate::SandboxHandle::reset_counters)).
 ///
 /// Request counters count every outcome; `*_rejected` count the requests answered with the
 /// matching error. Requests answered by a fault (other than [`Fault::Delay`](crate::Fault))
 /// or by the rate limit count only in `faults_applied` / `rate_limited`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
     /// `GET /oauth2_user/authorize2` requests.
     pub authorize_page: u64,
@@ -51,8 +53,18 @@ pub struct Counters {
     pub demo_access: u64,
     /// `/measure` requests.
     pub measure: u64,
-    /// `/measure` requests answered with status 401.
+    /// `/measure` requests answered with status 401 because of the access token.
     pub measure_rejected: u64,
+    /// Requests to any data service (`/measure`, `/v2/measure`, `/v2/user`, `/v2/sleep`,
+    /// `/v2/heart`, `/notify`).
+    pub data_calls: u64,
+    /// Data requests answered with status 401 because of the access token (unknown, expired,
+    /// revoked or missing).
+    pub data_rejected: u64,
+    /// Notifications POSTed to a callback URL that answered HTTP 200.
+    pub notifications_sent: u64,
+    /// Notifications whose callback URL did not answer HTTP 200 in time.
+    pub notifications_failed: u64,
     /// Requests answered with status 601.
     pub rate_limited: u64,
     /// Requests a fault was applied to.
@@ -112,7 +124,7 @@ pub(crate) enum RefreshOutcome {
 
 /// The refresh counters of one user, as in [`Counters::users`]; each is counted in the
 /// total of the same name in [`Counters`] too.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct UserCounters {
     /// Refreshes that returned a new pair.
     pub refresh_granted: u64,

@@ -18,8 +18,12 @@ use withings_sandbox::{App, Sandbox, SandboxConfig, User};
 /// alice@example.com / correct-horse-battery (userid 1001) can log in. mode=demo logs in
 /// the demo user (userid 999999) without a password.
 ///
+/// Also serves the data API (/v2/measure, /v2/sleep, /v2/heart, /v2/user) with a month of
+/// fake data per user, and notification subscriptions (/notify).
+///
 /// The clock, fault injection and counters are controlled through the library
-/// (withings_sandbox::SandboxHandle). Logs go to stderr; set RUST_LOG (for example
+/// (withings_sandbox::SandboxHandle). Logs go to stderr, a line
+/// per request with its action and user; set RUST_LOG (for example
 /// RUST_LOG=withings_sandbox=debug) for more. Runs until Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(name = "withings-sandbox", version, about, long_about)]
@@ -87,7 +91,21 @@ struct Args {
     /// for its grace period.
     #[arg(long)]
     strict_rotation: bool,
+
+    /// Records per page of the data services that page (getmeas, getactivity, getworkouts,
+    /// sleep getsummary, heart list), before `more`.
+    #[arg(long, value_name = "N", default_value_t = PAGE_SIZE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    page_size: u32,
+
+    /// Let /notify subscribe accept http callback URLs on 127.0.0.1, [::1] or localhost, so
+    /// that tests can receive notifications. Withings accepts only https callbacks on a public
+    /// host name.
+    #[arg(long)]
+    loopback_notify: bool,
 }
+
+/// `--page-size`'s default, the library's.
+const PAGE_SIZE: u32 = withings_sandbox::DEFAULT_PAGE_SIZE as u32;
 
 /// The longest lifetime a flag accepts: 10 years in seconds, ten times Withings' longest (the
 /// refresh token's year). Longer ones are surely typos, and the library takes them anyway.
@@ -138,7 +156,9 @@ fn config(args: &Args) -> SandboxConfig {
         .old_refresh_grace(Duration::from_secs(args.old_refresh_grace))
         .rate_limit((args.rate_limit > 0).then_some(args.rate_limit))
         .rate_limit_window(Duration::from_secs(args.rate_limit_window))
-        .strict_rotation(args.strict_rotation);
+        .strict_rotation(args.strict_rotation)
+        .page_size(args.page_size as usize)
+        .loopback_notify(args.loopback_notify);
     if !args.apps.is_empty() {
         config = config.without_apps();
     }
@@ -236,6 +256,14 @@ mod tests {
         ]);
         let ids: Vec<u64> = config(&args).users().iter().map(|u| u.userid).collect();
         assert_eq!(ids, [42, 1_000_001]);
+    }
+
+    #[test]
+    fn data_flags() {
+        let args = Args::parse_from(["withings-sandbox", "--page-size", "5", "--loopback-notify"]);
+        let expected = SandboxConfig::default().page_size(5).loopback_notify(true);
+        assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
+        assert!(Args::try_parse_from(["withings-sandbox", "--page-size", "0"]).is_err());
     }
 
     #[test]

@@ -26,6 +26,8 @@ fn help_describes_every_flag() {
         "--rate-limit",
         "--rate-limit-window",
         "--strict-rotation",
+        "--page-size",
+        "--loopback-notify",
         "--users",
         "user1@example.com",
         "sandbox-client-id",
