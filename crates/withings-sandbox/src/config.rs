@@ -155,6 +155,7 @@ pub struct SandboxConfig {
     pub(crate) strict_rotation: bool,
     pub(crate) page_size: usize,
     pub(crate) loopback_notify: bool,
+    pub(crate) admin_api: bool,
 }
 
 impl Default for SandboxConfig {
@@ -174,6 +175,7 @@ impl Default for SandboxConfig {
             strict_rotation: false,
             page_size: DEFAULT_PAGE_SIZE,
             loopback_notify: false,
+            admin_api: false,
         }
     }
 }
@@ -340,6 +342,13 @@ impl SandboxConfig {
     /// unless it answers HTTP 200.
     pub fn loopback_notify(mut self, on: bool) -> Self {
         self.loopback_notify = on;
+        self
+    }
+
+    /// Whether the admin HTTP API under `/admin/` is served (default `false`): counters,
+    /// logins minted in bulk, new measurements, the clock, faults. See the crate's README.
+    pub fn admin_api(mut self, on: bool) -> Self {
+        self.admin_api = on;
         self
     }
 

@@ -116,6 +116,7 @@
 
 #![deny(missing_docs)]
 
+mod admin;
 mod authorize;
 mod clock;
 mod config;

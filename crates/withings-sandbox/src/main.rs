@@ -22,7 +22,7 @@ use withings_sandbox::{App, Sandbox, SandboxConfig, User};
 /// fake data per user, and notification subscriptions (/notify).
 ///
 /// The clock, fault injection and counters are controlled through the library
-/// (withings_sandbox::SandboxHandle). Logs go to stderr, a line
+/// (withings_sandbox::SandboxHandle), or over HTTP with --admin. Logs go to stderr, a line
 /// per request with its action and user; set RUST_LOG (for example
 /// RUST_LOG=withings_sandbox=debug) for more. Runs until Ctrl-C.
 #[derive(Debug, Parser)]
@@ -102,6 +102,12 @@ struct Args {
     /// host name.
     #[arg(long)]
     loopback_notify: bool,
+
+    /// Serve the admin API under /admin/ (counters, logins minted in bulk, new measurements,
+    /// the clock, faults; see the README). It hands out tokens: for tests on the loopback
+    /// only.
+    #[arg(long)]
+    admin: bool,
 }
 
 /// `--page-size`'s default, the library's.
@@ -158,7 +164,8 @@ fn config(args: &Args) -> SandboxConfig {
         .rate_limit_window(Duration::from_secs(args.rate_limit_window))
         .strict_rotation(args.strict_rotation)
         .page_size(args.page_size as usize)
-        .loopback_notify(args.loopback_notify);
+        .loopback_notify(args.loopback_notify)
+        .admin_api(args.admin);
     if !args.apps.is_empty() {
         config = config.without_apps();
     }
@@ -259,9 +266,18 @@ mod tests {
     }
 
     #[test]
-    fn data_flags() {
-        let args = Args::parse_from(["withings-sandbox", "--page-size", "5", "--loopback-notify"]);
-        let expected = SandboxConfig::default().page_size(5).loopback_notify(true);
+    fn data_and_admin_flags() {
+        let args = Args::parse_from([
+            "withings-sandbox",
+            "--page-size",
+            "5",
+            "--loopback-notify",
+            "--admin",
+        ]);
+        let expected = SandboxConfig::default()
+            .page_size(5)
+            .loopback_notify(true)
+            .admin_api(true);
         assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
         assert!(Args::try_parse_from(["withings-sandbox", "--page-size", "0"]).is_err());
     }

@@ -29,7 +29,7 @@ use crate::notify::Subscription;
 use crate::state::{CodeInfo, Shared, TokenInfo};
 use crate::wire::{LogTag, Reject, error_text};
 use crate::{AUTHORIZE_PATH, SIGNATURE_PATH, TOKEN_PATH};
-use crate::{authorize, data, notify, signature, token, wire};
+use crate::{admin, authorize, data, notify, signature, token, wire};
 
 /// How long [`Sandbox::shutdown`] waits for in-flight requests before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -323,6 +323,9 @@ fn router(shared: Arc<Shared>) -> Router {
         );
     for path in data::PATHS {
         router = router.route(path, post(data::handle).get(data::handle));
+    }
+    if shared.lock().config.admin_api {
+        router = router.nest("/admin", admin::router());
     }
     router
         .fallback(data::unknown_path)

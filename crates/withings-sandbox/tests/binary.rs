@@ -28,6 +28,7 @@ fn help_describes_every_flag() {
         "--strict-rotation",
         "--page-size",
         "--loopback-notify",
+        "--admin",
         "--users",
         "user1@example.com",
         "sandbox-client-id",

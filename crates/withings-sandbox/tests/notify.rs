@@ -3,66 +3,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
-use axum::extract::Form;
-use axum::http::StatusCode;
-use axum::routing::get;
+use common::receiver::Receiver;
 use common::{Env, assert_error, start};
 use serde_json::json;
-use tokio::sync::mpsc;
 use withings_sandbox::{NewMeasure, SEEDED_USERID, SandboxConfig, error_text};
-
-/// A notification receiver on 127.0.0.1: `/ok` answers 200 to `HEAD` and records each POST,
-/// `/broken` answers 500, `/refusing` answers 200 to `HEAD` and 500 to a POST.
-struct Receiver {
-    addr: SocketAddr,
-    posts: mpsc::UnboundedReceiver<HashMap<String, String>>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let (tx, posts) = mpsc::unbounded_channel();
-        let app = Router::new()
-            .route(
-                "/ok",
-                get(|| async { StatusCode::OK }).post(
-                    move |Form(form): Form<HashMap<String, String>>| async move {
-                        let _ = tx.send(form);
-                        StatusCode::OK
-                    },
-                ),
-            )
-            .route(
-                "/refusing",
-                get(|| async { StatusCode::OK })
-                    .post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
-            )
-            .route(
-                "/broken",
-                get(|| async { StatusCode::INTERNAL_SERVER_ERROR })
-                    .post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { addr, posts }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn next(&mut self) -> HashMap<String, String> {
-        tokio::time::timeout(Duration::from_secs(10), self.posts.recv())
-            .await
-            .expect("a notification within 10 s")
-            .expect("the receiver is running")
-    }
-}
 
 async fn subscribe(env: &Env, token: &str, url: &str, appli: &str) -> serde_json::Value {
     env.call(

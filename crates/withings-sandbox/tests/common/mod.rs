@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod receiver;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
