@@ -7,7 +7,7 @@
 //! `enddate` (<https://developer.withings.com/developer-guide/v3/data-api/keep-user-data-up-to-date/>);
 //! a callback has two seconds to answer.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
@@ -100,24 +100,26 @@ fn allowed(url: &str, loopback: bool) -> bool {
         && matches!(parsed.host(), Some(Host::Domain(d)) if !d.eq_ignore_ascii_case("localhost"))
 }
 
-/// The client that calls callback URLs: no proxy (the sandbox is offline), no redirects.
-fn client() -> Option<&'static reqwest::Client> {
-    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
-    CLIENT
+/// The sandbox's client for callback URLs: no proxy (the sandbox is offline), no redirects,
+/// and no connection kept between calls, so that none outlives the runtime it was opened on.
+fn client(shared: &Shared) -> Option<reqwest::Client> {
+    shared
+        .callbacks
         .get_or_init(|| {
             reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(0)
                 .timeout(CALLBACK_TIMEOUT)
                 .build()
                 .ok()
         })
-        .as_ref()
+        .clone()
 }
 
 /// Whether `url` answers a `HEAD` request with HTTP 200.
-async fn answers_200(url: &str) -> bool {
-    let Some(client) = client() else {
+async fn answers_200(shared: &Shared, url: &str) -> bool {
+    let Some(client) = client(shared) else {
         return false;
     };
     client
@@ -155,7 +157,7 @@ async fn subscribe(shared: &Shared, grant: &Grant, params: &Params) -> Result<Va
         return Err(Reject::new(401, error_text::INSUFFICIENT_SCOPE));
     }
     let loopback = shared.lock().config.loopback_notify;
-    if !allowed(&url, loopback) || !answers_200(&url).await {
+    if !allowed(&url, loopback) || !answers_200(shared, &url).await {
         return Err(Reject::new(293, error_text::INVALID_CALLBACK));
     }
     let comment = params.get("comment").unwrap_or_default().to_owned();
@@ -247,11 +249,12 @@ pub(crate) fn deliver(shared: &Arc<Shared>, userid: u64, appli: u32, start: i64,
         .filter(|s| s.userid == userid && s.appli == appli)
         .map(|s| s.callbackurl.clone())
         .collect();
-    let Some(runtime) = shared.runtime.as_ref() else {
+    let (Some(runtime), Some(client)) = (shared.runtime.as_ref(), client(shared)) else {
         return;
     };
     for url in urls {
         let shared = shared.clone();
+        let client = client.clone();
         let form = [
             ("userid", userid.to_string()),
             ("appli", appli.to_string()),
@@ -259,15 +262,12 @@ pub(crate) fn deliver(shared: &Arc<Shared>, userid: u64, appli: u32, start: i64,
             ("enddate", end.to_string()),
         ];
         runtime.spawn(async move {
-            let delivered = match client() {
-                Some(client) => client
-                    .post(&url)
-                    .form(&form)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == reqwest::StatusCode::OK),
-                None => false,
-            };
+            let delivered = client
+                .post(&url)
+                .form(&form)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
             let mut inner = shared.lock();
             if delivered {
                 inner.counters.notifications_sent += 1;

@@ -177,6 +177,9 @@ pub(crate) struct Shared {
     /// The runtime the server runs on, where notifications are sent from; `None` in unit
     /// tests without one.
     pub(crate) runtime: Option<tokio::runtime::Handle>,
+    /// The client that calls notification callbacks, made on first use (`None` if it could
+    /// not be built).
+    pub(crate) callbacks: std::sync::OnceLock<Option<reqwest::Client>>,
 }
 
 impl Shared {
@@ -191,6 +194,7 @@ impl Shared {
         Self {
             clock,
             runtime: tokio::runtime::Handle::try_current().ok(),
+            callbacks: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
                 apps,
                 users: config.users.clone(),

@@ -377,6 +377,26 @@ async fn the_binary_serves_the_admin_api_and_logs_action_and_user() {
         .await
         .unwrap();
     assert_eq!(counters["data_calls"], 1);
+    let refreshed = common::envelope(http.post(base.join("v2/oauth2").unwrap()).form(
+        &common::refresh_form(
+            withings_sandbox::DEFAULT_CLIENT_ID,
+            withings_sandbox::DEFAULT_CLIENT_SECRET,
+            &refresh,
+        ),
+    ))
+    .await;
+    assert_eq!(refreshed["status"], 0);
+    let rotated = refreshed["body"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let odd = common::envelope(
+        http.post(base.join("v2/sleep").unwrap())
+            .bearer_auth(&access)
+            .form(&[("action", refresh.as_str())]),
+    )
+    .await;
+    assert_eq!(odd["status"], 503);
 
     let _ = child.0.kill();
     let _ = child.0.wait();
@@ -398,8 +418,15 @@ async fn the_binary_serves_the_admin_api_and_logs_action_and_user() {
     );
     assert!(line.contains("userid=1000002"), "{line}");
     assert!(line.contains("status=200"), "{line}");
-    assert!(
-        !log.contains(&access) && !log.contains(&refresh),
-        "a token in the log"
-    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("/v2/oauth2"))
+        .unwrap_or_else(|| panic!("no token request line in {log}"));
+    assert!(line.contains("requesttoken refresh_token"), "{line}");
+    assert!(line.contains("userid=1000002"), "{line}");
+    // Not even a token sent where an action belongs.
+    assert!(log.contains("(unknown)"), "{log}");
+    for token in [&access, &refresh, &rotated] {
+        assert!(!log.contains(token.as_str()), "a token in the log: {log}");
+    }
 }

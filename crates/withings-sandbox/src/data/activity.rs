@@ -243,7 +243,9 @@ pub(crate) fn getintradayactivity(call: &Call<'_>) -> Result<Value, Reject> {
     let fields = call.fields(INTRADAY_FIELDS, INTRADAY_DEFAULT);
     let userid = call.userid;
     let device = seed::device_id(userid, WATCH);
-    let first = (window.first * DAY).max(start.div_euclid(INTRADAY_STEP) * INTRADAY_STEP);
+    // Clamped to the window before any arithmetic, so that no input can overflow it.
+    let from = start.max(window.first * DAY);
+    let first = from - from.rem_euclid(INTRADAY_STEP);
     let last = ((window.last + 1) * DAY).min(end);
     let mut series = Map::new();
     let mut t = first;
