@@ -7,6 +7,7 @@
 //! `enddate` (<https://developer.withings.com/developer-guide/v3/data-api/keep-user-data-up-to-date/>);
 //! a callback has two seconds to answer.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,14 +107,17 @@ fn client(shared: &Shared) -> Option<reqwest::Client> {
     shared
         .callbacks
         .get_or_init(|| {
-            reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .pool_max_idle_per_host(0)
-                .timeout(CALLBACK_TIMEOUT)
-                .build()
-                .ok()
+            AssertUnwindSafe(
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .pool_max_idle_per_host(0)
+                    .timeout(CALLBACK_TIMEOUT)
+                    .build()
+                    .ok(),
+            )
         })
+        .0
         .clone()
 }
 

@@ -462,3 +462,15 @@ async fn connection(
         () = kill.notified() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Tests hold a sandbox across threads and across `catch_unwind` (to clean up after a
+    /// failed assertion), so neither may lose these traits.
+    #[test]
+    fn the_sandbox_and_its_handle_cross_threads_and_catch_unwind() {
+        fn check<T: Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+        check::<super::Sandbox>();
+        check::<super::SandboxHandle>();
+    }
+}

@@ -4,6 +4,7 @@
 //! operation is a few map look-ups, so many concurrent clients do not contend noticeably.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -178,8 +179,10 @@ pub(crate) struct Shared {
     /// tests without one.
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     /// The client that calls notification callbacks, made on first use (`None` if it could
-    /// not be built).
-    pub(crate) callbacks: std::sync::OnceLock<Option<reqwest::Client>>,
+    /// not be built). Asserted unwind-safe so that a `Sandbox` stays usable across
+    /// `catch_unwind` in tests: a panic while a callback is called leaves nothing of the
+    /// client that a later call could trip on.
+    pub(crate) callbacks: std::sync::OnceLock<AssertUnwindSafe<Option<reqwest::Client>>>,
 }
 
 impl Shared {
