@@ -297,7 +297,7 @@ async fn advance_clock(State(shared): State<Arc<Shared>>, bytes: Bytes) -> Respo
 #[serde(deny_unknown_fields)]
 struct FaultRequest {
     endpoint: String,
-    /// `delay`, `drop`, `http500`, `malformed` or `601`.
+    /// `delay`, `drop`, `http500`, `html`, `malformed` or `601`.
     fault: String,
     #[serde(default = "one")]
     times: u32,
@@ -329,10 +329,11 @@ async fn inject_fault(State(shared): State<Arc<Shared>>, bytes: Bytes) -> Respon
             "drop" => Fault::DropConnection,
             "http500" => Fault::Http500,
             "malformed" => Fault::MalformedBody,
+            "html" => Fault::HtmlPage,
             "601" => Fault::TooManyRequests,
             _ => {
                 return Err(Refusal::bad(
-                    "fault must be delay, drop, http500, malformed or 601",
+                    "fault must be delay, drop, http500, html, malformed or 601",
                 ));
             }
         };

@@ -94,6 +94,9 @@ pub enum Fault {
     /// HTTP 200 whose JSON body is cut short (`{"status":0,"body":{"access_tok`).
     /// Not processed.
     MalformedBody,
+    /// HTTP 200 with an HTML page instead of JSON, as a captive portal or a proxy's
+    /// maintenance page answers. Not processed.
+    HtmlPage,
     /// HTTP 200 with the rate limit's envelope, status 601 `Too Many Requests`, as if the
     /// app were over its limit. Not processed, not counted in `rate_limited`.
     TooManyRequests,

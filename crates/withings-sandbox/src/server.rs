@@ -390,6 +390,14 @@ async fn faults_and_logging(
             r#"{"status":0,"body":{"access_tok"#,
         )
             .into_response(),
+        Some(Fault::HtmlPage) => (
+            StatusCode::OK,
+            Html(
+                "<!DOCTYPE html><html><head><title>Maintenance</title></head><body>\
+                  <p>The service is down for maintenance.</p></body></html>",
+            ),
+        )
+            .into_response(),
         Some(Fault::TooManyRequests) => {
             Reject::new(601, error_text::TOO_MANY_REQUESTS).into_response()
         }

@@ -286,6 +286,21 @@ async fn the_clock_moves_and_faults_hit_the_nth_request() {
     .await;
     let resp = env.post_raw("measure", &[("action", "getmeas")]).await;
     assert_eq!(resp.status(), 500);
+    admin(
+        &env,
+        "faults",
+        json!({ "endpoint": "v2/user", "fault": "html" }),
+    )
+    .await;
+    let resp = env
+        .request("v2/user")
+        .bearer_auth(&token)
+        .form(&[("action", "getdevice")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().starts_with("<!DOCTYPE html>"));
     let resp = env
         .http
         .delete(env.url("admin/faults"))
