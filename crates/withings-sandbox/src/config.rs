@@ -156,6 +156,7 @@ pub struct SandboxConfig {
     pub(crate) page_size: usize,
     pub(crate) loopback_notify: bool,
     pub(crate) admin_api: bool,
+    pub(crate) data_through: Option<std::time::SystemTime>,
 }
 
 impl Default for SandboxConfig {
@@ -176,6 +177,7 @@ impl Default for SandboxConfig {
             page_size: DEFAULT_PAGE_SIZE,
             loopback_notify: false,
             admin_api: false,
+            data_through: None,
         }
     }
 }
@@ -349,6 +351,21 @@ impl SandboxConfig {
     /// logins minted in bulk, new measurements, the clock, faults. See the crate's README.
     pub fn admin_api(mut self, on: bool) -> Self {
         self.admin_api = on;
+        self
+    }
+
+    /// The last day of every user's 30 days of data: the UTC day of `day` (default: the day
+    /// before the sandbox starts). With a fixed day, every answer is the same on every run,
+    /// whatever the date; without, the data follow the calendar and none lies in the future.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use withings_sandbox::SandboxConfig;
+    /// // 2024-03-31: data from 2024-03-02 to 2024-03-31.
+    /// let config = SandboxConfig::default().data_through(UNIX_EPOCH + Duration::from_secs(1_711_843_200));
+    /// ```
+    pub fn data_through(mut self, day: std::time::SystemTime) -> Self {
+        self.data_through = Some(day);
         self
     }
 

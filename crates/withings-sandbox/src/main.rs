@@ -1,7 +1,7 @@
 //! `withings-sandbox`: run the offline Withings OAuth server from the command line.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use withings_sandbox::{App, Sandbox, SandboxConfig, User};
@@ -103,6 +103,11 @@ struct Args {
     #[arg(long)]
     loopback_notify: bool,
 
+    /// The last day of every user's 30 days of data, YYYY-MM-DD (UTC); by default the day
+    /// before the start, so that the data follow the calendar.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day)]
+    data_through: Option<SystemTime>,
+
     /// Serve the admin API under /admin/ (counters, logins minted in bulk, new measurements,
     /// the clock, faults; see the README). It hands out tokens: for tests on the loopback
     /// only.
@@ -136,6 +141,17 @@ fn parse_app(s: &str) -> Result<App, String> {
         url::Url::parse(c).map_err(|e| format!("callback {c:?} is not a URL: {e}"))?;
     }
     Ok(App::new(id, secret, callbacks))
+}
+
+fn parse_day(s: &str) -> Result<SystemTime, String> {
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("expected a date as YYYY-MM-DD: {e}"))?;
+    let secs = day
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp())
+        .and_then(|t| u64::try_from(t).ok())
+        .ok_or("the date must be 1970-01-01 or later")?;
+    Ok(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 fn parse_user(s: &str) -> Result<User, String> {
@@ -177,6 +193,9 @@ fn config(args: &Args) -> SandboxConfig {
     }
     for user in &args.users {
         config = config.with_user(user.clone());
+    }
+    if let Some(day) = args.data_through {
+        config = config.data_through(day);
     }
     config.seed_users(args.numbered_users)
 }
@@ -280,6 +299,20 @@ mod tests {
             .admin_api(true);
         assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
         assert!(Args::try_parse_from(["withings-sandbox", "--page-size", "0"]).is_err());
+    }
+
+    #[test]
+    fn data_through_flag() {
+        let args = Args::parse_from(["withings-sandbox", "--data-through", "2024-03-31"]);
+        let day = UNIX_EPOCH + Duration::from_secs(1_711_843_200);
+        let expected = SandboxConfig::default().data_through(day);
+        assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
+        for bad in ["2024-02-30", "31/03/2024", "1969-12-31"] {
+            assert!(
+                Args::try_parse_from(["withings-sandbox", "--data-through", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

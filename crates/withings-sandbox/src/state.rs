@@ -193,7 +193,9 @@ impl Shared {
             .map(|a| (a.client_id.clone(), a.clone()))
             .collect();
         let clock = Clock::default();
-        let data_window = Window::before(clock.now());
+        let data_window = config
+            .data_through
+            .map_or_else(|| Window::before(clock.now()), Window::through);
         Self {
             clock,
             runtime: tokio::runtime::Handle::try_current().ok(),

@@ -27,6 +27,7 @@ fn help_describes_every_flag() {
         "--rate-limit-window",
         "--strict-rotation",
         "--page-size",
+        "--data-through",
         "--loopback-notify",
         "--admin",
         "--users",

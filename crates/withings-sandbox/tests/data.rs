@@ -216,6 +216,27 @@ async fn records_have_withings_fields() {
 }
 
 #[tokio::test]
+async fn a_fixed_last_day_gives_the_same_answers_on_every_run() {
+    // 2024-03-31: the month from 2024-03-02.
+    let day = std::time::UNIX_EPOCH + Duration::from_secs(1_711_843_200);
+    let config = || SandboxConfig::default().data_through(day).page_size(100);
+    let (a, b) = (start(config()).await, start(config()).await);
+    let form = [
+        ("startdateymd", "2024-01-01".to_owned()),
+        ("enddateymd", "2024-12-31".to_owned()),
+    ];
+    let (ta, tb) = (a.login_all(), b.login_all());
+    let days = call(&a, &ta, &ACTIVITY, &form).await;
+    let activities = days["body"]["activities"].as_array().unwrap();
+    assert_eq!(activities.len(), 30);
+    assert_eq!(activities[0]["date"], "2024-03-02");
+    assert_eq!(activities[29]["date"], "2024-03-31");
+    assert_eq!(days, call(&b, &tb, &ACTIVITY, &form).await);
+    let nights = call(&a, &ta, &SLEEP_SUMMARY, &form).await;
+    assert_eq!(nights, call(&b, &tb, &SLEEP_SUMMARY, &form).await);
+}
+
+#[tokio::test]
 async fn data_fields_choose_the_fields() {
     let env = start_default().await;
     let token = env.login_all();

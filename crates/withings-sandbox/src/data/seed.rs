@@ -33,6 +33,15 @@ impl Window {
         }
     }
 
+    /// The window whose last day is the UTC day of `last`.
+    pub(crate) fn through(last: SystemTime) -> Self {
+        let last = i64::try_from(unix_secs(last)).unwrap_or(0).div_euclid(DAY);
+        Self {
+            first: last - (DAYS - 1),
+            last,
+        }
+    }
+
     /// Every day of the window, oldest first.
     pub(crate) fn days(self) -> impl DoubleEndedIterator<Item = i64> {
         self.first..=self.last
@@ -112,5 +121,7 @@ mod tests {
         let w = Window::before(start);
         assert_eq!((w.first, w.last), (70, 99));
         assert_eq!(w.days().count(), 30);
+        let end = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(99 * 86_400 + 80_000);
+        assert_eq!(Window::through(end), w);
     }
 }
