@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::clock::unix_secs;
 use crate::config::User;
-use crate::data::{self, NewMeasure};
+use crate::data::NewMeasure;
 use crate::fault::{Endpoint, Fault};
 use crate::state::Shared;
 use crate::wire::LogTag;
@@ -256,18 +256,14 @@ async fn measures(State(shared): State<Arc<Shared>>, bytes: Bytes) -> Response {
         let date = request
             .date
             .map_or(Ok(now), i64::try_from)
-            .map_err(|_| Refusal::bad("date must be unix seconds"))?;
+            .map_err(|_| Refusal::bad("date must be unix seconds up to 2^63 - 1"))?;
         let measures: Vec<NewMeasure> = request
             .measures
             .iter()
             .map(|m| NewMeasure::new(m.measure_type, m.value, m.unit))
             .collect();
-        let grpid = shared
-            .lock()
-            .add_measures(request.userid, date, &measures, now)
+        let (grpid, appli) = notify::add_measures(&shared, request.userid, date, &measures)
             .map_err(|e| Refusal::bad(e.to_string()))?;
-        let appli = data::appli_of(&measures);
-        notify::deliver(&shared, request.userid, appli, date.min(now), date.max(now));
         Ok(json!({ "grpid": grpid, "appli": appli }))
     })();
     answer("measures", result)

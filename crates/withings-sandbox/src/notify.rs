@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use url::{Host, Url};
 
+use crate::clock::unix_secs;
+use crate::data::{self, MeasureError, NewMeasure};
 use crate::rotation::Grant;
 use crate::state::{Inner, Shared};
 use crate::wire::{self, Params, Reject, error_text};
@@ -242,10 +244,27 @@ fn revoke(inner: &mut Inner, grant: &Grant, params: &Params) -> Result<Value, Re
     Ok(json!({}))
 }
 
+/// Adds a measure group taken at `date` (unix seconds) for `userid` and notifies the
+/// callbacks subscribed to its `appli`: what
+/// [`SandboxHandle::add_measures`](crate::SandboxHandle::add_measures) and
+/// `POST /admin/measures` do. Returns its `grpid` and `appli`.
+pub(crate) fn add_measures(
+    shared: &Arc<Shared>,
+    userid: u64,
+    date: i64,
+    measures: &[NewMeasure],
+) -> Result<(u64, u32), MeasureError> {
+    let now = i64::try_from(unix_secs(shared.clock.now())).unwrap_or(i64::MAX);
+    let grpid = shared.lock().add_measures(userid, date, measures, now)?;
+    let appli = data::appli_of(measures);
+    deliver(shared, userid, appli, date.min(now), date.max(now));
+    Ok((grpid, appli))
+}
+
 /// POSTs a notification of `appli` for `userid` to every subscribed callback URL, in tasks of
 /// their own on the sandbox's runtime; the outcome is counted. The fields are `userid`,
 /// `appli`, `startdate` and `enddate`.
-pub(crate) fn deliver(shared: &Arc<Shared>, userid: u64, appli: u32, start: i64, end: i64) {
+fn deliver(shared: &Arc<Shared>, userid: u64, appli: u32, start: i64, end: i64) {
     let urls: Vec<String> = shared
         .lock()
         .subscriptions

@@ -280,16 +280,8 @@ impl SandboxHandle {
         date: std::time::SystemTime,
         measures: &[NewMeasure],
     ) -> Result<u64, MeasureError> {
-        let now = crate::clock::unix_secs(self.shared.clock.now());
         let date = i64::try_from(crate::clock::unix_secs(date)).unwrap_or(i64::MAX);
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
-        let grpid = self
-            .shared
-            .lock()
-            .add_measures(userid, date, measures, now)?;
-        let appli = data::appli_of(measures);
-        notify::deliver(&self.shared, userid, appli, date.min(now), date.max(now));
-        Ok(grpid)
+        notify::add_measures(&self.shared, userid, date, measures).map(|(grpid, _)| grpid)
     }
 
     /// The notification subscriptions of every user and app, oldest first.
