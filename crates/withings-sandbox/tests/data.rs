@@ -62,7 +62,23 @@ const DEVICES: Family = Family {
     list: "devices",
 };
 
-const ALL: [&Family; 7] = [
+const MEASURES: Family = Family {
+    path: "measure",
+    action: "getmeas",
+    scope: "user.metrics",
+    list: "measuregrps",
+};
+/// `list` needs a valid token of any scope; `subscribe` asks the scope of its `appli`.
+const NOTIFICATIONS: Family = Family {
+    path: "notify",
+    action: "list",
+    scope: "user.info",
+    list: "profiles",
+};
+
+/// Every family with dated records; notifications have their own tests.
+const ALL: [&Family; 8] = [
+    &MEASURES,
     &ACTIVITY,
     &WORKOUTS,
     &INTRADAY,
@@ -81,7 +97,7 @@ fn whole_month(family: &Family) -> Vec<(&'static str, String)> {
         ("v2/measure", "getintradayactivity") | ("v2/sleep", "get") => {
             vec![("startdate", day_before_yesterday), ("enddate", yesterday)]
         }
-        ("v2/heart", _) | ("v2/user", _) => vec![],
+        ("v2/heart", _) | ("v2/user", _) | ("measure", _) | ("notify", _) => vec![],
         _ => vec![("startdateymd", ymd(-40)), ("enddateymd", ymd(1))],
     }
 }
@@ -89,7 +105,10 @@ fn whole_month(family: &Family) -> Vec<(&'static str, String)> {
 /// The same parameters for a week of 2019.
 fn in_2019(family: &Family) -> Vec<(&'static str, String)> {
     match (family.path, family.action) {
-        ("v2/measure", "getintradayactivity") | ("v2/sleep", "get") | ("v2/heart", _) => vec![
+        ("v2/measure", "getintradayactivity")
+        | ("v2/sleep", "get")
+        | ("v2/heart", _)
+        | ("measure", _) => vec![
             ("startdate", "1552089600".into()),
             ("enddate", "1552176000".into()),
         ],
@@ -131,6 +150,7 @@ async fn every_family_answers_a_month_of_data() {
         let answer = call(&env, &token, family, &whole_month(family)).await;
         let n = records(family, &answer);
         let expected = match family.action {
+            "getmeas" => 47,
             "getactivity" | "getsummary" => 30,
             "getworkouts" | "list" => 15,
             "getdevice" => 4,
@@ -386,14 +406,15 @@ async fn an_expired_token_gets_the_401_envelope() {
         .access_token;
     let valid = env.login_all();
     env.handle.advance_clock(Duration::from_secs(3601));
-    for family in ALL {
+    for family in ALL.into_iter().chain([&NOTIFICATIONS]) {
         for token in [&expired, &valid] {
             let answer = call(&env, token, family, &whole_month(family)).await;
             assert_error(&answer, 401, error_text::INVALID_TOKEN);
         }
     }
     let c = env.handle.counters();
-    assert_eq!((c.data_calls, c.data_rejected), (14, 14));
+    assert_eq!((c.data_calls, c.data_rejected), (18, 18));
+    assert_eq!((c.measure, c.measure_rejected), (2, 2));
 }
 
 #[tokio::test]
