@@ -108,6 +108,7 @@ fn requesttoken(
         };
         inner.codes.remove(code);
         let pair = inner.issue_pair(client_id, granted.userid, granted.scopes, None, now);
+        inner.counters.count_code_granted(pair.userid);
         tag.userid = Some(pair.userid);
         // The code exchange answers `userid` as a string...
         Ok(token_body(&pair, json!(pair.userid.to_string())))

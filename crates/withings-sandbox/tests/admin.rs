@@ -91,6 +91,8 @@ async fn minted_logins_work_and_the_counters_say_what_they_did() {
     assert_eq!(per_user["users"]["1000002"]["refresh_granted"], 2);
     let (_, one) = admin_get(&env, "counters?userid=1000002").await;
     assert_eq!(one["refresh_in_grace"], 1);
+    let (_, first) = admin_get(&env, "counters?userid=1000001").await;
+    assert_eq!(first["data_served"], 1, "{first}");
     let (status, _) = admin_get(&env, "counters?userid=someone").await;
     assert_eq!(status, 400);
 

@@ -246,6 +246,7 @@ fn authorize(
         }
         return Err((Reject::new(401, error_text::INVALID_TOKEN), None));
     };
+    inner.counters.count_data_served(grant.userid);
     let userid = Some(grant.userid);
     let action = params
         .require("action")
