@@ -34,7 +34,7 @@
 //! | `POST /v2/sleep` | `get`, `getsummary` |
 //! | `POST /v2/heart` | `list`, `get` |
 //! | `POST /v2/user` | `getdevice` |
-//! | `POST /notify` | `subscribe`, `list`, `get`, `revoke`; notifications on [`SandboxHandle::add_measures`] |
+//! | `POST /notify` | `subscribe`, `list`, `get`, `revoke`, `update`; notifications on [`SandboxHandle::add_measures`] |
 //!
 //! Every data service answers in Withings' envelope with 30 days of fake data that depend
 //! only on the user id and the day, honours its documented filters (dates, `lastupdate`,

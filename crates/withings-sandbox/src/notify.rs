@@ -1,4 +1,4 @@
-//! `POST /notify`: notification subscriptions (`subscribe`, `list`, `get`, `revoke`) and the
+//! `POST /notify`: notification subscriptions (`subscribe`, `list`, `get`, `revoke`, `update`) and the
 //! notifications themselves, POSTed to every subscribed callback URL when a measurement is
 //! added.
 //!
@@ -52,6 +52,7 @@ pub(crate) enum Action {
     List,
     Get,
     Revoke,
+    Update,
 }
 
 /// The scope a subscription to `appli` needs, `None` for an unknown `appli`.
@@ -147,6 +148,7 @@ pub(crate) async fn handle(
         Action::List => list(&shared.lock(), grant, params),
         Action::Get => get(&shared.lock(), grant, params),
         Action::Revoke => revoke(&mut shared.lock(), grant, params),
+        Action::Update => update(shared, grant, params).await,
     };
     match answer {
         Ok(body) => wire::ok(body),
@@ -162,10 +164,7 @@ async fn subscribe(shared: &Shared, grant: &Grant, params: &Params) -> Result<Va
     if !scope_of(appli).is_some_and(|s| grant.has(s)) {
         return Err(Reject::new(401, error_text::INSUFFICIENT_SCOPE));
     }
-    let loopback = shared.lock().config.loopback_notify;
-    if !allowed(&url, loopback) || !answers_200(shared, &url).await {
-        return Err(Reject::new(293, error_text::INVALID_CALLBACK));
-    }
+    check_callback(shared, &url).await?;
     let comment = params.get("comment").unwrap_or_default().to_owned();
     let mut inner = shared.lock();
     let subscriptions = &mut inner.subscriptions;
@@ -191,6 +190,74 @@ async fn subscribe(shared: &Shared, grant: &Grant, params: &Params) -> Result<Va
     });
     tracing::debug!(userid = grant.userid, appli, "notification subscribed");
     Ok(json!({}))
+}
+
+/// A callback URL Withings accepts (see [`allowed`]) and that answers HTTP 200.
+async fn check_callback(shared: &Shared, url: &str) -> Result<(), Reject> {
+    let loopback = shared.lock().config.loopback_notify;
+    if allowed(url, loopback) && answers_200(shared, url).await {
+        Ok(())
+    } else {
+        Err(Reject::new(293, error_text::INVALID_CALLBACK))
+    }
+}
+
+/// `update`: a subscription's callback URL and `appli` (`new_callbackurl` and `new_appli`),
+/// or its `comment`.
+async fn update(shared: &Shared, grant: &Grant, params: &Params) -> Result<Value, Reject> {
+    let url = params.require("callbackurl")?.to_owned();
+    let Some(appli) = appli(params, true)? else {
+        return Err(Reject::missing("appli"));
+    };
+    let is_it = |s: &Subscription| {
+        s.userid == grant.userid
+            && s.client_id == grant.client_id
+            && s.callbackurl == url
+            && s.appli == appli
+    };
+    if !shared.lock().subscriptions.iter().any(is_it) {
+        return Err(Reject::new(294, error_text::NO_SUCH_SUBSCRIPTION));
+    }
+    let change = match (params.get("new_callbackurl"), params.get("comment")) {
+        (Some(new_url), _) => {
+            let new_appli = match params.get("new_appli") {
+                None => return Err(Reject::missing("new_appli")),
+                Some(raw) => raw
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|a| scope_of(*a).is_some())
+                    .ok_or_else(|| Reject::invalid_param("new_appli"))?,
+            };
+            if !scope_of(new_appli).is_some_and(|s| grant.has(s)) {
+                return Err(Reject::new(401, error_text::INSUFFICIENT_SCOPE));
+            }
+            check_callback(shared, new_url).await?;
+            Change::Target(new_url.to_owned(), new_appli)
+        }
+        (None, Some(comment)) => Change::Comment(comment.to_owned()),
+        (None, None) => return Err(Reject::missing("new_callbackurl")),
+    };
+    let mut inner = shared.lock();
+    // "If multiple subscriptions were made for a given user, callbackurl and appli, only one
+    // of the subscriptions will be updated."
+    let Some(found) = inner.subscriptions.iter_mut().find(|s| is_it(s)) else {
+        return Err(Reject::new(294, error_text::NO_SUCH_SUBSCRIPTION));
+    };
+    match change {
+        Change::Target(new_url, new_appli) => {
+            found.callbackurl = new_url;
+            found.appli = new_appli;
+        }
+        Change::Comment(comment) => found.comment = comment,
+    }
+    Ok(json!({}))
+}
+
+/// What `update` changes.
+enum Change {
+    Target(String, u32),
+    Comment(String),
 }
 
 fn mine<'a>(inner: &'a Inner, grant: &'a Grant) -> impl Iterator<Item = &'a Subscription> + 'a {

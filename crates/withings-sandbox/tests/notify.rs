@@ -249,3 +249,55 @@ async fn a_notification_the_callback_refuses_is_counted_as_failed() {
     eventually(&env, |c| c.notifications_failed == 1).await;
     assert_eq!(env.handle.counters().notifications_sent, 0);
 }
+
+#[tokio::test]
+async fn update_moves_a_subscription_or_changes_its_comment() {
+    let env = loopback_env().await;
+    let mut receiver = Receiver::start().await;
+    let token = env.login(&["user.metrics"]);
+    let (ok, refusing) = (receiver.url("/ok"), receiver.url("/refusing"));
+    assert_eq!(subscribe(&env, &token, &refusing, "4").await["status"], 0);
+    let update = |extra: Vec<(&'static str, String)>| {
+        let mut form = vec![
+            ("action", "update".to_owned()),
+            ("callbackurl", refusing.clone()),
+            ("appli", "4".to_owned()),
+        ];
+        form.extend(extra);
+        form
+    };
+    let form = update(vec![("comment", "renamed".into())]);
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(env.call("notify", &token, &pairs).await["status"], 0);
+    assert_eq!(env.handle.subscriptions()[0].comment, "renamed");
+
+    // Moved to a callback that does not answer 200: refused, nothing changes.
+    let form = update(vec![
+        ("new_callbackurl", receiver.url("/broken")),
+        ("new_appli", "1".into()),
+    ]);
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let answer = env.call("notify", &token, &pairs).await;
+    assert_error(&answer, 293, error_text::INVALID_CALLBACK);
+
+    let form = update(vec![
+        ("new_callbackurl", ok.clone()),
+        ("new_appli", "1".into()),
+    ]);
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(env.call("notify", &token, &pairs).await["status"], 0);
+    let moved = &env.handle.subscriptions()[0];
+    assert_eq!((moved.callbackurl.as_str(), moved.appli), (ok.as_str(), 1));
+    env.handle
+        .add_measures(
+            SEEDED_USERID,
+            taken_now(),
+            &[NewMeasure::new(1, 69_900, -3)],
+        )
+        .unwrap();
+    assert_eq!(receiver.next().await["appli"], "1");
+
+    // The old one is gone.
+    let answer = env.call("notify", &token, &pairs).await;
+    assert_error(&answer, 294, error_text::NO_SUCH_SUBSCRIPTION);
+}

@@ -39,7 +39,7 @@ pub(crate) const USER_PATH: &str = "/v2/user";
 pub(crate) const SLEEP_PATH: &str = "/v2/sleep";
 /// Path of the heart services (`list`, `get`).
 pub(crate) const HEART_PATH: &str = "/v2/heart";
-/// Path of the notification services (`subscribe`, `list`, `get`, `revoke`).
+/// Path of the notification services (`subscribe`, `list`, `get`, `revoke`, `update`).
 pub(crate) const NOTIFY_PATH: &str = "/notify";
 
 /// How a service answers once the token, the action and the scope are checked.
@@ -143,6 +143,12 @@ const SERVICES: &[Service] = &[
         action: "revoke",
         scope: None,
         run: Run::Notify(notify::Action::Revoke),
+    },
+    Service {
+        path: NOTIFY_PATH,
+        action: "update",
+        scope: None,
+        run: Run::Notify(notify::Action::Update),
     },
 ];
 
