@@ -362,7 +362,8 @@ impl SandboxConfig {
     /// use std::time::{Duration, UNIX_EPOCH};
     /// use withings_sandbox::SandboxConfig;
     /// // 2024-03-31: data from 2024-03-02 to 2024-03-31.
-    /// let config = SandboxConfig::default().data_through(UNIX_EPOCH + Duration::from_secs(1_711_843_200));
+    /// let march_31 = UNIX_EPOCH + Duration::from_secs(1_711_843_200);
+    /// let config = SandboxConfig::default().data_through(march_31);
     /// ```
     pub fn data_through(mut self, day: std::time::SystemTime) -> Self {
         self.data_through = Some(day);

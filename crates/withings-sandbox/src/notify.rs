@@ -1,6 +1,6 @@
-//! `POST /notify`: notification subscriptions (`subscribe`, `list`, `get`, `revoke`, `update`) and the
-//! notifications themselves, POSTed to every subscribed callback URL when a measurement is
-//! added.
+//! `POST /notify`: notification subscriptions (`subscribe`, `list`, `get`, `revoke`,
+//! `update`) and the notifications themselves, POSTed to every subscribed callback URL when a
+//! measurement is added.
 //!
 //! Withings calls a callback URL before accepting it and expects HTTP 200; the sandbox sends
 //! it a `HEAD` request. Notifications are form POSTs with `userid`, `appli`, `startdate` and
@@ -28,8 +28,8 @@ const MAX_PER_USER: usize = 32;
 /// The `expires` Withings lists for a subscription: it never expires.
 const NEVER: i64 = 2_147_483_647;
 
-/// A notification subscription, as [`SandboxHandle::subscriptions`](crate::SandboxHandle::subscriptions)
-/// shows it.
+/// A notification subscription, as
+/// [`SandboxHandle::subscriptions`](crate::SandboxHandle::subscriptions) shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subscription {
     /// The user whose data it is about.

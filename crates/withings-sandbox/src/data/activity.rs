@@ -260,6 +260,7 @@ pub(crate) fn getintradayactivity(call: &Call<'_>) -> Result<Value, Reject> {
             } else {
                 0
             };
+            let (hr_low, hr_high) = if awake { (60, 110) } else { (48, 62) };
             let values = json!({
                 "steps": steps,
                 "elevation": if awake { between(userid, day, what + 200, 0, 2) } else { 0 },
@@ -268,7 +269,7 @@ pub(crate) fn getintradayactivity(call: &Call<'_>) -> Result<Value, Reject> {
                 "stroke": 0,
                 "pool_lap": 0,
                 "duration": if steps > 0 { INTRADAY_STEP } else { 0 },
-                "heart_rate": between(userid, day, what + 400, if awake { 60 } else { 48 }, if awake { 110 } else { 62 }),
+                "heart_rate": between(userid, day, what + 400, hr_low, hr_high),
                 "spo2_auto": between(userid, day, what + 600, 95, 99),
             });
             let mut point = match values {
