@@ -71,8 +71,8 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         store.location()
     ))?;
 
-    step(2, "Login, asking for user.metrics.")?;
-    let scopes = Scopes::from(Scope::Metrics);
+    step(2, "Login, asking for user.metrics and user.activity.")?;
+    let scopes: Scopes = [Scope::Metrics, Scope::Activity].into_iter().collect();
     let (session, _) = if args.browser {
         detail(format_args!(
             "Your browser opens the sandbox's page: log in as {} with password {}, then Allow.",
@@ -117,22 +117,45 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
 
     step(
         4,
-        "A data call: getmeas (POST /measure with `Authorization: Bearer <access token>`).",
+        "Data calls: getmeas (POST /measure with `Authorization: Bearer <access token>`), then sleep summaries (POST /v2/sleep).",
     )?;
-    let groups = session
+    let answer = session
         .get_meas(&GetMeas::new())
         .await
-        .map_err(ops::session_error)?
-        .groups;
-    let weight = groups
+        .map_err(ops::session_error)?;
+    let weight = answer
+        .groups
         .iter()
         .find_map(|g| g.measure(measure_type::WEIGHT))
-        .map(|m| format!("; a weight of {:.1} kg", m.real_value()))
+        .map(|m| format!("; the latest weight: {:.1} kg", m.real_value()))
         .unwrap_or_default();
+    let paging = if answer.more {
+        " (one page: `more` says there are others)"
+    } else {
+        ""
+    };
     detail(format_args!(
-        "Withings answered {} measure groups{weight}.",
-        groups.len()
+        "Withings answered {} measure groups{paging}{weight}.",
+        answer.groups.len()
     ))?;
+    let day = |days_ago: i64| {
+        (Utc::now() - chrono::TimeDelta::days(days_ago))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let (week_start, week_end) = (day(7), day(1));
+    let sleep = session
+        .call(
+            "v2/sleep",
+            &[
+                ("action", "getsummary"),
+                ("startdateymd", &week_start),
+                ("enddateymd", &week_end),
+            ],
+        )
+        .await
+        .map_err(ops::session_error)?;
+    detail(sleep_summary(&sleep))?;
 
     step(
         5,
@@ -185,6 +208,29 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<(), CliError> {
         "Done. To log in to the real Withings, configure your app and run `withings-oauth login` (see `withings-oauth --help`)."
     )?;
     Ok(())
+}
+
+/// One line about the nights of a sleep `getsummary` answer.
+fn sleep_summary(body: &serde_json::Value) -> String {
+    let nights = body["series"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let last = nights
+        .last()
+        .and_then(|n| n["data"]["total_sleep_time"].as_i64())
+        .map(|secs| {
+            format!(
+                "; the last one {} h {:02} min asleep",
+                secs / 3600,
+                secs % 3600 / 60
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "Sleep summaries of the last week: {} nights{last}.",
+        nights.len()
+    )
 }
 
 /// Calls `getmeas` by hand with a token the session no longer has: Withings' status and error

@@ -319,7 +319,8 @@ async fn demo_runs_every_step_offline_and_prints_no_secret() {
     }
     for needle in [
         "Logged in user 1001",
-        "3 measure groups",
+        "20 measure groups (one page",
+        "Sleep summaries of the last week: 7 nights; the last one",
         "the access token changed",
         "Users left in the store: 0",
         "status 401",

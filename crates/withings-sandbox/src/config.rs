@@ -36,6 +36,11 @@ pub const KNOWN_SCOPES: [&str; 4] = [
     "user.sleepevents",
 ];
 
+/// Records per page of the data services that page (`getmeas`, `getactivity`,
+/// `getworkouts`, sleep `getsummary`, heart `list`) unless
+/// [`SandboxConfig::page_size`] says otherwise.
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+
 /// A registered partner application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct App {
@@ -148,6 +153,10 @@ pub struct SandboxConfig {
     pub(crate) rate_limit_window: Duration,
     pub(crate) exact_redirect_uris: bool,
     pub(crate) strict_rotation: bool,
+    pub(crate) page_size: usize,
+    pub(crate) loopback_notify: bool,
+    pub(crate) admin_api: bool,
+    pub(crate) data_through: Option<std::time::SystemTime>,
 }
 
 impl Default for SandboxConfig {
@@ -165,6 +174,10 @@ impl Default for SandboxConfig {
             rate_limit_window: Duration::from_secs(60),
             exact_redirect_uris: false,
             strict_rotation: false,
+            page_size: DEFAULT_PAGE_SIZE,
+            loopback_notify: false,
+            admin_api: false,
+            data_through: None,
         }
     }
 }
@@ -312,6 +325,48 @@ impl SandboxConfig {
     /// ```
     pub fn strict_rotation(mut self, on: bool) -> Self {
         self.strict_rotation = on;
+        self
+    }
+
+    /// How many records a data service answers per page before `more` (default
+    /// [`DEFAULT_PAGE_SIZE`]; 0 counts as 1). Withings does not document its page size; a
+    /// small one makes a client's paging run on a month of data.
+    pub fn page_size(mut self, records: usize) -> Self {
+        self.page_size = records;
+        self
+    }
+
+    /// Whether `subscribe` accepts `http` callback URLs on a loopback address (`127.0.0.1`,
+    /// `[::1]`, `localhost`), so that a test can receive notifications (default `false`).
+    ///
+    /// Withings accepts only `https` callbacks on port 443 of a public host name; so does the
+    /// sandbox unless this is on. Either way the sandbox calls the URL (`HEAD`) and refuses it
+    /// unless it answers HTTP 200.
+    pub fn loopback_notify(mut self, on: bool) -> Self {
+        self.loopback_notify = on;
+        self
+    }
+
+    /// Whether the admin HTTP API under `/admin/` is served (default `false`): counters,
+    /// logins minted in bulk, new measurements, the clock, faults. See the crate's README.
+    pub fn admin_api(mut self, on: bool) -> Self {
+        self.admin_api = on;
+        self
+    }
+
+    /// The last day of every user's 30 days of data: the UTC day of `day` (default: the day
+    /// before the sandbox starts). With a fixed day, every answer is the same on every run,
+    /// whatever the date; without, the data follow the calendar and none lies in the future.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use withings_sandbox::SandboxConfig;
+    /// // 2024-03-31: data from 2024-03-02 to 2024-03-31.
+    /// let march_31 = UNIX_EPOCH + Duration::from_secs(1_711_843_200);
+    /// let config = SandboxConfig::default().data_through(march_31);
+    /// ```
+    pub fn data_through(mut self, day: std::time::SystemTime) -> Self {
+        self.data_through = Some(day);
         self
     }
 

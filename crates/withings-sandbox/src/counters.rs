@@ -2,13 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 /// How many requests of each kind the sandbox answered since start (or the last
 /// [`SandboxHandle::reset_counters`](crate::SandboxHandle::reset_counters)).
 ///
 /// Request counters count every outcome; `*_rejected` count the requests answered with the
 /// matching error. Requests answered by a fault (other than [`Fault::Delay`](crate::Fault))
 /// or by the rate limit count only in `faults_applied` / `rate_limited`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
     /// `GET /oauth2_user/authorize2` requests.
     pub authorize_page: u64,
@@ -43,6 +45,8 @@ pub struct Counters {
     pub chains_killed: u64,
     /// Code exchanges answered `Invalid Params: invalid code`.
     pub code_rejected: u64,
+    /// Code exchanges that returned tokens.
+    pub code_granted: u64,
     /// `getnonce` requests.
     pub getnonce: u64,
     /// `revoke` requests.
@@ -51,20 +55,45 @@ pub struct Counters {
     pub demo_access: u64,
     /// `/measure` requests.
     pub measure: u64,
-    /// `/measure` requests answered with status 401.
+    /// `/measure` requests answered with status 401 because of the access token.
     pub measure_rejected: u64,
+    /// Requests to any data service (`/measure`, `/v2/measure`, `/v2/user`, `/v2/sleep`,
+    /// `/v2/heart`, `/notify`).
+    pub data_calls: u64,
+    /// Data requests answered with status 401 because of the access token (unknown, expired,
+    /// revoked or missing).
+    pub data_rejected: u64,
+    /// Data requests whose access token was accepted (whatever the service answered then).
+    pub data_served: u64,
+    /// Notifications POSTed to a callback URL that answered HTTP 200.
+    pub notifications_sent: u64,
+    /// Notifications whose callback URL did not answer HTTP 200 in time.
+    pub notifications_failed: u64,
     /// Requests answered with status 601.
     pub rate_limited: u64,
     /// Requests a fault was applied to.
     pub faults_applied: u64,
-    /// The refresh counters per user id, for the users who refreshed at least once.
+    /// The counters per user id, for the users who logged in, refreshed or called a data
+    /// service at least once.
     pub users: BTreeMap<u64, UserCounters>,
 }
 
 impl Counters {
-    /// The refresh counters of `userid`, zero if it never refreshed.
+    /// The counters of `userid`, zero if it did nothing.
     pub fn user(&self, userid: u64) -> UserCounters {
         self.users.get(&userid).copied().unwrap_or_default()
+    }
+
+    /// Counts a code exchange that returned tokens for `userid`.
+    pub(crate) fn count_code_granted(&mut self, userid: u64) {
+        self.code_granted += 1;
+        self.users.entry(userid).or_default().code_granted += 1;
+    }
+
+    /// Counts a data request whose access token of `userid` was accepted.
+    pub(crate) fn count_data_served(&mut self, userid: u64) {
+        self.data_served += 1;
+        self.users.entry(userid).or_default().data_served += 1;
     }
 
     /// Counts a refresh of `userid` in its counters and in the totals.
@@ -110,10 +139,14 @@ pub(crate) enum RefreshOutcome {
     Reused { killed: bool },
 }
 
-/// The refresh counters of one user, as in [`Counters::users`]; each is counted in the
-/// total of the same name in [`Counters`] too.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The counters of one user, as in [`Counters::users`]; each is counted in the total of the
+/// same name in [`Counters`] too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct UserCounters {
+    /// Code exchanges that returned tokens.
+    pub code_granted: u64,
+    /// Data requests whose access token was accepted.
+    pub data_served: u64,
     /// Refreshes that returned a new pair.
     pub refresh_granted: u64,
     /// Granted refreshes with a refresh token already rotated away, inside its grace period.

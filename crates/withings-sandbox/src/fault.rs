@@ -15,26 +15,66 @@ pub enum Endpoint {
     Signature,
     /// `POST /measure`.
     Measure,
+    /// `POST /v2/measure` (`getactivity`, `getworkouts`, `getintradayactivity`).
+    MeasureV2,
+    /// `POST /v2/user` (`getdevice`).
+    User,
+    /// `POST /v2/sleep` (`get`, `getsummary`).
+    Sleep,
+    /// `POST /v2/heart` (`list`, `get`).
+    Heart,
+    /// `POST /notify` (`subscribe`, `list`, `get`, `revoke`).
+    Notify,
 }
+
+/// Every endpoint, in the order of their queues.
+const ENDPOINTS: [Endpoint; 9] = [
+    Endpoint::Authorize,
+    Endpoint::Token,
+    Endpoint::Signature,
+    Endpoint::Measure,
+    Endpoint::MeasureV2,
+    Endpoint::User,
+    Endpoint::Sleep,
+    Endpoint::Heart,
+    Endpoint::Notify,
+];
 
 impl Endpoint {
     pub(crate) fn from_path(path: &str) -> Option<Self> {
-        match path {
-            crate::AUTHORIZE_PATH => Some(Self::Authorize),
-            crate::TOKEN_PATH => Some(Self::Token),
-            crate::SIGNATURE_PATH => Some(Self::Signature),
-            crate::MEASURE_PATH => Some(Self::Measure),
-            _ => None,
+        ENDPOINTS.into_iter().find(|e| e.path() == path)
+    }
+
+    /// The path it serves.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Authorize => crate::AUTHORIZE_PATH,
+            Self::Token => crate::TOKEN_PATH,
+            Self::Signature => crate::SIGNATURE_PATH,
+            Self::Measure => crate::MEASURE_PATH,
+            Self::MeasureV2 => crate::data::MEASURE_V2_PATH,
+            Self::User => crate::data::USER_PATH,
+            Self::Sleep => crate::data::SLEEP_PATH,
+            Self::Heart => crate::data::HEART_PATH,
+            Self::Notify => crate::data::NOTIFY_PATH,
         }
     }
 
+    /// The endpoint named by its path without the leading `/` (`v2/oauth2`, `measure`,
+    /// `v2/sleep`, ...) or by its name in lower case (`token`, `authorize`, `sleep`, ...).
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.trim().trim_start_matches('/');
+        ENDPOINTS.into_iter().find(|e| {
+            e.path().trim_start_matches('/') == name
+                || format!("{e:?}").eq_ignore_ascii_case(&name.replace(['-', '_'], ""))
+        })
+    }
+
     fn index(self) -> usize {
-        match self {
-            Self::Authorize => 0,
-            Self::Token => 1,
-            Self::Signature => 2,
-            Self::Measure => 3,
-        }
+        ENDPOINTS
+            .iter()
+            .position(|e| *e == self)
+            .unwrap_or_default()
     }
 }
 
@@ -54,19 +94,49 @@ pub enum Fault {
     /// HTTP 200 whose JSON body is cut short (`{"status":0,"body":{"access_tok`).
     /// Not processed.
     MalformedBody,
+    /// HTTP 200 with an HTML page instead of JSON, as a captive portal or a proxy's
+    /// maintenance page answers. Not processed.
+    HtmlPage,
+    /// HTTP 200 with the rate limit's envelope, status 601 `Too Many Requests`, as if the
+    /// app were over its limit. Not processed, not counted in `rate_limited`.
+    TooManyRequests,
 }
 
-/// Faults queued per endpoint; each entry applies to a number of requests, in order.
+/// A queued fault: `skip` requests pass first, then `left` get the fault.
+#[derive(Debug)]
+struct Queued {
+    fault: Option<Fault>,
+    left: u32,
+}
+
+/// Faults queued per endpoint; each entry applies to a number of requests, in order. A pause
+/// (`fault: None`) lets requests through before the next fault.
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
-    queues: [VecDeque<(Fault, u32)>; 4],
+    queues: [VecDeque<Queued>; ENDPOINTS.len()],
 }
 
 impl Faults {
     pub(crate) fn push(&mut self, endpoint: Endpoint, fault: Fault, times: u32) {
-        if times > 0 {
-            self.queues[endpoint.index()].push_back((fault, times));
+        self.push_after(endpoint, fault, 0, times);
+    }
+
+    /// Lets `skip` more requests through, then applies `fault` to `times` requests.
+    pub(crate) fn push_after(&mut self, endpoint: Endpoint, fault: Fault, skip: u32, times: u32) {
+        if times == 0 {
+            return;
         }
+        let queue = &mut self.queues[endpoint.index()];
+        if skip > 0 {
+            queue.push_back(Queued {
+                fault: None,
+                left: skip,
+            });
+        }
+        queue.push_back(Queued {
+            fault: Some(fault),
+            left: times,
+        });
     }
 
     pub(crate) fn clear(&mut self) {
@@ -76,13 +146,13 @@ impl Faults {
     /// The fault for the next request to `endpoint`, if any, counting it down.
     pub(crate) fn take(&mut self, endpoint: Endpoint) -> Option<Fault> {
         let queue = &mut self.queues[endpoint.index()];
-        let (fault, left) = queue.front_mut()?;
-        let fault = fault.clone();
-        *left -= 1;
-        if *left == 0 {
+        let next = queue.front_mut()?;
+        let fault = next.fault.clone();
+        next.left -= 1;
+        if next.left == 0 {
             queue.pop_front();
         }
-        Some(fault)
+        fault
     }
 }
 
@@ -105,21 +175,33 @@ mod tests {
     }
 
     #[test]
-    fn paths_map_to_endpoints() {
-        for e in [
-            Endpoint::Authorize,
-            Endpoint::Token,
-            Endpoint::Signature,
-            Endpoint::Measure,
-        ] {
-            let path = match e {
-                Endpoint::Authorize => "/oauth2_user/authorize2",
-                Endpoint::Token => "/v2/oauth2",
-                Endpoint::Signature => "/v2/signature",
-                Endpoint::Measure => "/measure",
-            };
-            assert_eq!(Endpoint::from_path(path), Some(e));
+    fn a_fault_can_wait_for_the_nth_request() {
+        let mut faults = Faults::default();
+        faults.push_after(Endpoint::Sleep, Fault::TooManyRequests, 2, 1);
+        assert_eq!(faults.take(Endpoint::Sleep), None);
+        assert_eq!(faults.take(Endpoint::Sleep), None);
+        assert_eq!(faults.take(Endpoint::Sleep), Some(Fault::TooManyRequests));
+        assert_eq!(faults.take(Endpoint::Sleep), None);
+    }
+
+    #[test]
+    fn endpoints_parse_by_path_or_name() {
+        for e in ENDPOINTS {
+            assert_eq!(Endpoint::parse(e.path()), Some(e));
+            assert_eq!(Endpoint::parse(&format!("{e:?}").to_lowercase()), Some(e));
         }
+        assert_eq!(Endpoint::parse("measure-v2"), Some(Endpoint::MeasureV2));
+        assert_eq!(Endpoint::parse("v2/oauth2"), Some(Endpoint::Token));
+        assert_eq!(Endpoint::parse("nowhere"), None);
+    }
+
+    #[test]
+    fn paths_map_to_endpoints() {
+        for e in ENDPOINTS {
+            assert_eq!(Endpoint::from_path(e.path()), Some(e));
+        }
+        assert_eq!(Endpoint::from_path("/v2/oauth2"), Some(Endpoint::Token));
+        assert_eq!(Endpoint::from_path("/v2/sleep"), Some(Endpoint::Sleep));
         assert_eq!(Endpoint::from_path("/v2/oauth2/"), None);
     }
 }

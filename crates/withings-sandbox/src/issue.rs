@@ -4,6 +4,9 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
 use crate::DEMO_USERID;
 use crate::clock::later;
 use crate::state::Inner;
@@ -83,4 +86,31 @@ impl Inner {
             scopes: pair.scopes,
         })
     }
+}
+
+/// `logins` as the credential store file of the `withings-oauth` command line (its format 2:
+/// one entry per user, each at version 1), so that a test can hand a fleet of logins to the
+/// command line without logging each one in.
+pub(crate) fn store_file(logins: &[IssuedTokens]) -> Value {
+    let users: serde_json::Map<String, Value> = logins
+        .iter()
+        .map(|t| {
+            let expires_at =
+                DateTime::<Utc>::from(t.expires_at).to_rfc3339_opts(SecondsFormat::Secs, true);
+            let entry = json!({
+                "version": 1,
+                "credentials": {
+                    "format": 1,
+                    "user_id": t.userid,
+                    "access_token": t.access_token,
+                    "refresh_token": t.refresh_token,
+                    "expires_at": expires_at,
+                    "scopes": t.scopes.join(","),
+                    "token_type": "Bearer",
+                },
+            });
+            (t.userid.to_string(), entry)
+        })
+        .collect();
+    json!({ "format": 2, "last_version": 1, "users": users })
 }

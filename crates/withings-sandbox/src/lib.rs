@@ -13,9 +13,12 @@
 //! # Contents
 //! - [`Sandbox`]: start, base URLs, shutdown.
 //! - [`SandboxHandle`]: clock, faults, counters, live codes and tokens, switches, tokens
-//!   minted without a login ([`SandboxHandle::issue_tokens`]).
+//!   minted without a login ([`SandboxHandle::issue_tokens`]), measurements added
+//!   ([`SandboxHandle::add_measures`], [`NewMeasure`]), notification subscriptions
+//!   ([`Subscription`]).
 //! - [`SandboxConfig`], [`App`], [`User`]: apps, users (one or a numbered fleet), lifetimes,
-//!   rate limit, [strict rotation](SandboxConfig::strict_rotation).
+//!   rate limit, [strict rotation](SandboxConfig::strict_rotation), page size, loopback
+//!   notification callbacks.
 //! - [`Counters`], [`UserCounters`]: what the clients did, in total and per user.
 //! - [`error_text`]: the `error` texts of the envelopes.
 //!
@@ -27,6 +30,16 @@
 //! | `POST /v2/oauth2` | `requesttoken` (secret or signed), `revoke` and `getdemoaccess` (signed) |
 //! | `POST /v2/signature` | `getnonce` |
 //! | `POST /measure` | `getmeas` with `Authorization: Bearer` |
+//! | `POST /v2/measure` | `getactivity`, `getworkouts`, `getintradayactivity` |
+//! | `POST /v2/sleep` | `get`, `getsummary` |
+//! | `POST /v2/heart` | `list`, `get` |
+//! | `POST /v2/user` | `getdevice` |
+//! | `POST /notify` | `subscribe`, `list`, `get`, `revoke`, `update`; notifications on [`SandboxHandle::add_measures`] |
+//!
+//! Every data service answers in Withings' envelope with 30 days of fake data that depend
+//! only on the user id and the day, honours its documented filters (dates, `lastupdate`,
+//! types, `category`, `offset`/`more`, `data_fields`) and needs its scope. The crate's README
+//! lists every parameter and what is not served.
 //!
 //! The consent page has stable element ids for browser tests: `consent-form`, `email`,
 //! `password`, `allow`, `deny`, one checkbox per requested scope (`scope-user-metrics`, ...),
@@ -103,13 +116,15 @@
 
 #![deny(missing_docs)]
 
+mod admin;
 mod authorize;
 mod clock;
 mod config;
 mod counters;
+mod data;
 mod fault;
 mod issue;
-mod measure;
+mod notify;
 mod rotation;
 mod server;
 mod signature;
@@ -118,13 +133,15 @@ mod token;
 mod wire;
 
 pub use config::{
-    App, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEMO_USERID, HTTPS_CALLBACK, KNOWN_SCOPES,
-    LOOPBACK_CALLBACK, NUMBERED_USERID_BASE, SEEDED_EMAIL, SEEDED_PASSWORD, SEEDED_USERID,
-    SandboxConfig, User,
+    App, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PAGE_SIZE, DEMO_USERID, HTTPS_CALLBACK,
+    KNOWN_SCOPES, LOOPBACK_CALLBACK, NUMBERED_USERID_BASE, SEEDED_EMAIL, SEEDED_PASSWORD,
+    SEEDED_USERID, SandboxConfig, User,
 };
 pub use counters::{Counters, UserCounters};
+pub use data::{MeasureError, NewMeasure};
 pub use fault::{Endpoint, Fault};
 pub use issue::{IssueError, IssuedTokens};
+pub use notify::Subscription;
 pub use server::{Sandbox, SandboxHandle};
 pub use signature::TIMESTAMP_TOLERANCE_SECS;
 pub use state::{CodeInfo, TokenInfo, TokenKind};

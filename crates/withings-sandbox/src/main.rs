@@ -1,7 +1,7 @@
 //! `withings-sandbox`: run the offline Withings OAuth server from the command line.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use withings_sandbox::{App, Sandbox, SandboxConfig, User};
@@ -18,8 +18,12 @@ use withings_sandbox::{App, Sandbox, SandboxConfig, User};
 /// alice@example.com / correct-horse-battery (userid 1001) can log in. mode=demo logs in
 /// the demo user (userid 999999) without a password.
 ///
+/// Also serves the data API (/v2/measure, /v2/sleep, /v2/heart, /v2/user) with a month of
+/// fake data per user, and notification subscriptions (/notify).
+///
 /// The clock, fault injection and counters are controlled through the library
-/// (withings_sandbox::SandboxHandle). Logs go to stderr; set RUST_LOG (for example
+/// (withings_sandbox::SandboxHandle), or over HTTP with --admin. Logs go to stderr, a line
+/// per request with its action and user; set RUST_LOG (for example
 /// RUST_LOG=withings_sandbox=debug) for more. Runs until Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(name = "withings-sandbox", version, about, long_about)]
@@ -87,7 +91,32 @@ struct Args {
     /// for its grace period.
     #[arg(long)]
     strict_rotation: bool,
+
+    /// Records per page of the data services that page (getmeas, getactivity, getworkouts,
+    /// sleep getsummary, heart list), before `more`.
+    #[arg(long, value_name = "N", default_value_t = PAGE_SIZE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    page_size: u32,
+
+    /// Let /notify subscribe accept http callback URLs on 127.0.0.1, [::1] or localhost, so
+    /// that tests can receive notifications. Withings accepts only https callbacks on a public
+    /// host name.
+    #[arg(long)]
+    loopback_notify: bool,
+
+    /// The last day of every user's 30 days of data, YYYY-MM-DD (UTC); by default the day
+    /// before the start, so that the data follow the calendar.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day)]
+    data_through: Option<SystemTime>,
+
+    /// Serve the admin API under /admin/ (counters, logins minted in bulk, new measurements,
+    /// the clock, faults; see the README). It hands out tokens: for tests on the loopback
+    /// only.
+    #[arg(long)]
+    admin: bool,
 }
+
+/// `--page-size`'s default, the library's.
+const PAGE_SIZE: u32 = withings_sandbox::DEFAULT_PAGE_SIZE as u32;
 
 /// The longest lifetime a flag accepts: 10 years in seconds, ten times Withings' longest (the
 /// refresh token's year). Longer ones are surely typos, and the library takes them anyway.
@@ -114,6 +143,17 @@ fn parse_app(s: &str) -> Result<App, String> {
     Ok(App::new(id, secret, callbacks))
 }
 
+fn parse_day(s: &str) -> Result<SystemTime, String> {
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("expected a date as YYYY-MM-DD: {e}"))?;
+    let secs = day
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp())
+        .and_then(|t| u64::try_from(t).ok())
+        .ok_or("the date must be 1970-01-01 or later")?;
+    Ok(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 fn parse_user(s: &str) -> Result<User, String> {
     let (rest, userid) = s.rsplit_once(':').ok_or("expected EMAIL:PASSWORD:USERID")?;
     let (email, password) = rest
@@ -138,7 +178,10 @@ fn config(args: &Args) -> SandboxConfig {
         .old_refresh_grace(Duration::from_secs(args.old_refresh_grace))
         .rate_limit((args.rate_limit > 0).then_some(args.rate_limit))
         .rate_limit_window(Duration::from_secs(args.rate_limit_window))
-        .strict_rotation(args.strict_rotation);
+        .strict_rotation(args.strict_rotation)
+        .page_size(args.page_size as usize)
+        .loopback_notify(args.loopback_notify)
+        .admin_api(args.admin);
     if !args.apps.is_empty() {
         config = config.without_apps();
     }
@@ -150,6 +193,9 @@ fn config(args: &Args) -> SandboxConfig {
     }
     for user in &args.users {
         config = config.with_user(user.clone());
+    }
+    if let Some(day) = args.data_through {
+        config = config.data_through(day);
     }
     config.seed_users(args.numbered_users)
 }
@@ -236,6 +282,37 @@ mod tests {
         ]);
         let ids: Vec<u64> = config(&args).users().iter().map(|u| u.userid).collect();
         assert_eq!(ids, [42, 1_000_001]);
+    }
+
+    #[test]
+    fn data_and_admin_flags() {
+        let args = Args::parse_from([
+            "withings-sandbox",
+            "--page-size",
+            "5",
+            "--loopback-notify",
+            "--admin",
+        ]);
+        let expected = SandboxConfig::default()
+            .page_size(5)
+            .loopback_notify(true)
+            .admin_api(true);
+        assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
+        assert!(Args::try_parse_from(["withings-sandbox", "--page-size", "0"]).is_err());
+    }
+
+    #[test]
+    fn data_through_flag() {
+        let args = Args::parse_from(["withings-sandbox", "--data-through", "2024-03-31"]);
+        let day = UNIX_EPOCH + Duration::from_secs(1_711_843_200);
+        let expected = SandboxConfig::default().data_through(day);
+        assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
+        for bad in ["2024-02-30", "31/03/2024", "1969-12-31"] {
+            assert!(
+                Args::try_parse_from(["withings-sandbox", "--data-through", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,20 @@ use crate::clock::later;
 use crate::counters::RefreshOutcome;
 use crate::state::{Dead, Inner, MAX_TOKENS, Pair, evict_oldest};
 
+/// Who a data call acts for: what an access token grants.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    pub(crate) client_id: String,
+    pub(crate) userid: u64,
+    pub(crate) scopes: Vec<String>,
+}
+
+impl Grant {
+    pub(crate) fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
 impl Inner {
     /// Removes a refresh token; if it had been rotated away, remembers it as dead.
     pub(crate) fn bury(&mut self, token: &str) {
@@ -111,17 +125,17 @@ impl Inner {
 
     /// Looks up an access token for a data call and marks it used. On first use the refresh
     /// token it replaced dies. `None` if unknown or expired.
-    pub(crate) fn use_access(
-        &mut self,
-        token: &str,
-        now: SystemTime,
-    ) -> Option<(String, Vec<String>)> {
+    pub(crate) fn use_access(&mut self, token: &str, now: SystemTime) -> Option<Grant> {
         let access = self.access.get_mut(token)?;
         if access.expires_at <= now {
             return None;
         }
         access.used = true;
-        let found = (access.client_id.clone(), access.scopes.clone());
+        let found = Grant {
+            client_id: access.client_id.clone(),
+            userid: access.userid,
+            scopes: access.scopes.clone(),
+        };
         if let Some(old) = access.replaces.take() {
             self.bury(&old);
         }

@@ -22,11 +22,14 @@ use url::Url;
 
 use crate::config::SandboxConfig;
 use crate::counters::Counters;
+use crate::data::{MeasureError, NewMeasure};
 use crate::fault::{Endpoint, Fault};
 use crate::issue::{IssueError, IssuedTokens};
+use crate::notify::Subscription;
 use crate::state::{CodeInfo, Shared, TokenInfo};
-use crate::{AUTHORIZE_PATH, MEASURE_PATH, SIGNATURE_PATH, TOKEN_PATH};
-use crate::{authorize, measure, signature, token, wire};
+use crate::wire::{LogTag, Reject, error_text};
+use crate::{AUTHORIZE_PATH, SIGNATURE_PATH, TOKEN_PATH};
+use crate::{admin, authorize, data, notify, signature, token, wire};
 
 /// How long [`Sandbox::shutdown`] waits for in-flight requests before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -140,6 +143,16 @@ impl SandboxHandle {
         self.shared.lock().faults.push(endpoint, fault, times);
     }
 
+    /// Lets `skip` more requests to `endpoint` through, then applies `fault` to the next
+    /// `times`: `inject_fault_after(Endpoint::Token, Fault::Http500, 2, 1)` fails the third
+    /// token request from now.
+    pub fn inject_fault_after(&self, endpoint: Endpoint, fault: Fault, skip: u32, times: u32) {
+        self.shared
+            .lock()
+            .faults
+            .push_after(endpoint, fault, skip, times);
+    }
+
     /// Removes all pending faults.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();
@@ -236,6 +249,52 @@ impl SandboxHandle {
             .issue_tokens(userid, client_id, scopes, expires_in, now)
     }
 
+    /// Adds a measure group taken at `date` for `userid`, as if one of the user's devices had
+    /// just sent it, and notifies every callback URL subscribed to it (`appli` 4 for a group
+    /// with blood pressure or pulse, 1 otherwise). `getmeas` answers it from now on; its
+    /// `modified` is the sandbox's present, so a `lastupdate` sync sees it. Returns its
+    /// `grpid`.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use withings_sandbox::{NewMeasure, Sandbox, SandboxConfig, SEEDED_USERID};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+    /// let grpid = sandbox.handle().add_measures(
+    ///     SEEDED_USERID,
+    ///     SystemTime::now() - Duration::from_secs(60),
+    ///     &[NewMeasure::new(1, 71_800, -3)], // 71.8 kg
+    /// )?;
+    /// assert!(grpid > 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`MeasureError`] if the user is unknown or `measures` is empty.
+    pub fn add_measures(
+        &self,
+        userid: u64,
+        date: std::time::SystemTime,
+        measures: &[NewMeasure],
+    ) -> Result<u64, MeasureError> {
+        let date = i64::try_from(crate::clock::unix_secs(date)).unwrap_or(i64::MAX);
+        notify::add_measures(&self.shared, userid, date, measures).map(|(grpid, _)| grpid)
+    }
+
+    /// The notification subscriptions of every user and app, oldest first.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        self.shared.lock().subscriptions.clone()
+    }
+
+    /// Changes how many records a data service answers per page (see
+    /// [`SandboxConfig::page_size`]).
+    pub fn set_page_size(&self, records: usize) {
+        self.shared.lock().config.page_size = records;
+    }
+
     /// Adds a callback URL to a registered app. Unknown client ids are ignored.
     pub fn register_callback(&self, client_id: &str, url: &str) {
         if let Some(app) = self.shared.lock().apps.get_mut(client_id)
@@ -247,14 +306,21 @@ impl SandboxHandle {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route(AUTHORIZE_PATH, get(authorize::page).post(authorize::submit))
         .route(TOKEN_PATH, post(token::handle).get(token::handle))
         .route(
             SIGNATURE_PATH,
             post(signature::handle).get(signature::handle),
-        )
-        .route(MEASURE_PATH, post(measure::handle).get(measure::handle))
+        );
+    for path in data::PATHS {
+        router = router.route(path, post(data::handle).get(data::handle));
+    }
+    if shared.lock().config.admin_api {
+        router = router.nest("/admin", admin::router());
+    }
+    router
+        .fallback(data::unknown_path)
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             faults_and_logging,
@@ -316,8 +382,33 @@ async fn faults_and_logging(
             r#"{"status":0,"body":{"access_tok"#,
         )
             .into_response(),
+        Some(Fault::HtmlPage) => (
+            StatusCode::OK,
+            Html(
+                "<!DOCTYPE html><html><head><title>Maintenance</title></head><body>\
+                  <p>The service is down for maintenance.</p></body></html>",
+            ),
+        )
+            .into_response(),
+        Some(Fault::TooManyRequests) => {
+            Reject::new(601, error_text::TOO_MANY_REQUESTS).into_response()
+        }
     };
-    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+    let tag = response
+        .extensions()
+        .get::<LogTag>()
+        .cloned()
+        .unwrap_or_default();
+    let status = response.status().as_u16();
+    // Method, path, action and user: never a parameter's value, so never a token.
+    match (tag.action.as_deref(), tag.userid) {
+        (Some(action), Some(userid)) => {
+            tracing::info!(%method, %path, action, userid, status, "request");
+        }
+        (Some(action), None) => tracing::info!(%method, %path, action, status, "request"),
+        (None, Some(userid)) => tracing::info!(%method, %path, userid, status, "request"),
+        (None, None) => tracing::info!(%method, %path, status, "request"),
+    }
     response
 }
 
@@ -369,5 +460,17 @@ async fn connection(
     tokio::select! {
         _ = conn.as_mut() => {}
         () = kill.notified() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Tests hold a sandbox across threads and across `catch_unwind` (to clean up after a
+    /// failed assertion), so neither may lose these traits.
+    #[test]
+    fn the_sandbox_and_its_handle_cross_threads_and_catch_unwind() {
+        fn check<T: Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+        check::<super::Sandbox>();
+        check::<super::SandboxHandle>();
     }
 }

@@ -4,13 +4,16 @@
 //! operation is a few map look-ups, so many concurrent clients do not contend noticeably.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{Clock, later};
 use crate::config::{App, SandboxConfig, User};
 use crate::counters::Counters;
+use crate::data::{MeasureGroup, Window};
 use crate::fault::Faults;
+use crate::notify::Subscription;
 
 /// Hard cap on live authorization codes; the oldest is evicted beyond it.
 pub(crate) const MAX_CODES: usize = 10_000;
@@ -158,6 +161,13 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     pub(crate) faults: Faults,
     last_purge: Option<SystemTime>,
+    /// The days every user has seeded data for.
+    pub(crate) data_window: Window,
+    /// Measure groups added through the handle or the admin API, per user.
+    pub(crate) added: HashMap<u64, Vec<MeasureGroup>>,
+    /// The next `grpid` of an added group.
+    pub(crate) next_grpid: u64,
+    pub(crate) subscriptions: Vec<Subscription>,
 }
 
 /// State shared by all connections and by every [`SandboxHandle`](crate::SandboxHandle).
@@ -165,6 +175,14 @@ pub(crate) struct Inner {
 pub(crate) struct Shared {
     pub(crate) clock: Clock,
     inner: Mutex<Inner>,
+    /// The runtime the server runs on, where notifications are sent from; `None` in unit
+    /// tests without one.
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+    /// The client that calls notification callbacks, made on first use (`None` if it could
+    /// not be built). Asserted unwind-safe so that a `Sandbox` stays usable across
+    /// `catch_unwind` in tests: a panic while a callback is called leaves nothing of the
+    /// client that a later call could trip on.
+    pub(crate) callbacks: std::sync::OnceLock<AssertUnwindSafe<Option<reqwest::Client>>>,
 }
 
 impl Shared {
@@ -174,8 +192,14 @@ impl Shared {
             .iter()
             .map(|a| (a.client_id.clone(), a.clone()))
             .collect();
+        let clock = Clock::default();
+        let data_window = config
+            .data_through
+            .map_or_else(|| Window::before(clock.now()), Window::through);
         Self {
-            clock: Clock::default(),
+            clock,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            callbacks: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
                 apps,
                 users: config.users.clone(),
@@ -190,6 +214,10 @@ impl Shared {
                 counters: Counters::default(),
                 faults: Faults::default(),
                 last_purge: None,
+                data_window,
+                added: HashMap::new(),
+                next_grpid: 1,
+                subscriptions: Vec::new(),
             }),
         }
     }
@@ -401,12 +429,15 @@ impl Inner {
         }
     }
 
-    /// Revokes every token of `userid` for `client_id`.
+    /// Revokes every token of `userid` for `client_id`, and the app's notification
+    /// subscriptions for that user, as Withings' `revoke` does.
     pub(crate) fn revoke(&mut self, client_id: &str, userid: u64) {
         self.access
             .retain(|_, a| !(a.client_id == client_id && a.userid == userid));
         self.refresh
             .retain(|_, r| !(r.client_id == client_id && r.userid == userid));
+        self.subscriptions
+            .retain(|s| !(s.client_id == client_id && s.userid == userid));
     }
 
     pub(crate) fn live_codes(&self, now: SystemTime) -> Vec<CodeInfo> {

@@ -4,24 +4,41 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::state::{Inner, Pair, Shared, random_token};
-use crate::wire::{self, Params, Reject, error_text};
+use crate::wire::{self, LogTag, Params, Reject, error_text};
 use crate::{DEMO_USERID, signature};
 
 /// `POST /v2/oauth2`.
-pub(crate) async fn handle(
-    State(shared): State<Arc<Shared>>,
-    req: Request,
-) -> Result<Response, Reject> {
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let params = wire::read_params(parts.uri.query(), body).await?;
-    dispatch(&shared, &params)
+    let params = match wire::read_params(parts.uri.query(), body).await {
+        Ok(params) => params,
+        Err(reject) => return reject.into_response(),
+    };
+    // Only known names reach the log: a parameter's value could be anything, a token included.
+    let action = params
+        .get("action")
+        .map(|action| match (action, params.get("grant_type")) {
+            ("requesttoken", Some(g @ ("authorization_code" | "refresh_token"))) => {
+                format!("requesttoken {g}")
+            }
+            ("requesttoken" | "revoke" | "getdemoaccess", _) => action.to_owned(),
+            _ => "(unknown)".to_owned(),
+        });
+    let mut tag = LogTag {
+        action,
+        userid: None,
+    };
+    let mut response = dispatch(&shared, &params, &mut tag).into_response();
+    response.extensions_mut().insert(tag);
+    response
 }
 
-fn dispatch(shared: &Shared, params: &Params) -> Result<Response, Reject> {
+/// Answers the request; puts the user it acted for in `tag`.
+fn dispatch(shared: &Shared, params: &Params, tag: &mut LogTag) -> Result<Response, Reject> {
     let action = params.require("action")?;
     let client_id = params.require("client_id")?;
     let now = shared.clock.now();
@@ -30,7 +47,7 @@ fn dispatch(shared: &Shared, params: &Params) -> Result<Response, Reject> {
         return Err(Reject::new(601, error_text::TOO_MANY_REQUESTS));
     }
     match action {
-        "requesttoken" => requesttoken(&mut inner, params, client_id, now),
+        "requesttoken" => requesttoken(&mut inner, params, client_id, now, tag),
         "revoke" => {
             inner.counters.revoke += 1;
             signature::verify_signed(&mut inner, params, action, client_id, now)?;
@@ -38,6 +55,7 @@ fn dispatch(shared: &Shared, params: &Params) -> Result<Response, Reject> {
                 .require("userid")?
                 .parse::<u64>()
                 .map_err(|_| Reject::invalid(error_text::INVALID_USERID))?;
+            tag.userid = Some(userid);
             inner.revoke(client_id, userid);
             tracing::debug!(client_id, userid, "tokens revoked");
             Ok(wire::ok(json!({})))
@@ -48,6 +66,7 @@ fn dispatch(shared: &Shared, params: &Params) -> Result<Response, Reject> {
             let scopes = wire::parse_scopes(params.require("scope_oauth2")?)
                 .ok_or_else(|| Reject::invalid(error_text::INVALID_SCOPE))?;
             let pair = inner.issue_pair(client_id, DEMO_USERID, scopes, None, now);
+            tag.userid = Some(pair.userid);
             // Withings documents only the three token fields; `userid` is added so that a
             // client can store the demo grant like any other.
             Ok(wire::ok(json!({
@@ -66,6 +85,7 @@ fn requesttoken(
     params: &Params,
     client_id: &str,
     now: SystemTime,
+    tag: &mut LogTag,
 ) -> Result<Response, Reject> {
     let grant_type = params.require("grant_type")?;
     match grant_type {
@@ -88,6 +108,8 @@ fn requesttoken(
         };
         inner.codes.remove(code);
         let pair = inner.issue_pair(client_id, granted.userid, granted.scopes, None, now);
+        inner.counters.count_code_granted(pair.userid);
+        tag.userid = Some(pair.userid);
         // The code exchange answers `userid` as a string...
         Ok(token_body(&pair, json!(pair.userid.to_string())))
     } else {
@@ -96,6 +118,7 @@ fn requesttoken(
             inner.counters.refresh_rejected += 1;
             return Err(Reject::invalid(error_text::INVALID_REFRESH_TOKEN));
         };
+        tag.userid = Some(pair.userid);
         // ...and a refresh answers it as a number, as Withings does.
         Ok(token_body(&pair, json!(pair.userid)))
     }

@@ -50,6 +50,16 @@ pub mod error_text {
     pub const INSUFFICIENT_SCOPE: &str = "XRequestError: insufficient_scope: The request requires higher privileges than provided by the access token";
     /// Prefix of the status 503 text for a missing parameter, followed by its name (guess).
     pub const MISSING_PREFIX: &str = "Invalid Params: missing ";
+    /// Prefix of the status 503 text for a parameter whose value is not valid (not a number,
+    /// not a date, no such record), followed by its name (guess).
+    pub const INVALID_PREFIX: &str = "Invalid Params: invalid ";
+    /// Status 2554: no service at this path (Withings' "not implemented" family; text guessed).
+    pub const NOT_IMPLEMENTED: &str = "Not implemented";
+    /// Status 293: `subscribe` with a callback URL that is not allowed or did not answer
+    /// HTTP 200 (status from Withings' table; text guessed).
+    pub const INVALID_CALLBACK: &str = "Invalid Params: invalid callbackurl";
+    /// Status 294: `get` or `revoke` of a subscription that does not exist (guess).
+    pub const NO_SUCH_SUBSCRIPTION: &str = "Invalid Params: no such subscription";
 }
 
 /// A refusal, answered as a `{"status":N,"body":{},"error":"..."}` envelope.
@@ -78,6 +88,24 @@ impl Reject {
             error: Cow::Owned(format!("{}{name}", error_text::MISSING_PREFIX)),
         }
     }
+
+    /// Status 503 `Invalid Params: invalid <name>`: the parameter's value is refused. The
+    /// value itself is never quoted.
+    pub(crate) fn invalid_param(name: &str) -> Self {
+        Self {
+            status: 503,
+            error: Cow::Owned(format!("{}{name}", error_text::INVALID_PREFIX)),
+        }
+    }
+}
+
+/// What the request log line says of a request besides its method, path and status: the
+/// action and the user it acted for. Handlers put it in the response's extensions. Never a
+/// token.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LogTag {
+    pub(crate) action: Option<String>,
+    pub(crate) userid: Option<u64>,
 }
 
 impl IntoResponse for Reject {

@@ -201,10 +201,17 @@ async fn refreshes_and_dead_refresh_tokens_are_counted_per_user() {
         refresh_dead_token,
         // Without strict rotation, every reuse is either granted in grace or refused dead.
         rotated_refresh_reused: refresh_in_grace + refresh_dead_token,
-        chains_killed: 0,
+        ..UserCounters::default()
     };
     assert_eq!(counters.user(a), user(2, 0, 0));
-    assert_eq!(counters.user(b), user(1, 0, 1));
+    // b also made the data call with its new access token.
+    assert_eq!(
+        counters.user(b),
+        UserCounters {
+            data_served: 1,
+            ..user(1, 0, 1)
+        }
+    );
     assert_eq!(counters.user(c), user(2, 1, 2));
     assert_eq!(counters.user(SEEDED_USERID), UserCounters::default());
     assert_eq!(counters.users.len(), 3);

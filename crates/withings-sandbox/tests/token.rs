@@ -59,7 +59,8 @@ async fn codes_are_single_use() {
         .await;
     assert_error(&unknown, 503, error_text::INVALID_CODE);
     let c = env.handle.counters();
-    assert_eq!((c.token_code, c.code_rejected), (3, 2));
+    assert_eq!((c.token_code, c.code_rejected, c.code_granted), (3, 2, 1));
+    assert_eq!(c.user(SEEDED_USERID).code_granted, 1);
 }
 
 #[tokio::test]

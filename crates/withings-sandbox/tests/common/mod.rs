@@ -3,15 +3,18 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod receiver;
+
 use std::collections::HashMap;
+use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 use url::Url;
 use withings_sandbox::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SEEDED_EMAIL, SEEDED_PASSWORD, Sandbox,
-    SandboxConfig, SandboxHandle,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, KNOWN_SCOPES, SEEDED_EMAIL, SEEDED_PASSWORD,
+    SEEDED_USERID, Sandbox, SandboxConfig, SandboxHandle,
 };
 
 pub const REDIRECT: &str = "http://127.0.0.1:8765/callback";
@@ -225,6 +228,29 @@ impl Env {
         envelope(request).await
     }
 
+    /// An access token of the seeded user with `scopes`, valid an hour, minted without a login.
+    pub fn login(&self, scopes: &[&str]) -> String {
+        self.handle
+            .issue_tokens(
+                SEEDED_USERID,
+                DEFAULT_CLIENT_ID,
+                scopes,
+                Duration::from_secs(3600),
+            )
+            .unwrap()
+            .access_token
+    }
+
+    /// An access token with every scope.
+    pub fn login_all(&self) -> String {
+        self.login(&KNOWN_SCOPES)
+    }
+
+    /// A data call: `form` POSTed to `path` with `token` as bearer; the envelope.
+    pub async fn call(&self, path: &str, token: &str, form: &[(&str, &str)]) -> Value {
+        envelope(self.request(path).bearer_auth(token).form(form)).await
+    }
+
     pub async fn getnonce_raw(&self, timestamp: u64, secret: &str) -> Value {
         let ts = timestamp.to_string();
         let signature = sign(secret, &["getnonce", DEFAULT_CLIENT_ID, &ts]);
@@ -245,6 +271,13 @@ impl Env {
         assert_eq!(answer["status"], 0, "{answer}");
         answer["body"]["nonce"].as_str().unwrap().to_owned()
     }
+}
+
+/// `Y-m-d` of `days` days from today (UTC).
+pub fn ymd(days: i64) -> String {
+    (chrono::Utc::now() + chrono::TimeDelta::days(days))
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 pub fn now() -> u64 {
