@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use url::Url;
 use withings_oauth::CallbackError;
-use withings_oauth::user_agent::{is_redirect_target, screen_callback};
+use withings_oauth::{is_redirect_target, screen_callback};
 
 const REDIRECT_URI: &str = "https://app.example.com/withings/callback";
 const STATE: &str = "s7a7e-Zq93kP0xR2vLm8";

@@ -13,8 +13,8 @@ use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
-use withings_oauth::loopback::LoopbackAgent;
-use withings_oauth::user_agent::{UserAgent, screen_callback};
+use withings_oauth::LoopbackAgent;
+use withings_oauth::{UserAgent, screen_callback};
 
 const STATE: &str = "s7a7e-Zq93kP0xR2vLm8";
 

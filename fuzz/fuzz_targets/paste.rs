@@ -12,8 +12,8 @@ use std::task::{Context, Poll};
 
 use libfuzzer_sys::fuzz_target;
 use url::Url;
-use withings_oauth::paste::PasteAgent;
-use withings_oauth::user_agent::{Prepared, UserAgent, screen_callback};
+use withings_oauth::PasteAgent;
+use withings_oauth::{Prepared, UserAgent, screen_callback};
 
 const REDIRECT_URI: &str = "https://app.example.com/withings/callback";
 const STATE: &str = "s7a7e-Zq93kP0xR2vLm8";

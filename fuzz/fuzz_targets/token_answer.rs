@@ -109,7 +109,7 @@ fn old_login(client: &Client) -> Authorized {
         scopes: "user.metrics".parse().unwrap(),
         token_type: "Bearer".into(),
     };
-    Authorized::restore_from_stored(client, Credentials::from_stored(stored).unwrap())
+    Authorized::from_credentials(client, Credentials::from_stored(stored).unwrap())
 }
 
 /// What the envelope says, read independently of the library.
@@ -188,7 +188,7 @@ fuzz_target!(|data: &[u8]| {
                     check_no_secret(&e.to_string(), &text);
                     check_no_secret(&format!("{e:?}"), &text);
                     if !e.login_required() {
-                        let previous = e.previous().expect("a failed refresh lost the old login");
+                        let previous = e.login().expect("a failed refresh lost the old login");
                         assert_eq!(previous.access_token().expose_secret(), OLD_ACCESS);
                     }
                 }

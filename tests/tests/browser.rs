@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 use tokio::io::AsyncReadExt as _;
 use url::Url;
-use withings_oauth::loopback::{BrowserOrPasteAgent, LoopbackAgent};
 use withings_oauth::{Authorized, CallbackError, Client, Error, Scope, Scopes, authorize};
+use withings_oauth::{BrowserOrPasteAgent, LoopbackAgent};
 use withings_oauth_e2e::{Browser, getmeas_status, query_param, start_login, start_sandbox};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SEEDED_EMAIL, SEEDED_PASSWORD, SEEDED_USERID,

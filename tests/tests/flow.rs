@@ -60,8 +60,7 @@ async fn login_refresh_revoke_with_the_client_secret() {
 
     let stored = refreshed.credentials().reveal_for_storage();
     refreshed.revoke().await.unwrap();
-    let revoked =
-        Authorized::restore_from_stored(&client, Credentials::from_stored(stored).unwrap());
+    let revoked = Authorized::from_credentials(&client, Credentials::from_stored(stored).unwrap());
     assert_eq!(measure_status(&sandbox, &revoked).await, 401);
     let err = revoked.refresh().await.unwrap_err();
     assert!(err.login_required(), "{err}");
@@ -122,11 +121,11 @@ async fn a_rotated_refresh_token_dies_once_the_new_access_token_is_used() {
 
     // Someone kept the old pair and refreshes it: Withings has killed it.
     let stale =
-        Authorized::restore_from_stored(&client, Credentials::from_stored(first_stored).unwrap());
+        Authorized::from_credentials(&client, Credentials::from_stored(first_stored).unwrap());
     let err = stale.refresh().await.unwrap_err();
     assert!(err.login_required());
     assert!(
-        err.into_previous().is_none(),
+        err.into_login().is_none(),
         "a dead login is not handed back"
     );
 }
@@ -141,7 +140,7 @@ async fn failed_refreshes_hand_back_a_login_that_still_works() {
         handle.inject_fault(Endpoint::Token, fault, 1);
         let err = authorized.refresh().await.unwrap_err();
         assert!(!err.login_required(), "{err}");
-        authorized = err.into_previous().expect("handed back");
+        authorized = err.into_login().expect("handed back");
     }
     // The handed-back refresh token is still good.
     let refreshed = authorized.refresh().await.unwrap();
@@ -175,7 +174,7 @@ async fn a_response_lost_after_the_server_rotated_keeps_the_old_pair_usable() {
         ),
         "{err}"
     );
-    let old = err.into_previous().unwrap();
+    let old = err.into_login().unwrap();
     let refreshed = old
         .refresh()
         .await

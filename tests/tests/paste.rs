@@ -8,8 +8,8 @@ use tokio::io::{
     AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader, DuplexStream,
 };
 use url::Url;
-use withings_oauth::loopback::BrowserOrPasteAgent;
-use withings_oauth::paste::PasteAgent;
+use withings_oauth::BrowserOrPasteAgent;
+use withings_oauth::PasteAgent;
 use withings_oauth::{Authorized, Error, Scope, Scopes, UserAgent, authorize};
 use withings_oauth_e2e::{client, follow_authorize, getmeas_status, query_param, start_sandbox};
 use withings_sandbox::{DEFAULT_CLIENT_ID, HTTPS_CALLBACK, Sandbox, SandboxConfig};

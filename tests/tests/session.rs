@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use withings_oauth::chrono::{DateTime, TimeDelta, Utc};
-use withings_oauth::session::{Clock, GetMeas, Session, SessionError, measure_type};
-use withings_oauth::store::testing::FlakyStore;
-use withings_oauth::store::{MemoryStore, StoredEntry, TokenStore};
+use withings_oauth::testing::FlakyStore;
 use withings_oauth::{Authorized, Client, Unauthorized, UserId};
+use withings_oauth::{Clock, GetMeas, Session, SessionError, measure_type};
+use withings_oauth::{MemoryStore, StoredEntry, TokenStore};
 use withings_oauth_store::FileStore;
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, SEEDED_USERID, Sandbox,
@@ -182,7 +182,7 @@ async fn a_refresh_token_rotated_away_requires_login_and_the_store_records_it() 
     let authorized = login(&client).await;
     // A second copy of the same login, refreshed elsewhere, and its new access token used:
     // Withings then kills the refresh token the session holds.
-    let twin = Authorized::restore_from_stored(&client, authorized.credentials().clone());
+    let twin = Authorized::from_credentials(&client, authorized.credentials().clone());
     let store = Arc::new(MemoryStore::new());
     let session = Session::start(authorized, store.clone())
         .await
@@ -234,7 +234,10 @@ async fn an_access_token_rejected_by_a_data_call_is_refreshed_once_and_the_call_
         .await
         .unwrap();
     let page = groups["measuregrps"].as_array().unwrap();
-    assert!(!page.is_empty(), "the retried call returned no measure group");
+    assert!(
+        !page.is_empty(),
+        "the retried call returned no measure group"
+    );
     let counters = handle.counters();
     assert_eq!(counters.measure_rejected, 1);
     assert_eq!(counters.token_refresh, 1);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use withings_oauth::user_agent::UserAgentError;
+use withings_oauth::UserAgentError;
 use withings_oauth::{Authorized, Client, Error, Scope, Scopes, authorize};
 use withings_oauth_e2e::{client, getmeas_status, start_sandbox};
 use withings_oauth_webview::WebviewAgent;

@@ -8,8 +8,8 @@ use assert_cmd::assert::OutputAssertExt;
 use predicates::prelude::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use withings_oauth::store::{StoredEntry, TokenStore};
 use withings_oauth::{Credentials, Expected};
+use withings_oauth::{StoredEntry, TokenStore};
 use withings_oauth_store::FileStore;
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEMO_USERID, Endpoint, Fault, HTTPS_CALLBACK,

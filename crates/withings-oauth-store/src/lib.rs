@@ -93,10 +93,6 @@ pub use format::FILE_FORMAT;
 use format::{Record, Users};
 use fs::{io_error, lock_file, prepare_dir, sibling};
 
-// The path of earlier versions, kept so existing code builds.
-#[doc(hidden)]
-pub use withings_oauth::store;
-
 /// Largest store file read (about 200,000 users).
 const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use url::Url;
-use withings_oauth::user_agent::{Prepared, UserAgent, UserAgentError};
+use withings_oauth::{Prepared, UserAgent, UserAgentError};
 use withings_oauth_webview::WebviewAgent;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{

@@ -189,26 +189,20 @@
 mod api;
 mod binding;
 mod callback;
-#[doc(hidden)]
-pub mod config;
-#[doc(hidden)]
-pub mod credentials;
+mod config;
+mod credentials;
 mod csrf;
 mod future;
 pub mod guide;
 mod json;
 mod login;
 mod pending_login;
-#[doc(hidden)]
-pub mod scope;
+mod scope;
 mod secret;
-#[doc(hidden)]
-pub mod session;
-#[doc(hidden)]
-pub mod store;
+mod session;
+mod store;
 mod time;
-#[doc(hidden)]
-pub mod user_agent;
+mod user_agent;
 
 // The public API: one path per item.
 pub use api::error::{ApiError, TransportKind};
@@ -251,34 +245,6 @@ pub use user_agent::{AgentFuture, Prepared, ScriptedAgent, UserAgent, UserAgentE
 pub use chrono;
 pub use secrecy;
 pub use url;
-
-// Paths of earlier versions, kept so that code written against them still builds. Each item has
-// one documented path above.
-#[doc(hidden)]
-pub mod error {
-    pub use crate::{ApiError, CallbackError, ConfigError, Error, StatusFamily, TransportKind};
-}
-#[doc(hidden)]
-pub mod flow {
-    pub use crate::{Authorized, PendingCallback, RevokeError, Unauthorized, authorize, login};
-}
-#[doc(hidden)]
-pub mod refresh {
-    pub use crate::{RefreshError, refresh};
-}
-#[doc(hidden)]
-pub mod signature {
-    pub use crate::{get_nonce, sign};
-}
-#[doc(hidden)]
-pub mod paste {
-    pub use crate::PasteAgent;
-}
-#[doc(hidden)]
-#[cfg(feature = "loopback")]
-pub mod loopback {
-    pub use crate::{BrowserOrPasteAgent, LoopbackAgent};
-}
 
 /// The README's example, compiled as a doc test so it can't rot.
 #[cfg(doctest)]

@@ -7,8 +7,8 @@ use common::*;
 use serde_json::json;
 use url::Url;
 use wiremock::MockServer;
-use withings_oauth::user_agent::{ScriptedAgent, UserAgentError};
 use withings_oauth::{CallbackError, Error, Scope, Scopes, authorize};
+use withings_oauth::{ScriptedAgent, UserAgentError};
 
 /// A mock token endpoint that would accept any code: a refused callback must not reach it.
 async fn server_that_would_accept() -> MockServer {

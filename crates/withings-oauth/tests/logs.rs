@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-use withings_oauth::user_agent::screen_callback;
+use withings_oauth::screen_callback;
 use withings_oauth::{AuthMethod, Scopes, Unauthorized};
 
 /// Everything the library logs, as text: span and event fields, values formatted as they would
@@ -108,7 +108,7 @@ async fn log_everything(
             match login.refresh().await {
                 Ok(fresh) => drop(fresh.revoke().await),
                 Err(e) => {
-                    if let Some(previous) = e.into_previous() {
+                    if let Some(previous) = e.into_login() {
                         let _ = previous.revoke().await;
                     }
                 }

@@ -10,7 +10,7 @@ use common::*;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-use withings_oauth::refresh::RefreshError;
+use withings_oauth::RefreshError;
 use withings_oauth::{ApiError, Authorized, Client, Scope, StatusFamily, TransportKind};
 
 const USER: u64 = 31337;
@@ -125,9 +125,9 @@ async fn a_dead_refresh_token_means_logging_in_again() {
     .await;
     assert!(err.login_required(), "{err}");
     assert!(matches!(err.error(), ApiError::InvalidRefreshToken));
-    assert!(err.previous().is_none());
+    assert!(err.login().is_none());
     assert!(err.to_string().contains("log in again"), "{err}");
-    assert!(err.into_previous().is_none());
+    assert!(err.into_login().is_none());
 }
 
 #[tokio::test]
@@ -311,7 +311,7 @@ async fn a_kept_login_refreshes_on_the_next_try() {
     .await;
 
     let err = old_login(&client(&server)).refresh().await.unwrap_err();
-    let previous = err.into_previous().expect("kept");
+    let previous = err.into_login().expect("kept");
     let fresh = previous.refresh().await.expect("the retry succeeds");
     assert_eq!(refresh_token_of(&fresh), "r2");
 

@@ -12,8 +12,8 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use url::Url;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-use withings_oauth::refresh::RefreshError;
-use withings_oauth::user_agent::screen_callback;
+use withings_oauth::RefreshError;
+use withings_oauth::screen_callback;
 use withings_oauth::{
     ApiError, AuthMethod, Authorized, Client, Credentials, Error, Scopes, StoredCredentials,
     Unauthorized, UserId,
@@ -84,7 +84,7 @@ proptest! {
         assert_hidden("Debug of StoredCredentials", &format!("{stored_credentials:?}"), &all)?;
         let credentials = Credentials::from_stored(stored_credentials.clone()).unwrap();
         assert_hidden("Debug of Credentials", &format!("{credentials:?}"), &all)?;
-        let authorized = Authorized::restore_from_stored(&client, credentials);
+        let authorized = Authorized::from_credentials(&client, credentials);
         assert_hidden("Debug of Authorized", &format!("{authorized:?}"), &all)?;
 
         // Damaged stored credentials: the error names the problem, not the token.
@@ -182,7 +182,7 @@ async fn check_masking(
             let message = kept_message(err.error()).unwrap_or_default();
             assert_hidden(&case, message, &[&token[..token.len().min(8)]])?;
         }
-        let previous = err.into_previous().expect("a 5xx/601/522 keeps the login");
+        let previous = err.into_login().expect("a 5xx/601/522 keeps the login");
         assert_hidden("Debug of Authorized", &format!("{previous:?}"), &all)?;
 
         // Revoke and demo access are always signed; the echo repeats the client secret.

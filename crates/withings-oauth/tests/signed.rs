@@ -30,7 +30,7 @@ fn the_test_hmac_matches_an_external_vector() {
 #[test]
 fn the_public_sign_function_sorts_by_name_and_matches_the_vector() {
     let secret = secrecy::SecretString::from(CLIENT_SECRET);
-    let sig = withings_oauth::signature::sign(
+    let sig = withings_oauth::sign(
         &secret,
         &[
             ("timestamp", "1764340000"),
@@ -279,7 +279,9 @@ async fn a_failed_revoke_hands_the_login_back() {
         err.to_string().starts_with("revoking access failed"),
         "{err}"
     );
-    let back = err.into_authorized();
+    let back = err
+        .into_login()
+        .expect("a failed revoke hands the login back");
     assert_eq!(back.user_id().get(), 489418);
     assert_eq!(back.expires_at(), expiry);
     assert_eq!(refresh_token_of(&back), "ref");

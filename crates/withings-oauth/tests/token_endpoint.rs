@@ -219,7 +219,7 @@ async fn every_row_of_the_error_table_has_its_variant() {
         (2554, StatusFamily::NotImplemented),
         (522, StatusFamily::Timeout),
         (293, StatusFamily::InvalidParams),
-        (214, StatusFamily::Unauthorized),
+        (214, StatusFamily::ServiceNotAllowed),
         (524, StatusFamily::BadState),
         (100, StatusFamily::AuthenticationFailed),
         (9999, StatusFamily::Other),

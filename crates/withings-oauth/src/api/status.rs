@@ -26,12 +26,6 @@ pub enum StatusFamily {
 }
 
 impl StatusFamily {
-    /// The earlier name of [`StatusFamily::ServiceNotAllowed`] (Withings' own name for the
-    /// family, which read like the typestate's `Unauthorized`). Works in patterns too.
-    #[doc(hidden)]
-    #[allow(non_upper_case_globals)]
-    pub const Unauthorized: StatusFamily = StatusFamily::ServiceNotAllowed;
-
     /// The family of a Withings `status` code.
     pub fn of(status: i64) -> Self {
         match status {

@@ -64,12 +64,6 @@ impl Authorized {
         Self::new(client.clone(), credentials)
     }
 
-    /// The earlier name of [`Authorized::from_credentials`].
-    #[doc(hidden)]
-    pub fn restore_from_stored(client: &Client, credentials: Credentials) -> Self {
-        Self::from_credentials(client, credentials)
-    }
-
     /// The client this login belongs to.
     pub fn client(&self) -> &Client {
         &self.client
@@ -170,13 +164,5 @@ impl RevokeError {
     /// Takes the login back, unchanged (always there after a failed revoke).
     pub fn into_login(self) -> Option<Authorized> {
         self.handed_back.take()
-    }
-
-    /// The earlier name of [`RevokeError::into_login`].
-    #[doc(hidden)]
-    pub fn into_authorized(self) -> Authorized {
-        self.handed_back
-            .take()
-            .expect("a failed revoke always hands the login back")
     }
 }

@@ -99,18 +99,6 @@ impl RefreshError {
     pub fn into_parts(self) -> (ApiError, Option<Authorized>) {
         (self.source, self.previous.take())
     }
-
-    /// The earlier name of [`RefreshError::login`].
-    #[doc(hidden)]
-    pub fn previous(&self) -> Option<&Authorized> {
-        self.login()
-    }
-
-    /// The earlier name of [`RefreshError::into_login`].
-    #[doc(hidden)]
-    pub fn into_previous(self) -> Option<Authorized> {
-        self.into_login()
-    }
 }
 
 impl fmt::Debug for RefreshError {

@@ -82,10 +82,4 @@ impl SessionError {
             _ => None,
         }
     }
-
-    /// The earlier name of [`SessionError::into_login`].
-    #[doc(hidden)]
-    pub fn into_authorized(self) -> Option<Authorized> {
-        self.into_login()
-    }
 }

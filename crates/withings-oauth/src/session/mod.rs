@@ -12,8 +12,9 @@ use crate::config::Client;
 use crate::credentials::{Credentials, UserId};
 use crate::login::Authorized;
 use crate::scope::Scopes;
+use crate::secret::AccessToken;
 use crate::store::{DEFAULT_LEASE_TTL, Expected, StoreError, StoredEntry, TokenStore, Version};
-use crate::time::{system_micros, system_resolution_micros};
+use crate::time::{Clock, SystemClock, system_micros, system_resolution_micros};
 
 mod data;
 mod error;
@@ -21,14 +22,6 @@ mod refresh;
 mod single_flight;
 
 pub use error::SessionError;
-
-// Earlier paths of types that now live elsewhere, kept so existing code builds.
-#[doc(hidden)]
-pub use crate::api::measure::{GetMeas, Measure, MeasureGroup, MeasureGroups, measure_type};
-#[doc(hidden)]
-pub use crate::secret::AccessToken;
-#[doc(hidden)]
-pub use crate::time::{Clock, SystemClock};
 
 /// The default refresh margin: a token expiring within it is refreshed first.
 pub const DEFAULT_MARGIN: TimeDelta = TimeDelta::minutes(5);

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::api::error::ApiError;
-use crate::api::measure::{GetMeas, measure_type};
+use crate::api::measure::{GetMeas, Measure, MeasureGroups, measure_type};
 use crate::store::MemoryStore;
 use crate::store::testing::FlakyStore;
 use crate::store::{Expected, Version};

@@ -404,10 +404,6 @@ impl fmt::Debug for Lease {
     }
 }
 
-/// The earlier name of [`Lease`].
-#[doc(hidden)]
-pub type StoreLock = Lease;
-
 /// A store that could not do what was asked. No message holds a token or a file's content.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

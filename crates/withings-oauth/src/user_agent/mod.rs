@@ -41,7 +41,3 @@ mod texts;
 
 pub use agent::{AgentFuture, Prepared, UserAgent, UserAgentError};
 pub use scripted::ScriptedAgent;
-
-// Earlier paths of the callback checks, kept so existing code builds.
-#[doc(hidden)]
-pub use crate::callback::{is_redirect_target, screen_callback};

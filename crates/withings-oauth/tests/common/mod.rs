@@ -175,7 +175,7 @@ pub(crate) fn authorized(
         token_type: "Bearer".to_owned(),
     };
     let credentials = Credentials::from_stored(stored).expect("valid stored credentials");
-    Authorized::restore_from_stored(client, credentials)
+    Authorized::from_credentials(client, credentials)
 }
 
 pub(crate) fn refresh_token_of(authorized: &Authorized) -> String {

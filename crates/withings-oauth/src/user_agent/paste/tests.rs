@@ -278,7 +278,7 @@ async fn stdio_child() {
         }
         #[cfg(feature = "loopback")]
         "browser-or-paste" => {
-            let agent = crate::loopback::BrowserOrPasteAgent::stdio().open_browser(false);
+            let agent = crate::BrowserOrPasteAgent::stdio().open_browser(false);
             let prepared = agent
                 .prepare(&"http://127.0.0.1:0/callback".parse().unwrap())
                 .await
