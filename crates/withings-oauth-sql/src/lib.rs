@@ -228,7 +228,7 @@ mod sealed;
 mod store;
 
 pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
-pub use options::{Backend, SqlOptions};
+pub use options::{Backend, DEFAULT_DATABASE_LEASE, LeaseWait, OnLeaseWait, SqlOptions};
 pub use pending::SqlPendingLogins;
 pub use rate_limit::{BucketState, RateParams, SqlBucket};
 pub use rotation::Rotation;

@@ -238,8 +238,8 @@ pub use session::{DEFAULT_MARGIN, Session, SessionError, SessionStatus};
 #[cfg(any(test, feature = "test-util"))]
 pub use store::testing;
 pub use store::{
-    Conflict, DEFAULT_LEASE_TTL, Expected, Lease, LocalLeases, MemoryStore, StoreError,
-    StoreFuture, StoredCredentials, StoredCredentialsError, StoredEntry, TokenStore, Version,
+    Conflict, DEFAULT_LEASE_TTL, Expected, LEASE_SLACK, Lease, LeaseTerm, LocalLeases,
+    MIN_REQUEST_TIMEOUT, MemoryStore, StoreError, StoreFuture, StoredCredentials, StoredCredentialsError, StoredEntry, TokenStore, Version,
     VersionedEntry, VersionedMap, ensure_owner,
 };
 pub use time::{Clock, SystemClock};

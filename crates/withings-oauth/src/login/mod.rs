@@ -19,6 +19,7 @@ pub use error::Error;
 pub use parked::ParkedLogin;
 pub use pending::PendingCallback;
 pub use refresh::{RefreshError, refresh};
+pub(crate) use refresh::refresh_under;
 pub use unauthorized::Unauthorized;
 
 use crate::config::Client;

@@ -5,6 +5,7 @@ mod contract;
 mod lease;
 mod memory;
 mod record;
+mod term;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 #[cfg(test)]
@@ -17,5 +18,6 @@ pub use contract::{
 };
 pub use lease::LocalLeases;
 pub use memory::MemoryStore;
+pub use term::{LEASE_SLACK, LeaseTerm, MIN_REQUEST_TIMEOUT};
 pub use record::{StoredCredentials, StoredCredentialsError};
 pub use versioned_map::VersionedMap;
