@@ -211,7 +211,7 @@ impl Drop for Heartbeat {
 }
 
 /// Who holds a user's lease, as its row says.
-struct Holder {
+pub(crate) struct Holder {
     /// How long the row is held still.
     left: Duration,
     /// The holder's process id, from its owner.
@@ -221,7 +221,7 @@ struct Holder {
 }
 
 /// Who holds the user's lease, if anyone holds it.
-async fn lease_holder(db: &Db, user: i64) -> Result<Option<Holder>, StoreError> {
+pub(crate) async fn lease_holder(db: &Db, user: i64) -> Result<Option<Holder>, StoreError> {
     let result: Result<Option<(String, i64)>, sqlx::Error> = match &db.pool {
         #[cfg(feature = "sqlite")]
         Pool::Sqlite(p) => sqlx::query_as::<_, (String, i64)>(SQLITE_LEASE_UNTIL)

@@ -109,36 +109,6 @@ pub(super) async fn release(g: &Gatherer, lease: Held) {
     let _ = ask(g, |g| &g.0.postgres.releases, flush_releases, |c| c, lease).await;
 }
 
-/// Renews leases in one statement: the heartbeat's, one at a time per handle, so not queued.
-pub(super) async fn renew(g: &Gatherer, leases: Vec<Renew>) -> Renewed {
-    // Each user once (a handle holds one lease per user; a second is answered "not renewed").
-    let mut first = HashMap::new();
-    for (i, lease) in leases.iter().enumerate() {
-        first.entry(lease.user).or_insert(i);
-    }
-    let picked = in_user_order(&first);
-    let renewed: Result<HashSet<i64>, sqlx::Error> = again_if_lost!(g, async {
-        let p = pool(g).ok_or_else(not_postgres)?;
-        let users: Vec<i64> = picked.iter().map(|&i| leases[i].user).collect();
-        let owners: Vec<&str> = picked.iter().map(|&i| leases[i].owner.as_str()).collect();
-        let ttls: Vec<i64> = picked.iter().map(|&i| leases[i].ttl_ms).collect();
-        Ok(sqlx::query_scalar::<_, i64>(RENEW_LEASES)
-            .bind(&users)
-            .bind(&owners)
-            .bind(&ttls)
-            .fetch_all(p)
-            .await?
-            .into_iter()
-            .collect())
-    });
-    let renewed = renewed.map_err(|e| g.db().fail("renew refresh leases", e))?;
-    Ok(leases
-        .iter()
-        .enumerate()
-        .map(|(i, lease)| first.get(&lease.user) == Some(&i) && renewed.contains(&lease.user))
-        .collect())
-}
-
 fn flush_loads(g: Gatherer, calls: Vec<Call<i64, Loaded>>) -> Flush {
     Box::pin(reply_each(calls, move |users| load_many(g, users)))
 }
@@ -461,4 +431,34 @@ fn release_many(g: Gatherer, leases: Vec<Held>) -> Answers<()> {
         }
         vec![(); leases.len()]
     })
+}
+
+/// Renews leases in one statement: the heartbeat's, one at a time per handle, so not queued.
+pub(super) async fn renew(g: &Gatherer, leases: Vec<Renew>) -> Renewed {
+    // Each user once (a handle holds one lease per user; a second is answered "not renewed").
+    let mut first = HashMap::new();
+    for (i, lease) in leases.iter().enumerate() {
+        first.entry(lease.user).or_insert(i);
+    }
+    let picked = in_user_order(&first);
+    let renewed: Result<HashSet<i64>, sqlx::Error> = again_if_lost!(g, async {
+        let p = pool(g).ok_or_else(not_postgres)?;
+        let users: Vec<i64> = picked.iter().map(|&i| leases[i].user).collect();
+        let owners: Vec<&str> = picked.iter().map(|&i| leases[i].owner.as_str()).collect();
+        let ttls: Vec<i64> = picked.iter().map(|&i| leases[i].ttl_ms).collect();
+        Ok(sqlx::query_scalar::<_, i64>(RENEW_LEASES)
+            .bind(&users)
+            .bind(&owners)
+            .bind(&ttls)
+            .fetch_all(p)
+            .await?
+            .into_iter()
+            .collect())
+    });
+    let renewed = renewed.map_err(|e| g.db().fail("renew refresh leases", e))?;
+    Ok(leases
+        .iter()
+        .enumerate()
+        .map(|(i, lease)| first.get(&lease.user) == Some(&i) && renewed.contains(&lease.user))
+        .collect())
 }
