@@ -196,7 +196,9 @@ impl Heartbeat {
                 }
                 // The terms run on: a holder whose lease ends before the next renewal sends
                 // nothing.
-                Err(e) => debug!(error = %e, "refresh leases were not renewed; the next heartbeat tries again"),
+                Err(e) => {
+                    debug!(error = %e, "refresh leases were not renewed; the next heartbeat tries again")
+                }
             }
         }
     }

@@ -256,7 +256,9 @@ impl fmt::Display for LeaseWait {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "user {}'s tokens are being refreshed by ", self.user)?;
         match self.holder_pid {
-            Some(pid) if pid == std::process::id() => f.write_str("another task of this process")?,
+            Some(pid) if pid == std::process::id() => {
+                f.write_str("another task of this process")?
+            }
             Some(pid) => write!(f, "another process (pid {pid})")?,
             None => f.write_str("another process")?,
         }

@@ -239,8 +239,9 @@ pub use session::{DEFAULT_MARGIN, Session, SessionError, SessionStatus};
 pub use store::testing;
 pub use store::{
     Conflict, DEFAULT_LEASE_TTL, Expected, LEASE_SLACK, Lease, LeaseTerm, LocalLeases,
-    MIN_REQUEST_TIMEOUT, MemoryStore, StoreError, StoreFuture, StoredCredentials, StoredCredentialsError, StoredEntry, TokenStore, Version,
-    VersionedEntry, VersionedMap, ensure_owner,
+    MIN_REQUEST_TIMEOUT, MemoryStore, StoreError, StoreFuture, StoredCredentials,
+    StoredCredentialsError, StoredEntry, TokenStore, Version, VersionedEntry, VersionedMap,
+    ensure_owner,
 };
 pub use time::{Clock, SystemClock};
 #[cfg(feature = "loopback")]

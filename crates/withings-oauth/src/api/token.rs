@@ -46,7 +46,16 @@ async fn post_oauth2<T: DeserializeOwned>(
         Some(secret) => &[secret, client_secret],
         None => &[client_secret],
     };
-    post_form(client, "v2/oauth2", form, None, secrets, TOKEN_BODY_LIMIT, fence).await
+    post_form(
+        client,
+        "v2/oauth2",
+        form,
+        None,
+        secrets,
+        TOKEN_BODY_LIMIT,
+        fence,
+    )
+    .await
 }
 
 /// A signed `/v2/oauth2` call of `action`: `client_id`, a fresh nonce and its signature, then

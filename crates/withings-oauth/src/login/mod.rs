@@ -18,8 +18,8 @@ pub use authorized::{Authorized, RevokeError};
 pub use error::Error;
 pub use parked::ParkedLogin;
 pub use pending::PendingCallback;
-pub use refresh::{RefreshError, refresh};
 pub(crate) use refresh::refresh_under;
+pub use refresh::{RefreshError, refresh};
 pub use unauthorized::Unauthorized;
 
 use crate::config::Client;

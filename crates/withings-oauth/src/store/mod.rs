@@ -18,6 +18,6 @@ pub use contract::{
 };
 pub use lease::LocalLeases;
 pub use memory::MemoryStore;
-pub use term::{LEASE_SLACK, LeaseTerm, MIN_REQUEST_TIMEOUT};
 pub use record::{StoredCredentials, StoredCredentialsError};
+pub use term::{LEASE_SLACK, LeaseTerm, MIN_REQUEST_TIMEOUT};
 pub use versioned_map::VersionedMap;

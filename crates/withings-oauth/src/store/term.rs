@@ -168,7 +168,9 @@ pub(crate) enum LeaseEnded {
 }
 
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1).min(NEVER - 1)
+    u64::try_from(d.as_nanos())
+        .unwrap_or(NEVER - 1)
+        .min(NEVER - 1)
 }
 
 impl fmt::Debug for LeaseTerm {
