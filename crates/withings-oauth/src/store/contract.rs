@@ -42,7 +42,11 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(90);
 ///   across every process that shares the store. A lease expires after its time to live, so a
 ///   crashed holder's lease is taken over; whoever takes a lease re-reads the entry under it.
 ///   Leases make refreshes happen once; compare-and-swap keeps the data safe even when a lease
-///   was lost (an expired lease's holder finds its save refused).
+///   was lost (an expired lease's holder finds its save refused). A lease's
+///   [`LeaseTerm`] says how long it is held still: a store may keep a lease short and renew
+///   it while its holder lives (never past `ttl`), moving the term, and mark it lost when it
+///   finds it taken over; a session sends its refresh request only with a timeout that ends
+///   before the term does.
 ///
 /// The trait is object-safe (sessions hold an `Arc<dyn TokenStore>`) and returns boxed futures,
 /// so it can be implemented for a database or a keychain without an async-trait macro. The
