@@ -42,7 +42,9 @@ fn main() {
         Some("postgres") => vec![Backend::Postgres],
         Some(other) => panic!("unknown backend {other}: sqlite, postgres or both"),
     };
-    let kills: usize = args.get(1).map_or(20, |n| n.parse().expect("a number of kills"));
+    let kills: usize = args
+        .get(1)
+        .map_or(20, |n| n.parse().expect("a number of kills"));
     for backend in backends {
         let times = runtime.block_on(measure(backend, kills));
         report(backend, &times);

@@ -74,7 +74,7 @@ impl Leases {
         let started = Instant::now();
         // Renewed no further than the caller's time to live: a hung holder's lease expires.
         let cap = started + ttl;
-        let owner = lease_owner(db::now_millis().saturating_add(db::millis(ttl)));
+        let owner = lease_owner(unix_millis().saturating_add(db::millis(ttl)));
         let mut told = false;
         let mut pause = Duration::from_millis(5);
         loop {
@@ -244,11 +244,17 @@ pub(crate) async fn lease_holder(db: &Db, user: i64) -> Result<Option<Holder>, S
         let left = Duration::from_millis(ms as u64);
         let (pid, cap) = parse_owner(&owner);
         let at_most = cap
-            .map(|cap| Duration::from_millis(cap.saturating_sub(db::now_millis()).max(0) as u64))
+            .map(|cap| Duration::from_millis(cap.saturating_sub(unix_millis()).max(0) as u64))
             .unwrap_or_default()
             .max(left);
         Holder { left, pid, at_most }
     }))
+}
+
+/// This machine's clock, Unix ms: the ends of renewals that owners name are on their
+/// machine's clock (a waiter on another machine reads them as a bound, not to the ms).
+fn unix_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// A random owner for a database lease: the process id, 64 random bits, and the moment (Unix

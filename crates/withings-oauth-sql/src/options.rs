@@ -124,14 +124,16 @@ impl SqlOptions {
     }
 
     /// How long a refresh lease lasts in the database before it is renewed (default
-    /// [`DEFAULT_DATABASE_LEASE`], 2 s; at least 100 ms): how long other instances wait, at
+    /// [`DEFAULT_DATABASE_LEASE`], 2 s; at least 1 s, so that a refresh request gets at least
+    /// [`MIN_REQUEST_TIMEOUT`](withings_oauth::MIN_REQUEST_TIMEOUT) under it, ending
+    /// [`LEASE_SLACK`](withings_oauth::LEASE_SLACK) before it): how long other instances wait, at
     /// most, before taking over from one that died while refreshing. While its refresh runs,
     /// the holder's store renews it every [`lease_renewal`](Self::lease_renewal), up to the
     /// time to live its caller asked for; a refresh request under it goes with a timeout that
     /// ends before it does, so a longer lease allows slower answers from Withings, and a
     /// shorter one recovers sooner. See the crate docs, "The refresh lease".
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
-        self.lease_ttl = ttl.max(Duration::from_millis(100));
+        self.lease_ttl = ttl.max(Duration::from_secs(1));
         self
     }
 

@@ -12,10 +12,10 @@ use withings_oauth_sql::{LeaseWait, SqlOptions, SqlStore};
 
 const USER: UserId = UserId::new(4242);
 
-/// A lease that lives 400 ms in the database, renewed every 100 ms.
+/// A lease that lives 1 s (the shortest) in the database, renewed every 100 ms.
 fn short(options: SqlOptions) -> SqlOptions {
     options
-        .lease_ttl(Duration::from_millis(400))
+        .lease_ttl(Duration::from_secs(1))
         .lease_renewal(Duration::from_millis(100))
 }
 
@@ -90,7 +90,7 @@ async fn a_live_holder_keeps_its_lease_past_the_database_ttl_and_its_term_follow
             let lease = one.lease(USER, Duration::from_secs(30)).await.unwrap();
             let first_end = lease.term().end().unwrap();
             assert!(
-                !free_within(&two, Duration::from_millis(1500)).await,
+                !free_within(&two, Duration::from_millis(2500)).await,
                 "a lease its live holder renews was taken over"
             );
             let left = lease.term().left().unwrap();
@@ -114,14 +114,15 @@ async fn a_lease_is_renewed_no_longer_than_its_caller_asked() {
     on_both(
         || short(SqlOptions::default()),
         |one, two, _| async move {
-            let hung = one.lease(USER, Duration::from_millis(600)).await.unwrap();
+            // Longer than the database's 1 s: renewed, up to 1.8 s.
+            let hung = one.lease(USER, Duration::from_millis(1800)).await.unwrap();
             let asked = Instant::now();
             assert!(
                 free_within(&two, Duration::from_secs(5)).await,
                 "a lease past its caller's time to live was kept"
             );
             assert!(
-                asked.elapsed() >= Duration::from_millis(400),
+                asked.elapsed() >= Duration::from_millis(1500),
                 "taken over before its caller's time to live ({:?})",
                 asked.elapsed()
             );

@@ -509,7 +509,10 @@ where
         lease.term().left().is_none_or(|left| left <= ttl),
         "{CHECK}: the term says more than the time to live asked for"
     );
-    assert!(!lease.is_expired(), "{CHECK}: a lease just taken has expired");
+    assert!(
+        !lease.is_expired(),
+        "{CHECK}: a lease just taken has expired"
+    );
     for _ in 0..4 {
         let probe = match lease.term().left() {
             None => Duration::from_millis(300),
