@@ -80,7 +80,11 @@ impl Store {
     #[cfg(feature = "sql")]
     async fn connect(url: &str) -> Result<Self, CliError> {
         use withings_oauth_sql::{SqlOptions, SqlStore};
-        let options = SqlOptions::from_env().map_err(|e| CliError::config(e.to_string()))?;
+        let options = SqlOptions::from_env()
+            .map_err(|e| CliError::config(e.to_string()))?
+            // A command that waits for another process's refresh says so, rather than hanging
+            // silently.
+            .on_lease_wait(Arc::new(|wait| crate::out::note!("{wait}")));
         let sql = SqlStore::connect(url, options)
             .await
             .map_err(|e| store_error(&e))?;

@@ -279,3 +279,86 @@ async fn a_database_used_without_keys_is_encrypted_once_by_store_encrypt() {
         text(&out.stderr)
     );
 }
+
+/// `token` waiting for a refresh lease that another process holds says so on stderr, once:
+/// which user, that another process (its pid) is refreshing it, and how long at most; then
+/// gets its token when that process lets go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_waiting_for_another_process_s_refresh_says_so_once() {
+    use withings_oauth_sql::{Keyring, SqlOptions, SqlStore};
+
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let user = UserId::new(SEEDED_USERID);
+    let issued = sandbox
+        .handle()
+        .issue_tokens(
+            SEEDED_USERID,
+            DEFAULT_CLIENT_ID,
+            &["user.metrics"],
+            Duration::ZERO,
+        )
+        .unwrap();
+    let db = format!("sqlite://{}", home.path().join("tokens.db").display());
+    let store = SqlStore::connect(&db, SqlOptions::default().keys(Keyring::parse(K1).unwrap()))
+        .await
+        .unwrap();
+    let expired = withings_oauth::testing::credentials(
+        user,
+        &issued.access_token,
+        &issued.refresh_token,
+        chrono::Utc::now() - chrono::TimeDelta::seconds(1),
+    );
+    store.save(user, &expired, Expected::Absent).await.unwrap();
+
+    // This process holds the user's lease, as a refresh of its own would, for 2.5 s.
+    let held = store.lease(user, Duration::from_secs(30)).await.unwrap();
+    let home_path = home.path().to_owned();
+    let base = sandbox.base_url().to_string();
+    let db_arg = db.clone();
+    let cli = std::thread::spawn(move || {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("token")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home_path)
+            .env("XDG_CONFIG_HOME", home_path.join("config"))
+            .env("XDG_DATA_HOME", home_path.join("data"))
+            .env("WITHINGS_CLIENT_ID", DEFAULT_CLIENT_ID)
+            .env("WITHINGS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+            .env(
+                "WITHINGS_REDIRECT_URI",
+                "https://app.example.com/withings/callback",
+            )
+            .env("WITHINGS_BASE_URL", base)
+            .env("WITHINGS_STORE", db_arg)
+            .env("WITHINGS_STORE_KEYS", K1);
+        cmd.output().unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    drop(held);
+    let out = tokio::task::spawn_blocking(move || cli.join().unwrap())
+        .await
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_ne!(text(&out.stdout).trim(), issued.access_token);
+    assert_eq!(sandbox.handle().counters().refresh_granted, 1);
+    let expected = format!(
+        "user {SEEDED_USERID}'s tokens are being refreshed by another process (pid {}); waiting for it, at most ",
+        std::process::id()
+    );
+    assert_eq!(
+        stderr.matches(&expected).count(),
+        1,
+        "the wait is told once on stderr: {stderr}"
+    );
+    let at_most: u64 = stderr
+        .split(&expected)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("no bound in {stderr}"));
+    assert!((1..=30).contains(&at_most), "{stderr}");
+    store.close().await;
+}

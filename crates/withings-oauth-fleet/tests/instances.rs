@@ -77,10 +77,10 @@ impl Schema {
     }
 }
 
-async fn open(url: &str, schema: &str, max_lease: Duration) -> SqlStore {
+async fn open(url: &str, schema: &str, lease_ttl: Duration) -> SqlStore {
     let options = SqlOptions::default()
         .keys(Keyring::parse(KEYS).unwrap())
-        .max_lease(max_lease)
+        .lease_ttl(lease_ttl)
         .postgres_schema(schema);
     SqlStore::connect(url, options).await.unwrap_or_else(|e| {
         panic!("could not open the test database (WITHINGS_TEST_DATABASE_URL; start it with `source .ci/postgres.sh`): {e}")

@@ -154,18 +154,68 @@
 //! it. A refresh's [`save_and_release`](withings_oauth::TokenStore::save_and_release)
 //! deletes the row in the save's own statement, if its owner is still this holder; a
 //! [`Lease`](withings_oauth::Lease) dropped without it deletes the row in a background task
-//! (`Drop` can't wait), gathered with the other releases in flight; a holder that crashed
-//! leaves a row that expires after its time to live, capped by [`SqlOptions::max_lease`], and
-//! the next taker takes it over. Waiters poll
-//! the row with a backoff of 5 to 100 ms and never past its expiry; within one process they
-//! queue on an in-process lease first, so only one of them polls.
+//! (`Drop` can't wait), gathered with the other releases in flight. Waiters poll the row
+//! with a backoff of 5 to 100 ms and never past its expiry; within one process they queue on
+//! an in-process lease first, so only one of them polls. A caller that has waited a second
+//! for another holder says so once ([`SqlOptions::on_lease_wait`], and an INFO log line):
+//! which user, which process, how long at most.
+//!
+//! **Short leases, renewed while their holder lives.** The row lives
+//! [`SqlOptions::lease_ttl`] (2 s by default), and each store handle runs a heartbeat that
+//! renews every lease it holds, in one statement on PostgreSQL (the users, owners and times
+//! to live in arrays) or in the gathered write transaction on SQLite, every
+//! [`SqlOptions::lease_renewal`] (a quarter of the time to live): one statement per handle
+//! and period, however many refreshes are in flight. A lease is renewed only while its owner
+//! still holds it unexpired, and never past the time to live its caller asked for
+//! ([`DEFAULT_LEASE_TTL`](withings_oauth::DEFAULT_LEASE_TTL) for a session's refresh), so a
+//! holder whose task hangs while its heartbeat runs still loses it then. A holder that is
+//! killed stops renewing: the others take its lease over within the time to live, about 2 s
+//! instead of the 90 s a refresh's whole lease would last. Each renewal moves the holder's
+//! [`LeaseTerm`](withings_oauth::LeaseTerm); a renewal that finds the lease taken over (or
+//! expired) marks it lost.
+//!
+//! **Fencing.** Right before its refresh request leaves (after a nonce call, after a rate
+//! limiter's wait), a session reads its lease's term and sends the request with a timeout
+//! that ends [`LEASE_SLACK`](withings_oauth::LEASE_SLACK) before the lease does (at most the
+//! client's own timeout). With less than half a second to give, it waits for a renewal; a
+//! lease lost or ended sends nothing
+//! ([`ApiError::LeaseEnded`](withings_oauth::ApiError::LeaseEnded)), and the session takes
+//! the lease again, which reads what the holder that took over stored. So a holder paused
+//! past its lease (a stopped process, a host frozen for a while) never presents a refresh
+//! token that another holder rotated meanwhile. What can't be fenced: a holder paused after
+//! its request left. Withings processes that request while someone else may hold the lease;
+//! the compare-and-swap on the version still drops the late pair unused, and Withings honours
+//! the old refresh token for 8 hours after a rotation, so the other holder's refresh
+//! succeeds too; a server that refused any rotated token (the sandbox's strict rotation)
+//! would end the grant there. A holder killed while its request is in flight is the same
+//! case: its lease expires at the request's deadline at the latest, and the next holder
+//! presents the refresh token the dead one sent.
+//!
+//! **The cost: short refresh requests.** Recovery can't be faster than the longest request
+//! allowed under a lease, since a request in flight must end before its lease does (or two
+//! requests of one user could be in flight at once). With the default 2 s lease, a refresh
+//! request gets about 1.5 s (the lease left after the last renewal, less the slack) instead
+//! of the client's 30 s. A slower answer from Withings is cut off and the refresh fails
+//! with a timeout; the next call refreshes again with the same refresh token, which Withings
+//! still honours (for 8 hours after a rotation nobody used), so nothing is lost, but a server
+//! counting reused refresh tokens (the sandbox's strict rotation) counts that one. Where
+//! Withings answers slowly, raise [`SqlOptions::lease_ttl`]: recovery after a crash takes as
+//! long.
 //!
 //! Why not an advisory lock (`pg_advisory_xact_lock`) held by a transaction? It would hold a
 //! pooled connection, and a transaction, for the whole refresh (a token call of up to 30 s),
 //! so 50 concurrent refreshes would need 50 connections; it can't expire while its holder
 //! hangs, only when its connection dies; and SQLite has nothing like it. A row lease costs
-//! two short statements, works the same on both backends, expires in-process as the
-//! conformance kit expects, and can be inspected with a `SELECT`.
+//! two short statements (and a share of one renewal statement per handle while held), works
+//! the same on both backends, expires in-process as the conformance kit expects, and can be
+//! inspected with a `SELECT`.
+//!
+//! Why a heartbeat rather than a long lease cut short some other way? A long lease makes a
+//! crash cost its whole length (a `token` command killed mid-refresh made the next one wait
+//! 86 s, silently). Releasing leases of dead processes by their process id works on one
+//! machine only, and a process id is reused. The renewal keeps the lease as long as its
+//! holder lives and no longer, costs one statement per handle and period whatever the number
+//! of leases, and gives the holder a term it can check before it sends anything.
 //!
 //! # Group commit
 //! A refresh makes three calls to the store: the session's restore reads the login;
@@ -281,7 +331,7 @@ mod sealed;
 mod store;
 
 pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
-pub use options::{Backend, SqlOptions};
+pub use options::{Backend, DEFAULT_DATABASE_LEASE, LeaseWait, OnLeaseWait, SqlOptions};
 pub use pending::SqlPendingLogins;
 pub use rate_limit::{BucketState, RateParams, SqlBucket};
 pub use rotation::Rotation;

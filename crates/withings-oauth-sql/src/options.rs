@@ -1,11 +1,20 @@
 //! [`SqlOptions`]: how to open a [`SqlStore`](crate::SqlStore), and the [`Backend`] a URL picks.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use withings_oauth::DEFAULT_LEASE_TTL;
+use withings_oauth::UserId;
 
 use crate::keys::Keyring;
+
+/// How long a refresh lease lasts in the database unless renewed, by default: what another
+/// instance waits, at most, after the holder died. See [`SqlOptions::lease_ttl`].
+pub const DEFAULT_DATABASE_LEASE: Duration = Duration::from_secs(2);
+
+/// What a store tells its caller when it has been waiting for another holder's lease for a
+/// second: see [`SqlOptions::on_lease_wait`].
+pub type OnLeaseWait = Arc<dyn Fn(&LeaseWait) + Send + Sync>;
 
 /// The database a store URL picks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +36,7 @@ pub enum Backend {
 /// let options = SqlOptions::default()
 ///     .keys(Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?)
 ///     .max_connections(16)
-///     .max_lease(Duration::from_secs(60));
+///     .lease_ttl(Duration::from_secs(3));
 /// # Ok::<(), withings_oauth_sql::KeyError>(())
 /// ```
 #[derive(Clone)]
@@ -38,7 +47,9 @@ pub struct SqlOptions {
     min_connections: u32,
     busy_timeout: Duration,
     acquire_timeout: Duration,
-    pub(crate) max_lease: Duration,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) lease_renewal: Option<Duration>,
+    pub(crate) on_lease_wait: Option<OnLeaseWait>,
     pub(crate) schema: Option<String>,
 }
 
@@ -51,7 +62,9 @@ impl Default for SqlOptions {
             min_connections: 0,
             busy_timeout: Duration::from_secs(30),
             acquire_timeout: Duration::from_secs(10),
-            max_lease: DEFAULT_LEASE_TTL,
+            lease_ttl: DEFAULT_DATABASE_LEASE,
+            lease_renewal: None,
+            on_lease_wait: None,
             schema: None,
         }
     }
@@ -110,12 +123,41 @@ impl SqlOptions {
         self
     }
 
-    /// The longest refresh lease the store grants (default
-    /// [`DEFAULT_LEASE_TTL`](withings_oauth::DEFAULT_LEASE_TTL), 90 s): how long the others
-    /// wait before taking over from an instance that died while refreshing. Keep it above the
-    /// longest refresh (a token call of at most 30 s, then a save).
-    pub fn max_lease(mut self, ttl: Duration) -> Self {
-        self.max_lease = ttl.max(Duration::from_millis(1));
+    /// How long a refresh lease lasts in the database before it is renewed (default
+    /// [`DEFAULT_DATABASE_LEASE`], 2 s; at least 1 s, so that a refresh request gets at least
+    /// [`MIN_REQUEST_TIMEOUT`](withings_oauth::MIN_REQUEST_TIMEOUT) under it, ending
+    /// [`LEASE_SLACK`](withings_oauth::LEASE_SLACK) before it): how long other instances wait, at
+    /// most, before taking over from one that died while refreshing. While its refresh runs,
+    /// the holder's store renews it every [`lease_renewal`](Self::lease_renewal), up to the
+    /// time to live its caller asked for; a refresh request under it goes with a timeout that
+    /// ends before it does, so a longer lease allows slower answers from Withings, and a
+    /// shorter one recovers sooner. See the crate docs, "The refresh lease".
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How often the store renews the leases it holds, all in one statement (default a
+    /// quarter of [`lease_ttl`](Self::lease_ttl)). Kept below half the time to live, so that a
+    /// renewal that is slow or lost is made up by the next one.
+    pub fn lease_renewal(mut self, period: Duration) -> Self {
+        self.lease_renewal = Some(period.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// Called once per wait when taking a user's lease has waited a second for another
+    /// holder: a command-line program tells its user which user is waited for, by whom, and
+    /// how long at most. Every such wait is also logged (`tracing`, level INFO).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use withings_oauth_sql::SqlOptions;
+    ///
+    /// let options = SqlOptions::default().on_lease_wait(Arc::new(|wait| eprintln!("{wait}")));
+    /// # let _ = options;
+    /// ```
+    pub fn on_lease_wait(mut self, tell: OnLeaseWait) -> Self {
+        self.on_lease_wait = Some(tell);
         self
     }
 
@@ -146,6 +188,13 @@ impl SqlOptions {
         self.acquire_timeout
     }
 
+    /// The heartbeat's period: as set, kept below half the lease's time to live.
+    pub(crate) fn lease_renewal_value(&self) -> Duration {
+        self.lease_renewal
+            .unwrap_or(self.lease_ttl / 4)
+            .min(self.lease_ttl / 2)
+    }
+
     #[cfg(feature = "postgres")]
     pub(crate) fn schema_value(&self) -> Option<&str> {
         self.schema.as_deref()
@@ -159,8 +208,66 @@ impl fmt::Debug for SqlOptions {
             .field("run_migrations", &self.run_migrations)
             .field("max_connections", &self.max_connections)
             .field("min_connections", &self.min_connections)
-            .field("max_lease", &self.max_lease)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("lease_renewal", &self.lease_renewal_value())
+            .field("on_lease_wait", &self.on_lease_wait.is_some())
             .field("schema", &self.schema)
             .finish_non_exhaustive()
+    }
+}
+
+/// A wait for another holder's refresh lease that has lasted a second: what
+/// [`SqlOptions::on_lease_wait`] is told, once per wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use withings_oauth::UserId;
+/// use withings_oauth_sql::LeaseWait;
+///
+/// let wait = LeaseWait::new(UserId::new(1001), Some(4242), Duration::from_secs(88));
+/// assert_eq!(
+///     wait.to_string(),
+///     "user 1001's tokens are being refreshed by another process (pid 4242); waiting for it, at most 88 s"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseWait {
+    /// The user whose lease is held.
+    pub user: UserId,
+    /// The process id of the holder, as it wrote it in the lease (on its own machine), if it
+    /// did.
+    pub holder_pid: Option<u32>,
+    /// The longest the holder may still keep the lease: it is renewed while its refresh runs,
+    /// up to the time to live its caller asked for.
+    pub at_most: Duration,
+}
+
+impl LeaseWait {
+    /// A wait for `user`'s lease, held by process `holder_pid` at most `at_most` longer.
+    pub fn new(user: UserId, holder_pid: Option<u32>, at_most: Duration) -> Self {
+        Self {
+            user,
+            holder_pid,
+            at_most,
+        }
+    }
+}
+
+impl fmt::Display for LeaseWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "user {}'s tokens are being refreshed by ", self.user)?;
+        match self.holder_pid {
+            Some(pid) if pid == std::process::id() => {
+                f.write_str("another task of this process")?
+            }
+            Some(pid) => write!(f, "another process (pid {pid})")?,
+            None => f.write_str("another process")?,
+        }
+        write!(
+            f,
+            "; waiting for it, at most {} s",
+            self.at_most.as_secs_f64().ceil() as u64
+        )
     }
 }

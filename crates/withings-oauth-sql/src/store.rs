@@ -96,7 +96,7 @@ impl SqlStore {
                     gatherer: gatherer.clone(),
                     keys: options.keys.clone().map(Arc::new),
                 },
-                leases: Leases::new(gatherer, options.max_lease),
+                leases: Leases::new(gatherer, &options),
             }),
         };
         if !store.is_encrypted() && !WARNED_CLEAR_TEXT.swap(true, Ordering::Relaxed) {
@@ -310,7 +310,7 @@ impl TokenStore for SqlStore {
                 Ok(((local, release), _)) if release.belongs_to(self.gatherer()) => {
                     (local, Some(release))
                 }
-                Ok(((local, release), until)) => (Lease::new((local, release), until), None),
+                Ok(((local, release), term)) => (Lease::renewable((local, release), term), None),
                 Err(lease) => (lease, None),
             };
             ensure_owner(user, credentials)?;

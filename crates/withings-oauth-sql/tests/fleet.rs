@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use withings_oauth::{Client, DEFAULT_LEASE_TTL, Expected, Session, TokenStore, UserId, testing};
-use withings_oauth_sql::{SqlOptions, SqlStore};
+use withings_oauth_sql::{DEFAULT_DATABASE_LEASE, SqlOptions, SqlStore};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, Sandbox, SandboxConfig, User,
 };
@@ -70,10 +70,10 @@ impl Database {
     }
 }
 
-async fn open(url: &str, schema: &str, max_lease: Duration) -> SqlStore {
+async fn open(url: &str, schema: &str, lease_ttl: Duration) -> SqlStore {
     let mut options = SqlOptions::default()
         .keys(support::keys())
-        .max_lease(max_lease);
+        .lease_ttl(lease_ttl);
     if !schema.is_empty() {
         options = options.postgres_schema(schema);
     }
@@ -87,7 +87,7 @@ async fn seeded(database: &Database) -> (Sandbox, SqlStore) {
     let sandbox = Sandbox::start(SandboxConfig::default().seed_users(USERS).rate_limit(None))
         .await
         .unwrap();
-    let store = open(&database.url(), database.schema(), DEFAULT_LEASE_TTL).await;
+    let store = open(&database.url(), database.schema(), DEFAULT_DATABASE_LEASE).await;
     let handle = sandbox.handle();
     for user in user_ids() {
         let issued = handle
@@ -115,7 +115,7 @@ fn spawn(
     sandbox: &Sandbox,
     dir: &Path,
     index: usize,
-    max_lease: Duration,
+    lease_ttl: Duration,
 ) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "fleet_child", "--ignored", "--nocapture"])
@@ -126,8 +126,8 @@ fn spawn(
         .env("WITHINGS_SQL_FLEET_DIR", dir)
         .env("WITHINGS_SQL_FLEET_INDEX", index.to_string())
         .env(
-            "WITHINGS_SQL_FLEET_MAX_LEASE_MS",
-            max_lease.as_millis().to_string(),
+            "WITHINGS_SQL_FLEET_LEASE_TTL_MS",
+            lease_ttl.as_millis().to_string(),
         )
         .spawn()
         .unwrap()
@@ -186,11 +186,11 @@ async fn refresh_everyone_at_once(
     store: &SqlStore,
     dir: &Path,
     indexes: std::ops::Range<usize>,
-    max_lease: Duration,
+    lease_ttl: Duration,
 ) {
     let children: Vec<Child> = indexes
         .clone()
-        .map(|i| spawn("refresh", database, sandbox, dir, i, max_lease))
+        .map(|i| spawn("refresh", database, sandbox, dir, i, lease_ttl))
         .collect();
     for i in indexes.clone() {
         wait_for_file(dir.join(format!("ready-{i}")), Duration::from_secs(60)).await;
@@ -233,7 +233,7 @@ async fn four_processes_refresh_each_user_once(database: Database) {
         &store,
         dir.path(),
         0..PROCESSES,
-        DEFAULT_LEASE_TTL,
+        DEFAULT_DATABASE_LEASE,
     )
     .await;
     store.close().await;
@@ -266,10 +266,8 @@ async fn a_killed_lease_holder_is_taken_over(database: Database) {
         &store,
         dir.path(),
         0..PROCESSES - 1,
-        // The survivors' own leases keep the default cap, as the store docs ask: above the
-        // longest refresh. A cap of SHORT_LEASE would let a refresh slowed by a loaded machine
-        // outlive its lease and another process refresh the same user again.
-        DEFAULT_LEASE_TTL,
+        // The survivors' leases are the default's, renewed while their refreshes run.
+        DEFAULT_DATABASE_LEASE,
     )
     .await;
     assert!(
@@ -303,8 +301,8 @@ async fn fleet_child() {
     };
     let dir = PathBuf::from(var("DIR"));
     let index = var("INDEX");
-    let max_lease = Duration::from_millis(var("MAX_LEASE_MS").parse().unwrap());
-    let store = open(&var("URL"), &var("SCHEMA"), max_lease).await;
+    let lease_ttl = Duration::from_millis(var("LEASE_TTL_MS").parse().unwrap());
+    let store = open(&var("URL"), &var("SCHEMA"), lease_ttl).await;
 
     if mode == "hold" {
         let mut leases = Vec::new();

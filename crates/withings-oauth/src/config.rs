@@ -9,6 +9,9 @@ use url::Url;
 use crate::future::BoxFuture;
 use crate::secret::ClientSecret;
 
+/// A request's whole timeout unless [`ClientBuilder::timeouts`] sets another.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A hook awaited before every request the client sends to Withings' API host (token, nonce,
 /// revoke and data calls), set with [`ClientBuilder::before_request`]: a rate limiter waits
 /// there for its turn. Dropping the request's future (a caller giving up) drops the hook's
@@ -140,6 +143,9 @@ struct Inner {
     account_url: Url,
     api_url: Url,
     http: reqwest::Client,
+    /// The request timeout given to the builder (30 s unless set): what a refresh under a
+    /// lease is cut to fit in.
+    timeout: Duration,
     auth: AuthMethod,
     before_request: Option<BeforeRequest>,
 }
@@ -187,6 +193,12 @@ impl Client {
     /// The HTTP client in use.
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The whole-request timeout set with [`ClientBuilder::timeouts`] (30 s by default, and
+    /// with a client of one's own).
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.timeout
     }
 
     /// Waits for the [`BeforeRequest`] hook, if there is one.
@@ -365,7 +377,7 @@ impl ClientBuilder {
             Some(http) => http,
             None => reqwest::Client::builder()
                 .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(10)))
-                .timeout(self.timeout.unwrap_or(Duration::from_secs(30)))
+                .timeout(self.timeout.unwrap_or(DEFAULT_TIMEOUT))
                 .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("withings-oauth/", env!("CARGO_PKG_VERSION")))
                 .build()
@@ -380,6 +392,7 @@ impl ClientBuilder {
                 account_url,
                 api_url,
                 http,
+                timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 auth: self.auth,
                 before_request: self.before_request,
             }),

@@ -232,9 +232,10 @@ pub use session::{DEFAULT_MARGIN, Session, SessionError, SessionStatus};
 #[cfg(any(test, feature = "test-util"))]
 pub use store::testing;
 pub use store::{
-    Conflict, DEFAULT_LEASE_TTL, Expected, Lease, LocalLeases, MemoryStore, StoreError,
-    StoreFuture, StoredCredentials, StoredCredentialsError, StoredEntry, TokenStore, Version,
-    VersionedEntry, VersionedMap, check_private_dir, check_private_file, ensure_owner,
+    Conflict, DEFAULT_LEASE_TTL, Expected, LEASE_SLACK, Lease, LeaseTerm, LocalLeases,
+    MIN_REQUEST_TIMEOUT, MemoryStore, StoreError, StoreFuture, StoredCredentials,
+    StoredCredentialsError, StoredEntry, TokenStore, Version, VersionedEntry, VersionedMap,
+    check_private_dir, check_private_file, ensure_owner,
 };
 pub use time::{Clock, SystemClock};
 #[cfg(feature = "loopback")]

@@ -5,7 +5,8 @@
 //! goes in one transaction, one commit, and the loads gathered in one statement ([`sqlite`]).
 //!
 //! Calls of one kind that arrive while a batch of that kind runs are queued ([`batch`]) and sent
-//! together as the next one; a lone call goes at once. Every caller gets its own answer: a
+//! together as the next one; a lone call goes at once. The renewals of the leases a handle
+//! holds go together too, one statement (PostgreSQL) or transaction (SQLite) per heartbeat. Every caller gets its own answer: a
 //! batch that fails as a whole is run again one call at a time, so that one call's failure
 //! stays its own.
 
@@ -17,11 +18,12 @@ mod sqlite;
 #[cfg(all(test, feature = "postgres"))]
 mod tests;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use withings_oauth::StoreError;
+use withings_oauth::{LeaseTerm, StoreError};
 
 use batch::Answers;
 
@@ -73,6 +75,28 @@ pub(crate) type Loaded = Result<Option<RawRow>, StoreError>;
 /// A lease to release: the user and the owner that holds it.
 pub(crate) type Held = (i64, String);
 
+/// A lease to renew: its user and owner, and how long from now it is to last (ms). Renewed
+/// only if the owner still holds it and it has not expired.
+pub(crate) struct Renew {
+    pub(crate) user: i64,
+    pub(crate) owner: String,
+    pub(crate) ttl_ms: i64,
+}
+
+/// Which of the leases asked for were renewed, in their order.
+pub(crate) type Renewed = Result<Vec<bool>, StoreError>;
+
+/// A lease the handle keeps renewed while it is held: its term (moved by each renewal, marked
+/// lost when a renewal finds it taken over) and the moment after which it is no longer
+/// renewed (its holder's time to live: a hung holder's lease still expires).
+#[derive(Clone)]
+pub(crate) struct Renewing {
+    pub(crate) user: i64,
+    pub(crate) owner: String,
+    pub(crate) term: LeaseTerm,
+    pub(crate) cap: Instant,
+}
+
 /// The database handle and the queues of its gathered calls. Cloning is cheap and shares them.
 #[derive(Clone)]
 pub(crate) struct Gatherer(Arc<Shared>);
@@ -85,6 +109,17 @@ struct Shared {
     sqlite: sqlite::Queues,
     /// Lease releases still running in the background, awaited by [`Gatherer::close`].
     releases: Releases,
+    /// The leases this handle holds and renews.
+    renewals: Mutex<Renewals>,
+}
+
+/// The leases a handle renews, and whether its heartbeat runs. One lock for both, so that a
+/// heartbeat that stops (nothing held) and a lease taken at that moment agree on who starts
+/// the next one.
+#[derive(Default)]
+struct Renewals {
+    held: HashMap<(i64, String), Renewing>,
+    beating: bool,
 }
 
 impl Gatherer {
@@ -96,7 +131,56 @@ impl Gatherer {
             #[cfg(feature = "sqlite")]
             sqlite: sqlite::Queues::default(),
             releases: Releases::default(),
+            renewals: Mutex::default(),
         }))
+    }
+
+    /// Keeps a lease just taken renewed until it ends; `true` if the caller must start the
+    /// heartbeat (none runs).
+    pub(crate) fn keep_renewed(&self, lease: Renewing) -> bool {
+        let mut renewals = self.renewals();
+        renewals
+            .held
+            .insert((lease.user, lease.owner.clone()), lease);
+        !std::mem::replace(&mut renewals.beating, true)
+    }
+
+    /// The leases to renew now; `None`, and the heartbeat stops, when none is held.
+    pub(crate) fn to_renew(&self) -> Option<Vec<Renewing>> {
+        let mut renewals = self.renewals();
+        if renewals.held.is_empty() {
+            renewals.beating = false;
+            return None;
+        }
+        Some(renewals.held.values().cloned().collect())
+    }
+
+    /// Stops renewing a lease: it ended, was lost, or passed its holder's time to live.
+    pub(crate) fn stop_renewing(&self, user: i64, owner: &str) {
+        self.renewals().held.remove(&(user, owner.to_owned()));
+    }
+
+    /// Tells a heartbeat that is not running any more (its task never ran, say) to be started
+    /// again by the next lease taken.
+    pub(crate) fn heartbeat_stopped(&self) {
+        self.renewals().beating = false;
+    }
+
+    fn renewals(&self) -> std::sync::MutexGuard<'_, Renewals> {
+        self.0
+            .renewals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Renews leases, all in one statement (PostgreSQL) or transaction (SQLite).
+    pub(crate) async fn renew(&self, leases: Vec<Renew>) -> Renewed {
+        match &self.0.db.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => postgres::renew(self, leases).await,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => sqlite::renew(self, leases).await,
+        }
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -242,8 +326,9 @@ impl Release {
         self.gatherer.same(gatherer)
     }
 
-    /// Forgets a lease that a statement just ended: nothing is left to release.
+    /// Forgets a lease that a statement just ended: nothing is left to release or renew.
     pub(crate) fn ended(mut self) {
+        self.gatherer.stop_renewing(self.user, &self.owner);
         self.owner.clear();
     }
 }
@@ -254,6 +339,7 @@ impl Drop for Release {
         if self.owner.is_empty() {
             return;
         }
+        self.gatherer.stop_renewing(self.user, &self.owner);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

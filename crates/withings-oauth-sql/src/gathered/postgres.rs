@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::batch::{Answers, Batcher, Call, Flush, ask, reply_each};
 use super::{
-    Claim, Claimed, Gatherer, Held, Loaded, Release, Save, Saved, Taken, Unsaved, each, one_by_one,
+    Claim, Claimed, Gatherer, Held, Loaded, Release, Renew, Renewed, Save, Saved, Taken, Unsaved,
+    each, one_by_one,
 };
 use crate::queries as q;
 use crate::row::{RawRow, UserRow};
@@ -64,6 +65,20 @@ const RELEASE_LEASES: &str = "WITH doomed AS (SELECT l.user_id \
     ON l.user_id = v.user_id AND l.owner = v.owner \
     ORDER BY l.user_id FOR UPDATE OF l) \
     DELETE FROM withings_leases AS l USING doomed WHERE l.user_id = doomed.user_id";
+
+/// Renews the leases still held by their owners and not expired, by their times to live from
+/// now (on the database's clock, as [`CLAIM_LEASES`] sets them): $1 users (each once), $2
+/// owners, $3 times to live (ms). Rows are locked in the order of their users, as the claims
+/// and releases lock them. Returns the users whose lease was renewed.
+const RENEW_LEASES: &str = "WITH mine AS (SELECT l.user_id, v.ttl \
+    FROM withings_leases AS l \
+    JOIN unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) AS v(user_id, owner, ttl) \
+    ON l.user_id = v.user_id AND l.owner = v.owner \
+    WHERE l.until_ms > CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
+    ORDER BY l.user_id FOR UPDATE OF l) \
+    UPDATE withings_leases AS l \
+    SET until_ms = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + mine.ttl \
+    FROM mine WHERE l.user_id = mine.user_id RETURNING l.user_id";
 
 /// The queues of a store on PostgreSQL: one per kind of call.
 #[derive(Default)]
@@ -416,4 +431,34 @@ fn release_many(g: Gatherer, leases: Vec<Held>) -> Answers<()> {
         }
         vec![(); leases.len()]
     })
+}
+
+/// Renews leases in one statement: the heartbeat's, one at a time per handle, so not queued.
+pub(super) async fn renew(g: &Gatherer, leases: Vec<Renew>) -> Renewed {
+    // Each user once (a handle holds one lease per user; a second is answered "not renewed").
+    let mut first = HashMap::new();
+    for (i, lease) in leases.iter().enumerate() {
+        first.entry(lease.user).or_insert(i);
+    }
+    let picked = in_user_order(&first);
+    let renewed: Result<HashSet<i64>, sqlx::Error> = again_if_lost!(g, async {
+        let p = pool(g).ok_or_else(not_postgres)?;
+        let users: Vec<i64> = picked.iter().map(|&i| leases[i].user).collect();
+        let owners: Vec<&str> = picked.iter().map(|&i| leases[i].owner.as_str()).collect();
+        let ttls: Vec<i64> = picked.iter().map(|&i| leases[i].ttl_ms).collect();
+        Ok(sqlx::query_scalar::<_, i64>(RENEW_LEASES)
+            .bind(&users)
+            .bind(&owners)
+            .bind(&ttls)
+            .fetch_all(p)
+            .await?
+            .into_iter()
+            .collect())
+    });
+    let renewed = renewed.map_err(|e| g.db().fail("renew refresh leases", e))?;
+    Ok(leases
+        .iter()
+        .enumerate()
+        .map(|(i, lease)| first.get(&lease.user) == Some(&i) && renewed.contains(&lease.user))
+        .collect())
 }

@@ -1,6 +1,6 @@
 //! The gathered calls on SQLite, whose writes go one at a time through the file's write lock
-//! anyway: every lease claim (and its read), save and release in flight in one `BEGIN
-//! IMMEDIATE` transaction, so one commit; the loads in one statement (the ids in a JSON array,
+//! anyway: every lease claim (and its read), save, release and heartbeat's renewals in flight
+//! in one `BEGIN IMMEDIATE` transaction, so one commit; the loads in one statement (the ids in a JSON array,
 //! `json_each`).
 
 use std::collections::HashMap;
@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 
 use super::batch::{Answers, Batcher, Call, Flush, ask, reply_each};
 use super::{
-    Claim, Claimed, Gatherer, Held, Loaded, Release, Save, Saved, Taken, Unsaved, each, one_by_one,
+    Claim, Claimed, Gatherer, Held, Loaded, Release, Renew, Renewed, Save, Saved, Taken, Unsaved,
+    each, one_by_one,
 };
 use crate::db::Pool;
 use crate::queries as q;
@@ -27,11 +28,17 @@ const CLAIM_LEASE: &str = "INSERT INTO withings_leases AS l \
     ON CONFLICT (user_id) DO UPDATE SET owner = $2, until_ms = $3 + $4 \
     WHERE l.until_ms <= $3 OR l.owner = $2";
 
+/// $1 user, $2 owner, $3 now (Unix ms), $4 time to live (ms): renews the lease if this owner
+/// still holds it and it has not expired.
+const RENEW_LEASE: &str = "UPDATE withings_leases SET until_ms = $3 + $4 \
+    WHERE user_id = $1 AND owner = $2 AND until_ms > $3";
+
 /// A write gathered with the others in one transaction, each with its own typed reply.
 pub(super) enum Write {
     Claim(Call<Claim, Claimed>),
     Save(Call<Save, Saved>),
     Release(Call<Held, ()>),
+    Renew(Call<Vec<Renew>, Renewed>),
 }
 
 /// The queues of a store on SQLite: the loads, and every write.
@@ -59,6 +66,11 @@ pub(super) async fn save(g: &Gatherer, save: Save) -> Saved {
 /// Releases a lease, in one transaction with the other writes in flight.
 pub(super) async fn release(g: &Gatherer, lease: Held) {
     let _ = ask(g, |g| &g.0.sqlite.writes, write, Write::Release, lease).await;
+}
+
+/// Renews the heartbeat's leases, in one transaction with the other writes in flight.
+pub(super) async fn renew(g: &Gatherer, leases: Vec<Renew>) -> Renewed {
+    ask(g, |g| &g.0.sqlite.writes, write, Write::Renew, leases).await?
 }
 
 fn flush_loads(g: Gatherer, calls: Vec<Call<i64, Loaded>>) -> Flush {
@@ -112,6 +124,8 @@ enum Done {
     /// The new version, if the save was written.
     Save(Call<Save, Saved>, Option<i64>),
     Release(Call<Held, ()>),
+    /// Which leases were renewed.
+    Renew(Call<Vec<Renew>, Renewed>, Vec<bool>),
 }
 
 impl Done {
@@ -121,6 +135,7 @@ impl Done {
             Done::Claim(call, ..) => Write::Claim(call),
             Done::Save(call, _) => Write::Save(call),
             Done::Release(call) => Write::Release(call),
+            Done::Renew(call, _) => Write::Renew(call),
         }
     }
 
@@ -154,6 +169,9 @@ impl Done {
             }
             Done::Release(call) => {
                 let _ = call.reply.send(());
+            }
+            Done::Renew(call, renewed) => {
+                let _ = call.reply.send(Ok(renewed));
             }
         }
     }
@@ -228,7 +246,32 @@ async fn step(
             Ok(()) => Ok(Done::Release(call)),
             Err(e) => Err((e, Write::Release(call))),
         },
+        Write::Renew(call) => match renew_leases(tx, &call.request, now_ms).await {
+            Ok(renewed) => Ok(Done::Renew(call, renewed)),
+            Err(e) => Err((e, Write::Renew(call))),
+        },
     }
+}
+
+/// Which of the leases were renewed: those their owners still hold, unexpired.
+async fn renew_leases(
+    tx: &mut Tx,
+    leases: &[Renew],
+    now_ms: i64,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut renewed = Vec::with_capacity(leases.len());
+    for lease in leases {
+        let rows = sqlx::query(RENEW_LEASE)
+            .bind(lease.user)
+            .bind(lease.owner.as_str())
+            .bind(now_ms)
+            .bind(lease.ttl_ms)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        renewed.push(rows == 1);
+    }
+    Ok(renewed)
 }
 
 /// Whether the lease was taken, and the user's row read after, if asked for.
@@ -306,6 +349,11 @@ fn fail(g: &Gatherer, write: Write, error: &sqlx::Error) {
         Write::Release(call) => {
             tracing::debug!(error = %g.db().failure("release a refresh lease", error), "a refresh lease was not released; it will expire");
             let _ = call.reply.send(());
+        }
+        Write::Renew(call) => {
+            let _ = call
+                .reply
+                .send(Err(g.db().failure("renew refresh leases", error)));
         }
     }
 }

@@ -76,7 +76,7 @@ async fn a_save_the_statement_did_not_pick_keeps_its_lease() {
         kept_its_lease(&answers[1]),
         "the save not picked lost its lease before going alone"
     );
-    let left = crate::lease::lease_left(store.gatherer().db(), 77)
+    let left = crate::lease::lease_holder(store.gatherer().db(), 77)
         .await
         .unwrap();
     assert!(left.is_some(), "the lease row was deleted");

@@ -115,6 +115,13 @@ pub enum ApiError {
         /// What was wrong, without the body's content.
         reason: String,
     },
+    /// A refresh was not sent: the refresh lease it was to go under ended first (another
+    /// program took it over, or too little of it was left and it was not renewed). Nothing
+    /// reached Withings and no token was spent.
+    #[error(
+        "the refresh was not sent: this program's refresh lease for the user ended first (another program may be refreshing the same user); nothing was spent: retry, which reads the store first"
+    )]
+    LeaseEnded,
     /// The request failed on the way.
     #[error("could not talk to Withings ({kind}): {source}")]
     Transport {
@@ -129,14 +136,15 @@ pub enum ApiError {
 impl ApiError {
     /// Whether the request may have reached Withings and changed something before failing.
     ///
-    /// `false` for connection failures: nothing was sent.
+    /// `false` for connection failures and refreshes held back by their lease: nothing was
+    /// sent.
     pub fn maybe_processed(&self) -> bool {
         !matches!(
             self,
             ApiError::Transport {
                 kind: TransportKind::Connect,
                 ..
-            }
+            } | ApiError::LeaseEnded
         )
     }
 
@@ -153,6 +161,7 @@ impl ApiError {
     /// | [`NotJson`](Self::NotJson) | yes | an HTML answer is a maintenance or error page of a front end |
     /// | [`Truncated`](Self::Truncated), [`EmptyBody`](Self::EmptyBody) | yes | the connection broke while the answer was coming |
     /// | [`Transport`](Self::Transport) | yes | no connection, a timeout, a connection broken on the way |
+    /// | [`LeaseEnded`](Self::LeaseEnded) | yes | not sent: the next attempt takes the lease again and reads the store |
     /// | [`TooLarge`](Self::TooLarge), [`Malformed`](Self::Malformed) | no | what answered is not Withings' API as this version knows it |
     /// | [`InvalidCode`](Self::InvalidCode) | no | a code is valid once, for 30 seconds: start the login again |
     /// | [`InvalidRefreshToken`](Self::InvalidRefreshToken) | no | the grant is dead: the user must log in again |
@@ -164,6 +173,7 @@ impl ApiError {
             | ApiError::NotJson { .. }
             | ApiError::Truncated
             | ApiError::EmptyBody
+            | ApiError::LeaseEnded
             | ApiError::Transport { .. } => true,
             ApiError::HttpStatus { status } => {
                 matches!(status, 408 | 425 | 429) || (500..600).contains(status)

@@ -60,6 +60,7 @@ pub async fn get_nonce(client: &Client) -> Result<String, ApiError> {
         None,
         &[client.client_secret().expose_secret()],
         TOKEN_BODY_LIMIT,
+        None,
     )
     .await?;
     if body.nonce.is_empty() || !body.nonce.bytes().all(|b| b.is_ascii_graphic()) {

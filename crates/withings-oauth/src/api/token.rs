@@ -14,6 +14,7 @@ use crate::credentials::{Credentials, UserId, is_token_text, is_token_type};
 use crate::json::number_or_digits;
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, AuthorizationCode, RefreshToken};
+use crate::store::LeaseTerm;
 
 /// What is traded for tokens.
 pub(crate) enum Grant<'a> {
@@ -25,22 +26,36 @@ pub(crate) enum Grant<'a> {
         refresh_token: &'a RefreshToken,
         /// Kept if the answer omits `userid`: a refresh never changes the user.
         user_id: UserId,
+        /// The term of the lease the refresh goes under, if any: the request leaves only
+        /// while it holds, with a timeout that ends before it.
+        fence: Option<&'a LeaseTerm>,
     },
 }
 
 /// Posts `form` to `/v2/oauth2`. `secret` (the code or refresh token sent, if any) and the
-/// client secret are masked if Withings' error text repeats them.
+/// client secret are masked if Withings' error text repeats them. A refresh under a lease is
+/// `fence`d by its term.
 async fn post_oauth2<T: DeserializeOwned>(
     client: &Client,
     form: &[(&str, &str)],
     secret: Option<&str>,
+    fence: Option<&LeaseTerm>,
 ) -> Result<T, ApiError> {
     let client_secret = client.client_secret().expose_secret();
     let secrets: &[&str] = match secret {
         Some(secret) => &[secret, client_secret],
         None => &[client_secret],
     };
-    post_form(client, "v2/oauth2", form, None, secrets, TOKEN_BODY_LIMIT).await
+    post_form(
+        client,
+        "v2/oauth2",
+        form,
+        None,
+        secrets,
+        TOKEN_BODY_LIMIT,
+        fence,
+    )
+    .await
 }
 
 /// A signed `/v2/oauth2` call of `action`: `client_id`, a fresh nonce and its signature, then
@@ -54,7 +69,7 @@ async fn signed_oauth2<T: DeserializeOwned>(
     let mut form = vec![("action", action), ("client_id", client.client_id())];
     form.extend(signed.params());
     form.extend_from_slice(params);
-    post_oauth2(client, &form, None).await
+    post_oauth2(client, &form, None, None).await
 }
 
 /// Calls `requesttoken` and returns the new credentials.
@@ -92,7 +107,11 @@ pub(crate) async fn request_token(
     }
     // Expiry counts from before the request left, so it errs early.
     let sent_at = Utc::now();
-    let body: TokenBody = post_oauth2(client, &form, Some(secret_value)).await?;
+    let fence = match &grant {
+        Grant::Refresh { fence, .. } => *fence,
+        Grant::Code { .. } => None,
+    };
+    let body: TokenBody = post_oauth2(client, &form, Some(secret_value), fence).await?;
     let fallback_user = match grant {
         Grant::Code { .. } => None,
         Grant::Refresh { user_id, .. } => Some(user_id),

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use crate::api::envelope::parse_answer;
 use crate::api::error::{ApiError, TransportKind};
 use crate::config::Client;
+use crate::store::LeaseTerm;
 
 /// Largest answer read from the token and signature endpoints.
 pub(crate) const TOKEN_BODY_LIMIT: usize = 64 * 1024;
@@ -13,7 +14,9 @@ pub(crate) const TOKEN_BODY_LIMIT: usize = 64 * 1024;
 /// Largest answer read from a data endpoint (a long `getmeas` history is a few megabytes).
 pub(crate) const DATA_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
-/// Posts a form to `path` on the API host and returns the parsed success body.
+/// Posts a form to `path` on the API host and returns the parsed success body. With a
+/// `fence` (the term of the lease a refresh goes under), the request goes only if the lease
+/// is held long enough, with a timeout that ends before it.
 pub(crate) async fn post_form<T: DeserializeOwned>(
     client: &Client,
     path: &str,
@@ -21,11 +24,21 @@ pub(crate) async fn post_form<T: DeserializeOwned>(
     bearer: Option<&str>,
     secrets: &[&str],
     limit: usize,
+    fence: Option<&LeaseTerm>,
 ) -> Result<T, ApiError> {
     // A rate limiter waits here, before anything is sent.
     client.before_request().await;
     let url = client.api_endpoint(path);
     let mut request = client.http().post(url).form(form);
+    // The fence: checked after every wait (the rate limiter, a nonce), right before the
+    // request leaves, which then ends before the lease does.
+    if let Some(term) = fence {
+        let timeout = term
+            .request_timeout(client.request_timeout())
+            .await
+            .map_err(|_| ApiError::LeaseEnded)?;
+        request = request.timeout(timeout);
+    }
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
     }

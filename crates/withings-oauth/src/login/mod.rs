@@ -18,6 +18,7 @@ pub use authorized::{Authorized, RevokeError};
 pub use error::Error;
 pub use parked::ParkedLogin;
 pub use pending::PendingCallback;
+pub(crate) use refresh::refresh_under;
 pub use refresh::{RefreshError, refresh};
 pub use unauthorized::Unauthorized;
 

@@ -12,12 +12,23 @@ use tracing::{Instrument, info, info_span, warn};
 use super::authorized::{Authorized, HandBack};
 use crate::api::error::ApiError;
 use crate::api::token::{Grant, request_token};
+use crate::store::LeaseTerm;
 
 /// Refreshes `authorized` (`grant_type=refresh_token`).
 ///
 /// On failure, [`RefreshError::into_login`] gives the old login back unless Withings said the
 /// refresh token is dead ([`RefreshError::login_required`]).
 pub async fn refresh(authorized: Authorized) -> Result<Authorized, RefreshError> {
+    refresh_under(authorized, None).await
+}
+
+/// [`refresh`] under a refresh lease: the request leaves only while `fence` (the lease's term)
+/// holds, with a timeout that ends before it; otherwise [`ApiError::LeaseEnded`], the login
+/// handed back unspent.
+pub(crate) async fn refresh_under(
+    authorized: Authorized,
+    fence: Option<&LeaseTerm>,
+) -> Result<Authorized, RefreshError> {
     let client = authorized.client().clone();
     let span = info_span!("withings_oauth.refresh", client_id = client.client_id(), user_id = %authorized.user_id());
     let result = request_token(
@@ -25,6 +36,7 @@ pub async fn refresh(authorized: Authorized) -> Result<Authorized, RefreshError>
         Grant::Refresh {
             refresh_token: authorized.refresh_token(),
             user_id: authorized.user_id(),
+            fence,
         },
         authorized.scopes(),
     )

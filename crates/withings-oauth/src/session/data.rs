@@ -56,6 +56,7 @@ impl Session {
             Some(secret),
             &[secret],
             DATA_BODY_LIMIT,
+            None,
         )
         .await
     }

@@ -17,6 +17,7 @@ use chrono::{TimeDelta, Utc};
 use tracing::{debug, info, warn};
 
 use super::{SessionError, Shared, Slot, check_owner};
+use crate::api::error::ApiError;
 use crate::login::Authorized;
 use crate::secret::AccessToken;
 use crate::store::{DEFAULT_LEASE_TTL, Expected, Lease, StoreError, StoredEntry, VersionedEntry};
@@ -36,6 +37,31 @@ impl Shared {
     /// One refresh attempt: callers come here when the published token is due, or to force a
     /// refresh (an explicit one, or a token Withings called invalid).
     pub(super) async fn refresh_with_store(
+        &self,
+        slot: &mut Slot,
+        margin: TimeDelta,
+        clock: &dyn Clock,
+    ) -> Result<(AccessToken, u64), SessionError> {
+        /// Leases lost before the request could go, taken again before giving up.
+        const HELD_BACK: usize = 3;
+        let mut held_back = 0;
+        loop {
+            match self.refresh_under_lease(slot, margin, clock).await {
+                // Not sent, nothing spent: another program may have taken the lease over and
+                // refreshed; the lease taken again reads what it stored.
+                Err(SessionError::Api(ApiError::LeaseEnded)) if held_back < HELD_BACK => {
+                    held_back += 1;
+                    info!("the refresh lease ended before the request could go; taking it again");
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Takes the lease, reads the store under it, and refreshes unless the store holds a newer
+    /// login: the request leaves only while the lease holds, with a timeout that ends before
+    /// it does.
+    async fn refresh_under_lease(
         &self,
         slot: &mut Slot,
         margin: TimeDelta,
@@ -64,7 +90,10 @@ impl Shared {
         let (Some(authorized), Some(base)) = (slot.authorized.take(), slot.version) else {
             return Err(SessionError::LoginRequired { user });
         };
-        match crate::login::refresh(authorized).await {
+        // Fenced: a holder paused past its lease (a stopped process, a long garbage
+        // collection of the host) finds it lost or expired here and sends nothing, so a
+        // refresh token another holder rotated meanwhile is never presented again.
+        match crate::login::refresh_under(authorized, Some(lease.term())).await {
             Ok(fresh) => {
                 let client = fresh.client().clone();
                 let mut credentials = fresh.into_credentials();

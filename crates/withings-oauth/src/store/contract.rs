@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::term::LeaseTerm;
 use crate::credentials::{Credentials, UserId};
 use crate::future::BoxFuture;
 
@@ -41,7 +42,11 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(90);
 ///   across every process that shares the store. A lease expires after its time to live, so a
 ///   crashed holder's lease is taken over; whoever takes a lease re-reads the entry under it.
 ///   Leases make refreshes happen once; compare-and-swap keeps the data safe even when a lease
-///   was lost (an expired lease's holder finds its save refused).
+///   was lost (an expired lease's holder finds its save refused). A lease's
+///   [`LeaseTerm`] says how long it is held still: a store may keep a lease short and renew
+///   it while its holder lives (never past `ttl`), moving the term, and mark it lost when it
+///   finds it taken over; a session sends its refresh request only with a timeout that ends
+///   before the term does.
 ///
 /// The trait is object-safe (sessions hold an `Arc<dyn TokenStore>`) and returns boxed futures,
 /// so it can be implemented for a database or a keychain without an async-trait macro. The
@@ -338,8 +343,14 @@ impl fmt::Display for Conflict {
 }
 
 /// A held refresh lease ([`TokenStore::lease`]); dropping it releases the lease.
+///
+/// Its [`LeaseTerm`] says how long it is held still: a fixed end (memory store), none (an OS
+/// lock, held until its process exits), or an end that its store moves as it renews the lease
+/// while the refresh runs (SQL stores), and marks lost if another holder took it over. A
+/// session reads it right before it sends a refresh request, and sends that request with a
+/// timeout that ends before the lease does.
 pub struct Lease {
-    until: Option<Instant>,
+    term: LeaseTerm,
     guard: Option<Box<dyn Any + Send>>,
 }
 
@@ -348,7 +359,7 @@ impl Lease {
     /// user.
     pub fn none() -> Self {
         Self {
-            until: None,
+            term: LeaseTerm::unending(),
             guard: None,
         }
     }
@@ -356,14 +367,21 @@ impl Lease {
     /// Wraps a guard (an OS file lock, a mutex guard...) released when the lease is dropped;
     /// `until` is when it expires, if it does.
     pub fn new(guard: impl Send + 'static, until: Option<Instant>) -> Self {
+        let term = until.map_or_else(LeaseTerm::unending, LeaseTerm::until);
+        Self::renewable(guard, term)
+    }
+
+    /// Wraps a guard released when the lease is dropped, whose end the store moves as it
+    /// renews the lease (and marks lost if it finds the lease taken over).
+    pub fn renewable(guard: impl Send + 'static, term: LeaseTerm) -> Self {
         Self {
-            until,
+            term,
             guard: Some(Box::new(guard)),
         }
     }
 
-    /// The guard this lease was made with ([`Lease::new`]), if it is a `G`, with the moment
-    /// the lease expires; otherwise the lease, unchanged. For a store's
+    /// The guard this lease was made with ([`Lease::new`], [`Lease::renewable`]), if it is a
+    /// `G`, with its term; otherwise the lease, unchanged. For a store's
     /// [`save_and_release`](TokenStore::save_and_release): it finds its own leases' guards
     /// back, to end them with the save.
     ///
@@ -374,24 +392,30 @@ impl Lease {
     /// let until = Instant::now() + Duration::from_secs(90);
     /// let lease = Lease::new(7_u32, Some(until));
     /// let lease = lease.into_guard::<String>().expect_err("not a String");
-    /// assert_eq!(lease.into_guard::<u32>().ok(), Some((7, Some(until))));
+    /// let (guard, term) = lease.into_guard::<u32>().expect("a u32");
+    /// assert_eq!((guard, term.end()), (7, Some(until)));
     /// ```
-    pub fn into_guard<G: Any>(self) -> Result<(G, Option<Instant>), Self> {
-        let Self { until, guard } = self;
+    pub fn into_guard<G: Any>(self) -> Result<(G, LeaseTerm), Self> {
+        let Self { term, guard } = self;
         match guard.map(|guard| guard.downcast::<G>()) {
-            Some(Ok(guard)) => Ok((*guard, until)),
+            Some(Ok(guard)) => Ok((*guard, term)),
             Some(Err(guard)) => Err(Self {
-                until,
+                term,
                 guard: Some(guard),
             }),
-            None => Err(Self { until, guard: None }),
+            None => Err(Self { term, guard: None }),
         }
     }
 
-    /// Whether the lease has expired (another holder may have taken it over): a holder that
-    /// worked past it must expect its writes to conflict.
+    /// When the lease ends, and whether it was lost: read right before a refresh request.
+    pub fn term(&self) -> &LeaseTerm {
+        &self.term
+    }
+
+    /// Whether the lease has expired or was lost (another holder may have taken it over): a
+    /// holder that worked past it must expect its writes to conflict.
     pub fn is_expired(&self) -> bool {
-        self.until.is_some_and(|until| Instant::now() >= until)
+        self.term.left() == Some(Duration::ZERO)
     }
 }
 
@@ -400,6 +424,7 @@ impl fmt::Debug for Lease {
         f.debug_struct("Lease")
             .field("held", &self.guard.is_some())
             .field("expired", &self.is_expired())
+            .field("left", &self.term.left())
             .finish()
     }
 }

@@ -7,6 +7,7 @@ mod lease;
 mod memory;
 mod private_file;
 mod record;
+mod term;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 #[cfg(test)]
@@ -21,4 +22,5 @@ pub use lease::LocalLeases;
 pub use memory::MemoryStore;
 pub use private_file::{check_private_dir, check_private_file};
 pub use record::{StoredCredentials, StoredCredentialsError};
+pub use term::{LEASE_SLACK, LeaseTerm, MIN_REQUEST_TIMEOUT};
 pub use versioned_map::VersionedMap;

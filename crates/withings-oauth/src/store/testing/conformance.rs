@@ -96,6 +96,7 @@ where
     concurrent_writers_never_lose_a_write(&fresh().await, options).await;
     a_stale_read_can_not_overwrite_a_newer_entry(&(fresh().await)()).await;
     leases_exclude_one_user_at_a_time(&fresh().await).await;
+    a_lease_term_never_outlasts_the_lease(&fresh().await).await;
     a_refresh_reads_under_its_lease_and_ends_it_with_its_save(&fresh().await).await;
     if options.lease_expires_in_process {
         an_abandoned_lease_is_taken_over_after_it_expires(&(fresh().await)()).await;
@@ -489,6 +490,46 @@ where
     let again = tokio::time::timeout(Duration::from_secs(5), two.lease(A, ttl)).await;
     assert!(
         matches!(again, Ok(Ok(_))),
+        "{CHECK}: a dropped lease is released"
+    );
+}
+
+/// A lease's [`LeaseTerm`](crate::LeaseTerm) never says it is held longer than the store
+/// holds it: while the term has time left, no other handle gets the lease (a session sends
+/// its refresh request only within that time).
+pub async fn a_lease_term_never_outlasts_the_lease<H>(handles: &H)
+where
+    H: Fn() -> Arc<dyn TokenStore>,
+{
+    const CHECK: &str = "a_lease_term_never_outlasts_the_lease";
+    let (one, two) = (handles(), handles());
+    let ttl = Duration::from_millis(1500);
+    let lease = one.lease(A, ttl).await.expect("lease");
+    assert!(
+        lease.term().left().is_none_or(|left| left <= ttl),
+        "{CHECK}: the term says more than the time to live asked for"
+    );
+    assert!(
+        !lease.is_expired(),
+        "{CHECK}: a lease just taken has expired"
+    );
+    for _ in 0..4 {
+        let probe = match lease.term().left() {
+            None => Duration::from_millis(300),
+            Some(left) if left > Duration::from_millis(200) => {
+                (left - Duration::from_millis(100)).min(Duration::from_millis(300))
+            }
+            Some(_) => break,
+        };
+        assert!(
+            !lease_free(two.as_ref(), A, probe).await,
+            "{CHECK}: another handle took the lease while its term had {:?} left",
+            lease.term().left()
+        );
+    }
+    drop(lease);
+    assert!(
+        lease_free(two.as_ref(), A, Duration::from_secs(5)).await,
         "{CHECK}: a dropped lease is released"
     );
 }
