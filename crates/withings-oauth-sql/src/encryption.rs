@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use withings_oauth::StoreError;
 
-use crate::db::{Db, execute_write, on_pool};
+use crate::db::{Db, Pool, execute_write, on_pool};
 use crate::keys::{KEYS_ENV, KEYS_FILE_ENV, Keyring};
 
 /// The key ids recorded, each with whether it is retired.
@@ -149,4 +149,28 @@ pub(crate) async fn check(
         ));
     }
     register(db, active).await
+}
+
+/// Rewrites the credentials table so that values it no longer holds (the clear tokens a sealing
+/// replaced) don't linger in free pages, old row versions or the journal.
+pub(crate) async fn rewrite_credentials(db: &Db) -> Result<(), StoreError> {
+    let result: Result<(), sqlx::Error> = match &db.pool {
+        #[cfg(feature = "sqlite")]
+        Pool::Sqlite(p) => {
+            async {
+                sqlx::query("VACUUM").execute(p).await?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(p)
+                    .await?;
+                Ok(())
+            }
+            .await
+        }
+        #[cfg(feature = "postgres")]
+        Pool::Postgres(p) => sqlx::query("VACUUM FULL withings_credentials")
+            .execute(p)
+            .await
+            .map(drop),
+    };
+    result.map_err(|e| db.fail("rewrite its logins without their clear copies", e))
 }

@@ -154,8 +154,11 @@ impl SqlStore {
     /// encryption. Opens the store with `options` (which must hold keys), records the active
     /// key in the database first (from then on the database refuses any token in clear text,
     /// whatever program writes it, and refuses to open without keys), then seals every login
-    /// stored in clear text, with compare-and-swap updates while sessions keep working.
-    /// Refused for a database that is already encrypted.
+    /// stored in clear text, with compare-and-swap updates while sessions keep working, and
+    /// rewrites the table so that no replaced clear value lingers in the database's free space
+    /// or journal (SQLite: `VACUUM` and a checkpoint; PostgreSQL: `VACUUM FULL` of the
+    /// credentials table, which locks it for the moment it takes). Refused for a database that
+    /// is already encrypted.
     ///
     /// ```
     /// use withings_oauth::{Expected, TokenStore, UserId, testing};
@@ -190,8 +193,14 @@ impl SqlStore {
     ) -> Result<Rotation, StoreError> {
         let store = Self::open(url, options, Opening::SealClearRows).await?;
         let sealing = crate::rotation::rotate(&store.inner.rows, ClearText::Accepted).await;
+        // The clear values the sweep replaced may linger in the database's free space and
+        // journal until they are overwritten: the table is rewritten without them.
+        let rewritten = match &sealing {
+            Ok(_) => encryption::rewrite_credentials(store.db()).await,
+            Err(_) => Ok(()),
+        };
         store.close().await;
-        sealing
+        rewritten.and(sealing)
     }
 
     /// The pending-login store on this store's database (same pool, same keys), keeping
