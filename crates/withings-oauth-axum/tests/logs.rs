@@ -43,9 +43,12 @@ async fn logs_say_what_happened_and_hold_no_secret() {
         .unwrap();
     let (a, _b, connected) = two_instances(&sandbox).await;
     let (cookie, callback) = connect(&a, "alice").await;
-    assert_eq!(open(&callback, None).await.0, StatusCode::FORBIDDEN);
     assert_eq!(
-        open(&callback, Some(&cookie)).await.0,
+        open(&callback, "alice", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        open(&callback, "alice", Some(&cookie)).await.0,
         StatusCode::SEE_OTHER
     );
     let user = connected.lock().unwrap()["alice"];
