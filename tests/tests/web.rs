@@ -1,7 +1,9 @@
 //! The web example in real browsers (headless Chromium over WebDriver, one profile each):
 //! five browsers connecting five Withings users at once, a callback opened in another browser,
-//! a replayed callback, a login past its expiry, a denial, a code past its 30 seconds, and a
-//! login started on one instance and finished on another.
+//! a replayed callback, a login past its expiry, a denial, a code past its 30 seconds, a login
+//! started on one instance and finished on another; and attacks: a page of another origin
+//! posting forms to a signed-in victim's application, a binding cookie planted by that page,
+//! two signed-in users editing URLs and forms to reach each other's link.
 //!
 //! The example runs in-process, against the sandbox, with a pending-login store whose clock
 //! the tests move. Needs Chromium and chromedriver; without them the tests fail and say to run
@@ -16,11 +18,12 @@ use withings_oauth::chrono::{DateTime, TimeDelta, Utc};
 use withings_oauth::{
     Client, Clock, MemoryPendingLogins, MemoryStore, Session, TokenStore, UserId,
 };
+use withings_oauth_axum::CookieKey;
 use withings_oauth_e2e::web_example::{
-    PAGE_TIMEOUT, click_connect, consent, shown_weight, shown_withings_user,
+    PAGE_TIMEOUT, click_connect, consent, shown_weight, shown_withings_user, sign_in,
 };
 use withings_oauth_e2e::{Browser, query_param, start_sandbox};
-use withings_oauth_web_example::{Accounts, DEMO_USERS, Shared, router};
+use withings_oauth_web_example::{Accounts, Config, DEMO_USERS, Shared, router};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, NUMBERED_USERID_BASE, Sandbox, SandboxConfig,
     TokenKind, User,
@@ -48,6 +51,7 @@ struct Site {
     instances: Vec<Url>,
     tokens: Arc<dyn TokenStore>,
     accounts: Accounts,
+    pending: Arc<MemoryPendingLogins>,
     pending_clock: Arc<OffsetClock>,
 }
 
@@ -62,12 +66,13 @@ async fn start_site(instances: usize) -> Site {
     let last = listeners.last().unwrap().local_addr().unwrap();
     let redirect = format!("http://{last}/callback");
     let pending_clock = Arc::new(OffsetClock::default());
+    let pending = Arc::new(MemoryPendingLogins::new().with_clock(pending_clock.clone()));
     let tokens: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
-    let shared = Shared {
-        pending: Arc::new(MemoryPendingLogins::new().with_clock(pending_clock.clone())),
-        tokens: tokens.clone(),
-        accounts: Accounts::default(),
-    };
+    let mut shared = Shared::in_memory_with_pending(pending.clone());
+    shared.tokens = tokens.clone();
+    shared.users.seed_demo_accounts().await.unwrap();
+    // One key for every instance, as a deployment configures it.
+    let cookie_key = CookieKey::generate().unwrap();
     let mut bases = Vec::new();
     for listener in listeners {
         let client = Client::builder()
@@ -82,7 +87,9 @@ async fn start_site(instances: usize) -> Site {
                 .parse()
                 .unwrap(),
         );
-        let app = router(client, shared.clone(), Vec::new());
+        let mut config = Config::new(client, cookie_key.clone());
+        config.demo_accounts = true;
+        let app = router(config, shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     Site {
@@ -90,6 +97,7 @@ async fn start_site(instances: usize) -> Site {
         instances: bases,
         tokens,
         accounts: shared.accounts,
+        pending,
         pending_clock,
     }
 }
@@ -290,13 +298,15 @@ async fn replay_expiry_denial_and_a_stale_code_each_get_their_page() {
     assert!(text.contains("start again"), "{text}");
 
     // The application still works: alice connected, bob and carol not.
-    web.goto(base.as_str()).await.unwrap();
+    sign_in(&browser, base, "alice").await;
     assert_eq!(
         shown_withings_user(&browser, "alice").await,
         Some(NUMBERED_USERID_BASE + 1)
     );
-    assert_eq!(shown_withings_user(&browser, "bob").await, None);
-    assert_eq!(shown_withings_user(&browser, "carol").await, None);
+    for other in ["bob", "carol"] {
+        sign_in(&browser, base, other).await;
+        assert_eq!(shown_withings_user(&browser, other).await, None);
+    }
     browser.close().await;
 }
 
@@ -328,7 +338,7 @@ async fn a_login_started_on_one_instance_finishes_on_another_and_both_serve_the_
 
     // Disconnect on A: both instances show dave as not connected.
     web.goto(a.as_str()).await.unwrap();
-    web.find(Locator::Id("disconnect-dave"))
+    web.find(Locator::Id("disconnect"))
         .await
         .unwrap()
         .click()
@@ -336,7 +346,7 @@ async fn a_login_started_on_one_instance_finishes_on_another_and_both_serve_the_
         .unwrap();
     web.wait()
         .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Id("connect-dave"))
+        .for_element(Locator::Id("connect"))
         .await
         .expect("dave can connect again");
     web.goto(b.as_str()).await.unwrap();
