@@ -153,15 +153,12 @@ async fn a_tokens_file_moves_into_an_encrypted_database_that_keeps_working_acros
     let refreshed = run(home.path(), &sandbox, &db, Some(K2), &["token"]);
     let token = text(&refreshed.stdout).trim().to_owned();
 
-    // Without the key, the row is reported, not misread.
+    // Without the key, the encrypted store is refused, saying which keys to set, not misread.
     let out = run(home.path(), &sandbox, &db, None, &["token"]);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("warning: the token store has no encryption key"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("no key is configured"), "{stderr}");
+    assert!(stderr.contains("is encrypted"), "{stderr}");
+    assert!(stderr.contains("WITHINGS_STORE_KEYS"), "{stderr}");
     assert!(!stderr.contains(&token), "{stderr}");
 
     let out = run(home.path(), &sandbox, &db, Some(K2), &["logout"]);
