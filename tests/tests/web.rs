@@ -424,7 +424,12 @@ async fn forms_posted_from_another_origin_are_refused_and_change_nothing() {
     assert_eq!(shown_withings_user(&victim, "alice").await, Some(alice));
     let pending_before = site.pending.len();
 
-    for target in ["disconnect?user=bob", "disconnect", "withings/connect?user=bob", "sign-out"] {
+    for target in [
+        "disconnect?user=bob",
+        "disconnect",
+        "withings/connect?user=bob",
+        "sign-out",
+    ] {
         web.goto(attacker.join(&format!("post/{target}")).unwrap().as_str())
             .await
             .unwrap();
@@ -459,7 +464,9 @@ async fn a_planted_binding_cookie_binds_nothing_and_the_victim_still_connects() 
     // bob, and the authorize URL (its state) of bob's pending login.
     let attacker = Browser::start().await;
     click_connect(&attacker, base, "bob").await;
-    let planted = binding_cookie(&attacker).await.expect("bob's binding cookie");
+    let planted = binding_cookie(&attacker)
+        .await
+        .expect("bob's binding cookie");
     let bobs_login = attacker.webdriver().current_url().await.unwrap();
     attacker.close().await;
 
@@ -475,7 +482,10 @@ async fn a_planted_binding_cookie_binds_nothing_and_the_victim_still_connects() 
         .for_element(Locator::Id("planted"))
         .await
         .unwrap();
-    assert_eq!(binding_cookie(&victim).await.as_deref(), Some(planted.as_str()));
+    assert_eq!(
+        binding_cookie(&victim).await.as_deref(),
+        Some(planted.as_str())
+    );
 
     // Lured to bob's login, the victim allows it: the callback is refused, no code is spent,
     // nobody is linked to the victim's Withings account.
@@ -494,7 +504,12 @@ async fn a_planted_binding_cookie_binds_nothing_and_the_victim_still_connects() 
     consent(&victim, 1, true).await;
     let alice = NUMBERED_USERID_BASE + 1;
     assert_eq!(shown_withings_user(&victim, "alice").await, Some(alice));
-    let user = site.accounts.get("alice").await.unwrap().expect("connected");
+    let user = site
+        .accounts
+        .get("alice")
+        .await
+        .unwrap()
+        .expect("connected");
     assert_eq!(token_owner(&site, user).await, alice);
     assert_eq!(site.accounts.get("bob").await.unwrap(), None);
     victim.close().await;
@@ -546,7 +561,11 @@ async fn two_signed_in_users_can_neither_see_nor_change_each_others_link() {
     assert_eq!(site.accounts.get("alice").await.unwrap(), None);
     let bobs = site.accounts.get("bob").await.unwrap().expect("bob's link");
     assert_eq!(bobs.get(), bob);
-    assert_eq!(token_owner(&site, bobs).await, bob, "bob's tokens are alive");
+    assert_eq!(
+        token_owner(&site, bobs).await,
+        bob,
+        "bob's tokens are alive"
+    );
 
     submit("/withings/connect?user=bob").await;
     web.wait()
@@ -560,7 +579,10 @@ async fn two_signed_in_users_can_neither_see_nor_change_each_others_link() {
         Some(NUMBERED_USERID_BASE + 3),
         "the login was alice's"
     );
-    assert_eq!(site.accounts.get("bob").await.unwrap().map(|u| u.get()), Some(bob));
+    assert_eq!(
+        site.accounts.get("bob").await.unwrap().map(|u| u.get()),
+        Some(bob)
+    );
 
     y.webdriver().goto(base.as_str()).await.unwrap();
     assert_eq!(shown_withings_user(&y, "bob").await, Some(bob));
@@ -589,7 +611,10 @@ async fn the_pages_render_signed_out_and_signed_in() {
         .for_element(Locator::Id("sign-in-form"))
         .await
         .unwrap();
-    save("web-example-signed-out.png", web.screenshot().await.unwrap());
+    save(
+        "web-example-signed-out.png",
+        web.screenshot().await.unwrap(),
+    );
     click_connect(&browser, base, "alice").await;
     consent(&browser, 1, true).await;
     assert_eq!(
