@@ -151,3 +151,42 @@ async fn a_shared_database_without_a_cookie_key_stops_it_with_what_to_set() {
     );
     assert!(output.stdout.is_empty(), "no address to open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_user_reads_the_password_from_standard_input_and_refuses_a_short_one() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let add = |password: &'static str| {
+        let dir = dir.path().to_owned();
+        async move {
+            let mut child =
+                tokio::process::Command::new(env!("CARGO_BIN_EXE_withings-web-example"))
+                    .current_dir(dir)
+                    .args(["add-user", "alice"])
+                    .env_remove("WITHINGS_WEB_DATABASE")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("the binary starts");
+            let mut stdin = child.stdin.take().unwrap();
+            stdin
+                .write_all(format!("{password}\n").as_bytes())
+                .await
+                .unwrap();
+            drop(stdin);
+            child.wait_with_output().await.unwrap()
+        }
+    };
+    let short = add("hunter2").await;
+    assert!(!short.status.success());
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(stderr.contains("choose a longer one"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let added = add("a long passphrase").await;
+    let stderr = String::from_utf8_lossy(&added.stderr);
+    assert!(added.status.success(), "{stderr}");
+    assert!(stderr.contains("user alice can sign in"), "{stderr}");
+    assert!(!stderr.contains("passphrase"), "{stderr}");
+}
