@@ -1,5 +1,5 @@
-//! The web example's pages in a [`Browser`]: its Connect button, the sandbox's consent page,
-//! and the Withings user a row shows.
+//! The web example's pages in a [`Browser`]: signing in, its Connect button, the sandbox's
+//! consent page, and the Withings user a row shows.
 
 use std::time::Duration;
 
@@ -12,14 +12,64 @@ use crate::Browser;
 /// How long a page may take: generous, as Chromium on a busy machine is slow.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// On `base`'s home page, clicks "Connect Withings" for `app_user`; the browser ends on the
-/// sandbox's consent page.
+/// Signs in at `base` as demo account `app_user` (signing out whoever was signed in); the
+/// browser ends on the home page of `app_user`.
+pub async fn sign_in(browser: &Browser, base: &Url, app_user: &str) {
+    let web = browser.webdriver();
+    web.goto(base.as_str()).await.expect("the home page loads");
+    if let Ok(sign_out) = web.find(Locator::Id("sign-out")).await {
+        sign_out.click().await.expect("clicking Sign out");
+    }
+    let form = web
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id("sign-in-form"))
+        .await
+        .expect("the sign-in form");
+    form.find(Locator::Id("name"))
+        .await
+        .expect("a name field")
+        .send_keys(app_user)
+        .await
+        .expect("typing the name");
+    form.find(Locator::Id("password"))
+        .await
+        .expect("a password field")
+        .send_keys(&withings_oauth_web_example::demo_password(app_user))
+        .await
+        .expect("typing the password");
+    form.find(Locator::Id("sign-in"))
+        .await
+        .expect("a Sign in button")
+        .click()
+        .await
+        .expect("clicking Sign in");
+    assert_eq!(signed_in_as(browser).await.as_deref(), Some(app_user));
+}
+
+/// Who the home page the browser is on says is signed in.
+pub async fn signed_in_as(browser: &Browser) -> Option<String> {
+    let web = browser.webdriver();
+    web.wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#signed-in-as, #sign-in-form"))
+        .await
+        .expect("a home page");
+    let shown = web.find(Locator::Id("signed-in-as")).await.ok()?;
+    Some(shown.text().await.expect("its text"))
+}
+
+/// On `base`'s home page, signed in as `app_user` (signing in first when someone else, or
+/// nobody, is), clicks "Connect Withings"; the browser ends on the sandbox's consent page.
 pub async fn click_connect(browser: &Browser, base: &Url, app_user: &str) {
     let web = browser.webdriver();
     web.goto(base.as_str()).await.expect("the home page loads");
+    if signed_in_as(browser).await.as_deref() != Some(app_user) {
+        sign_in(browser, base, app_user).await;
+    }
     web.wait()
         .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Id(&format!("connect-{app_user}")))
+        .for_element(Locator::Id("connect"))
         .await
         .expect("a Connect button")
         .click()

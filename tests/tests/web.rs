@@ -1,7 +1,9 @@
 //! The web example in real browsers (headless Chromium over WebDriver, one profile each):
 //! five browsers connecting five Withings users at once, a callback opened in another browser,
-//! a replayed callback, a login past its expiry, a denial, a code past its 30 seconds, and a
-//! login started on one instance and finished on another.
+//! a replayed callback, a login past its expiry, a denial, a code past its 30 seconds, a login
+//! started on one instance and finished on another; and attacks: a page of another origin
+//! posting forms to a signed-in victim's application, a binding cookie planted by that page,
+//! two signed-in users editing URLs and forms to reach each other's link.
 //!
 //! The example runs in-process, against the sandbox, with a pending-login store whose clock
 //! the tests move. Needs Chromium and chromedriver; without them the tests fail and say to run
@@ -16,11 +18,12 @@ use withings_oauth::chrono::{DateTime, TimeDelta, Utc};
 use withings_oauth::{
     Client, Clock, MemoryPendingLogins, MemoryStore, Session, TokenStore, UserId,
 };
+use withings_oauth_axum::CookieKey;
 use withings_oauth_e2e::web_example::{
-    PAGE_TIMEOUT, click_connect, consent, shown_weight, shown_withings_user,
+    PAGE_TIMEOUT, click_connect, consent, shown_weight, shown_withings_user, sign_in,
 };
 use withings_oauth_e2e::{Browser, query_param, start_sandbox};
-use withings_oauth_web_example::{Accounts, DEMO_USERS, Shared, router};
+use withings_oauth_web_example::{Accounts, Config, DEMO_USERS, Shared, router};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, NUMBERED_USERID_BASE, Sandbox, SandboxConfig,
     TokenKind, User,
@@ -48,6 +51,7 @@ struct Site {
     instances: Vec<Url>,
     tokens: Arc<dyn TokenStore>,
     accounts: Accounts,
+    pending: Arc<MemoryPendingLogins>,
     pending_clock: Arc<OffsetClock>,
 }
 
@@ -62,12 +66,13 @@ async fn start_site(instances: usize) -> Site {
     let last = listeners.last().unwrap().local_addr().unwrap();
     let redirect = format!("http://{last}/callback");
     let pending_clock = Arc::new(OffsetClock::default());
+    let pending = Arc::new(MemoryPendingLogins::new().with_clock(pending_clock.clone()));
     let tokens: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
-    let shared = Shared {
-        pending: Arc::new(MemoryPendingLogins::new().with_clock(pending_clock.clone())),
-        tokens: tokens.clone(),
-        accounts: Accounts::default(),
-    };
+    let mut shared = Shared::in_memory_with_pending(pending.clone());
+    shared.tokens = tokens.clone();
+    shared.users.seed_demo_accounts().await.unwrap();
+    // One key for every instance, as a deployment configures it.
+    let cookie_key = CookieKey::generate().unwrap();
     let mut bases = Vec::new();
     for listener in listeners {
         let client = Client::builder()
@@ -82,7 +87,9 @@ async fn start_site(instances: usize) -> Site {
                 .parse()
                 .unwrap(),
         );
-        let app = router(client, shared.clone(), Vec::new());
+        let mut config = Config::new(client, cookie_key.clone());
+        config.demo_accounts = true;
+        let app = router(config, shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     Site {
@@ -90,6 +97,7 @@ async fn start_site(instances: usize) -> Site {
         instances: bases,
         tokens,
         accounts: shared.accounts,
+        pending,
         pending_clock,
     }
 }
@@ -290,13 +298,15 @@ async fn replay_expiry_denial_and_a_stale_code_each_get_their_page() {
     assert!(text.contains("start again"), "{text}");
 
     // The application still works: alice connected, bob and carol not.
-    web.goto(base.as_str()).await.unwrap();
+    sign_in(&browser, base, "alice").await;
     assert_eq!(
         shown_withings_user(&browser, "alice").await,
         Some(NUMBERED_USERID_BASE + 1)
     );
-    assert_eq!(shown_withings_user(&browser, "bob").await, None);
-    assert_eq!(shown_withings_user(&browser, "carol").await, None);
+    for other in ["bob", "carol"] {
+        sign_in(&browser, base, other).await;
+        assert_eq!(shown_withings_user(&browser, other).await, None);
+    }
     browser.close().await;
 }
 
@@ -328,7 +338,7 @@ async fn a_login_started_on_one_instance_finishes_on_another_and_both_serve_the_
 
     // Disconnect on A: both instances show dave as not connected.
     web.goto(a.as_str()).await.unwrap();
-    web.find(Locator::Id("disconnect-dave"))
+    web.find(Locator::Id("disconnect"))
         .await
         .unwrap()
         .click()
@@ -336,10 +346,282 @@ async fn a_login_started_on_one_instance_finishes_on_another_and_both_serve_the_
         .unwrap();
     web.wait()
         .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Id("connect-dave"))
+        .for_element(Locator::Id("connect"))
         .await
         .expect("dave can connect again");
     web.goto(b.as_str()).await.unwrap();
     assert_eq!(shown_withings_user(&browser, "dave").await, None);
+    browser.close().await;
+}
+
+/// A site of another origin (another port of 127.0.0.1, so its pages are same-site with the
+/// application: `SameSite=Lax` cookies go along) whose pages attack `app`: each auto-submits a
+/// form to one of the application's routes, and `/plant?value=...` sets a binding cookie on
+/// the host.
+async fn start_attacker(app: &Url) -> Url {
+    use axum::extract::{Path, Query};
+    use axum::response::{Html, IntoResponse};
+    use axum::routing::get;
+    let app = app.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base: Url = format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let router = axum::Router::new()
+        .route(
+            "/post/{*target}",
+            get(move |Path(target): Path<String>| {
+                let action = app.join(&target).unwrap();
+                async move {
+                    Html(format!(
+                        "<!doctype html><title>Win a prize</title>\
+                         <form id=\"attack\" method=\"post\" action=\"{action}\">\
+                         <input type=\"hidden\" name=\"user\" value=\"bob\"></form>\
+                         <script>document.getElementById('attack').submit()</script>"
+                    ))
+                }
+            }),
+        )
+        .route(
+            "/plant",
+            get(
+                |Query(query): Query<std::collections::HashMap<String, String>>| async move {
+                    (
+                        [(
+                            "set-cookie",
+                            format!("withings-login={}; Path=/", query["value"]),
+                        )],
+                        Html("<!doctype html><title>Nothing to see</title><p id=\"planted\">ok"),
+                    )
+                        .into_response()
+                },
+            ),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+/// The value of the browser's binding cookie for 127.0.0.1.
+async fn binding_cookie(browser: &Browser) -> Option<String> {
+    let cookie = browser
+        .webdriver()
+        .get_named_cookie("withings-login")
+        .await
+        .ok()?;
+    Some(cookie.value().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_posted_from_another_origin_are_refused_and_change_nothing() {
+    let site = start_site(1).await;
+    let base = &site.instances[0];
+    let attacker = start_attacker(base).await;
+    let victim = Browser::start().await;
+    let web = victim.webdriver();
+    click_connect(&victim, base, "alice").await;
+    consent(&victim, 1, true).await;
+    let alice = NUMBERED_USERID_BASE + 1;
+    assert_eq!(shown_withings_user(&victim, "alice").await, Some(alice));
+    let pending_before = site.pending.len();
+
+    for target in [
+        "disconnect?user=bob",
+        "disconnect",
+        "withings/connect?user=bob",
+        "sign-out",
+    ] {
+        web.goto(attacker.join(&format!("post/{target}")).unwrap().as_str())
+            .await
+            .unwrap();
+        let (kind, text) = error_kind(&victim).await;
+        assert_eq!(kind, "cross-site", "{target}: {text}");
+        assert!(text.contains("another site"), "{text}");
+        let landed = web.current_url().await.unwrap();
+        assert_eq!(landed.port(), base.port(), "{target}: not sent to Withings");
+    }
+
+    assert_eq!(site.pending.len(), pending_before, "no login was started");
+    let user = site.accounts.get("alice").await.unwrap();
+    assert_eq!(user.map(|u| u.get()), Some(alice), "alice's link is intact");
+    assert_eq!(token_owner(&site, user.unwrap()).await, alice);
+    assert_eq!(site.accounts.get("bob").await.unwrap(), None);
+    web.goto(base.as_str()).await.unwrap();
+    assert_eq!(
+        shown_withings_user(&victim, "alice").await,
+        Some(alice),
+        "still signed in and connected"
+    );
+    victim.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_binding_cookie_binds_nothing_and_the_victim_still_connects() {
+    let site = start_site(1).await;
+    let base = &site.instances[0];
+    let attacker_site = start_attacker(base).await;
+
+    // The attacker, signed in as bob, starts a login: a binding cookie the server issued to
+    // bob, and the authorize URL (its state) of bob's pending login.
+    let attacker = Browser::start().await;
+    click_connect(&attacker, base, "bob").await;
+    let planted = binding_cookie(&attacker)
+        .await
+        .expect("bob's binding cookie");
+    let bobs_login = attacker.webdriver().current_url().await.unwrap();
+    attacker.close().await;
+
+    // The victim, signed in as alice, visits the attacker's page, which plants bob's cookie.
+    let victim = Browser::start().await;
+    let web = victim.webdriver();
+    sign_in(&victim, base, "alice").await;
+    let mut plant = attacker_site.join("plant").unwrap();
+    plant.query_pairs_mut().append_pair("value", &planted);
+    web.goto(plant.as_str()).await.unwrap();
+    web.wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id("planted"))
+        .await
+        .unwrap();
+    assert_eq!(
+        binding_cookie(&victim).await.as_deref(),
+        Some(planted.as_str())
+    );
+
+    // Lured to bob's login, the victim allows it: the callback is refused, no code is spent,
+    // nobody is linked to the victim's Withings account.
+    web.goto(bobs_login.as_str()).await.unwrap();
+    consent(&victim, 1, true).await;
+    let (kind, _) = error_kind(&victim).await;
+    assert_eq!(kind, "other-browser");
+    assert_eq!(site.sandbox.handle().counters().token_code, 0);
+    assert_eq!(site.accounts.get("bob").await.unwrap(), None);
+    assert_eq!(site.accounts.get("alice").await.unwrap(), None);
+
+    // The victim's own login gets a fresh binding and completes for the victim.
+    click_connect(&victim, base, "alice").await;
+    let fresh = binding_cookie(&victim).await.expect("a binding cookie");
+    assert_ne!(fresh, planted, "the planted binding was not reused");
+    consent(&victim, 1, true).await;
+    let alice = NUMBERED_USERID_BASE + 1;
+    assert_eq!(shown_withings_user(&victim, "alice").await, Some(alice));
+    let user = site
+        .accounts
+        .get("alice")
+        .await
+        .unwrap()
+        .expect("connected");
+    assert_eq!(token_owner(&site, user).await, alice);
+    assert_eq!(site.accounts.get("bob").await.unwrap(), None);
+    victim.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_signed_in_users_can_neither_see_nor_change_each_others_link() {
+    let site = start_site(1).await;
+    let base = &site.instances[0];
+    let (alice, bob) = (NUMBERED_USERID_BASE + 1, NUMBERED_USERID_BASE + 2);
+    let x = Browser::start().await;
+    let y = Browser::start().await;
+    click_connect(&x, base, "alice").await;
+    consent(&x, 1, true).await;
+    assert_eq!(shown_withings_user(&x, "alice").await, Some(alice));
+    click_connect(&y, base, "bob").await;
+    consent(&y, 2, true).await;
+    assert_eq!(shown_withings_user(&y, "bob").await, Some(bob));
+
+    // Alice edits the URL to name bob: she sees her own page, nothing of bob's.
+    let web = x.webdriver();
+    for path in ["?user=bob", "?owner=bob&user_id=bob"] {
+        web.goto(base.join(path).unwrap().as_str()).await.unwrap();
+        assert_eq!(shown_withings_user(&x, "alice").await, Some(alice));
+        let source = web.source().await.unwrap();
+        assert!(!source.contains("user-bob"), "{source}");
+        assert!(!source.contains(&bob.to_string()), "{source}");
+    }
+
+    // Alice edits her forms to name bob: each acts on her own link only.
+    let submit = |action: &'static str| async move {
+        web.execute(
+            "const f = document.createElement('form'); f.method = 'post'; \
+             f.action = arguments[0]; \
+             for (const name of ['user', 'owner']) { const i = document.createElement('input'); \
+             i.type = 'hidden'; i.name = name; i.value = 'bob'; f.appendChild(i); } \
+             document.body.appendChild(f); f.submit();",
+            vec![action.into()],
+        )
+        .await
+        .unwrap();
+    };
+    submit("/disconnect?user=bob").await;
+    web.wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id("connect"))
+        .await
+        .expect("alice disconnected her own link");
+    assert_eq!(site.accounts.get("alice").await.unwrap(), None);
+    let bobs = site.accounts.get("bob").await.unwrap().expect("bob's link");
+    assert_eq!(bobs.get(), bob);
+    assert_eq!(
+        token_owner(&site, bobs).await,
+        bob,
+        "bob's tokens are alive"
+    );
+
+    submit("/withings/connect?user=bob").await;
+    web.wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id("consent-form"))
+        .await
+        .unwrap();
+    consent(&x, 3, true).await;
+    assert_eq!(
+        shown_withings_user(&x, "alice").await,
+        Some(NUMBERED_USERID_BASE + 3),
+        "the login was alice's"
+    );
+    assert_eq!(
+        site.accounts.get("bob").await.unwrap().map(|u| u.get()),
+        Some(bob)
+    );
+
+    y.webdriver().goto(base.as_str()).await.unwrap();
+    assert_eq!(shown_withings_user(&y, "bob").await, Some(bob));
+    x.close().await;
+    y.close().await;
+}
+
+/// The pages signed out and signed in, as PNG screenshots; written to the directory
+/// `WITHINGS_SCREENSHOTS_DIR` names, when set (the README's pictures are made so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_render_signed_out_and_signed_in() {
+    let site = start_site(1).await;
+    let base = &site.instances[0];
+    let browser = Browser::start().await;
+    let web = browser.webdriver();
+    web.set_window_size(1280, 760).await.unwrap();
+    let save = |name: &'static str, png: Vec<u8>| {
+        assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+        if let Some(dir) = std::env::var_os("WITHINGS_SCREENSHOTS_DIR") {
+            std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+        }
+    };
+    web.goto(base.as_str()).await.unwrap();
+    web.wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id("sign-in-form"))
+        .await
+        .unwrap();
+    save(
+        "web-example-signed-out.png",
+        web.screenshot().await.unwrap(),
+    );
+    click_connect(&browser, base, "alice").await;
+    consent(&browser, 1, true).await;
+    assert_eq!(
+        shown_withings_user(&browser, "alice").await,
+        Some(NUMBERED_USERID_BASE + 1)
+    );
+    assert!(shown_weight(&browser, "alice").await.ends_with(" kg"));
+    save("web-example-signed-in.png", web.screenshot().await.unwrap());
     browser.close().await;
 }

@@ -7,23 +7,25 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::request::Parts;
-use axum::routing::get;
+use axum::routing::{get, post};
+use withings_oauth::chrono::TimeDelta;
 use withings_oauth::{
-    AccessToken, BoxFuture, Client, PendingLoginStore, Scope, Scopes, Session, SessionError,
-    TokenStore, UserId,
+    AccessToken, BoxFuture, Client, DEFAULT_PENDING_LOGIN_TTL, PendingLoginStore, Scope, Scopes,
+    Session, SessionError, TokenStore, UserId,
 };
 
+use crate::cookie::{BindingCookie, CookieKey};
+use crate::cross_site::refuse_cross_site;
+use crate::owner::{LoginOwner, OwnerFn, owner_fn};
 use crate::routes;
 
-type OwnerFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 type ConnectedFn = dyn Fn(Connected) -> BoxFuture<'static, Result<(), String>> + Send + Sync;
 
 /// A finished login, handed to the hook given to [`WithingsLoginBuilder::on_connected`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Connected {
-    /// The application's value for the user, as the owner function gave it on connect.
+    /// The application's user who started the login and finished it ([`LoginOwner::owner_id`]).
     pub owner: String,
     /// The Withings user the login is for.
     pub user_id: UserId,
@@ -53,7 +55,8 @@ pub(crate) struct Inner {
     pub(crate) on_connected: Option<Box<ConnectedFn>>,
     pub(crate) after_login: String,
     pub(crate) connect_path: String,
-    pub(crate) secure: bool,
+    pub(crate) cookie: BindingCookie,
+    pub(crate) pending_lifetime: TimeDelta,
     /// One session per user, so that a user's refreshes happen once (see [`Session`]).
     sessions: tokio::sync::Mutex<HashMap<UserId, Session>>,
 }
@@ -72,36 +75,37 @@ impl fmt::Debug for WithingsLogin {
 
 impl WithingsLogin {
     /// Starts the configuration: the Withings `client` (its redirect URI's path becomes the
-    /// callback route), where pending logins wait, where credentials go, and how to tell from a
-    /// request who the user is in the application (`owner`, typically reading what the
-    /// application's authentication middleware put in the request's extensions; `None` means
-    /// "not signed in", answered with [`LoginError::NotSignedIn`](crate::LoginError::NotSignedIn)).
-    pub fn builder(
+    /// callback route), where pending logins wait, where credentials go, the server's
+    /// `cookie_key` (the same on every instance), and, as the type `O`, who the signed-in user
+    /// of a request is ([`LoginOwner`]).
+    pub fn builder<O: LoginOwner>(
         client: Client,
         pending_logins: Arc<dyn PendingLoginStore>,
         tokens: Arc<dyn TokenStore>,
-        owner: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+        cookie_key: &CookieKey,
     ) -> WithingsLoginBuilder {
         WithingsLoginBuilder {
             client,
             scopes: Scopes::from(Scope::Metrics),
             pending: pending_logins,
             tokens,
-            owner: Box::new(owner),
+            owner: owner_fn::<O>(),
+            cookie_key: cookie_key.clone(),
             on_connected: None,
             after_login: "/".to_owned(),
             connect_path: "/withings/connect".to_owned(),
+            pending_lifetime: DEFAULT_PENDING_LOGIN_TTL,
         }
     }
 
-    /// A router with the connect route (`GET` or `POST`, [`WithingsLoginBuilder::connect_path`])
-    /// and the callback route (`GET`, the path of the client's redirect URI). Merge it into the
-    /// application's router.
+    /// A router with the connect route (`POST`, [`WithingsLoginBuilder::connect_path`], behind
+    /// [`refuse_cross_site`]) and the callback route (`GET`, the path of the client's redirect
+    /// URI). Merge it into the application's router.
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         Router::new()
             .route(
                 &self.inner.connect_path,
-                get(routes::connect).post(routes::connect),
+                post(routes::connect).layer(axum::middleware::from_fn(refuse_cross_site)),
             )
             .route(self.callback_path(), get(routes::callback))
             .with_state(self.clone())
@@ -169,9 +173,11 @@ pub struct WithingsLoginBuilder {
     pending: Arc<dyn PendingLoginStore>,
     tokens: Arc<dyn TokenStore>,
     owner: Box<OwnerFn>,
+    cookie_key: CookieKey,
     on_connected: Option<Box<ConnectedFn>>,
     after_login: String,
     connect_path: String,
+    pending_lifetime: TimeDelta,
 }
 
 impl fmt::Debug for WithingsLoginBuilder {
@@ -198,6 +204,14 @@ impl WithingsLoginBuilder {
     /// The path of the connect route (default `/withings/connect`).
     pub fn connect_path(mut self, path: impl Into<String>) -> Self {
         self.connect_path = path.into();
+        self
+    }
+
+    /// How long a started login may wait for its callback (default
+    /// [`DEFAULT_PENDING_LOGIN_TTL`], 10 minutes): the binding cookie is honoured that long
+    /// after the last connect. Give the pending-login store the same lifetime.
+    pub fn pending_login_lifetime(mut self, lifetime: TimeDelta) -> Self {
+        self.pending_lifetime = lifetime;
         self
     }
 
@@ -235,7 +249,8 @@ impl WithingsLoginBuilder {
                 on_connected: self.on_connected,
                 after_login: self.after_login,
                 connect_path: self.connect_path,
-                secure,
+                cookie: BindingCookie::new(&self.cookie_key, secure),
+                pending_lifetime: self.pending_lifetime,
                 sessions: tokio::sync::Mutex::default(),
             }),
         }

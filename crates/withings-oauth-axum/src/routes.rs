@@ -1,20 +1,21 @@
 //! The two routes: connect parks a login and sends the browser to Withings; callback takes the
 //! login back, once, and finishes it at once (Withings' code lives 30 seconds).
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use tracing::{info, warn};
+use withings_oauth::chrono::Utc;
 use withings_oauth::{BrowserBinding, Session, StateHash, Unauthorized};
 
-use crate::cookie::{read_binding, set_cookie};
+use crate::cookie::IssuedBinding;
 use crate::error::LoginError;
 use crate::login::{Connected, WithingsLogin};
 
-/// `GET|POST {connect_path}`.
-pub(crate) async fn connect(State(login): State<WithingsLogin>, parts: Parts) -> Response {
-    match start(&login, &parts).await {
+/// `POST {connect_path}`.
+pub(crate) async fn connect(State(login): State<WithingsLogin>, mut parts: Parts) -> Response {
+    match start(&login, &mut parts).await {
         Ok(response) => response,
         Err(error) => {
             warn!(kind = error.kind(), "Withings login not started");
@@ -23,13 +24,16 @@ pub(crate) async fn connect(State(login): State<WithingsLogin>, parts: Parts) ->
     }
 }
 
-async fn start(login: &WithingsLogin, parts: &Parts) -> Result<Response, LoginError> {
+async fn start(login: &WithingsLogin, parts: &mut Parts) -> Result<Response, LoginError> {
     let inner = &login.inner;
-    let owner = (inner.owner)(parts).ok_or(LoginError::NotSignedIn)?;
-    // A browser keeps its binding across logins: two logins started in two tabs both finish.
-    let binding = match read_binding(&parts.headers, inner.secure) {
-        Some(binding) => binding,
-        None => BrowserBinding::new_random().map_err(|e| LoginError::Server(e.to_string()))?,
+    let owner = (inner.owner)(parts).await.ok_or(LoginError::NotSignedIn)?;
+    let now = Utc::now();
+    // A browser keeps its binding across logins, so that two logins started in two tabs both
+    // finish; but only a binding this server issued to this owner, recently. A planted cookie
+    // (another key, another owner) is ignored and the browser gets a binding of its own.
+    let binding = match inner.cookie.read(&parts.headers) {
+        Some(issued) if issued.is_valid_for(&owner, inner.pending_lifetime, now) => issued.binding,
+        _ => BrowserBinding::new_random().map_err(|e| LoginError::Server(e.to_string()))?,
     };
     let pending = Unauthorized::new(&inner.client, inner.scopes.clone())
         .begin()
@@ -37,11 +41,14 @@ async fn start(login: &WithingsLogin, parts: &Parts) -> Result<Response, LoginEr
     let authorize_url = pending.authorize_url().clone();
     inner
         .pending
-        .put(pending.park_revealing_state(owner, &binding))
+        .put(pending.park_revealing_state(owner.clone(), &binding))
         .await
         .map_err(|e| LoginError::Server(e.to_string()))?;
     info!("Withings login parked, browser sent to the authorize page");
-    let cookie = HeaderValue::from_str(&set_cookie(&binding, inner.secure))
+    // Issued again now: the cookie is honoured for a pending login's lifetime after the last
+    // connect.
+    let issued = IssuedBinding::new(binding, &owner, now);
+    let cookie = HeaderValue::from_str(&inner.cookie.set_cookie(&issued))
         .map_err(|e| LoginError::Server(e.to_string()))?;
     let location = HeaderValue::from_str(authorize_url.as_str())
         .map_err(|e| LoginError::Server(e.to_string()))?;
@@ -57,12 +64,8 @@ async fn start(login: &WithingsLogin, parts: &Parts) -> Result<Response, LoginEr
 }
 
 /// `GET {callback_path}`.
-pub(crate) async fn callback(
-    State(login): State<WithingsLogin>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    match finish(&login, &headers, query).await {
+pub(crate) async fn callback(State(login): State<WithingsLogin>, mut parts: Parts) -> Response {
+    match finish(&login, &mut parts).await {
         Ok(()) => Redirect::to(&login.inner.after_login).into_response(),
         Err(error) => {
             warn!(kind = error.kind(), "Withings callback refused");
@@ -71,24 +74,30 @@ pub(crate) async fn callback(
     }
 }
 
-async fn finish(
-    login: &WithingsLogin,
-    headers: &HeaderMap,
-    query: Option<String>,
-) -> Result<(), LoginError> {
+async fn finish(login: &WithingsLogin, parts: &mut Parts) -> Result<(), LoginError> {
     let inner = &login.inner;
     // The callback URL as the login expects it: the configured redirect URI (never the
     // request's Host header, which the client chooses) with the request's query.
     let mut callback = inner.client.redirect_uri().clone();
-    callback.set_query(query.as_deref());
+    callback.set_query(parts.uri.query());
     let state = StateHash::of_callback(&callback).ok_or(LoginError::BadCallback)?;
-    // No cookie: not the browser that started the login (or one that lost its cookies).
-    let binding = read_binding(headers, inner.secure).ok_or(LoginError::OtherBrowser)?;
+    let signed_in = (inner.owner)(parts).await.ok_or(LoginError::NotSignedIn)?;
+    // No cookie this server issued to this user: not the browser that started the login (or
+    // one that lost its cookies).
+    let issued = inner
+        .cookie
+        .read(&parts.headers)
+        .filter(|issued| issued.is_valid_for(&signed_in, inner.pending_lifetime, Utc::now()))
+        .ok_or(LoginError::OtherBrowser)?;
     let parked = inner
         .pending
-        .take(&state, &binding.hash())
+        .take(&state, &issued.binding.hash())
         .await
         .map_err(LoginError::from_take)?;
+    // Checked before the code is spent: the login is the signed-in user's, or nobody's.
+    if parked.owner() != signed_in {
+        return Err(LoginError::OtherUser);
+    }
     let owner = parked.owner().to_owned();
     let pending = parked
         .restore(&inner.client)

@@ -7,6 +7,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::error::EXIT_CODES_HELP;
+use crate::settings::StoreSetting;
 
 const CONFIG_HELP: &str = "\
 Configuration:
@@ -51,8 +52,15 @@ pub(crate) struct GlobalArgs {
     /// Credential store: a file [default: the platform's data directory, e.g.
     /// ~/.local/share/withings-oauth/tokens.json], or a database URL (sqlite:///path/tokens.db,
     /// postgres://user@host/db) for many users and instances
-    #[arg(long, global = true, env = "WITHINGS_STORE", value_name = "PATH")]
-    pub(crate) store: Option<PathBuf>,
+    #[arg(
+        long,
+        global = true,
+        env = "WITHINGS_STORE",
+        hide_env_values = true,
+        value_name = "PATH",
+        value_parser = parse_store
+    )]
+    pub(crate) store: Option<StoreSetting>,
 
     /// The user to act on, when the store holds several
     #[arg(long, global = true, value_name = "ID")]
@@ -86,6 +94,11 @@ pub(crate) struct GlobalArgs {
     /// Base URL of both Withings hosts, for a local sandbox (overrides --cloud)
     #[arg(long, global = true, env = "WITHINGS_BASE_URL", value_name = "URL")]
     pub(crate) base_url: Option<Url>,
+}
+
+/// The store setting, whose `Debug` hides a database URL's password.
+fn parse_store(value: &str) -> Result<StoreSetting, std::convert::Infallible> {
+    Ok(StoreSetting::new(value))
 }
 
 /// Holds the secret as a [`SecretString`] from the moment it is parsed, so that no `Debug` of

@@ -93,8 +93,11 @@ pub(crate) async fn status(settings: &Settings) -> Result<(), CliError> {
                     say!("  access token: {expiry}")?;
                 }
             }
-            _ => {
-                say!("  login required: Withings refused the refresh token")?;
+            other => {
+                say!(
+                    "  login required: {}",
+                    ops::login_required_reason(other.as_ref())
+                )?;
                 dead.push(user.to_string());
             }
         }
@@ -132,7 +135,10 @@ pub(crate) async fn token(settings: &Settings) -> Result<(), CliError> {
     }
     let client = settings.client()?;
     let session = ops::session(&client, &store, user).await?;
-    let token = session.access_token().await.map_err(ops::session_error);
+    let token = match session.access_token().await {
+        Ok(token) => Ok(token),
+        Err(e) => Err(ops::session_error_in(&store, e).await),
+    };
     store.close().await;
     say!("{}", token?.expose_secret())?;
     Ok(())
@@ -140,7 +146,10 @@ pub(crate) async fn token(settings: &Settings) -> Result<(), CliError> {
 
 pub(crate) async fn refresh(settings: &Settings) -> Result<(), CliError> {
     let (store, session) = selected_session(settings).await?;
-    let refreshed = session.refresh().await.map_err(ops::session_error);
+    let refreshed = match session.refresh().await {
+        Ok(refreshed) => Ok(refreshed),
+        Err(e) => Err(ops::session_error_in(&store, e).await),
+    };
     store.close().await;
     refreshed?;
     let status = session.status();
@@ -155,7 +164,10 @@ pub(crate) async fn refresh(settings: &Settings) -> Result<(), CliError> {
 pub(crate) async fn revoke(settings: &Settings) -> Result<(), CliError> {
     let (store, session) = selected_session(settings).await?;
     let user = session.user_id();
-    let revoked = session.revoke().await.map_err(ops::session_error);
+    let revoked = match session.revoke().await {
+        Ok(revoked) => Ok(revoked),
+        Err(e) => Err(ops::session_error_in(&store, e).await),
+    };
     store.close().await;
     revoked?;
     say!("Revoked the app's access to user {user}'s data and deleted the local credentials.")?;

@@ -2,17 +2,48 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use withings_oauth::{Client, Scopes, Unauthorized, UserAgent, UserId, login};
-use withings_oauth::{Session, SessionError};
+use withings_oauth::{Session, SessionError, StoredEntry};
 
 use crate::error::{CliError, Kind};
 use crate::store::{Store, store_error};
 
+/// Why a user must log in again, from what the store holds for them: the words `status` shows
+/// and the error of `token`, `refresh` and `revoke` says.
+pub(crate) fn login_required_reason(entry: Option<&StoredEntry>) -> &'static str {
+    match entry {
+        Some(StoredEntry::LoginRequired) => "Withings refused the refresh token",
+        None => "no login is stored for the user",
+        // Another program logged the user in while this one failed: the store is newer.
+        Some(StoredEntry::Credentials(_)) => "the stored login was replaced while this command ran",
+    }
+}
+
+/// The error of a user who must log in again, for `reason`.
+pub(crate) fn login_required(user: UserId, reason: &str) -> CliError {
+    CliError::login_required(format!(
+        "user {user} must log in again ({reason}): run `withings-oauth login`"
+    ))
+}
+
+/// The session's error, saying what to do; a login required gets its precise reason from the
+/// store.
+pub(crate) async fn session_error_in(store: &Store, error: SessionError) -> CliError {
+    match &error {
+        SessionError::LoginRequired { user } => match store.load(*user).await {
+            Ok(entry) => login_required(*user, login_required_reason(entry.as_ref())),
+            Err(_) => session_error(error),
+        },
+        _ => session_error(error),
+    }
+}
+
 /// The session's error, saying what to do.
 pub(crate) fn session_error(error: SessionError) -> CliError {
     match &error {
-        SessionError::LoginRequired { user } => CliError::login_required(format!(
-            "user {user} must log in again (the stored login is missing, revoked or was replaced): run `withings-oauth login`"
-        )),
+        SessionError::LoginRequired { user } => login_required(
+            *user,
+            "the stored login is missing, or Withings refused its refresh token",
+        ),
         SessionError::Store(e) => store_error(e),
         SessionError::TokensNotSaved(e) => CliError::store(format!(
             "the new tokens could not be saved ({}); the previous ones stay valid: fix the store and retry",
@@ -68,9 +99,10 @@ pub(crate) async fn session(
     store: &Store,
     user: UserId,
 ) -> Result<Session, CliError> {
-    Session::restore(client, store.shared(), user)
-        .await
-        .map_err(session_error)
+    match Session::restore(client, store.shared(), user).await {
+        Ok(session) => Ok(session),
+        Err(e) => Err(session_error_in(store, e).await),
+    }
 }
 
 /// How long until `at`, for people: "valid until ... (2h 59m left)" or "expired at ... (3m ago)".

@@ -15,6 +15,47 @@ use crate::error::CliError;
 /// The name of the application's directories (config, data).
 pub(crate) const APP_NAME: &str = "withings-oauth";
 
+/// The credential store setting: a file's path or a database URL, which may hold a password.
+/// Its `Debug` shows a URL's password as `***`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub(crate) struct StoreSetting(PathBuf);
+
+impl StoreSetting {
+    /// The setting, as the user wrote it.
+    pub(crate) fn new(value: impl Into<PathBuf>) -> Self {
+        Self(value.into())
+    }
+
+    /// Whether it is a URL with a password.
+    pub(crate) fn has_password(&self) -> bool {
+        self.0
+            .to_str()
+            .and_then(|s| Url::parse(s).ok())
+            .is_some_and(|url| url.password().is_some())
+    }
+
+    /// The setting with a URL's password replaced by `***`, for messages.
+    pub(crate) fn redacted(&self) -> String {
+        let text = self.0.to_string_lossy();
+        match Url::parse(&text) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            _ => text.into_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for StoreSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StoreSetting")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
 /// The six settings: what a config file may hold (every key optional), and, merged with the
 /// flags and environment, what one run uses.
 #[derive(Default, Deserialize)]
@@ -25,7 +66,7 @@ struct Values {
     redirect_uri: Option<String>,
     cloud: Option<CloudArg>,
     base_url: Option<Url>,
-    store: Option<PathBuf>,
+    store: Option<StoreSetting>,
 }
 
 impl Values {
@@ -183,8 +224,8 @@ impl Settings {
     /// The credential store's path: `--store`, `WITHINGS_STORE`, the config file, or the
     /// platform's data directory.
     pub(crate) fn store_path(&self) -> Result<PathBuf, CliError> {
-        if let Some(path) = &self.values.store {
-            return Ok(path.clone());
+        if let Some(store) = &self.values.store {
+            return Ok(store.0.clone());
         }
         crate::store::default_path().ok_or_else(|| {
             CliError::config(
@@ -264,9 +305,18 @@ fn read_config(path: &Path, explicit: bool) -> Result<Values, CliError> {
     })?;
     // As ssh does with a private key: a secret others can read is no longer a secret, and
     // refusing is the only way the owner notices.
-    if file.client_secret.is_some() && open_to_others(path) {
+    let secret = if file.client_secret.is_some() {
+        Some("the client secret")
+    } else if file.store.as_ref().is_some_and(StoreSetting::has_password) {
+        Some("a store URL with a password")
+    } else {
+        None
+    };
+    if let Some(secret) = secret
+        && open_to_others(path)
+    {
         return Err(CliError::config(format!(
-            "the config file {} holds the client secret and other users can read or change it: run `chmod 600 {}`",
+            "the config file {} holds {secret} and other users can read or change it: run `chmod 600 {}`",
             path.display(),
             path.display()
         )));
@@ -306,6 +356,52 @@ mod tests {
             config: Some(config.to_owned()),
             ..GlobalArgs::default()
         }
+    }
+
+    #[test]
+    fn a_store_url_password_is_in_no_debug_output() {
+        let store = StoreSetting::new("postgres://app:s3cret-pw@db.internal/withings");
+        let args = GlobalArgs {
+            store: Some(store.clone()),
+            ..GlobalArgs::default()
+        };
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db.internal/withings"),
+            "{shown}"
+        );
+        let settings = Settings::load(GlobalArgs {
+            config: Some(PathBuf::from("/nonexistent/withings-config.toml")),
+            ..args
+        });
+        if let Ok(settings) = settings {
+            assert!(!format!("{settings:?}").contains("s3cret-pw"));
+        }
+        assert!(store.has_password());
+        assert!(!StoreSetting::new("/home/me/tokens.json").has_password());
+        assert!(!StoreSetting::new("postgres://app@db/withings").has_password());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_file_others_can_read_is_refused_when_its_store_url_has_a_password() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "store = \"postgres://app:s3cret-pw@db/withings\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = Settings::load(args(&path)).unwrap_err().to_string();
+        assert!(error.contains("store URL with a password"), "{error}");
+        assert!(error.contains("chmod 600"), "{error}");
+        assert!(!error.contains("s3cret-pw"), "{error}");
+        // Without a password there is nothing to hide.
+        std::fs::write(&path, "store = \"postgres://app@db/withings\"\n").unwrap();
+        Settings::load(args(&path)).unwrap();
+        // Private, it is read.
+        std::fs::write(&path, "store = \"postgres://app:s3cret-pw@db/withings\"\n").unwrap();
+        set_owner_only(&path);
+        Settings::load(args(&path)).unwrap();
     }
 
     #[test]

@@ -482,12 +482,20 @@ async fn a_user_revoked_elsewhere_must_log_in_again() {
     assert_fails(&w.run(&["refresh"]).await, 3, &["withings-oauth login"]);
     // Recorded in the store: no need to ask Withings again.
     let refreshes = w.sandbox.handle().counters().token_refresh;
+    let refused = "Withings refused the refresh token";
     w.run(&["status"])
         .await
         .assert()
         .code(3)
-        .stdout(predicate::str::contains("login required"));
-    assert_fails_quietly(&w.run(&["token"]).await, 3, &["withings-oauth login"]);
+        .stdout(predicate::str::contains(format!(
+            "login required: {refused}"
+        )));
+    // `token` says it in the same words.
+    assert_fails_quietly(
+        &w.run(&["token"]).await,
+        3,
+        &["withings-oauth login", refused],
+    );
     assert_eq!(w.sandbox.handle().counters().token_refresh, refreshes);
 }
 
@@ -777,6 +785,22 @@ async fn the_client_secret_is_never_shown() {
         let out = w.run_with(cmd).await;
         assert!(!text(&out).contains(secret), "{}", text(&out));
         assert_fails(&out, 2, &[&config.display().to_string(), line]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_does_not_show_the_store_url_or_its_password() {
+    let w = World::start().await;
+    for args in [&["--help"][..], &["status", "--help"]] {
+        let mut cmd = w.command(args);
+        cmd.env(
+            "WITHINGS_STORE",
+            "postgres://app:s3cret-pw@db.internal/withings",
+        );
+        let out = w.run_with(cmd).await;
+        let shown = text(&out);
+        assert!(shown.contains("WITHINGS_STORE"), "{args:?}: {shown}");
+        assert!(!shown.contains("s3cret-pw"), "{args:?}: {shown}");
     }
 }
 

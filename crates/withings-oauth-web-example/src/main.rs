@@ -1,46 +1,57 @@
 //! `withings-web-example`: the web example, against an embedded sandbox by default, keeping
-//! its users' tokens, pending logins and accounts in a database.
+//! its users, sessions, tokens, pending logins and accounts in a database.
 //!
 //! ```console
 //! $ cargo run -p withings-oauth-web-example
 //! open http://127.0.0.1:PORT/
+//! $ cargo run -p withings-oauth-web-example -- --help
 //! ```
 //!
-//! Settings (each flag also reads the environment variable named after it):
-//! - `--database` / `WITHINGS_WEB_DATABASE`: where tokens, pending logins and accounts live;
-//!   default `sqlite://withings-web-example.db` (a file in the current directory). With
-//!   `postgres://user:password@host/db` several instances share everything, so a login
-//!   started on one can finish on another. Tokens are encrypted when `WITHINGS_STORE_KEYS`
-//!   (or `WITHINGS_STORE_KEYS_FILE`) is set, see `withings-oauth-sql`.
-//! - `--listen` / `WITHINGS_WEB_LISTEN`: the address to listen on; default `127.0.0.1:0`, a
-//!   free port.
-//!
-//! Against an external Withings, set `WITHINGS_CLIENT_ID`, `WITHINGS_CLIENT_SECRET` and
-//! `WITHINGS_REDIRECT_URI` (a callback URL registered for the app, whose path is served here,
-//! e.g. `https://app.example.com/callback` behind a reverse proxy to this server), and
-//! `WITHINGS_BASE_URL` for another server than the real Withings (a sandbox shared by several
-//! instances, say). Without `WITHINGS_CLIENT_ID` the binary starts its own sandbox; that
-//! sandbox forgets its tokens when the binary stops, so users connected in an earlier run are
-//! shown as "Connect again" in the next one (their stored tokens are refused).
+//! Every setting is a flag and an environment variable, listed by `--help` and in the crate's
+//! README with a recipe for two instances behind one redirect URI.
 
+use std::io::BufRead as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use url::Url;
 use withings_oauth::Client;
+use withings_oauth::chrono::TimeDelta;
+use withings_oauth_axum::CookieKey;
 use withings_oauth_sql::SqlOptions;
-use withings_oauth_web_example::{SandboxAccount, Shared, router};
+use withings_oauth_web_example::{
+    Config, SandboxAccount, Shared, read_cookie_key, read_or_create_cookie_key, router,
+};
 use withings_sandbox::{Sandbox, SandboxConfig};
 
 /// How many numbered sandbox users (`user1@example.com` ...) the embedded sandbox has.
 const SANDBOX_USERS: u32 = 5;
 
+const AFTER_HELP: &str = "\
+Secrets, read from the environment only (never a flag: a command line is visible to every
+local user):
+  WITHINGS_CLIENT_SECRET      the Withings app's client secret (with --client-id)
+  WITHINGS_WEB_COOKIE_KEY     the cookie key itself, base64 of 64 random bytes
+                              (`openssl rand -base64 64`), instead of --cookie-key-file
+  WITHINGS_STORE_KEYS         the keys that encrypt tokens at rest, \"k1:base64,...\" (the
+                              first one active), or WITHINGS_STORE_KEYS_FILE: see
+                              withings-oauth-sql
+Logs: RUST_LOG (default: info for the login routes, warnings for the rest).
+
+Without --client-id the example starts its own Withings sandbox, seeds demo accounts and lists
+their passwords on its page. Several instances share one database, one cookie key and one
+Withings app: see the crate's README for a recipe.";
+
 /// A multi-user web application connecting its users' Withings accounts.
 #[derive(Parser)]
-#[command(name = "withings-web-example", version)]
+#[command(name = "withings-web-example", version, about, after_help = AFTER_HELP)]
 struct Args {
-    /// Where tokens, pending logins and accounts live: `sqlite://file.db` or
-    /// `postgres://user:password@host/db`.
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Where users, sessions, tokens, pending logins and accounts live: `sqlite://file.db`
+    /// (one instance) or `postgres://user:password@host/db` (shared by several instances).
     #[arg(
         long,
         env = "WITHINGS_WEB_DATABASE",
@@ -49,50 +60,116 @@ struct Args {
     )]
     database: String,
     /// The address to listen on (port 0: a free port).
-    #[arg(long, env = "WITHINGS_WEB_LISTEN", default_value = "127.0.0.1:0")]
+    #[arg(
+        long,
+        env = "WITHINGS_WEB_LISTEN",
+        default_value = "127.0.0.1:0",
+        hide_env_values = true
+    )]
     listen: SocketAddr,
+    /// The Withings app's client id; its secret is WITHINGS_CLIENT_SECRET. Without it, an
+    /// embedded sandbox is started.
+    #[arg(long, env = "WITHINGS_CLIENT_ID", hide_env_values = true)]
+    client_id: Option<String>,
+    /// The callback URL registered for the app (with --client-id): the one address Withings
+    /// sends browsers back to, served by this program (a load balancer in front of several
+    /// instances). An `https` URL makes the cookies `Secure`.
+    #[arg(long, env = "WITHINGS_REDIRECT_URI", hide_env_values = true)]
+    redirect_uri: Option<Url>,
+    /// Another Withings server than the real one (with --client-id): a sandbox shared by
+    /// several instances, say.
+    #[arg(long, env = "WITHINGS_BASE_URL", hide_env_values = true)]
+    withings_base_url: Option<Url>,
+    /// A file (mode 0600) holding the cookie key, base64 of 64 random bytes: it signs the
+    /// session cookie and encrypts the login-binding cookie, and must be the same on every
+    /// instance. Default with SQLite: `<database file>.cookie-key`, generated on first start;
+    /// with PostgreSQL, this or WITHINGS_WEB_COOKIE_KEY is required.
+    #[arg(long, env = "WITHINGS_WEB_COOKIE_KEY_FILE", hide_env_values = true)]
+    cookie_key_file: Option<PathBuf>,
+    /// How long a session lasts without a request, in minutes.
+    #[arg(
+        long,
+        env = "WITHINGS_WEB_SESSION_MINUTES",
+        default_value_t = 480,
+        value_parser = clap::value_parser!(u32).range(1..=525_600),
+        hide_env_values = true
+    )]
+    session_minutes: u32,
+    /// How long a started Withings login waits for its callback, in minutes.
+    #[arg(
+        long,
+        env = "WITHINGS_WEB_PENDING_LOGIN_MINUTES",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=60),
+        hide_env_values = true
+    )]
+    pending_login_minutes: u32,
+    /// Whether the demo accounts (alice ... erin, published passwords) exist and may sign in.
+    /// Default: true with the embedded sandbox, false otherwise; refused against the real
+    /// Withings.
+    #[arg(long, env = "WITHINGS_WEB_DEMO_ACCOUNTS", hide_env_values = true)]
+    demo_accounts: Option<bool>,
 }
 
-/// The external Withings the environment names, if it names one.
-fn external_withings() -> Result<Option<Client>, Box<dyn std::error::Error>> {
-    let Ok(client_id) = std::env::var("WITHINGS_CLIENT_ID") else {
-        if std::env::var_os("WITHINGS_BASE_URL").is_some() {
-            return Err("WITHINGS_BASE_URL needs WITHINGS_CLIENT_ID, WITHINGS_CLIENT_SECRET and WITHINGS_REDIRECT_URI (the app registered there)".into());
-        }
-        return Ok(None);
-    };
-    let secret = std::env::var("WITHINGS_CLIENT_SECRET")
-        .map_err(|_| "WITHINGS_CLIENT_SECRET is not set (it goes with WITHINGS_CLIENT_ID)")?;
-    let redirect = std::env::var("WITHINGS_REDIRECT_URI")
-        .map_err(|_| "WITHINGS_REDIRECT_URI is not set (it goes with WITHINGS_CLIENT_ID)")?;
-    let mut builder = Client::builder()
-        .client_id(client_id)
-        .client_secret(secret)
-        .redirect_uri(redirect.as_str());
-    if let Ok(base) = std::env::var("WITHINGS_BASE_URL") {
-        let base: Url = base
-            .parse()
-            .map_err(|e| format!("WITHINGS_BASE_URL={base:?} is not a URL: {e}"))?;
-        builder = builder.base_url(base);
-    }
-    Ok(Some(builder.build()?))
+#[derive(Subcommand)]
+enum Command {
+    /// Adds a user of the application (or sets their password), reading the password from the
+    /// first line of standard input, then exits.
+    AddUser {
+        /// The user's name.
+        name: String,
+    },
 }
+
+/// The smallest password `add-user` takes.
+const MIN_PASSWORD_CHARS: usize = 10;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("withings-web-example: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "withings_oauth=info,withings_oauth_axum=info,withings_oauth_sql=warn,withings_sandbox=warn".into()
+                "withings_oauth=info,withings_oauth_axum=info,withings_oauth_web_example=info,withings_oauth_sql=warn,withings_sandbox=warn".into()
             }),
         )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let pending_lifetime = TimeDelta::minutes(args.pending_login_minutes.into());
+    let open = || async {
+        Shared::open(&args.database, SqlOptions::from_env()?, pending_lifetime)
+            .await
+            .map_err(Box::<dyn std::error::Error>::from)
+    };
+
+    if let Some(Command::AddUser { name }) = &args.command {
+        let mut password = String::new();
+        std::io::stdin().lock().read_line(&mut password)?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(format!(
+                "the password on standard input has fewer than {MIN_PASSWORD_CHARS} characters: choose a longer one"
+            )
+            .into());
+        }
+        open().await?.users.add(name, password).await?;
+        eprintln!("user {name} can sign in");
+        return Ok(());
+    }
+
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let local = listener.local_addr()?;
-
-    let (client, sandbox, accounts) = match external_withings()? {
+    let (client, sandbox, sandbox_accounts) = match external_withings(&args)? {
         Some(client) => (client, None, Vec::new()),
         None => {
             let config = SandboxConfig::default().seed_users(SANDBOX_USERS);
@@ -114,12 +191,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (client, Some(sandbox), accounts)
         }
     };
+    let demo_accounts = args.demo_accounts.unwrap_or(sandbox.is_some());
+    if demo_accounts && sandbox.is_none() && args.withings_base_url.is_none() {
+        return Err("demo accounts have published passwords: they are for a sandbox (set --withings-base-url / WITHINGS_BASE_URL to one), never the real Withings; add your users with `withings-web-example add-user NAME`".into());
+    }
     match &sandbox {
         Some(sandbox) => eprintln!("embedded Withings sandbox at {}", sandbox.base_url()),
         None => eprintln!("Withings API at {}", client.api_url()),
     }
-    let shared = Shared::open(&args.database, SqlOptions::from_env()?).await?;
-    let app = router(client, shared, accounts);
+
+    // A missing key stops a shared database's instance before it touches the database; the
+    // SQLite default's key is generated beside the database once the store made its directory.
+    let key_source = cookie_key_source(&args)?;
+    let shared = open().await?;
+    let cookie_key = match key_source {
+        KeySource::Configured(key) => key,
+        KeySource::BesideSqlite(path) => read_or_create_cookie_key(&path)?,
+        KeySource::None => {
+            return Err("the database URL names no SQLite file: set a cookie key".into());
+        }
+    };
+    if demo_accounts {
+        shared.users.seed_demo_accounts().await?;
+    }
+    let _cleanup = shared.spawn_session_cleanup();
+    let mut config = Config::new(client, cookie_key);
+    config.pending_login_lifetime = pending_lifetime;
+    config.session_lifetime = Duration::from_secs(u64::from(args.session_minutes) * 60);
+    config.demo_accounts = demo_accounts;
+    config.sandbox_accounts = sandbox_accounts;
+    let app = router(config, shared);
     println!("open http://{local}/");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -130,4 +231,74 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sandbox.shutdown().await;
     }
     Ok(())
+}
+
+/// The external Withings the settings name, if they name one.
+fn external_withings(args: &Args) -> Result<Option<Client>, Box<dyn std::error::Error>> {
+    let Some(client_id) = &args.client_id else {
+        if args.withings_base_url.is_some() || args.redirect_uri.is_some() {
+            return Err("--withings-base-url and --redirect-uri go with --client-id (WITHINGS_CLIENT_ID) and WITHINGS_CLIENT_SECRET: the app registered there".into());
+        }
+        return Ok(None);
+    };
+    let secret = std::env::var("WITHINGS_CLIENT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or("WITHINGS_CLIENT_SECRET is not set (it goes with --client-id)")?;
+    let redirect = args
+        .redirect_uri
+        .as_ref()
+        .ok_or("--redirect-uri (WITHINGS_REDIRECT_URI) is not set (it goes with --client-id)")?;
+    let mut builder = Client::builder()
+        .client_id(client_id.clone())
+        .client_secret(secret)
+        .redirect_uri(redirect.as_str());
+    if let Some(base) = &args.withings_base_url {
+        builder = builder.base_url(base.clone());
+    }
+    Ok(Some(builder.build()?))
+}
+
+/// Where the cookie key comes from.
+enum KeySource {
+    /// WITHINGS_WEB_COOKIE_KEY, or the key file.
+    Configured(CookieKey),
+    /// This file beside the SQLite database, generated on first start.
+    BesideSqlite(PathBuf),
+    /// None: the database URL is neither SQLite's nor PostgreSQL's (opening it says why).
+    None,
+}
+
+/// The cookie key the settings give; for a SQLite database without one, the file beside it;
+/// an error for a PostgreSQL database without one.
+fn cookie_key_source(args: &Args) -> Result<KeySource, Box<dyn std::error::Error>> {
+    if let Some(key) = std::env::var_os("WITHINGS_WEB_COOKIE_KEY") {
+        let key = key
+            .to_str()
+            .ok_or("WITHINGS_WEB_COOKIE_KEY is not text: it must be base64")?;
+        return CookieKey::from_base64(key)
+            .map(KeySource::Configured)
+            .map_err(|e| format!("WITHINGS_WEB_COOKIE_KEY: {e}").into());
+    }
+    if let Some(path) = &args.cookie_key_file {
+        return Ok(KeySource::Configured(read_cookie_key(path)?));
+    }
+    if let Some(db) = sqlite_file(&args.database) {
+        let mut path = db.into_os_string();
+        path.push(".cookie-key");
+        return Ok(KeySource::BesideSqlite(PathBuf::from(path)));
+    }
+    if !args.database.starts_with("postgres") {
+        return Ok(KeySource::None);
+    }
+    Err("a database shared by several instances needs one cookie key for all: set --cookie-key-file (WITHINGS_WEB_COOKIE_KEY_FILE) or WITHINGS_WEB_COOKIE_KEY to base64 of 64 random bytes (`openssl rand -base64 64`)".into())
+}
+
+/// The file of a `sqlite://` URL.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }

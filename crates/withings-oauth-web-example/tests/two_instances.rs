@@ -1,7 +1,9 @@
-//! Two `withings-web-example` processes on one PostgreSQL database and one sandbox, in a real
-//! browser (headless Chromium over WebDriver): a login started on instance A, whose callback
-//! lands on instance B, completes, and both instances then show the user's Withings id and
-//! last weight, read from the tokens, pending logins and accounts they share.
+//! Two `withings-web-example` processes on one PostgreSQL database and one sandbox, configured
+//! as the README's two-instance recipe says, in a real browser (headless Chromium over
+//! WebDriver): a user signs in on instance A and starts a login there, whose callback lands on
+//! instance B, where the same session is signed in; it completes, and both instances then show
+//! the user's Withings id and last weight, read from the sessions, tokens, pending logins and
+//! accounts they share.
 //!
 //! Needs PostgreSQL (`WITHINGS_TEST_DATABASE_URL`, set by `source .ci/postgres.sh`), Chromium
 //! and chromedriver; without them the test fails and says what to run.
@@ -19,6 +21,9 @@ use withings_sandbox::{
 };
 
 const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The cookie key both instances share: 64 bytes, base64.
+const COOKIE_KEY: &str =
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
 
 fn database_url() -> String {
     match std::env::var("WITHINGS_TEST_DATABASE_URL") {
@@ -92,6 +97,9 @@ async fn start_instance(
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_withings-web-example"))
         .args(["--listen", listen, "--database", database])
         .env("WITHINGS_CLIENT_ID", DEFAULT_CLIENT_ID)
+        .env("WITHINGS_WEB_COOKIE_KEY", COOKIE_KEY)
+        .env_remove("WITHINGS_WEB_COOKIE_KEY_FILE")
+        .env("WITHINGS_WEB_DEMO_ACCOUNTS", "true")
         .env("WITHINGS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
         .env("WITHINGS_REDIRECT_URI", redirect_uri)
         .env("WITHINGS_BASE_URL", sandbox.as_str())

@@ -98,21 +98,31 @@ pub mod loopback {
     //! - idle, slow or oversized connections are closed by the limits above, and can't keep the
     //!   real callback out;
     //! - with `localhost`, no other program can hold the second loopback address;
-    //! - the `state` is not on the browser's command line, only the one-time start link is.
+    //! - the `state` is not on the browser's command line, only the one-time start link is; nor
+    //!   in [`BrowserOrPasteAgent`]'s instructions, which show the start link too.
     //!
     //! - A fixed port that another program holds is refused by both agents (with the port and
     //!   what to do): the browser would send that program the code.
     //! - A program that reads the start link from the browser's command line and opens it first
     //!   gets the authorize URL and its `state`, and could send the listener a callback with its
-    //!   own code (logging the user in as someone else). When the user's browser then opens the
-    //!   link, the login ends with [`UserAgentError::StartLinkReused`]: the forged callback is
-    //!   refused if it had not arrived yet.
+    //!   own code (logging the user in as someone else). It needs no Withings login in that
+    //!   moment: a code is not bound to the `state` (and Withings has no PKCE), so with a fixed,
+    //!   registered port it can get a code for its own account in advance and send the callback
+    //!   within milliseconds. Two things stop it:
+    //!   - when the user's browser then opens the link, the login ends with
+    //!     [`UserAgentError::StartLinkReused`];
+    //!   - a callback that arrives less than 3 seconds after the start link was opened is held
+    //!     for the rest of those 3 seconds before it is taken, so a browser that asks for the
+    //!     link in that time ends the login even when the forged callback came first. Nobody
+    //!     logs in at Withings that fast, so a real callback is never held.
     //!
     //! What the listener can't prevent:
-    //! - That race won by the other program: a forged callback that reaches the listener before
-    //!   the user's browser asks for the start link (it needs a complete Withings login first,
-    //!   while the browser asks at once; a browser that never starts leaves it all the time it
-    //!   needs).
+    //! - That race won by the other program: a browser that takes more than 3 seconds to ask
+    //!   for the start link (a cold start on a slow machine), or never asks (no browser, a
+    //!   browser that fails), leaves the forged callback in. The code it carries is about 30
+    //!   seconds old at most, so the other program has to be ready, but it can be. Where that
+    //!   matters, use an https redirect URI and [`PasteAgent`](crate::PasteAgent), or a
+    //!   webview, whose redirect no other program can catch.
     //! - Without a listener, [`BrowserOrPasteAgent`] (an `https` redirect URI) opens the browser
     //!   at the authorize URL itself: its `state` is on the browser's command line while the
     //!   browser starts.

@@ -5,19 +5,40 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use url::Url;
 use withings_oauth::{
     Client, MemoryPendingLogins, MemoryStore, PendingLoginStore, TokenStore, UserId,
 };
-use withings_oauth_axum::WithingsLogin;
+use withings_oauth_axum::{CookieKey, LoginOwner, WithingsLogin};
 use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox};
 
 /// One instance: where it is served, and its `WithingsLogin`.
 pub(crate) struct Instance {
     pub(crate) base: Url,
     pub(crate) login: WithingsLogin,
+}
+
+/// The signed-in user: the `x-user` header, the tests' stand-in for an application's session.
+pub(crate) struct SignedIn(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, StatusCode> {
+        let user = parts.headers.get("x-user").and_then(|v| v.to_str().ok());
+        user.map(|u| SignedIn(u.to_owned()))
+            .ok_or(StatusCode::UNAUTHORIZED)
+    }
+}
+
+impl LoginOwner for SignedIn {
+    fn owner_id(&self) -> String {
+        self.0.clone()
+    }
 }
 
 /// Which Withings user each owner connected, as the `on_connected` hook recorded it.
@@ -41,6 +62,7 @@ pub(crate) async fn two_instances(sandbox: &Sandbox) -> (Instance, Instance, Con
     let pending: Arc<dyn PendingLoginStore> = Arc::new(MemoryPendingLogins::new());
     let tokens: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let connected: Connected = Arc::default();
+    let key = CookieKey::generate().unwrap();
     let build = || {
         let client = Client::builder()
             .client_id(DEFAULT_CLIENT_ID)
@@ -50,19 +72,13 @@ pub(crate) async fn two_instances(sandbox: &Sandbox) -> (Instance, Instance, Con
             .build()
             .unwrap();
         let record = connected.clone();
-        WithingsLogin::builder(client, pending.clone(), tokens.clone(), |request| {
-            request
-                .uri
-                .query()?
-                .strip_prefix("user=")
-                .map(str::to_owned)
-        })
-        .after_login("/done")
-        .on_connected(move |c| {
-            record.lock().unwrap().insert(c.owner, c.user_id);
-            async { Ok::<(), std::convert::Infallible>(()) }
-        })
-        .build()
+        WithingsLogin::builder::<SignedIn>(client, pending.clone(), tokens.clone(), &key)
+            .after_login("/done")
+            .on_connected(move |c| {
+                record.lock().unwrap().insert(c.owner, c.user_id);
+                async { Ok::<(), std::convert::Infallible>(()) }
+            })
+            .build()
     };
     (serve(a, build()), serve(b, build()), connected)
 }
@@ -74,16 +90,13 @@ pub(crate) fn http() -> reqwest::Client {
         .unwrap()
 }
 
-/// Connects `owner` at `instance`: the binding cookie and the callback URL Withings sends the
-/// browser to (not yet opened).
+/// Connects `owner` at `instance`, from the application's own page: the binding cookie and
+/// the callback URL Withings sends the browser to (not yet opened).
 pub(crate) async fn connect(instance: &Instance, owner: &str) -> (String, Url) {
     let response = http()
-        .post(
-            instance
-                .base
-                .join(&format!("withings/connect?user={owner}"))
-                .unwrap(),
-        )
+        .post(instance.base.join("withings/connect").unwrap())
+        .header("x-user", owner)
+        .header("sec-fetch-site", "same-origin")
         .send()
         .await
         .unwrap();
@@ -105,8 +118,13 @@ pub(crate) async fn connect(instance: &Instance, owner: &str) -> (String, Url) {
     (cookie, callback)
 }
 
-pub(crate) async fn open(callback: &Url, cookie: Option<&str>) -> (StatusCode, String, String) {
-    let mut request = http().get(callback.clone());
+/// Opens `callback` as `user`'s browser, with `cookie` if any.
+pub(crate) async fn open(
+    callback: &Url,
+    user: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut request = http().get(callback.clone()).header("x-user", user);
     if let Some(cookie) = cookie {
         request = request.header(COOKIE, cookie);
     }

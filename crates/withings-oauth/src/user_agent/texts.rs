@@ -23,16 +23,20 @@ pub(crate) enum Intro {
     },
 }
 
-/// The text shown before the first prompt.
-pub(crate) fn instructions(authorize_url: &Url, redirect_uri: &Url, intro: Intro) -> String {
+/// The text shown before the first prompt. `address` is what the user may open: the
+/// authorize URL, or with a loopback listener its one-time start link (which keeps the
+/// login's `state` out of the output).
+pub(crate) fn instructions(address: &str, redirect_uri: &Url, intro: Intro) -> String {
     let open = match intro {
         Intro::Paste | Intro::BrowserNotOpened { .. } => {
-            format!(
-                "Open this address in a web browser to log in to Withings:\n\n  {authorize_url}\n\n"
-            )
+            format!("Open this address in a web browser to log in to Withings:\n\n  {address}\n\n")
         }
-        Intro::BrowserOpened { .. } => format!(
-            "A browser window should now show the Withings login. If it does not, open this address:\n\n  {authorize_url}\n\n"
+        Intro::BrowserOpened { listening: false } => format!(
+            "A browser window should now show the Withings login. If it does not, open this address:\n\n  {address}\n\n"
+        ),
+        Intro::BrowserOpened { listening: true } => format!(
+            "A browser window should now show the Withings login. Only if it does not, open this address \
+             (it works once: opened a second time, it stops the login):\n\n  {address}\n\n"
         ),
     };
     let listening = matches!(

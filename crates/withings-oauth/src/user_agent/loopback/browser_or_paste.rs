@@ -25,9 +25,11 @@ const BROWSER_START_WAIT: Duration = Duration::from_secs(5);
 /// This is the agent for apps that registered an https callback: the browser shows the login,
 /// and its final address, which the app can't receive itself, is pasted back.
 ///
-/// With a listener, the browser is opened at the listener's one-time start link; without one
-/// (an https redirect URI), it is opened at the authorize URL itself, whose `state` is then on
-/// the browser's command line while it starts (see [`guide::loopback`](crate::guide::loopback)).
+/// With a listener, the browser is opened at the listener's one-time start link, and the
+/// instructions show that link too, never the authorize URL: no `state` in the output. Without
+/// one (an https redirect URI), the browser is opened at the authorize URL itself, whose `state`
+/// is then on the browser's command line while it starts, and the instructions show it, since
+/// the user may have to open it (see [`guide::loopback`](crate::guide::loopback)).
 /// A loopback redirect URI whose fixed port another program holds is refused in
 /// [`UserAgent::prepare`], as [`LoopbackAgent`](crate::LoopbackAgent) refuses it: the browser
 /// would send that program the code.
@@ -128,7 +130,13 @@ impl BrowserOrPasteAgent {
         } else {
             Intro::BrowserNotOpened { listening }
         };
-        let intro = instructions(authorize_url, &redirect_uri, intro);
+        // With a listener the user is shown its one-time start link, never the authorize URL:
+        // the output (a terminal's scrollback, a CI log, a shared screen) gets no `state`.
+        let address = match &served {
+            Some((_, start)) => start.expose_secret(),
+            None => authorize_url.as_str(),
+        };
+        let intro = instructions(address, &redirect_uri, intro);
         let paste = self
             .paste
             .read_callback(&intro, authorize_url, &redirect_uri);

@@ -44,6 +44,12 @@ pub(super) const MAX_CONNECTIONS: usize = 64;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Path prefix of the one-time link the browser is opened at.
 pub(super) const START_PREFIX: &str = "/start/";
+/// How long after the start link was opened a callback is held before it is taken: a program
+/// that read the link off the browser's command line, opened it first and sent a callback with
+/// a code it got in advance is caught when the user's browser asks for the link in that time.
+/// A person rarely logs in at Withings faster, so a real callback seldom waits, and never
+/// longer than this.
+pub(super) const START_LINK_HOLD: Duration = Duration::from_secs(3);
 
 /// What every connection needs to judge a request.
 pub(super) struct Listening {
@@ -58,7 +64,8 @@ pub(super) struct Listening {
 /// The one-time start link.
 struct StartLink {
     path: SecretString,
-    used: bool,
+    /// When it was opened, if it was.
+    used_at: Option<tokio::time::Instant>,
 }
 
 impl Listening {
@@ -83,11 +90,21 @@ impl Listening {
             authorize_url: authorize_url.clone(),
             start: Mutex::new(StartLink {
                 path: SecretString::from(path),
-                used: false,
+                used_at: None,
             }),
             reused: Notify::new(),
         };
         Ok((listening, start))
+    }
+}
+
+impl Listening {
+    /// When the start link was opened, if it was.
+    fn start_opened_at(&self) -> Option<tokio::time::Instant> {
+        self.start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .used_at
     }
 }
 
@@ -99,8 +116,9 @@ struct Connection {
 }
 
 /// Serves connections until one brings this login's callback; returns its full URL once the
-/// browser has its answer page. Ends with [`UserAgentError::StartLinkReused`] if the start
-/// link is asked for a second time.
+/// browser has its answer page and [`START_LINK_HOLD`] has passed since the start link was
+/// opened. Ends with [`UserAgentError::StartLinkReused`] if the start link is asked for a
+/// second time before then.
 pub(super) async fn wait_for_callback(
     listeners: Listeners,
     listening: Listening,
@@ -110,12 +128,22 @@ pub(super) async fn wait_for_callback(
     let mut tasks = JoinSet::new();
     // Oldest first.
     let mut open: VecDeque<Connection> = VecDeque::new();
+    // A callback that came soon after the start link was opened, and when it may be taken.
+    let mut held: Option<(Url, tokio::time::Instant)> = None;
     loop {
+        let until = held
+            .as_ref()
+            .map_or_else(tokio::time::Instant::now, |(_, until)| *until);
         tokio::select! {
             biased;
             () = listening.reused.notified() => {
                 warn!("the one-time start link was opened a second time: the login is stopped");
                 return Err(UserAgentError::StartLinkReused);
+            }
+            () = tokio::time::sleep_until(until), if held.is_some() => {
+                if let Some((callback, _)) = held.take() {
+                    return Ok(callback);
+                }
             }
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                 let id = match &done {
@@ -123,8 +151,17 @@ pub(super) async fn wait_for_callback(
                     Err(e) => e.id(),
                 };
                 open.retain(|c| c.task.id() != id);
-                if let Ok((_, Some(callback))) = done {
-                    return Ok(callback);
+                if let Ok((_, Some(callback))) = done
+                    && held.is_none()
+                {
+                    let opened = listening.start_opened_at();
+                    match opened.map(|at| at + START_LINK_HOLD) {
+                        Some(until) if until > tokio::time::Instant::now() => {
+                            debug!("callback held until the start link is a few seconds old");
+                            held = Some((callback, until));
+                        }
+                        _ => return Ok(callback),
+                    }
                 }
             }
             accepted = listeners.accept() => match accepted {
@@ -256,11 +293,11 @@ fn start(path: &str, listening: &Listening) -> Response<Full<Bytes>> {
         warn!("ignored a start link that is not this login's");
         return page(StatusCode::NOT_FOUND, Page::NotFound);
     }
-    if link.used {
+    if link.used_at.is_some() {
         listening.reused.notify_one();
         return page(StatusCode::NOT_FOUND, Page::StartUsed);
     }
-    link.used = true;
+    link.used_at = Some(tokio::time::Instant::now());
     // A serialized URL is printable ASCII, which a header value always takes.
     let Ok(location) = HeaderValue::from_str(listening.authorize_url.as_str()) else {
         return page(StatusCode::NOT_FOUND, Page::StartUsed);

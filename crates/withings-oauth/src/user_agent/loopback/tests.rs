@@ -229,6 +229,57 @@ async fn a_second_request_for_the_start_link_stops_the_login() {
 }
 
 #[tokio::test]
+async fn a_callback_racing_the_users_browser_for_the_start_link_is_held_and_dropped() {
+    let (redirect_uri, start, wait) = listen("http://127.0.0.1:0/callback").await;
+    let start: Url = start.parse().unwrap();
+    let port = redirect_uri.port().unwrap();
+    // Another program read the link off the browser's command line, opened it first, and at
+    // once sent a callback with the state and a code it got in advance (Withings does not bind
+    // codes to the state).
+    let first = send(port, &get(start.path())).await;
+    assert!(first.starts_with("HTTP/1.1 302"), "{first}");
+    let forged = send(port, &get(&format!("/callback?code=THEIRS&state={STATE}"))).await;
+    assert!(forged.starts_with("HTTP/1.1 200"), "{forged}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!wait.is_finished(), "the callback is held");
+    // The user's browser, a moment later, asks for the link: the login ends, the forged
+    // callback is never returned.
+    let second = send(port, &get(start.path())).await;
+    assert!(second.starts_with("HTTP/1.1 404"), "{second}");
+    let err = tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("the login ends")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, UserAgentError::StartLinkReused), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_callback_soon_after_the_start_link_is_taken_once_the_hold_passed() {
+    let (redirect_uri, start, wait) = listen("http://127.0.0.1:0/callback").await;
+    let start: Url = start.parse().unwrap();
+    let port = redirect_uri.port().unwrap();
+    let opened = tokio::time::Instant::now();
+    assert!(
+        send(port, &get(start.path()))
+            .await
+            .starts_with("HTTP/1.1 302")
+    );
+    let right = send(port, &get(&format!("/callback?code=C&state={STATE}"))).await;
+    assert!(right.starts_with("HTTP/1.1 200"), "{right}");
+    let callback = tokio::time::timeout(START_LINK_HOLD * 3, wait)
+        .await
+        .expect("taken after the hold")
+        .unwrap()
+        .unwrap();
+    assert!(opened.elapsed() >= START_LINK_HOLD);
+    assert_eq!(
+        callback.query(),
+        Some(format!("code=C&state={STATE}").as_str())
+    );
+}
+
+#[tokio::test]
 async fn foreign_callbacks_get_400_and_the_right_one_ends_the_wait() {
     let (redirect_uri, _, wait) = listen("http://127.0.0.1:0/callback").await;
     let port = redirect_uri.port().unwrap();
@@ -359,6 +410,16 @@ async fn browser_or_paste_takes_the_loopback_redirect_or_the_paste() {
     let text = out.text();
     assert!(text.contains("finishes by itself"), "{text}");
     assert!(text.contains("nothing to paste"), "{text}");
+    // The user is shown the one-time start link, never the authorize URL and its state.
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{port}/start/")),
+        "{text}"
+    );
+    assert!(!text.contains(STATE), "the state is in the output: {text}");
+    assert!(
+        !text.contains("authorize2"),
+        "the authorize URL is in the output: {text}"
+    );
 
     // An https redirect URI: no listener, the paste ends it.
     let https: Url = "https://app.example.com/withings/callback".parse().unwrap();

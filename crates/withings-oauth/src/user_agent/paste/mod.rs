@@ -176,7 +176,11 @@ impl fmt::Debug for PasteAgent {
 impl UserAgent for PasteAgent {
     fn run<'a>(&'a self, prepared: Prepared, authorize_url: &'a Url) -> AgentFuture<'a, Url> {
         Box::pin(async move {
-            let intro = instructions(authorize_url, prepared.redirect_uri(), Intro::Paste);
+            let intro = instructions(
+                authorize_url.as_str(),
+                prepared.redirect_uri(),
+                Intro::Paste,
+            );
             self.read_callback(&intro, authorize_url, prepared.redirect_uri())
                 .await
         })
