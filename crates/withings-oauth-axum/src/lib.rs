@@ -134,3 +134,8 @@ mod routes;
 
 pub use error::LoginError;
 pub use login::{Connected, WithingsLogin, WithingsLoginBuilder};
+
+/// The README's example, compiled as a doc test so it can't rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

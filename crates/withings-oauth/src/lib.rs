@@ -282,5 +282,5 @@ pub mod loopback {
 
 /// The README's example, compiled as a doc test so it can't rot.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeExample;
