@@ -20,6 +20,11 @@ rows=()
 
 wanted() { [ -z "$only" ] || [[ "$1" == *"$only"* ]]; }
 
+# Runs a command with its output in a log, shown only if it fails.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+quiet() { "$@" >"$log" 2>&1 || { cat "$log" >&2; return 1; }; }
+
 # The median of criterion's last estimate of a benchmark, in nanoseconds.
 median() {
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["median"]["point_estimate"])' \
@@ -33,20 +38,20 @@ import sys
 name, a, b, goal, unit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 scale = {"ns": 1, "us": 1e3, "ms": 1e6}[unit]
 ratio = a / b
-print(f"{name:<44} {a/scale:>9.1f} / {b/scale:<9.1f} {unit:<2}  {ratio:>5.2f}  <= {goal:<4}  {\"yes\" if ratio <= goal else \"NO\"}")
+met = "yes" if ratio <= goal else "NO"
+print(f"{name:<28} {a/scale:>9.1f} / {b/scale:<9.1f} {unit:<2}  {ratio:>5.2f}  <= {goal:<4}  {met}")
 ' "$@")")
 }
 
 if wanted session_fresh_token; then
-    cargo bench -q -p withings-oauth --bench session -- "${quick[@]}" '^fresh_token/' >/dev/null
+    quiet cargo bench -p withings-oauth --bench session -- "${quick[@]}" '^fresh_token/'
     row session_fresh_token "$(median fresh_token/session_access_token)" \
         "$(median fresh_token/naive_rwlock_string_clone)" 1.0 ns
 fi
 
 if wanted session_herd; then
-    cargo bench -q -p withings-oauth --bench session -- "${quick[@]}" \
-        '^expired_session(_10ms_network)?/(session_1000_concurrent_callers|plain_refresh_round_trip)$' \
-        >/dev/null
+    quiet cargo bench -p withings-oauth --bench session -- "${quick[@]}" \
+        '^expired_session(_10ms_network)?/(session_1000_concurrent_callers|plain_refresh_round_trip)$'
     row session_herd_loopback "$(median expired_session/session_1000_concurrent_callers)" \
         "$(median expired_session/plain_refresh_round_trip)" 1.5 us
     row session_herd_10ms_network \
@@ -56,7 +61,8 @@ fi
 
 if wanted fleet_fresh; then
     # Its own harness: alternating rounds, the fastest of each.
-    line="$(cargo bench -q -p withings-oauth-fleet --bench fresh_ratio | grep 'ratio')"
+    quiet cargo bench -p withings-oauth-fleet --bench fresh_ratio
+    line="$(grep 'ratio' "$log")"
     session="$(sed -n 's/^session \([0-9.]*\) ns.*/\1/p' <<<"$line")"
     fleet="$(sed -n 's/.*fleet (one of [0-9]*) \([0-9.]*\) ns.*/\1/p' <<<"$line")"
     row fleet_fresh_one_of_100k "$fleet" "$session" 1.5 ns
@@ -64,8 +70,7 @@ fi
 
 if wanted sql_cas_save; then
     if [ -n "${WITHINGS_TEST_DATABASE_URL:-}" ]; then
-        cargo bench -q -p withings-oauth-sql --bench sql_store -- "${quick[@]}" '^cas_save/' \
-            >/dev/null
+        quiet cargo bench -p withings-oauth-sql --bench sql_store -- "${quick[@]}" '^cas_save/'
         for backend in sqlite postgres; do
             row "sql_cas_save_$backend" \
                 "$(median "cas_save_$backend/store_save_encrypted")" \
@@ -78,7 +83,8 @@ fi
 
 if wanted cli_token_process; then
     if command -v hyperfine >/dev/null; then
-        out="$(RUNS="${RUNS:-200}" bash crates/withings-oauth-cli/benches/token-process.sh 2>/dev/null)"
+        quiet env RUNS="${RUNS:-200}" bash crates/withings-oauth-cli/benches/token-process.sh
+        out="$(cat "$log")"
         version="$(sed -n 's/.* --version: median \([0-9.]*\) ms.*/\1/p' <<<"$out")"
         token="$(sed -n 's/.* token: median \([0-9.]*\) ms.*/\1/p' <<<"$out")"
         row cli_token_process "${token}e6" "${version}e6" 1.5 ms
@@ -88,6 +94,6 @@ if wanted cli_token_process; then
 fi
 
 echo
-printf '%-44s %23s  %5s  %-7s %s\n' ratio "measured" ratio goal met
+printf '%-28s %23s  %5s  %-7s %s\n' ratio "measured" ratio goal met
 printf '%s\n' "${rows[@]}"
 echo "(load average: $(cut -d' ' -f1-3 /proc/loadavg))"
