@@ -332,3 +332,8 @@ async fn wait_until_ready(webdriver_url: &str) {
     }
     panic!("chromedriver did not answer on {webdriver_url} within 20 s; {BROWSER_SETUP_HINT}");
 }
+
+/// The repository README's example, compiled as a doc test so it can't rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct RepositoryReadmeExample;

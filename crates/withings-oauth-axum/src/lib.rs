@@ -177,3 +177,8 @@ pub use cross_site::refuse_cross_site;
 pub use error::LoginError;
 pub use login::{Connected, WithingsLogin, WithingsLoginBuilder};
 pub use owner::LoginOwner;
+
+/// The README's example, compiled as a doc test so it can't rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

@@ -205,3 +205,8 @@ mod tests {
         assert_eq!(WebviewAgent::new().timeout, Duration::from_secs(300));
     }
 }
+
+/// The README's example, compiled as a doc test so it can't rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

@@ -249,5 +249,5 @@ pub use url;
 
 /// The README's example, compiled as a doc test so it can't rot.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeExample;

@@ -32,6 +32,7 @@ impl SystemClock {
     /// let precise = chrono::Utc::now().timestamp_micros();
     /// assert!(cheap <= precise && precise - cheap < 1_000_000);
     /// ```
+    #[inline]
     pub fn now_micros() -> i64 {
         system_micros()
     }
@@ -49,17 +50,26 @@ impl Clock for SystemClock {
 /// On Linux the coarse realtime clock, read from the vDSO without a system call; it lags the
 /// precise clock by up to [`system_resolution_micros`]. A wall clock, not a CPU counter: it
 /// counts the time a machine spent suspended.
+///
+/// Inlined into the callers' fast paths, other crates' too (`SystemClock::now_micros`), and
+/// converted with two integer operations rather than through a `Duration` (a call of its own):
+/// see docs/benchmarks.md, "Inlined, and measured against the build before".
 #[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
 pub(crate) fn system_micros() -> i64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-    match std::time::Duration::try_from(now) {
-        Ok(since_epoch) => i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX),
-        // A clock set before 1970: rare enough for the slower read.
-        Err(_) => Utc::now().timestamp_micros(),
-    }
+    // `tv_nsec` is in 0..1_000_000_000 whatever the sign of `tv_sec` (before 1970), so this
+    // rounds down, as `DateTime::timestamp_micros` does. It is an `i64`, but a C `long` where
+    // rustix goes through libc (32 bits on 32-bit Android).
+    #[allow(clippy::useless_conversion)]
+    let nanos = i64::from(now.tv_nsec);
+    now.tv_sec
+        .saturating_mul(1_000_000)
+        .saturating_add(nanos / 1_000)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[inline]
 pub(crate) fn system_micros() -> i64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     match SystemTime::now().duration_since(UNIX_EPOCH) {

@@ -281,7 +281,9 @@ impl Session {
         self
     }
 
-    /// Whether the published token is fresh: on the hot path of every call.
+    /// Whether the published token is fresh: on the hot path of every call, inlined into it
+    /// (the callers' crates' too) with the lock and the clock read.
+    #[inline]
     fn usable(&self, published: &Published) -> bool {
         let now = if self.system_clock {
             system_micros()
@@ -294,6 +296,7 @@ impl Session {
     /// The instant (microseconds since the Unix epoch, on this session's clock) from which the
     /// published token is due: its expiry less the margin, or less half its life if that is
     /// shorter. `i64::MIN` once the login is dead.
+    #[inline]
     fn refresh_from(&self, published: &Published) -> i64 {
         let margin = self.margin_micros.min(published.half_life_micros);
         published.expires_micros.saturating_sub(margin)
@@ -474,6 +477,7 @@ impl Session {
 }
 
 impl Shared {
+    #[inline]
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Arc<Published>> {
         // Writers replace the Arc in one statement, so a poisoned lock still holds a whole value.
         self.published
