@@ -5,10 +5,12 @@
 #   bash .ci/package.sh            # package, listing each crate's files (fast, no build)
 #   bash .ci/package.sh --verify   # also build each package from its .crate, as publish does
 #
-# Without --verify the packages are not built from their .crate files: the builds and doc
-# tests of .ci/run cover the code, and cargo-hack checks every feature. With --verify cargo
-# builds them in dependency order, taking our own dependencies from the packages just made
-# (a temporary local registry), since they are not on crates.io yet.
+# With --verify cargo builds every package from its .crate file, in dependency order, taking our
+# own dependencies (the sandbox too: it is the core's dev-dependency) from the packages just made,
+# since they are not on crates.io yet: all eight verify so, together (12.5 minutes on the 2-core
+# machine, shared). One crate alone can't: its path dependencies aren't on crates.io. CI runs
+# without --verify for that cost: the tests and doc tests of .ci/run build the same code, and
+# cargo-hack checks every feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
