@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use withings_oauth::{Credentials, Expected, StoredCredentials, TokenStore, UserId};
+use withings_oauth::{Credentials, Expected, TokenStore, UserId};
 use withings_oauth_store::FileStore;
 use withings_sandbox::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SEEDED_USERID, Sandbox, SandboxConfig,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, IssuedTokens, SEEDED_USERID, Sandbox, SandboxConfig,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_withings-oauth");
@@ -44,31 +44,42 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tokens_file_moves_into_an_encrypted_database_that_keeps_working_across_a_key_rotation() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let user = UserId::new(SEEDED_USERID);
+/// The seeded user's tokens, issued by the sandbox to live `lifetime` there, and the same
+/// pair as credentials the store is told expire at `expires_at`.
+fn issued_login(
+    sandbox: &Sandbox,
+    lifetime: Duration,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> (IssuedTokens, Credentials) {
     let issued = sandbox
         .handle()
         .issue_tokens(
             SEEDED_USERID,
             DEFAULT_CLIENT_ID,
             &["user.metrics"],
-            Duration::ZERO,
+            lifetime,
         )
         .unwrap();
+    let credentials = withings_oauth::testing::credentials(
+        UserId::new(SEEDED_USERID),
+        &issued.access_token,
+        &issued.refresh_token,
+        expires_at,
+    );
+    (issued, credentials)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_file_moves_into_an_encrypted_database_that_keeps_working_across_a_key_rotation() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let user = UserId::new(SEEDED_USERID);
+    let (issued, credentials) = issued_login(
+        &sandbox,
+        Duration::ZERO,
+        chrono::Utc::now() - chrono::TimeDelta::seconds(1),
+    );
     let file = home.path().join("tokens.json");
-    let credentials = Credentials::from_stored(StoredCredentials {
-        format: StoredCredentials::FORMAT,
-        user_id: user,
-        access_token: issued.access_token.clone(),
-        refresh_token: issued.refresh_token.clone(),
-        expires_at: chrono::Utc::now() - chrono::TimeDelta::seconds(1),
-        scopes: "user.metrics".parse().unwrap(),
-        token_type: "Bearer".into(),
-    })
-    .unwrap();
     FileStore::open(&file)
         .unwrap()
         .save(user, &credentials, Expected::Absent)
@@ -209,26 +220,12 @@ async fn a_database_used_without_keys_is_encrypted_once_by_store_encrypt() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let home = tempfile::tempdir().unwrap();
     let user = UserId::new(SEEDED_USERID);
-    let issued = sandbox
-        .handle()
-        .issue_tokens(
-            SEEDED_USERID,
-            DEFAULT_CLIENT_ID,
-            &["user.metrics"],
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+    let (issued, credentials) = issued_login(
+        &sandbox,
+        Duration::from_secs(3600),
+        chrono::Utc::now() + chrono::TimeDelta::hours(3),
+    );
     let db = format!("sqlite://{}", home.path().join("tokens.db").display());
-    let credentials = Credentials::from_stored(StoredCredentials {
-        format: StoredCredentials::FORMAT,
-        user_id: user,
-        access_token: issued.access_token.clone(),
-        refresh_token: issued.refresh_token.clone(),
-        expires_at: chrono::Utc::now() + chrono::TimeDelta::hours(3),
-        scopes: "user.metrics".parse().unwrap(),
-        token_type: "Bearer".into(),
-    })
-    .unwrap();
     let clear = withings_oauth_sql::SqlStore::connect(&db, Default::default())
         .await
         .unwrap();
@@ -294,23 +291,13 @@ async fn token_waiting_for_another_process_s_refresh_says_so_once() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let home = tempfile::tempdir().unwrap();
     let user = UserId::new(SEEDED_USERID);
-    let issued = sandbox
-        .handle()
-        .issue_tokens(
-            SEEDED_USERID,
-            DEFAULT_CLIENT_ID,
-            &["user.metrics"],
-            Duration::ZERO,
-        )
-        .unwrap();
     let db = format!("sqlite://{}", home.path().join("tokens.db").display());
     let store = SqlStore::connect(&db, SqlOptions::default().keys(Keyring::parse(K1).unwrap()))
         .await
         .unwrap();
-    let expired = withings_oauth::testing::credentials(
-        user,
-        &issued.access_token,
-        &issued.refresh_token,
+    let (issued, expired) = issued_login(
+        &sandbox,
+        Duration::ZERO,
         chrono::Utc::now() - chrono::TimeDelta::seconds(1),
     );
     store.save(user, &expired, Expected::Absent).await.unwrap();
