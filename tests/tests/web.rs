@@ -190,7 +190,12 @@ async fn five_browsers_connect_five_users_at_once_and_none_is_swapped() {
     }
     let mut browsers = Vec::new();
     for (i, login) in logins.into_iter().enumerate() {
-        let (browser, shown) = login.await.expect("the login task does not panic");
+        // A browser that failed before the barrier leaves the others waiting at it: fail, with
+        // its panic, instead of hanging.
+        let (browser, shown) = tokio::time::timeout(Duration::from_secs(180), login)
+            .await
+            .unwrap_or_else(|_| panic!("{}'s login did not finish within 3 minutes", DEMO_USERS[i]))
+            .expect("the login task does not panic");
         let expected = NUMBERED_USERID_BASE + i as u64 + 1;
         assert_eq!(shown, Some(expected), "{}'s page", DEMO_USERS[i]);
         browsers.push(browser);
