@@ -44,7 +44,15 @@ pub async fn sign_in(browser: &Browser, base: &Url, app_user: &str) {
         .click()
         .await
         .expect("clicking Sign in");
-    assert_eq!(signed_in_as(browser).await.as_deref(), Some(app_user));
+    // The sign-in page itself has a sign-in form, so wait for the page that names the user
+    // rather than for either element.
+    let shown = web
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Id("signed-in-as"))
+        .await
+        .expect("the home page of the signed-in user");
+    assert_eq!(shown.text().await.expect("its text"), app_user);
 }
 
 /// Who the home page the browser is on says is signed in.
