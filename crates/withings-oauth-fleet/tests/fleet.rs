@@ -139,9 +139,11 @@ async fn a_limiter_under_withings_limit_gets_no_601_during_a_burst() {
     let users = users(40);
     let store = Arc::new(MemoryStore::new());
     store_logins(&sandbox, &store, &users, Utc::now()).await;
-    // 16 in any second, with a margin for requests that arrive later than they left.
+    // 12 in any second, with a margin for requests that arrive later than they left (on a
+    // busy machine, up to a second: the sandbox's window is Withings' minute shortened 60
+    // times, and so is the margin a delay eats).
     let fleet = Fleet::builder(client(&sandbox), store.clone())
-        .rate_limit(RateLimit::new(16, Duration::from_secs(1), 4))
+        .rate_limit(RateLimit::new(12, Duration::from_secs(1), 4))
         .build()
         .unwrap();
 
