@@ -11,6 +11,7 @@ use chrono::{TimeDelta, Utc};
 use serde_json::Value;
 use withings_oauth::{Expected, TokenStore, UserId, testing};
 use withings_oauth_sql::sqlx::{self, Connection};
+use withings_oauth_sql::testing::Schemas;
 use withings_oauth_sql::{SqlOptions, SqlStore};
 use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxConfig, User};
 
@@ -246,32 +247,11 @@ async fn fleet_commands_work_on_a_tokens_file_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_status_and_sweep_on_postgresql() {
-    let database = match std::env::var("WITHINGS_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => panic!(
-            "WITHINGS_TEST_DATABASE_URL is not set: this test needs PostgreSQL. Run `source .ci/postgres.sh` from the repository"
-        ),
-    };
     let home = tempfile::tempdir().unwrap();
-    // A schema of its own, named after the (random) name of the test's directory.
-    let schema = format!(
-        "withings_cli_fleet_{}",
-        home.path()
-            .file_name()
-            .unwrap()
-            .as_encoded_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let mut admin = sqlx::PgConnection::connect(&database).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let schemas = Schemas::new();
+    let schema = schemas.create().await;
     // The CLI reaches the schema through the URL's connection options.
-    let separator = if database.contains('?') { '&' } else { '?' };
-    let url = format!("{database}{separator}options[search_path]={schema}");
+    let url = schemas.url_in(&schema);
 
     let sandbox = sandbox().await;
     let store = SqlStore::connect(&url, SqlOptions::default())
@@ -282,16 +262,15 @@ async fn fleet_status_and_sweep_on_postgresql() {
     let outcome = std::panic::catch_unwind(|| {
         status_and_sweeps(home.path(), &sandbox, &url, &secrets, true);
     });
+    let mut admin = sqlx::PgConnection::connect(schemas.url()).await.unwrap();
     let tokens: Option<f64> = sqlx::query_scalar(&format!(
         "SELECT tokens FROM \"{schema}\".withings_rate_limits WHERE name = 'withings'"
     ))
     .fetch_optional(&mut admin)
     .await
     .unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    admin.close().await.unwrap();
+    schemas.drop_all().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -138,27 +138,6 @@ fn spawn(
         .unwrap()
 }
 
-async fn wait_for_file(path: PathBuf, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait(child: Child) {
-    let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "a child process failed: {status}");
-}
-
 /// Each child's tokens, by user, as it wrote them.
 fn tokens_of(dir: &Path, index: usize) -> BTreeMap<u64, String> {
     std::fs::read_to_string(dir.join(format!("tokens-{index}")))
@@ -193,16 +172,17 @@ async fn refresh_everyone_at_once(
     indexes: std::ops::Range<usize>,
     lease_ttl: Duration,
 ) {
-    let children: Vec<Child> = indexes
+    let mut children: Vec<Child> = indexes
         .clone()
         .map(|i| spawn("refresh", database, sandbox, dir, i, lease_ttl))
         .collect();
-    for i in indexes.clone() {
-        wait_for_file(dir.join(format!("ready-{i}")), Duration::from_secs(60)).await;
+    for (i, child) in indexes.clone().zip(&mut children) {
+        let ready = dir.join(format!("ready-{i}"));
+        testing::wait_for_file(&ready, child, Duration::from_secs(60)).await;
     }
     std::fs::write(dir.join("go"), b"").unwrap();
     for child in children {
-        wait(child).await;
+        testing::wait_for_success(child).await;
     }
 
     let counters = sandbox.handle().counters();
@@ -260,7 +240,12 @@ async fn a_killed_lease_holder_is_taken_over(database: Database) {
     let dir = tempfile::tempdir().unwrap();
     // A process takes every user's lease, as if about to refresh them all, and dies.
     let mut holder = spawn("hold", &database, &sandbox, dir.path(), 9, SHORT_LEASE);
-    wait_for_file(dir.path().join("ready-9"), Duration::from_secs(60)).await;
+    testing::wait_for_file(
+        &dir.path().join("ready-9"),
+        &mut holder,
+        Duration::from_secs(60),
+    )
+    .await;
     holder.kill().unwrap(); // SIGKILL: no destructor runs, no lease is released
     holder.wait().unwrap();
     let killed = Instant::now();
