@@ -9,6 +9,8 @@
 
 mod support;
 
+use support::Database;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -37,54 +39,11 @@ fn user_ids() -> Vec<UserId> {
         .collect()
 }
 
-/// Where the fleet keeps its tokens.
-enum Database {
-    Sqlite(tempfile::TempDir),
-    Postgres(support::Schemas, String),
-}
-
-impl Database {
-    fn sqlite() -> Self {
-        Database::Sqlite(tempfile::tempdir().unwrap())
-    }
-
-    fn postgres() -> Self {
-        let schemas = support::Schemas::new();
-        let schema = schemas.fresh();
-        Database::Postgres(schemas, schema)
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Database::Sqlite(dir) => support::sqlite_url(dir),
-            Database::Postgres(schemas, _) => schemas.url().to_owned(),
-        }
-    }
-
-    fn schema(&self) -> &str {
-        match self {
-            Database::Sqlite(_) => "",
-            Database::Postgres(_, schema) => schema,
-        }
-    }
-
-    async fn drop(self) {
-        if let Database::Postgres(schemas, _) = self {
-            schemas.drop_all().await;
-        }
-    }
-}
-
 async fn open(url: &str, schema: &str, lease_ttl: Duration) -> SqlStore {
-    let mut options = SqlOptions::default()
+    let options = SqlOptions::default()
         .keys(support::keys())
         .lease_ttl(lease_ttl);
-    if !schema.is_empty() {
-        options = options.postgres_schema(schema);
-    }
-    SqlStore::connect(url, options).await.unwrap_or_else(|e| {
-        panic!("could not open the fleet's database (for PostgreSQL: WITHINGS_TEST_DATABASE_URL, `source .ci/postgres.sh`): {e}")
-    })
+    support::open_in(url, schema, options).await
 }
 
 /// A sandbox with 200 users, and a store holding each one's already-expired pair.

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use withings_oauth::TokenStore;
-use withings_oauth_sql::{Keyring, SqlStore};
+use withings_oauth_sql::{Keyring, SqlOptions, SqlStore};
 
 pub use withings_oauth_sql::testing::{Schemas, database_url, postgres_store};
 
@@ -32,4 +32,55 @@ pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
 
 pub fn shared(store: SqlStore) -> Arc<dyn TokenStore> {
     Arc::new(store)
+}
+
+/// Where the tests of several processes keep their tokens: a SQLite file, or a PostgreSQL
+/// schema of their own (dropped by [`Database::drop`]).
+pub enum Database {
+    Sqlite(tempfile::TempDir),
+    Postgres(Schemas, String),
+}
+
+impl Database {
+    pub fn sqlite() -> Self {
+        Database::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    pub fn postgres() -> Self {
+        let schemas = Schemas::new();
+        let schema = schemas.fresh();
+        Database::Postgres(schemas, schema)
+    }
+
+    /// The store URL, for this process and its children.
+    pub fn url(&self) -> String {
+        match self {
+            Database::Sqlite(dir) => sqlite_url(dir),
+            Database::Postgres(schemas, _) => schemas.url().to_owned(),
+        }
+    }
+
+    /// The PostgreSQL schema; empty for SQLite.
+    pub fn schema(&self) -> &str {
+        match self {
+            Database::Sqlite(_) => "",
+            Database::Postgres(_, schema) => schema,
+        }
+    }
+
+    pub async fn drop(self) {
+        if let Database::Postgres(schemas, _) = self {
+            schemas.drop_all().await;
+        }
+    }
+}
+
+/// Opens the store at `url`, in `schema` unless it is empty (SQLite), failing loudly.
+pub async fn open_in(url: &str, schema: &str, mut options: SqlOptions) -> SqlStore {
+    if !schema.is_empty() {
+        options = options.postgres_schema(schema);
+    }
+    SqlStore::connect(url, options).await.unwrap_or_else(|e| {
+        panic!("could not open the database (for PostgreSQL: WITHINGS_TEST_DATABASE_URL, `source .ci/postgres.sh`): {e}")
+    })
 }
