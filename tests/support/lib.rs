@@ -165,7 +165,7 @@ impl Browser {
                 d.is_some()
             ),
         };
-        let port = free_port();
+        let port = withings_oauth::testing::free_port();
         let mut command = tokio::process::Command::new(&chromedriver);
         command
             .arg(format!("--port={port}"))
@@ -302,14 +302,6 @@ fn is_executable(path: &Path) -> bool {
     {
         path.is_file()
     }
-}
-
-/// A port that was free a moment ago (for programs that can't be given a listener).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
 }
 
 /// Polls chromedriver's `/status` until it answers, for up to 20 seconds.

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use withings_oauth::UserId;
-use withings_oauth::{DEFAULT_LEASE_TTL, Expected, StoreError, StoredEntry, TokenStore};
+use withings_oauth::{
+    DEFAULT_LEASE_TTL, Expected, StoreError, StoreLocation, StoredEntry, TokenStore,
+};
 use withings_oauth_store::FileStore;
 
 use crate::error::CliError;
@@ -20,9 +22,11 @@ pub(crate) fn default_path() -> Option<PathBuf> {
 /// The store's error, saying what to do.
 pub(crate) fn store_error(error: &StoreError) -> CliError {
     match error {
-        StoreError::Corrupt { path, reason } => CliError::store(format!(
-            "the credential store {} is damaged ({reason}); it was left untouched: fix or delete it (its users will have to run `withings-oauth login` again)",
-            path.display()
+        StoreError::Corrupt {
+            location: location @ StoreLocation::Path(_),
+            reason,
+        } => CliError::store(format!(
+            "the credential store {location} is damaged ({reason}); it was left untouched: fix or delete it (its users will have to run `withings-oauth login` again)"
         )),
         other => CliError::store(other.to_string()),
     }

@@ -3,41 +3,25 @@
 
 #![cfg(feature = "sql")]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use common::text;
 use serde_json::Value;
 use withings_oauth::{Expected, TokenStore, UserId, testing};
 use withings_oauth_sql::sqlx::{self, Connection};
+use withings_oauth_sql::testing::Schemas;
 use withings_oauth_sql::{SqlOptions, SqlStore};
-use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxConfig, User};
-
-const BIN: &str = env!("CARGO_BIN_EXE_withings-oauth");
+use withings_sandbox::{DEFAULT_CLIENT_ID, Sandbox, SandboxConfig, User};
 
 fn run(home: &Path, sandbox: &Sandbox, store: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("WITHINGS_CLIENT_ID", DEFAULT_CLIENT_ID)
-        .env("WITHINGS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
-        .env(
-            "WITHINGS_REDIRECT_URI",
-            "https://app.example.com/withings/callback",
-        )
-        .env("WITHINGS_BASE_URL", sandbox.base_url().as_str())
-        .env("WITHINGS_STORE", store)
+    common::command(home, sandbox, store, args)
         .output()
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn json(out: &Output) -> Value {
@@ -246,32 +230,11 @@ async fn fleet_commands_work_on_a_tokens_file_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_status_and_sweep_on_postgresql() {
-    let database = match std::env::var("WITHINGS_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => panic!(
-            "WITHINGS_TEST_DATABASE_URL is not set: this test needs PostgreSQL. Run `source .ci/postgres.sh` from the repository"
-        ),
-    };
     let home = tempfile::tempdir().unwrap();
-    // A schema of its own, named after the (random) name of the test's directory.
-    let schema = format!(
-        "withings_cli_fleet_{}",
-        home.path()
-            .file_name()
-            .unwrap()
-            .as_encoded_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let mut admin = sqlx::PgConnection::connect(&database).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let schemas = Schemas::new();
+    let schema = schemas.create().await;
     // The CLI reaches the schema through the URL's connection options.
-    let separator = if database.contains('?') { '&' } else { '?' };
-    let url = format!("{database}{separator}options[search_path]={schema}");
+    let url = schemas.url_in(&schema);
 
     let sandbox = sandbox().await;
     let store = SqlStore::connect(&url, SqlOptions::default())
@@ -282,16 +245,15 @@ async fn fleet_status_and_sweep_on_postgresql() {
     let outcome = std::panic::catch_unwind(|| {
         status_and_sweeps(home.path(), &sandbox, &url, &secrets, true);
     });
+    let mut admin = sqlx::PgConnection::connect(schemas.url()).await.unwrap();
     let tokens: Option<f64> = sqlx::query_scalar(&format!(
         "SELECT tokens FROM \"{schema}\".withings_rate_limits WHERE name = 'withings'"
     ))
     .fetch_optional(&mut admin)
     .await
     .unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    admin.close().await.unwrap();
+    schemas.drop_all().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -1,36 +1,19 @@
 //! Logins minted in bulk by the sandbox's admin API, in the store's format, are the command
 //! line's own: `fleet status` counts them and `token` refreshes one.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::text;
 use serde_json::{Value, json};
-use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxConfig, User};
-
-const BIN: &str = env!("CARGO_BIN_EXE_withings-oauth");
+use withings_sandbox::{Sandbox, SandboxConfig, User};
 
 fn run(home: &Path, sandbox: &Sandbox, store: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("WITHINGS_CLIENT_ID", DEFAULT_CLIENT_ID)
-        .env("WITHINGS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
-        .env(
-            "WITHINGS_REDIRECT_URI",
-            "https://app.example.com/withings/callback",
-        )
-        .env("WITHINGS_BASE_URL", sandbox.base_url().as_str())
-        .env("WITHINGS_STORE", store)
+    common::command(home, sandbox, store, args)
         .output()
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Writes `contents` readable by its owner only, as the store asks of its file.

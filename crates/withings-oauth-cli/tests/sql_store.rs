@@ -4,44 +4,26 @@
 
 #![cfg(feature = "sql")]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
+use common::text;
 use withings_oauth::{Credentials, Expected, TokenStore, UserId};
 use withings_oauth_store::FileStore;
-use withings_sandbox::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, IssuedTokens, SEEDED_USERID, Sandbox, SandboxConfig,
-};
+use withings_sandbox::{DEFAULT_CLIENT_ID, IssuedTokens, SEEDED_USERID, Sandbox, SandboxConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_withings-oauth");
 const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
 fn run(home: &Path, sandbox: &Sandbox, store: &str, keys: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("WITHINGS_CLIENT_ID", DEFAULT_CLIENT_ID)
-        .env("WITHINGS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
-        .env(
-            "WITHINGS_REDIRECT_URI",
-            "https://app.example.com/withings/callback",
-        )
-        .env("WITHINGS_BASE_URL", sandbox.base_url().as_str())
-        .env("WITHINGS_STORE", store);
+    let mut cmd = common::command(home, sandbox, store, args);
     if let Some(keys) = keys {
         cmd.env("WITHINGS_STORE_KEYS", keys);
     }
     cmd.output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The seeded user's tokens, issued by the sandbox to live `lifetime` there, and the same
@@ -304,28 +286,9 @@ async fn token_waiting_for_another_process_s_refresh_says_so_once() {
 
     // This process holds the user's lease, as a refresh of its own would, for 2.5 s.
     let held = store.lease(user, Duration::from_secs(30)).await.unwrap();
-    let home_path = home.path().to_owned();
-    let base = sandbox.base_url().to_string();
-    let db_arg = db.clone();
-    let cli = std::thread::spawn(move || {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("token")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &home_path)
-            .env("XDG_CONFIG_HOME", home_path.join("config"))
-            .env("XDG_DATA_HOME", home_path.join("data"))
-            .env("WITHINGS_CLIENT_ID", DEFAULT_CLIENT_ID)
-            .env("WITHINGS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
-            .env(
-                "WITHINGS_REDIRECT_URI",
-                "https://app.example.com/withings/callback",
-            )
-            .env("WITHINGS_BASE_URL", base)
-            .env("WITHINGS_STORE", db_arg)
-            .env("WITHINGS_STORE_KEYS", K1);
-        cmd.output().unwrap()
-    });
+    let mut cmd = common::command(home.path(), &sandbox, &db, &["token"]);
+    cmd.env("WITHINGS_STORE_KEYS", K1);
+    let cli = std::thread::spawn(move || cmd.output().unwrap());
     tokio::time::sleep(Duration::from_millis(2500)).await;
     drop(held);
     let out = tokio::task::spawn_blocking(move || cli.join().unwrap())

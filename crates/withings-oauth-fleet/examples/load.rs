@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use withings_oauth::{BoxFuture, Client, Expected, TokenStore, UserId, testing};
 use withings_oauth_fleet::{Fleet, RateLimiter};
+use withings_oauth_sql::testing::{DATABASE_URL_VAR, Schemas};
 use withings_oauth_sql::{Keyring, SqlOptions, SqlStore, sqlx};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, Sandbox, SandboxConfig, User,
@@ -184,23 +185,23 @@ fn runtime() -> tokio::runtime::Runtime {
 
 async fn run(options: &Options) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let place = match options.backend.as_str() {
-        "postgres" => {
-            let url = std::env::var("WITHINGS_TEST_DATABASE_URL")
-                .ok()
-                .filter(|u| !u.trim().is_empty())
-                .unwrap_or_else(|| {
-                    usage("WITHINGS_TEST_DATABASE_URL is not set: `source .ci/postgres.sh` first")
-                });
-            let mut bytes = [0u8; 6];
-            getrandom::fill(&mut bytes).expect("random bytes");
-            let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            Place {
-                url,
-                schema: Some(format!("withings_load_{suffix}")),
-            }
+    // On PostgreSQL, a schema of the run's own, dropped at the end.
+    let schemas = (options.backend == "postgres").then(|| {
+        if std::env::var(DATABASE_URL_VAR).is_ok_and(|u| !u.trim().is_empty()) {
+            Schemas::new()
+        } else {
+            usage(&format!(
+                "{} is not set: `source .ci/postgres.sh` first",
+                DATABASE_URL_VAR
+            ))
         }
-        _ => Place {
+    });
+    let place = match &schemas {
+        Some(schemas) => Place {
+            url: schemas.url().to_owned(),
+            schema: Some(schemas.fresh()),
+        },
+        None => Place {
             url: format!("sqlite://{}", dir.path().join("tokens.db").display()),
             schema: None,
         },
@@ -256,8 +257,8 @@ async fn run(options: &Options) {
     );
 
     store.close().await;
-    match &place.schema {
-        Some(schema) => drop_schema(&place.url, schema).await,
+    match &schemas {
+        Some(schemas) => schemas.drop_all().await,
         None => bare_sqlite_updates(&dir.path().join("bare.db"), options.users).await,
     }
 }
@@ -362,17 +363,6 @@ async fn instance(dir: &Path, index: usize, place: &Place, sandbox: &str, option
         task.await.expect("a join").expect("a token");
     }
     store.close().await;
-}
-
-async fn drop_schema(url: &str, schema: &str) {
-    use sqlx::Connection;
-    let mut connection = sqlx::PgConnection::connect(url)
-        .await
-        .expect("the database");
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .execute(&mut connection)
-        .await
-        .expect("the schema dropped");
 }
 
 /// The bound on SQLite: one-row durable updates (WAL, `synchronous = FULL`, as the store opens

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use withings_oauth::{BoxFuture, Client, ClientBuilder, Expected, TokenStore, UserId, testing};
 use withings_oauth_fleet::{Fleet, FleetEvent, RateLimiter};
+use withings_oauth_sql::testing::{Schemas, postgres_store};
 use withings_oauth_sql::{Keyring, SqlOptions, SqlStore, sqlx};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, Sandbox, SandboxConfig, TokenKind,
@@ -49,50 +50,34 @@ fn user_ids(users: u32) -> Vec<UserId> {
         .collect()
 }
 
-fn database_url() -> String {
-    match std::env::var("WITHINGS_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => panic!(
-            "WITHINGS_TEST_DATABASE_URL is not set: these tests need PostgreSQL. Run `source .ci/postgres.sh` from the repository (it installs and starts a local cluster and sets the variable)"
-        ),
-    }
-}
-
 /// A schema of the test database for one test, dropped at the end.
 struct Schema {
+    schemas: Schemas,
     url: String,
     name: String,
 }
 
 impl Schema {
     fn new() -> Self {
-        let mut bytes = [0u8; 6];
-        getrandom::fill(&mut bytes).unwrap();
-        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let schemas = Schemas::new();
+        let name = schemas.fresh();
         Self {
-            url: database_url(),
-            name: format!("withings_fleet_test_{suffix}"),
+            url: schemas.url().to_owned(),
+            name,
+            schemas,
         }
     }
 
     async fn drop(self) {
-        use sqlx::Connection;
-        let mut connection = sqlx::PgConnection::connect(&self.url).await.unwrap();
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-            .execute(&mut connection)
-            .await
-            .unwrap();
+        self.schemas.drop_all().await;
     }
 }
 
 async fn open(url: &str, schema: &str, lease_ttl: Duration) -> SqlStore {
     let options = SqlOptions::default()
         .keys(Keyring::parse(KEYS).unwrap())
-        .lease_ttl(lease_ttl)
-        .postgres_schema(schema);
-    SqlStore::connect(url, options).await.unwrap_or_else(|e| {
-        panic!("could not open the test database (WITHINGS_TEST_DATABASE_URL; start it with `source .ci/postgres.sh`): {e}")
-    })
+        .lease_ttl(lease_ttl);
+    postgres_store(url, schema, options).await
 }
 
 /// A sandbox with `users` users, and a store holding each one's already-expired pair.
@@ -192,34 +177,6 @@ impl Spawn<'_> {
     }
 }
 
-/// Waits for a child to create `path`, failing if the child exits first or it takes `within`.
-async fn wait_for_file(path: PathBuf, child: &mut Child, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !path.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "a child exited ({status}) before creating {}",
-                path.display()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait(child: Child) {
-    let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "a child process failed: {status}");
-}
-
 /// Each child's tokens, by user, as it wrote them.
 fn tokens_of(dir: &Path, index: usize) -> BTreeMap<u64, String> {
     std::fs::read_to_string(dir.join(format!("tokens-{index}")))
@@ -296,16 +253,12 @@ async fn four_instances_on_postgres_refresh_each_of_1000_users_once() {
     };
     let mut children: Vec<Child> = (0..PROCESSES).map(|i| spawn.child(i)).collect();
     for (i, child) in children.iter_mut().enumerate() {
-        wait_for_file(
-            dir.path().join(format!("ready-{i}")),
-            child,
-            Duration::from_secs(60),
-        )
-        .await;
+        let ready = dir.path().join(format!("ready-{i}"));
+        testing::wait_for_file(&ready, child, Duration::from_secs(60)).await;
     }
     std::fs::write(dir.path().join("go"), b"").unwrap();
     for child in children {
-        wait(child).await;
+        testing::wait_for_success(child).await;
     }
 
     assert_one_unbroken_refresh_each(&sandbox, &store, USERS).await;
@@ -342,7 +295,7 @@ async fn an_instance_killed_mid_sweep_on_postgres_loses_nothing_and_another_swee
     // then holds every sweep's next request: each sweep holds the lease of the user it is
     // renewing. Then A is killed.
     let mut a = spawn.child(0);
-    wait_for_file(dir.path().join("held-0"), &mut a, Duration::from_secs(60)).await;
+    testing::wait_for_file(&dir.path().join("held-0"), &mut a, Duration::from_secs(60)).await;
     a.kill().unwrap(); // SIGKILL: no destructor runs, no lease is released
     a.wait().unwrap();
     let counters = sandbox.handle().counters();

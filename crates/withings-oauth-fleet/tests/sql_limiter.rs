@@ -14,46 +14,29 @@ use futures_util::future::join_all;
 use withings_oauth::{Client, Expected, TokenStore, UserId, testing};
 use withings_oauth_fleet::{Fleet, RateLimit, RateLimiter, SqlRateLimiter};
 use withings_oauth_sql::sqlx::{self, Connection};
+use withings_oauth_sql::testing::{Schemas, database_url, postgres_store};
 use withings_oauth_sql::{SqlOptions, SqlStore};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, Sandbox, SandboxConfig, User,
 };
 
-/// The PostgreSQL the tests use. Fails the test, loudly, when it is not configured.
-fn database_url() -> String {
-    match std::env::var("WITHINGS_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => panic!(
-            "WITHINGS_TEST_DATABASE_URL is not set: these tests need PostgreSQL. Run `source .ci/postgres.sh` from the repository, or point it at a database where the role may create schemas"
-        ),
-    }
-}
-
 /// A schema of its own in the test database, dropped at the end of the test (also when it
 /// fails: on drop).
 struct Schema {
-    url: String,
+    schemas: Schemas,
     name: String,
 }
 
 impl Schema {
     fn new() -> Self {
-        let mut bytes = [0u8; 6];
-        getrandom::fill(&mut bytes).unwrap();
-        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Self {
-            url: database_url(),
-            name: format!("withings_limiter_{suffix}"),
-        }
+        let schemas = Schemas::new();
+        let name = schemas.fresh();
+        Self { schemas, name }
     }
 
     /// One instance's handle on the schema.
     async fn instance(&self) -> SqlStore {
-        SqlStore::connect(&self.url, SqlOptions::default().postgres_schema(&self.name))
-            .await
-            .unwrap_or_else(|e| {
-                panic!("could not open the test database (WITHINGS_TEST_DATABASE_URL; start it with `source .ci/postgres.sh`): {e}")
-            })
+        postgres_store(self.schemas.url(), &self.name, SqlOptions::default()).await
     }
 
     async fn instances(&self, n: usize) -> Vec<SqlStore> {
@@ -62,27 +45,6 @@ impl Schema {
             stores.push(self.instance().await);
         }
         stores
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // Drop can't await: a thread of its own with a small runtime.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut connection) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                        .execute(&mut connection)
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 

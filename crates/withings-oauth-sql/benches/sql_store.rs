@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sqlx::Connection;
 use withings_oauth::{
     Client, Credentials, Expected, Lease, MemoryStore, Session, StoreFuture, TokenStore, UserId,
     Version, VersionedEntry, testing,
 };
+use withings_oauth_sql::testing::Schemas;
 use withings_oauth_sql::{Keyring, SqlOptions, SqlStore};
 
 const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -36,12 +36,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
-}
-
-fn database_url() -> String {
-    std::env::var("WITHINGS_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!("WITHINGS_TEST_DATABASE_URL is not set: run `source .ci/postgres.sh` first")
-    })
 }
 
 fn options() -> SqlOptions {
@@ -62,6 +56,7 @@ struct Target {
     name: &'static str,
     url: String,
     schema: Option<String>,
+    schemas: Option<Schemas>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -72,15 +67,18 @@ impl Target {
             name: "sqlite",
             url: format!("sqlite://{}", dir.path().join("bench.db").display()),
             schema: None,
+            schemas: None,
             _dir: Some(dir),
         }
     }
 
     fn postgres() -> Self {
+        let schemas = Schemas::new();
         Target {
             name: "postgres",
-            url: database_url(),
-            schema: Some(format!("withings_bench_{}", std::process::id())),
+            url: schemas.url().to_owned(),
+            schema: Some(schemas.fresh()),
+            schemas: Some(schemas),
             _dir: None,
         }
     }
@@ -96,14 +94,8 @@ impl Target {
     }
 
     async fn drop_schema(&self) {
-        if let Some(schema) = &self.schema {
-            let mut connection = sqlx::PgConnection::connect(&self.url)
-                .await
-                .expect("the database");
-            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .execute(&mut connection)
-                .await
-                .expect("dropped");
+        if let Some(schemas) = &self.schemas {
+            schemas.drop_all().await;
         }
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use withings_oauth::{Client, Expected, Session, TokenStore, UserId, testing};
+use withings_oauth_sql::testing::Schemas;
 use withings_oauth_sql::{Backend, Keyring, SqlOptions, SqlStore};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Endpoint, Fault, LOOPBACK_CALLBACK, SEEDED_USERID,
@@ -75,20 +76,14 @@ fn client(base: &str) -> Client {
 /// The times from each kill to the token, on `backend`.
 async fn measure(backend: Backend, kills: usize) -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
-    let (url, schema) = match backend {
-        Backend::Sqlite => (
+    // On PostgreSQL, a schema of the run's own (`recovery sqlite` needs no database).
+    let schemas = (backend != Backend::Sqlite).then(Schemas::new);
+    let (url, schema) = match &schemas {
+        None => (
             format!("sqlite://{}", dir.path().join("tokens.db").display()),
             String::new(),
         ),
-        _ => {
-            let url = std::env::var("WITHINGS_TEST_DATABASE_URL").expect(
-                "WITHINGS_TEST_DATABASE_URL is not set: `source .ci/postgres.sh`, or run `recovery sqlite`",
-            );
-            let mut random = [0u8; 6];
-            getrandom::fill(&mut random).unwrap();
-            let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            (url, format!("withings_recovery_{suffix}"))
-        }
+        Some(schemas) => (schemas.url().to_owned(), schemas.fresh()),
     };
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let handle = sandbox.handle();
@@ -141,12 +136,8 @@ async fn measure(backend: Backend, kills: usize) -> Vec<Duration> {
         times.push(killed.elapsed());
     }
     store.close().await;
-    if !schema.is_empty() {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .execute(&pool)
-            .await
-            .unwrap();
+    if let Some(schemas) = schemas {
+        schemas.drop_all().await;
     }
     times
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use withings_oauth::StoreError;
+use withings_oauth::{StoreError, StoreLocation};
 
 use crate::db::{Db, Pool, execute_write, on_pool};
 use crate::keys::{KEYS_ENV, KEYS_FILE_ENV, Keyring};
@@ -103,7 +103,7 @@ pub(crate) async fn check(
 ) -> Result<(), StoreError> {
     let recorded = recorded(db).await?;
     let refuse = |problem: String, fix: String| StoreError::Encryption {
-        store: db.shown().to_owned(),
+        store: StoreLocation::Database(db.shown().to_owned()),
         problem,
         fix,
     };

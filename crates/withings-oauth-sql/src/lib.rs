@@ -329,6 +329,8 @@ mod row;
 mod schema;
 mod sealed;
 mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
 pub use options::{Backend, DEFAULT_DATABASE_LEASE, LeaseWait, OnLeaseWait, SqlOptions};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use withings_oauth::{
     BindingHash, Clock, CsrfState, DEFAULT_PENDING_LOGIN_TTL, DEFAULT_PENDING_LOGINS_PER_OWNER,
-    ParkedLogin, PendingLoginError, PendingLoginStore, Scopes, StateHash, SystemClock,
+    ParkedLogin, PendingLoginError, PendingLoginStore, Scopes, StateHash, StoreError, SystemClock,
 };
 use zeroize::Zeroizing;
 
@@ -160,7 +160,7 @@ impl SqlPendingLogins {
     }
 
     fn failed(&self, action: &str, error: sqlx::Error) -> PendingLoginError {
-        PendingLoginError::Store(self.db.fail(action, error).to_string())
+        PendingLoginError::Store(self.db.fail(action, error))
     }
 
     async fn park(&self, login: ParkedLogin) -> Result<(), PendingLoginError> {
@@ -321,10 +321,10 @@ impl SqlPendingLogins {
         row: TakenRow,
     ) -> Result<ParkedLogin, PendingLoginError> {
         let damaged = |why: String| {
-            PendingLoginError::Store(format!(
+            PendingLoginError::Store(StoreError::Other(format!(
                 "a pending login in {} can't be read ({why}); it was deleted: start the login again",
                 self.db.shown()
-            ))
+            )))
         };
         let binding = row_binding(
             hash.as_str(),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use withings_oauth::{StoreError, UserId};
+use withings_oauth::{StoreError, StoreLocation, UserId};
 
 use crate::cas::Rows;
 use crate::db::execute_write;
@@ -60,7 +60,7 @@ type Stale = (i64, i64, Vec<u8>, Vec<u8>);
 pub(crate) async fn rotate(rows: &Rows, clear: ClearText) -> Result<Rotation, StoreError> {
     let Some(keys) = rows.keys() else {
         return Err(StoreError::Encryption {
-            store: rows.gatherer.db().shown().to_owned(),
+            store: StoreLocation::Database(rows.gatherer.db().shown().to_owned()),
             problem: "can't be re-encrypted without a key".into(),
             fix: format!(
                 "set {} to the new key first, then the old ones",

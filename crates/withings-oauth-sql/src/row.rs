@@ -2,11 +2,11 @@
 //! opened and checked on the way out, plaintext zeroized in between.
 
 use std::mem;
-use std::path::PathBuf;
 
 use chrono::DateTime;
 use withings_oauth::{
-    Credentials, StoreError, StoredCredentials, StoredEntry, UserId, Version, VersionedEntry,
+    Credentials, StoreError, StoreLocation, StoredCredentials, StoredEntry, UserId, Version,
+    VersionedEntry,
 };
 use zeroize::Zeroizing;
 
@@ -97,7 +97,7 @@ where
 /// A damaged row: reported, never repaired or overwritten.
 pub(crate) fn corrupt(shown: &str, user: UserId, reason: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
-        path: PathBuf::from(shown),
+        location: StoreLocation::Database(shown.to_owned()),
         reason: format!("user {user}'s row: {reason}"),
     }
 }
@@ -123,7 +123,7 @@ pub(crate) fn open(
     // From here the row has a version: a login that can't be read is named with it, so that a
     // new login can replace it and a forced logout remove it.
     let unreadable = |reason: String| StoreError::Unreadable {
-        store: shown.to_owned(),
+        store: StoreLocation::Database(shown.to_owned()),
         user,
         version,
         reason,

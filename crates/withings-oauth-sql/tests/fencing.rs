@@ -11,6 +11,8 @@
 
 mod support;
 
+use support::Database;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -25,27 +27,7 @@ use withings_sandbox::{
 
 const USER: UserId = UserId::new(SEEDED_USERID);
 
-/// Where the user's tokens are kept.
-enum Database {
-    Sqlite(tempfile::TempDir),
-    Postgres(support::Schemas, String),
-}
-
 impl Database {
-    fn url(&self) -> String {
-        match self {
-            Database::Sqlite(dir) => support::sqlite_url(dir),
-            Database::Postgres(schemas, _) => schemas.url().to_owned(),
-        }
-    }
-
-    fn schema(&self) -> &str {
-        match self {
-            Database::Sqlite(_) => "",
-            Database::Postgres(_, schema) => schema,
-        }
-    }
-
     /// The owner of the user's lease row, if there is one.
     async fn lease_owner(&self) -> Option<String> {
         const SQL: &str = "SELECT owner FROM withings_leases WHERE user_id = $1";
@@ -77,13 +59,7 @@ impl Database {
 }
 
 async fn open(url: &str, schema: &str) -> SqlStore {
-    let mut options = SqlOptions::default().keys(support::keys());
-    if !schema.is_empty() {
-        options = options.postgres_schema(schema);
-    }
-    SqlStore::connect(url, options).await.unwrap_or_else(|e| {
-        panic!("could not open the database (for PostgreSQL: WITHINGS_TEST_DATABASE_URL, `source .ci/postgres.sh`): {e}")
-    })
+    support::open_in(url, schema, SqlOptions::default().keys(support::keys())).await
 }
 
 /// A client that signs its token calls: each refresh asks for a nonce first, which the test
@@ -187,9 +163,7 @@ async fn a_holder_paused_past_its_lease_sends_nothing(database: Database) {
         "the resumed holder adopted the stored login"
     );
     store.close().await;
-    if let Database::Postgres(schemas, _) = database {
-        schemas.drop_all().await;
-    }
+    database.drop().await;
 }
 
 fn read(path: &Path) -> String {
@@ -198,15 +172,12 @@ fn read(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_stopped_past_its_lease_on_postgres_presents_no_rotated_token() {
-    let schemas = support::Schemas::new();
-    let schema = schemas.fresh();
-    a_holder_paused_past_its_lease_sends_nothing(Database::Postgres(schemas, schema)).await;
+    a_holder_paused_past_its_lease_sends_nothing(Database::postgres()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_stopped_past_its_lease_on_sqlite_presents_no_rotated_token() {
-    a_holder_paused_past_its_lease_sends_nothing(Database::Sqlite(tempfile::tempdir().unwrap()))
-        .await;
+    a_holder_paused_past_its_lease_sends_nothing(Database::sqlite()).await;
 }
 
 fn var(name: &str) -> String {

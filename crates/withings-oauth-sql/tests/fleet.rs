@@ -9,6 +9,8 @@
 
 mod support;
 
+use support::Database;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -37,54 +39,11 @@ fn user_ids() -> Vec<UserId> {
         .collect()
 }
 
-/// Where the fleet keeps its tokens.
-enum Database {
-    Sqlite(tempfile::TempDir),
-    Postgres(support::Schemas, String),
-}
-
-impl Database {
-    fn sqlite() -> Self {
-        Database::Sqlite(tempfile::tempdir().unwrap())
-    }
-
-    fn postgres() -> Self {
-        let schemas = support::Schemas::new();
-        let schema = schemas.fresh();
-        Database::Postgres(schemas, schema)
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Database::Sqlite(dir) => support::sqlite_url(dir),
-            Database::Postgres(schemas, _) => schemas.url().to_owned(),
-        }
-    }
-
-    fn schema(&self) -> &str {
-        match self {
-            Database::Sqlite(_) => "",
-            Database::Postgres(_, schema) => schema,
-        }
-    }
-
-    async fn drop(self) {
-        if let Database::Postgres(schemas, _) = self {
-            schemas.drop_all().await;
-        }
-    }
-}
-
 async fn open(url: &str, schema: &str, lease_ttl: Duration) -> SqlStore {
-    let mut options = SqlOptions::default()
+    let options = SqlOptions::default()
         .keys(support::keys())
         .lease_ttl(lease_ttl);
-    if !schema.is_empty() {
-        options = options.postgres_schema(schema);
-    }
-    SqlStore::connect(url, options).await.unwrap_or_else(|e| {
-        panic!("could not open the fleet's database (for PostgreSQL: WITHINGS_TEST_DATABASE_URL, `source .ci/postgres.sh`): {e}")
-    })
+    support::open_in(url, schema, options).await
 }
 
 /// A sandbox with 200 users, and a store holding each one's already-expired pair.
@@ -138,27 +97,6 @@ fn spawn(
         .unwrap()
 }
 
-async fn wait_for_file(path: PathBuf, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait(child: Child) {
-    let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "a child process failed: {status}");
-}
-
 /// Each child's tokens, by user, as it wrote them.
 fn tokens_of(dir: &Path, index: usize) -> BTreeMap<u64, String> {
     std::fs::read_to_string(dir.join(format!("tokens-{index}")))
@@ -193,16 +131,17 @@ async fn refresh_everyone_at_once(
     indexes: std::ops::Range<usize>,
     lease_ttl: Duration,
 ) {
-    let children: Vec<Child> = indexes
+    let mut children: Vec<Child> = indexes
         .clone()
         .map(|i| spawn("refresh", database, sandbox, dir, i, lease_ttl))
         .collect();
-    for i in indexes.clone() {
-        wait_for_file(dir.join(format!("ready-{i}")), Duration::from_secs(60)).await;
+    for (i, child) in indexes.clone().zip(&mut children) {
+        let ready = dir.join(format!("ready-{i}"));
+        testing::wait_for_file(&ready, child, Duration::from_secs(60)).await;
     }
     std::fs::write(dir.join("go"), b"").unwrap();
     for child in children {
-        wait(child).await;
+        testing::wait_for_success(child).await;
     }
 
     let counters = sandbox.handle().counters();
@@ -260,7 +199,12 @@ async fn a_killed_lease_holder_is_taken_over(database: Database) {
     let dir = tempfile::tempdir().unwrap();
     // A process takes every user's lease, as if about to refresh them all, and dies.
     let mut holder = spawn("hold", &database, &sandbox, dir.path(), 9, SHORT_LEASE);
-    wait_for_file(dir.path().join("ready-9"), Duration::from_secs(60)).await;
+    testing::wait_for_file(
+        &dir.path().join("ready-9"),
+        &mut holder,
+        Duration::from_secs(60),
+    )
+    .await;
     holder.kill().unwrap(); // SIGKILL: no destructor runs, no lease is released
     holder.wait().unwrap();
     let killed = Instant::now();

@@ -7,7 +7,8 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
-use withings_oauth::testing::pending_conformance::{self, ManualClock, Setup, parked};
+use withings_oauth::testing::ManualClock;
+use withings_oauth::testing::pending_conformance::{self, Setup, parked};
 use withings_oauth::{BrowserBinding, Clock, PendingLoginError, PendingLoginStore};
 use withings_oauth_sql::{SqlOptions, SqlPendingLogins, SqlStore};
 

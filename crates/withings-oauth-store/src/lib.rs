@@ -80,8 +80,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use withings_oauth::{
-    Credentials, Expected, Lease, StoreError, StoreFuture, StoredEntry, TokenStore, UserId,
-    Version, VersionedEntry, ensure_owner,
+    Credentials, Expected, Lease, StoreError, StoreFuture, StoreLocation, StoredEntry, TokenStore,
+    UserId, Version, VersionedEntry, ensure_owner,
 };
 
 mod format;
@@ -241,7 +241,7 @@ impl FileStore {
 
     fn corrupt(&self, reason: String) -> StoreError {
         StoreError::Corrupt {
-            path: self.path.clone(),
+            location: StoreLocation::path(&self.path),
             reason,
         }
     }

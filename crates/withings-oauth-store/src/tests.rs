@@ -209,10 +209,10 @@ async fn a_corrupt_file_is_reported_without_its_content_and_never_overwritten() 
             .await
             .unwrap_err(),
     ] {
-        let StoreError::Corrupt { path, reason } = &err else {
+        let StoreError::Corrupt { location, reason } = &err else {
             panic!("expected Corrupt, got {err:?}");
         };
-        assert_eq!(path, store.path());
+        assert_eq!(location, &StoreLocation::path(store.path()));
         assert!(reason.contains("ends early"), "{reason}");
         let message = err.to_string();
         assert!(

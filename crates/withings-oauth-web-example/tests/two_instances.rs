@@ -11,11 +11,12 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use sqlx::Connection as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use url::Url;
+use withings_oauth::testing;
 use withings_oauth_e2e::web_example::{click_connect, consent, shown_weight, shown_withings_user};
 use withings_oauth_e2e::{Browser, start_sandbox};
+use withings_oauth_sql::testing::Schemas;
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, NUMBERED_USERID_BASE, SandboxConfig,
 };
@@ -24,60 +25,6 @@ const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// The cookie key both instances share: 64 bytes, base64.
 const COOKIE_KEY: &str =
     "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
-
-fn database_url() -> String {
-    match std::env::var("WITHINGS_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => panic!(
-            "WITHINGS_TEST_DATABASE_URL is not set: this test needs PostgreSQL. Run `source .ci/postgres.sh` from the repository (it installs and starts a local cluster and sets the variable)"
-        ),
-    }
-}
-
-/// A schema of the test database of its own, created now and dropped by [`Schema::drop`].
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    async fn create() -> Schema {
-        let url = database_url();
-        let mut random = [0u8; 6];
-        getrandom::fill(&mut random).unwrap();
-        let name = format!(
-            "web_example_{}",
-            random
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
-        let mut connection = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
-            panic!("WITHINGS_TEST_DATABASE_URL is unreachable ({e}): start PostgreSQL with `source .ci/postgres.sh`")
-        });
-        sqlx::query(&format!("CREATE SCHEMA \"{name}\""))
-            .execute(&mut connection)
-            .await
-            .unwrap();
-        Schema { url, name }
-    }
-
-    /// The database URL with this schema as the connections' search path.
-    fn database(&self) -> String {
-        let mut url: Url = self.url.parse().expect("a valid database URL");
-        url.query_pairs_mut()
-            .append_pair("options[search_path]", &self.name);
-        url.to_string()
-    }
-
-    async fn drop(self) {
-        let mut connection = sqlx::PgConnection::connect(&self.url).await.unwrap();
-        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.name))
-            .execute(&mut connection)
-            .await
-            .unwrap();
-    }
-}
 
 /// A running `withings-web-example` process; killed when dropped.
 struct Instance {
@@ -133,7 +80,8 @@ async fn start_instance(
 /// meanwhile, both start again on another.
 async fn start_two_instances(sandbox: &Url, database: &str) -> (Instance, Instance) {
     for _ in 0..3 {
-        let b_listen = format!("127.0.0.1:{}", free_port());
+        // B must know its own callback URL before it starts.
+        let b_listen = format!("127.0.0.1:{}", testing::free_port());
         let redirect = format!("http://{b_listen}/callback");
         let (a, b) = tokio::join!(
             start_instance("127.0.0.1:0", sandbox, &redirect, database),
@@ -153,19 +101,10 @@ async fn start_two_instances(sandbox: &Url, database: &str) -> (Instance, Instan
     panic!("the two instances did not start in 3 attempts (see their logs above)")
 }
 
-/// A port of 127.0.0.1 that was free a moment ago: instance B must know its own callback URL
-/// before it starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_started_on_one_process_finishes_on_another_sharing_one_postgres_database() {
-    let schema = Schema::create().await;
-    let database = schema.database();
+    let schemas = Schemas::new();
+    let database = schemas.url_in(&schemas.create().await);
     let sandbox = start_sandbox(SandboxConfig::default().seed_users(5)).await;
     let (a, b) = start_two_instances(&sandbox.base_url(), &database).await;
 
@@ -198,5 +137,5 @@ async fn a_login_started_on_one_process_finishes_on_another_sharing_one_postgres
         let _ = instance.child.wait().await;
     }
     sandbox.shutdown().await;
-    schema.drop().await;
+    schemas.drop_all().await;
 }

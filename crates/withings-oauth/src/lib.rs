@@ -233,7 +233,7 @@ pub use session::{DEFAULT_MARGIN, Session, SessionError, SessionStatus};
 pub use store::testing;
 pub use store::{
     Conflict, DEFAULT_LEASE_TTL, Expected, LEASE_SLACK, Lease, LeaseTerm, LocalLeases,
-    MIN_REQUEST_TIMEOUT, MemoryStore, StoreError, StoreFuture, StoredCredentials,
+    MIN_REQUEST_TIMEOUT, MemoryStore, StoreError, StoreFuture, StoreLocation, StoredCredentials,
     StoredCredentialsError, StoredEntry, TokenStore, Version, VersionedEntry, VersionedMap,
     check_private_dir, check_private_file, ensure_owner,
 };

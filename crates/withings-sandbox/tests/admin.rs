@@ -325,41 +325,15 @@ async fn the_clock_moves_and_faults_hit_the_nth_request() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
-/// Kills the child even when an assertion fails.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_binary_serves_the_admin_api_and_logs_action_and_user() {
-    let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_withings-sandbox"))
-            .args(["--port", "0", "--admin"])
-            .env("RUST_LOG", "withings_sandbox=info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("withings-sandbox listening on ")
-        .unwrap();
-    let base = url::Url::parse(base).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_withings-sandbox"));
+    command
+        .args(["--port", "0", "--admin"])
+        .env("RUST_LOG", "withings_sandbox=info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped());
+    let (mut child, base) = common::child::spawn(command).await;
     let http = common::http_client();
     let minted: Value = http
         .post(base.join("admin/logins").unwrap())

@@ -2,8 +2,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+
+use common::child::Child;
 
 const BIN: &str = env!("CARGO_BIN_EXE_withings-sandbox");
 
@@ -64,41 +65,11 @@ fn out_of_range_lifetimes_are_refused_with_the_range() {
     }
 }
 
-/// Kills the child even when an assertion fails.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the binary with `args` and returns it with the base URL it printed.
 async fn spawn(args: &[&str]) -> (Child, url::Url) {
-    let mut child = Child(
-        Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("withings-sandbox listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let base = url::Url::parse(base).unwrap();
-    assert_ne!(base.port(), Some(0));
-    (child, base)
+    let mut command = Command::new(BIN);
+    command.args(args).stderr(Stdio::null());
+    common::child::spawn(command).await
 }
 
 #[tokio::test]

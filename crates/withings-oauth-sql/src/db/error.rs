@@ -1,6 +1,6 @@
 //! Database failures as [`StoreError`]s that say what to do, and never show a password.
 
-use withings_oauth::StoreError;
+use withings_oauth::{StoreError, StoreLocation};
 
 use super::Location;
 
@@ -98,7 +98,7 @@ fn encryption_refusal(shown: &str, error: &sqlx::Error) -> Option<StoreError> {
         return None;
     };
     Some(StoreError::Encryption {
-        store: shown.to_owned(),
+        store: StoreLocation::Database(shown.to_owned()),
         problem: problem.to_owned(),
         fix,
     })

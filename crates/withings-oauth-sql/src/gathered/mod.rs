@@ -15,7 +15,7 @@ mod batch;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
-#[cfg(all(test, feature = "postgres"))]
+#[cfg(all(test, feature = "test-util"))]
 mod tests;
 
 use std::collections::HashMap;

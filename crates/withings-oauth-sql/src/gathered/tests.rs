@@ -5,17 +5,8 @@ use std::time::Duration;
 use withings_oauth::{Expected, Lease, TokenStore, UserId, testing};
 
 use super::{Release, Save, Saved, Unsaved};
-use crate::{SqlOptions, SqlStore};
-
-/// The test database, required loudly (as the crate's integration tests do).
-fn database_url() -> String {
-    match std::env::var("WITHINGS_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => panic!(
-            "WITHINGS_TEST_DATABASE_URL is not set: this test needs PostgreSQL. Run `source .ci/postgres.sh` from the repository"
-        ),
-    }
-}
+use crate::SqlOptions;
+use crate::testing::{Schemas, postgres_store};
 
 fn kept_its_lease(answer: &Saved) -> bool {
     matches!(
@@ -32,14 +23,9 @@ fn kept_its_lease(answer: &Saved) -> bool {
 /// process could take the lease and read the entry before the save is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_the_statement_did_not_pick_keeps_its_lease() {
-    let mut suffix = [0u8; 6];
-    getrandom::fill(&mut suffix).unwrap();
-    let schema: String = suffix.iter().fold("withings_unpicked_".into(), |mut s, b| {
-        s.push_str(&format!("{b:02x}"));
-        s
-    });
-    let options = SqlOptions::default().postgres_schema(&schema);
-    let store = SqlStore::connect(&database_url(), options).await.unwrap();
+    let schemas = Schemas::new();
+    let schema = schemas.fresh();
+    let store = postgres_store(schemas.url(), &schema, SqlOptions::default()).await;
     let user = UserId::new(77);
     let expires = chrono::Utc::now() + chrono::TimeDelta::hours(3);
     let login = testing::credentials(user, "a0", "r0", expires);
@@ -84,9 +70,5 @@ async fn a_save_the_statement_did_not_pick_keeps_its_lease() {
     drop(local);
 
     store.close().await;
-    let admin = sqlx::PgPool::connect(&database_url()).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    schemas.drop_all().await;
 }

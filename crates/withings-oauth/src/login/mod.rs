@@ -4,9 +4,13 @@
 //! Each step consumes the previous one, so a callback can't be completed twice and a refresh
 //! can't be tried before login. See the [crate docs](crate#the-flow-as-types) for the diagram.
 //! `unauthorized`, `pending` and `authorized` hold the three states (`parked` the stored form
-//! of a pending login); `refresh` the transition
+//! of a pending login, and the two conversions); `authorize_request` the authorize URL and the
+//! redirect URIs allowed, which `unauthorized` and `parked` check; `refresh` the transition
 //! that loops on `Authorized`; `error` the login error and the shape that hands a login back.
+//! Each file imports only the ones below it: `unauthorized` and `parked` → `pending` →
+//! `authorized`, all → `authorize_request`.
 
+mod authorize_request;
 mod authorized;
 mod error;
 mod parked;

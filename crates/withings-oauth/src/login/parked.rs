@@ -6,8 +6,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use url::Url;
 
+use super::authorize_request::allowed_redirect_uri;
 use super::pending::PendingCallback;
-use crate::binding::{BindingHash, StateHash};
+use crate::binding::{BindingHash, BrowserBinding, StateHash};
 use crate::config::{Client, ConfigError};
 use crate::scope::Scopes;
 use crate::secret::CsrfState;
@@ -93,13 +94,15 @@ impl ParkedLogin {
     /// Refused if the parked redirect URI is not one `client` may use (see
     /// [`Unauthorized::with_redirect_uri`](crate::Unauthorized::with_redirect_uri)).
     pub fn restore(self, client: &Client) -> Result<PendingCallback, ConfigError> {
-        PendingCallback::from_parked(
-            client,
+        let redirect_uri = allowed_redirect_uri(client, self.redirect_uri)?;
+        Ok(PendingCallback::new(
+            client.clone(),
             self.scopes,
-            self.redirect_uri,
+            redirect_uri,
             self.state,
             self.demo,
-        )
+            None,
+        ))
     }
 
     /// The key it is stored under: the hash of its `state`.
@@ -143,5 +146,33 @@ impl ParkedLogin {
     /// Write it only to the pending-login store; never log it.
     pub fn reveal_state(&self) -> &CsrfState {
         &self.state
+    }
+}
+
+impl PendingCallback {
+    /// Parks this login for a web server: the request that receives the callback (maybe on
+    /// another instance) takes it from a
+    /// [`PendingLoginStore`](crate::PendingLoginStore) and [restores](ParkedLogin::restore) it.
+    ///
+    /// `owner` is the application's value for the user logging in (its own user id, say),
+    /// handed back with the login; `browser` binds the login to the browser that started it
+    /// (the value of a cookie sent to that browser, see [`BrowserBinding`]).
+    ///
+    /// # Security
+    /// The parked login holds the `state`: see [`ParkedLogin`].
+    pub fn park_revealing_state(
+        self,
+        owner: impl Into<String>,
+        browser: &BrowserBinding,
+    ) -> ParkedLogin {
+        ParkedLogin::from_stored(
+            self.state,
+            browser.hash(),
+            owner.into(),
+            Utc::now(),
+            self.redirect_uri,
+            self.scopes,
+            self.demo,
+        )
     }
 }

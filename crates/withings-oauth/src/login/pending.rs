@@ -1,18 +1,17 @@
 //! [`PendingCallback`]: a login waiting for its callback, completed once.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use tracing::{Instrument, info, info_span, warn};
 use url::Url;
 
+use super::authorize_request::authorize_url;
 use super::authorized::Authorized;
 use super::error::Error;
-use super::parked::ParkedLogin;
-use super::unauthorized::{Unauthorized, authorize_url};
 use crate::api::token::{Grant, request_token};
-use crate::binding::BrowserBinding;
 use crate::callback::check_callback;
-use crate::config::{Client, ConfigError};
+use crate::config::Client;
 use crate::scope::Scopes;
 use crate::secret::CsrfState;
 
@@ -38,11 +37,14 @@ use crate::secret::CsrfState;
 /// # }
 /// ```
 pub struct PendingCallback {
-    client: Client,
-    scopes: Scopes,
-    redirect_uri: Url,
-    state: CsrfState,
-    authorize_url: Url,
+    pub(super) client: Client,
+    pub(super) scopes: Scopes,
+    pub(super) redirect_uri: Url,
+    pub(super) state: CsrfState,
+    pub(super) demo: bool,
+    /// Built by [`Unauthorized::begin`](crate::Unauthorized::begin); for a restored login, when
+    /// first asked for (its browser already has it).
+    authorize_url: OnceLock<Url>,
 }
 
 impl fmt::Debug for PendingCallback {
@@ -57,19 +59,23 @@ impl fmt::Debug for PendingCallback {
 }
 
 impl PendingCallback {
+    /// `redirect_uri` must be one `client` may use (see
+    /// [`allowed_redirect_uri`](super::authorize_request::allowed_redirect_uri)).
     pub(super) fn new(
         client: Client,
         scopes: Scopes,
         redirect_uri: Url,
         state: CsrfState,
-        authorize_url: Url,
+        demo: bool,
+        authorize_url: Option<Url>,
     ) -> Self {
         Self {
             client,
             scopes,
             redirect_uri,
             state,
-            authorize_url,
+            demo,
+            authorize_url: authorize_url.map(OnceLock::from).unwrap_or_default(),
         }
     }
 
@@ -78,7 +84,15 @@ impl PendingCallback {
     /// # Security
     /// It holds this login's `state`. Show it to the user's browser only.
     pub fn authorize_url(&self) -> &Url {
-        &self.authorize_url
+        self.authorize_url.get_or_init(|| {
+            authorize_url(
+                &self.client,
+                &self.scopes,
+                &self.redirect_uri,
+                self.state.expose_secret(),
+                self.demo,
+            )
+        })
     }
 
     /// The redirect URI the authorize URL carries.
@@ -89,59 +103,6 @@ impl PendingCallback {
     /// The scopes asked for.
     pub fn scopes(&self) -> &Scopes {
         &self.scopes
-    }
-
-    /// Parks this login for a web server: the request that receives the callback (maybe on
-    /// another instance) takes it from a
-    /// [`PendingLoginStore`](crate::PendingLoginStore) and [restores](ParkedLogin::restore) it.
-    ///
-    /// `owner` is the application's value for the user logging in (its own user id, say),
-    /// handed back with the login; `browser` binds the login to the browser that started it
-    /// (the value of a cookie sent to that browser, see [`BrowserBinding`]).
-    ///
-    /// # Security
-    /// The parked login holds the `state`: see [`ParkedLogin`].
-    pub fn park_revealing_state(
-        self,
-        owner: impl Into<String>,
-        browser: &BrowserBinding,
-    ) -> ParkedLogin {
-        let demo = self
-            .authorize_url
-            .query_pairs()
-            .any(|(k, v)| k == "mode" && v == "demo");
-        ParkedLogin::from_stored(
-            self.state,
-            browser.hash(),
-            owner.into(),
-            chrono::Utc::now(),
-            self.redirect_uri,
-            self.scopes,
-            demo,
-        )
-    }
-
-    /// The login [`ParkedLogin::restore`] gives back: the same checks on the redirect URI as
-    /// when a login begins, and the same authorize URL.
-    pub(super) fn from_parked(
-        client: &Client,
-        scopes: Scopes,
-        redirect_uri: Url,
-        state: CsrfState,
-        demo: bool,
-    ) -> Result<Self, ConfigError> {
-        let redirect_uri = Unauthorized::new(client, scopes.clone())
-            .with_redirect_uri(redirect_uri)?
-            .redirect_uri;
-        let authorize_url =
-            authorize_url(client, &scopes, &redirect_uri, state.expose_secret(), demo);
-        Ok(Self::new(
-            client.clone(),
-            scopes,
-            redirect_uri,
-            state,
-            authorize_url,
-        ))
     }
 
     /// Checks the full callback URL and, if it is this login's, exchanges its code for tokens.

@@ -1,6 +1,6 @@
 //! Tests of the typestate: the authorize URL and the redirect URI rules.
 
-use super::unauthorized::authorize_url;
+use super::authorize_request::authorize_url;
 use super::*;
 use crate::config::{Client, ConfigError};
 use crate::scope::Scopes;

@@ -3,10 +3,11 @@
 use tracing::{Instrument, info, info_span};
 use url::Url;
 
+use super::authorize_request::{allowed_redirect_uri, authorize_url};
 use super::authorized::Authorized;
 use super::pending::PendingCallback;
 use crate::api::error::ApiError;
-use crate::config::{Client, ConfigError, is_loopback};
+use crate::config::{Client, ConfigError};
 use crate::csrf::new_state;
 use crate::scope::Scopes;
 
@@ -41,21 +42,7 @@ impl Unauthorized {
     /// loopback redirect URI without a port is port 80, as a server that compares redirect URIs
     /// exactly reads it, so its port may not change either.
     pub fn with_redirect_uri(mut self, redirect_uri: Url) -> Result<Self, ConfigError> {
-        let configured = self.client.redirect_uri();
-        if &redirect_uri != configured {
-            let mut same_but_port = redirect_uri.clone();
-            // Port 0: any free port (RFC 8252 §7.3), see the loopback agent.
-            let port_free = is_loopback(configured) && configured.port() == Some(0);
-            if !port_free
-                || same_but_port.set_port(configured.port()).is_err()
-                || &same_but_port != configured
-            {
-                return Err(ConfigError::InvalidRedirectUri(format!(
-                    "{redirect_uri} differs from the configured {configured}; only the port of a loopback redirect URI with port 0 may change"
-                )));
-            }
-        }
-        self.redirect_uri = redirect_uri;
+        self.redirect_uri = allowed_redirect_uri(&self.client, redirect_uri)?;
         Ok(self)
     }
 
@@ -83,7 +70,8 @@ impl Unauthorized {
             self.scopes,
             self.redirect_uri,
             state,
-            authorize_url,
+            self.demo,
+            Some(authorize_url),
         ))
     }
 
@@ -98,27 +86,4 @@ impl Unauthorized {
             .await?;
         Ok(Authorized::new(self.client, credentials))
     }
-}
-
-/// Builds `{account}/oauth2_user/authorize2?...` as the protocol says.
-pub(super) fn authorize_url(
-    client: &Client,
-    scopes: &Scopes,
-    redirect_uri: &Url,
-    state: &str,
-    demo: bool,
-) -> Url {
-    let mut url = client.account_endpoint("oauth2_user/authorize2");
-    {
-        let mut q = url.query_pairs_mut();
-        q.append_pair("response_type", "code")
-            .append_pair("client_id", client.client_id())
-            .append_pair("redirect_uri", redirect_uri.as_str())
-            .append_pair("scope", &scopes.to_string())
-            .append_pair("state", state);
-        if demo {
-            q.append_pair("mode", "demo");
-        }
-    }
-    url
 }

@@ -20,7 +20,7 @@
 //! # }
 //! ```
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use url::Url;
@@ -30,29 +30,8 @@ use crate::binding::{BindingHash, BrowserBinding, StateHash};
 use crate::login::ParkedLogin;
 use crate::scope::Scopes;
 use crate::secret::CsrfState;
+use crate::store::testing::ManualClock;
 use crate::time::Clock;
-
-/// A clock the checks move by hand.
-#[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    /// A clock showing `now`.
-    pub fn new(now: DateTime<Utc>) -> Self {
-        Self(Mutex::new(now))
-    }
-
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: TimeDelta) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 /// How to configure the store a check runs on.
 #[derive(Clone, Debug)]

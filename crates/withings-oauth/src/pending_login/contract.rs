@@ -5,6 +5,7 @@ use chrono::TimeDelta;
 use crate::binding::{BindingHash, StateHash};
 use crate::future::BoxFuture;
 use crate::login::ParkedLogin;
+use crate::store::StoreError;
 
 /// How long a parked login waits for its callback by default: 10 minutes, time enough to type
 /// a password and read a consent page, short enough that a leaked `state` soon means nothing.
@@ -54,7 +55,7 @@ pub trait PendingLoginStore: Send + Sync {
 }
 
 /// Why a pending login could not be taken. No message holds a `state`, a hash or a cookie.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PendingLoginError {
     /// Nothing is parked for this callback: it was already used (a replay), expired and was
@@ -71,7 +72,30 @@ pub enum PendingLoginError {
     /// The login waited longer than the store keeps logins.
     #[error("this login waited too long for its callback and expired: start the login again")]
     Expired,
-    /// The store failed.
+    /// The store failed: its error says where and what to do.
     #[error("the pending-login store failed: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
+}
+
+/// The refusals ([`Unknown`](PendingLoginError::Unknown),
+/// [`OtherBrowser`](PendingLoginError::OtherBrowser), [`Expired`](PendingLoginError::Expired))
+/// equal themselves; a [`Store`](PendingLoginError::Store) failure equals nothing, not even
+/// itself, as store errors can't be compared.
+///
+/// ```
+/// use withings_oauth::{PendingLoginError, StoreError};
+///
+/// assert_eq!(PendingLoginError::Unknown, PendingLoginError::Unknown);
+/// assert_ne!(PendingLoginError::Unknown, PendingLoginError::Expired);
+/// let failed = PendingLoginError::Store(StoreError::Other("the disk is full".into()));
+/// assert_ne!(failed, failed);
+/// ```
+impl PartialEq for PendingLoginError {
+    fn eq(&self, other: &Self) -> bool {
+        use PendingLoginError::{Expired, OtherBrowser, Unknown};
+        matches!(
+            (self, other),
+            (Unknown, Unknown) | (OtherBrowser, OtherBrowser) | (Expired, Expired)
+        )
+    }
 }

@@ -1,30 +1,16 @@
 //! Tests of parked logins and the in-memory store: once, bound to the browser, expiring, and
 //! restored logins that finish against the sandbox.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use url::Url;
 
 use super::*;
 use crate::binding::{BrowserBinding, StateHash};
 use crate::config::Client;
 use crate::login::{ParkedLogin, Unauthorized};
-use crate::time::Clock;
-
-struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    fn advance(&self, by: TimeDelta) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
+use crate::store::testing::ManualClock;
 
 fn client(base: Option<Url>) -> Client {
     let mut builder = Client::builder()
@@ -84,7 +70,7 @@ async fn a_parked_login_is_taken_once_and_only_by_its_browser() {
 
 #[tokio::test]
 async fn expired_logins_are_refused_and_purged() {
-    let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
+    let clock = Arc::new(ManualClock::new(Utc::now()));
     let store = MemoryPendingLogins::new().with_clock(clock.clone());
     let browser = BrowserBinding::new_random().unwrap();
     let (old, old_url) = park(&client(None), "alice", &browser);
@@ -101,7 +87,7 @@ async fn expired_logins_are_refused_and_purged() {
     );
     assert!(store.is_empty(), "both expired logins are purged");
 
-    let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
+    let clock = Arc::new(ManualClock::new(Utc::now()));
     let store = MemoryPendingLogins::new()
         .with_ttl(TimeDelta::minutes(15))
         .with_clock(clock.clone());

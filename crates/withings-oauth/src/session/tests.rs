@@ -4,31 +4,12 @@ use super::*;
 use crate::api::error::ApiError;
 use crate::api::measure::{GetMeas, Measure, MeasureGroups, measure_type};
 use crate::store::MemoryStore;
-use crate::store::testing::FlakyStore;
+use crate::store::testing::{FlakyStore, ManualClock};
 use crate::store::{Expected, Version};
 use crate::time::Clock;
-use std::sync::Mutex;
 use std::time::Duration;
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// A clock tests move by hand.
-struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    fn new() -> Arc<Self> {
-        Arc::new(Self(Mutex::new(Utc::now())))
-    }
-    fn advance(&self, by: TimeDelta) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
 
 const USER: UserId = UserId::new(1001);
 
@@ -155,7 +136,7 @@ async fn a_token_entering_the_margin_is_refreshed_once_and_saved_before_it_is_re
         .mount(&server)
         .await;
     let store = Arc::new(MemoryStore::new());
-    let clock = ManualClock::new();
+    let clock = Arc::new(ManualClock::new(Utc::now()));
     let session = session(&server, store.clone(), TimeDelta::hours(3))
         .await
         .with_clock(clock.clone());
@@ -1015,7 +996,7 @@ async fn fresh_token_until_hands_out_the_token_until_the_moment_the_session_refr
 
     // On a clock of its own: fresh up to the microsecond before, due from it on, as
     // `access_token` decides.
-    let clock = ManualClock::new();
+    let clock = Arc::new(ManualClock::new(Utc::now()));
     let session = session(&server, Arc::new(MemoryStore::new()), TimeDelta::hours(3))
         .await
         .with_clock(clock.clone());

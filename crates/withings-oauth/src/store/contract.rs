@@ -448,12 +448,13 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// The store's file can't be read as a token store. It is left as it is.
-    #[error("the token store {} is damaged ({reason}); it was left untouched: repair it or delete it (its users will have to log in again)", path.display())]
+    /// The store's data can't be read as a token store: its file, or a row of its database. It
+    /// is left as it is.
+    #[error("the token store {location} is damaged ({reason}); it was left untouched: {}", location.repair_advice())]
     Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, without the file's content.
+        /// The file, or the database.
+        location: StoreLocation,
+        /// What is wrong (for a database, whose row), without the data itself.
         reason: String,
     },
     /// One user's stored login can't be opened: its key is not loaded, its ciphertext failed
@@ -466,8 +467,8 @@ pub enum StoreError {
         "the stored login of user {user} in the token store {store} can't be read ({reason}); it was left untouched: load the key it needs, or log the user in again (a new login replaces it; `logout --force` removes it)"
     )]
     Unreadable {
-        /// The store, without any password.
-        store: String,
+        /// The store.
+        store: StoreLocation,
         /// Whose login it is.
         user: UserId,
         /// The version of the unreadable entry, to replace or delete it.
@@ -480,8 +481,8 @@ pub enum StoreError {
     /// Nothing was read or written.
     #[error("the token store {store} {problem}: {fix}")]
     Encryption {
-        /// The store, without any password.
-        store: String,
+        /// The store.
+        store: StoreLocation,
         /// What is wrong, e.g. "is encrypted (key k1) but no key was given".
         problem: String,
         /// What to do, naming the setting, e.g. "set WITHINGS_STORE_KEYS".
@@ -511,6 +512,55 @@ pub enum StoreError {
     /// Any other failure of a store.
     #[error("the token store failed: {0}")]
     Other(String),
+}
+
+/// Where a store keeps its data, as its errors name it: a file or directory on this machine, or
+/// a database. Shown as the path or the database's description; never holds a password.
+///
+/// ```
+/// use withings_oauth::StoreLocation;
+///
+/// let file = StoreLocation::path("/home/a/tokens.json");
+/// assert_eq!(file.to_string(), "/home/a/tokens.json");
+/// let db = StoreLocation::Database("postgres://app@db.internal/withings".into());
+/// assert_eq!(db.to_string(), "postgres://app@db.internal/withings");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreLocation {
+    /// A file or directory.
+    Path(PathBuf),
+    /// A database, described without any password: its URL with the password and the query
+    /// removed, say (`postgres://app@db.internal/withings`), or `sqlite:///var/lib/app/tokens.db`.
+    Database(String),
+}
+
+impl StoreLocation {
+    /// The file or directory at `path`.
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        StoreLocation::Path(path.into())
+    }
+
+    /// What to do about damaged data there.
+    fn repair_advice(&self) -> &'static str {
+        match self {
+            StoreLocation::Path(_) => {
+                "repair it or delete it (its users will have to log in again)"
+            }
+            StoreLocation::Database(_) => {
+                "repair the row or delete it (its user will have to log in again)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreLocation::Path(path) => path.display().fmt(f),
+            StoreLocation::Database(shown) => f.write_str(shown),
+        }
+    }
 }
 
 /// Refuses to store one user's tokens under another user's entry: what every store's `save`

@@ -15,8 +15,8 @@ mod tests;
 mod versioned_map;
 
 pub use contract::{
-    Conflict, DEFAULT_LEASE_TTL, Expected, Lease, StoreError, StoreFuture, StoredEntry, TokenStore,
-    Version, VersionedEntry, ensure_owner,
+    Conflict, DEFAULT_LEASE_TTL, Expected, Lease, StoreError, StoreFuture, StoreLocation,
+    StoredEntry, TokenStore, Version, VersionedEntry, ensure_owner,
 };
 pub use lease::LocalLeases;
 pub use memory::MemoryStore;

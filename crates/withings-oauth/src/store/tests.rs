@@ -75,3 +75,37 @@ fn messages_say_what_to_do() {
         "the stored login of user 5 changed while it was being replaced (expected version 3, found no entry): another program logged in, refreshed or logged out; nothing was written"
     );
 }
+
+#[test]
+fn damage_is_named_by_its_file_or_its_database_with_the_fix_for_each() {
+    let file = StoreError::Corrupt {
+        location: StoreLocation::path("/home/a/tokens.json"),
+        reason: "line 3 ends early".into(),
+    };
+    assert_eq!(
+        file.to_string(),
+        "the token store /home/a/tokens.json is damaged (line 3 ends early); it was left untouched: repair it or delete it (its users will have to log in again)"
+    );
+    let row = StoreError::Corrupt {
+        location: StoreLocation::Database("postgres://app@db.internal/withings".into()),
+        reason: "user 5's row: its version is not positive".into(),
+    };
+    assert_eq!(
+        row.to_string(),
+        "the token store postgres://app@db.internal/withings is damaged (user 5's row: its version is not positive); it was left untouched: repair the row or delete it (its user will have to log in again)"
+    );
+}
+
+#[test]
+fn a_failed_pending_login_store_hands_on_the_store_error() {
+    let failed = crate::PendingLoginError::Store(StoreError::Other("the disk is full".into()));
+    assert_eq!(
+        failed.to_string(),
+        "the pending-login store failed: the token store failed: the disk is full"
+    );
+    let source = std::error::Error::source(&failed).expect("the store's error");
+    assert!(matches!(
+        source.downcast_ref::<StoreError>(),
+        Some(StoreError::Other(reason)) if reason == "the disk is full"
+    ));
+}

@@ -195,9 +195,7 @@ pub(crate) fn hmac_hex(key: &str, message: &str) -> String {
 
 /// A local port nothing listens on: bound, then released.
 pub(crate) fn closed_port_url() -> Url {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = withings_oauth::testing::free_port();
     format!("http://127.0.0.1:{port}/").parse().unwrap()
 }
 

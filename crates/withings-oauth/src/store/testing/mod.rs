@@ -1,7 +1,9 @@
 //! Helpers for testing stores and the programs that use them (feature `test-util`): the
 //! conformance kit every [`TokenStore`] must pass (and [`pending_conformance`], the one every
-//! [`PendingLoginStore`](crate::PendingLoginStore) must pass), stores that fail or read stale on demand, and
-//! credentials fixtures.
+//! [`PendingLoginStore`](crate::PendingLoginStore) must pass), stores that fail or read stale on demand,
+//! credentials fixtures, a clock moved by hand ([`ManualClock`]), and for tests that start
+//! programs, a free port ([`free_port`]) and waits on child processes ([`wait_for_file`],
+//! [`wait_for_success`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,9 +19,14 @@ use super::memory::MemoryStore;
 use crate::credentials::{Credentials, UserId};
 use crate::secret::{AccessToken, RefreshToken};
 
+mod clock;
 pub mod conformance;
+mod os;
+
 #[doc(inline)]
 pub use crate::pending_login::conformance as pending_conformance;
+pub use clock::ManualClock;
+pub use os::{free_port, wait_for_file, wait_for_success};
 
 /// Credentials for tests: `user`'s pair `access` / `refresh`, expiring at `expires_at`, granting
 /// `user.metrics`.
