@@ -104,7 +104,7 @@
 //! let pending = parked.restore(&client)?;
 //! // pending.complete(&callback).await? exchanges the code.
 //! let again = pending_logins.take(&state_hash, &browser.hash()).await;
-//! assert_eq!(again.unwrap_err(), PendingLoginError::Unknown);
+//! assert!(matches!(again.unwrap_err(), PendingLoginError::Unknown));
 //! # drop(pending);
 //! # Ok(())
 //! # }

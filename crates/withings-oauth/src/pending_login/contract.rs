@@ -76,26 +76,3 @@ pub enum PendingLoginError {
     #[error("the pending-login store failed: {0}")]
     Store(#[source] StoreError),
 }
-
-/// The refusals ([`Unknown`](PendingLoginError::Unknown),
-/// [`OtherBrowser`](PendingLoginError::OtherBrowser), [`Expired`](PendingLoginError::Expired))
-/// equal themselves; a [`Store`](PendingLoginError::Store) failure equals nothing, not even
-/// itself, as store errors can't be compared.
-///
-/// ```
-/// use withings_oauth::{PendingLoginError, StoreError};
-///
-/// assert_eq!(PendingLoginError::Unknown, PendingLoginError::Unknown);
-/// assert_ne!(PendingLoginError::Unknown, PendingLoginError::Expired);
-/// let failed = PendingLoginError::Store(StoreError::Other("the disk is full".into()));
-/// assert_ne!(failed, failed);
-/// ```
-impl PartialEq for PendingLoginError {
-    fn eq(&self, other: &Self) -> bool {
-        use PendingLoginError::{Expired, OtherBrowser, Unknown};
-        matches!(
-            (self, other),
-            (Unknown, Unknown) | (OtherBrowser, OtherBrowser) | (Expired, Expired)
-        )
-    }
-}
