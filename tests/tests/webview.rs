@@ -164,7 +164,8 @@ async fn an_unanswered_page_times_out_then_the_next_login_works() {
     let sandbox = start_sandbox(SandboxConfig::default().auto_approve(false)).await;
     let client = client(&sandbox, HTTPS_CALLBACK);
 
-    let timeout = Duration::from_secs(2);
+    // Long enough for a webview to start and load the page on a busy machine.
+    let timeout = Duration::from_secs(8);
     let started = Instant::now();
     let err = webview_login(&client, &WebviewAgent::new().timeout(timeout))
         .await

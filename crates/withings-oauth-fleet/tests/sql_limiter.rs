@@ -210,14 +210,15 @@ async fn a_601_seen_by_one_instance_slows_every_instance() {
         on_b.acquire().await;
     }
     assert!(started.elapsed() < Duration::from_secs(1));
+    // From the 601 on, B waits for the slowed refill: 3 tokens take at least 0.63 s (0.32 s
+    // unslowed). Timed from the 601, as the bucket refills while the slowdown is looked for.
+    let started = Instant::now();
     on_a.rate_limited();
     until("the slowdown reaches the database", || {
         let bucket = on_b.bucket().clone();
         async move { bucket.state().await.unwrap().slowed_for.is_some() }
     })
     .await;
-    // B now waits for the slowed refill: 3 tokens take at least 0.63 s (0.32 s unslowed).
-    let started = Instant::now();
     for _ in 0..3 {
         on_b.acquire().await;
     }

@@ -215,8 +215,8 @@ async fn a_killed_lease_holder_is_taken_over(database: Database) {
         &store,
         dir.path(),
         0..PROCESSES - 1,
-        // The survivors' leases are the default's, renewed while their refreshes run.
-        DEFAULT_DATABASE_LEASE,
+        // The survivors' own leases only bound their requests' time, as in the test above.
+        LOADED_MACHINE_LEASE,
     )
     .await;
     assert!(
