@@ -329,6 +329,7 @@ mod row;
 mod schema;
 mod sealed;
 mod store;
+mod telemetry;
 
 pub use keys::{KEY_LEN, KEYS_ENV, KEYS_FILE_ENV, KeyError, Keyring};
 pub use options::{Backend, DEFAULT_DATABASE_LEASE, LeaseWait, OnLeaseWait, SqlOptions};
