@@ -121,6 +121,27 @@ impl SqlStore {
         self.db().shown()
     }
 
+    /// Checks that the database answers and that every migration this build of the store
+    /// knows is applied: what a readiness probe asks before the program takes requests.
+    ///
+    /// ```
+    /// use withings_oauth_sql::{SqlOptions, SqlStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), withings_oauth::StoreError> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    /// let store = SqlStore::connect(&url, SqlOptions::default()).await?;
+    /// store.check_ready().await?;
+    /// store.close().await;
+    /// assert!(store.check_ready().await.is_err()); // closed: it no longer answers
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn check_ready(&self) -> Result<(), StoreError> {
+        crate::schema::check_migrations(self.db()).await
+    }
+
     /// Whether new writes are encrypted (a key is configured).
     pub fn is_encrypted(&self) -> bool {
         self.inner.rows.keys.is_some()
