@@ -1,19 +1,30 @@
-//! A real Prometheus scrapes `withings-oauth fleet sweep --every 1s --metrics-listen ...` while
-//! it renews a fleet against the sandbox (in the test process) whose rate limit answers 601 to
-//! a burst, and one of whose users revoked the app: what Prometheus shows equals what the
-//! sandbox counted. Needs the `prometheus` binary (Debian's package; `.ci/test` installs it):
-//! the test fails, loudly, without it.
+//! A real Prometheus scrapes two services: `withings-oauth fleet sweep --every 1s
+//! --metrics-listen ...`, renewing a fleet against a sandbox whose rate limit answers 601 to a
+//! burst and one of whose users revoked the app; and the web example (its application and
+//! operations routers, served by the test process, whose only test this is, so that the
+//! process-wide recorder is the web example's), where two users sign in, connect their Withings
+//! account over HTTP, and have it refreshed. What Prometheus shows equals what the sandboxes
+//! counted. Needs the `prometheus` binary (Debian's package; `.ci/test` installs it): the test
+//! fails, loudly, without it.
 
 #![cfg(feature = "sql")]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
+use url::Url;
+use withings_oauth::Client;
 use withings_oauth::{Expected, TokenStore, UserId, testing};
+use withings_oauth_axum::CookieKey;
 use withings_oauth_sql::{SqlOptions, SqlStore};
+use withings_oauth_web_example::{
+    Config, Shared, demo_password, install_metrics_recorder, operations_router, router,
+};
 use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxConfig, User};
 
 const BIN: &str = env!("CARGO_BIN_EXE_withings-oauth");
@@ -118,8 +129,120 @@ fn user(i: u32) -> UserId {
     UserId::new(User::numbered(i).userid)
 }
 
+/// A browser, as far as the web example can tell: it keeps cookies and follows no redirect.
+struct Visitor {
+    http: reqwest::Client,
+    cookies: Mutex<BTreeMap<String, String>>,
+}
+
+impl Visitor {
+    fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Mutex::default(),
+        }
+    }
+
+    /// Sends `request` with the cookies, keeps those the answer sets, and returns its status
+    /// and `Location`.
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Option<Url>) {
+        let cookie = {
+            let cookies = self.cookies.lock().unwrap();
+            cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let response = request
+            .header("cookie", cookie)
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .await
+            .unwrap();
+        for set in response.headers().get_all("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            let mut cookies = self.cookies.lock().unwrap();
+            if value.is_empty() {
+                cookies.remove(name);
+            } else {
+                cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| response.url().join(l.to_str().unwrap()).unwrap());
+        (response.status().as_u16(), location)
+    }
+
+    /// Signs in as the demo account `name` and connects its Withings account (the sandbox
+    /// approves at once).
+    async fn sign_in_and_connect(&self, base: &Url, name: &str) {
+        let form = [("name", name.to_owned()), ("password", demo_password(name))];
+        let (status, _) = self
+            .send(self.http.post(base.join("sign-in").unwrap()).form(&form))
+            .await;
+        assert_eq!(status, 303, "sign-in of {name}");
+        let (status, authorize) = self
+            .send(self.http.post(base.join("withings/connect").unwrap()))
+            .await;
+        assert_eq!(status, 303, "connect of {name}");
+        let (_, callback) = self.send(self.http.get(authorize.unwrap())).await;
+        let (status, after) = self.send(self.http.get(callback.unwrap())).await;
+        assert_eq!(
+            (status, after.map(|u| u.path().to_owned())),
+            (303, Some("/".to_owned()))
+        );
+    }
+
+    /// Opens the home page, which shows the connected account's last weight.
+    async fn home(&self, base: &Url) {
+        let (status, _) = self.send(self.http.get(base.clone())).await;
+        assert_eq!(status, 200);
+    }
+}
+
+/// Serves the web example on 127.0.0.1 against `sandbox`, with its operations routes on another
+/// port: returns the application's base URL and the operations' `host:port`.
+async fn serve_web_example(sandbox: &Sandbox, database: &str) -> (Url, String) {
+    let metrics = install_metrics_recorder().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base: Url = format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let client = Client::builder()
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret(DEFAULT_CLIENT_SECRET)
+        .redirect_uri(base.join("callback").unwrap().as_str())
+        .base_url(sandbox.base_url())
+        .build()
+        .unwrap();
+    let shared = Shared::open(
+        database,
+        SqlOptions::default(),
+        withings_oauth::DEFAULT_PENDING_LOGIN_TTL,
+    )
+    .await
+    .unwrap();
+    shared.users.seed_demo_accounts().await.unwrap();
+    let mut config = Config::new(client, CookieKey::generate().unwrap());
+    config.demo_accounts = true;
+    let operations = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = operations.local_addr().unwrap().to_string();
+    let ops = operations_router(metrics, shared.clone());
+    tokio::spawn(async move { axum::serve(operations, ops).await });
+    let app = router(config, shared);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, target)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_shows_the_refreshes_and_601s_the_sandbox_counted() {
+async fn prometheus_shows_the_logins_refreshes_and_601s_the_sandboxes_counted() {
     // Four requests in any three seconds: the first pass's burst of six refreshes draws 601s.
     let sandbox = Sandbox::start(
         SandboxConfig::default()
@@ -201,40 +324,104 @@ async fn prometheus_shows_the_refreshes_and_601s_the_sandbox_counted() {
         .unwrap();
     assert_eq!(health.status(), 200, "{}", health.text().await.unwrap());
 
-    let (prometheus, api) = start_prometheus(dir.path(), &[("sweep", target)]);
+    // The web example, on a sandbox of its own without a rate limit.
+    let web_sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
+        .await
+        .unwrap();
+    let web_database = format!("sqlite://{}", dir.path().join("web.db").display());
+    let (web, web_target) = serve_web_example(&web_sandbox, &web_database).await;
+    let ready = reqwest::get(format!("http://{web_target}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let (prometheus, api) = start_prometheus(dir.path(), &[("sweep", target), ("web", web_target)]);
     await_value(&api, "up{job=\"sweep\"}", || 1.0).await;
+    await_value(&api, "up{job=\"web\"}", || 1.0).await;
+
+    // Two users connect the (auto-approved) Withings account and see their weight; then the
+    // sandbox's clock jumps past the access token's life: the next page load's data call is
+    // refused, and the session refreshes once and calls again.
+    let (alice, bob) = (Visitor::new(), Visitor::new());
+    alice.sign_in_and_connect(&web, "alice").await;
+    bob.sign_in_and_connect(&web, "bob").await;
+    alice.home(&web).await;
+    web_sandbox
+        .handle()
+        .advance_clock(Duration::from_secs(4 * 3600));
+    alice.home(&web).await;
+    bob.home(&web).await;
+    let web_counters = || web_sandbox.handle().counters();
+    assert_eq!(web_counters().code_granted, 2);
+    assert_eq!(web_counters().refresh_granted, 1);
+    await_value(
+        &api,
+        "sum(withings_oauth_logins_total{job=\"web\",outcome=\"ok\"})",
+        || web_counters().code_granted as f64,
+    )
+    .await;
+    await_value(
+        &api,
+        "sum(withings_oauth_pending_logins_total{job=\"web\",event=\"parked\"})",
+        || 2.0,
+    )
+    .await;
+    await_value(
+        &api,
+        "sum(withings_oauth_pending_logins_total{job=\"web\",event=\"taken\"})",
+        || 2.0,
+    )
+    .await;
+    await_value(
+        &api,
+        "sum(withings_oauth_refreshes_total{job=\"web\",outcome=\"ok\"})",
+        || web_counters().refresh_granted as f64,
+    )
+    .await;
+    await_value(
+        &api,
+        "sum(withings_oauth_api_answers_total{job=\"web\",call=\"data\",class=\"ok\"})",
+        || web_counters().data_served as f64,
+    )
+    .await;
+    await_value(
+        &api,
+        "sum(withings_oauth_api_answers_total{job=\"web\",call=\"data\",class=\"authentication_failed\"})",
+        || web_counters().data_rejected as f64,
+    )
+    .await;
 
     let counters = || sandbox.handle().counters();
     // Every idle user renewed at last, each once: the 601s delayed them, the sweep went on.
     await_value(
         &api,
-        "sum(withings_oauth_refreshes_total{outcome=\"ok\"})",
+        "sum(withings_oauth_refreshes_total{job=\"sweep\",outcome=\"ok\"})",
         || IDLE as f64,
     )
     .await;
     assert_eq!(counters().refresh_granted, u64::from(IDLE));
     await_value(
         &api,
-        "sum(withings_oauth_refreshes_total{outcome=\"ok\"})",
+        "sum(withings_oauth_refreshes_total{job=\"sweep\",outcome=\"ok\"})",
         || counters().refresh_granted as f64,
     )
     .await;
     assert!(counters().rate_limited > 0, "the burst drew no 601");
     await_value(
         &api,
-        "sum(withings_oauth_api_answers_total{class=\"rate_limited\"})",
+        "sum(withings_oauth_api_answers_total{job=\"sweep\",class=\"rate_limited\"})",
         || counters().rate_limited as f64,
     )
     .await;
     await_value(
         &api,
-        "sum(withings_oauth_refreshes_total{outcome=\"rate_limited\"})",
+        "sum(withings_oauth_refreshes_total{job=\"sweep\",outcome=\"rate_limited\"})",
         || counters().rate_limited as f64,
     )
     .await;
     await_value(
         &api,
-        "sum(withings_oauth_refreshes_total{outcome=\"invalid_refresh_token\"})",
+        "sum(withings_oauth_refreshes_total{job=\"sweep\",outcome=\"invalid_refresh_token\"})",
         || counters().refresh_rejected as f64,
     )
     .await;
@@ -251,7 +438,7 @@ async fn prometheus_shows_the_refreshes_and_601s_the_sandbox_counted() {
     .await;
     await_value(
         &api,
-        "sum(withings_oauth_api_answers_total{call=\"token\"})",
+        "sum(withings_oauth_api_answers_total{job=\"sweep\",call=\"token\"})",
         || {
             let c = counters();
             (c.refresh_granted + c.refresh_rejected + c.rate_limited) as f64
@@ -259,7 +446,7 @@ async fn prometheus_shows_the_refreshes_and_601s_the_sandbox_counted() {
     )
     .await;
     assert!(
-        query(&api, "withings_oauth_fleet_sweeps_total")
+        query(&api, "withings_oauth_fleet_sweeps_total{job=\"sweep\"}")
             .await
             .unwrap()
             >= 2.0
@@ -283,4 +470,5 @@ async fn prometheus_shows_the_refreshes_and_601s_the_sandbox_counted() {
     );
     drop(prometheus);
     sandbox.shutdown().await;
+    web_sandbox.shutdown().await;
 }
