@@ -5,6 +5,8 @@
 //!   again (its shard and entry stay in the CPU caches). Goal: at most 1.5 times the baseline.
 //! - `fleet_100k_users`: the same, each call for another of the 100,000 users, in a scattered
 //!   order (every call misses the CPU caches, as in a backend serving many users).
+//!
+//! With `WITHINGS_BENCH_RECORDER=1`, they run with Prometheus' recorder installed.
 
 #![allow(missing_docs)]
 
@@ -27,7 +29,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
+/// With `WITHINGS_BENCH_RECORDER` set, Prometheus' recorder takes the metrics, as in a program
+/// that exports them: the fresh path records nothing, so it must cost the same.
+fn recorder_if_asked() {
+    if std::env::var_os("WITHINGS_BENCH_RECORDER").is_some() {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder");
+    }
+}
+
 fn fresh_path(c: &mut Criterion) {
+    recorder_if_asked();
     let rt = runtime();
     let (fleet, session) = rt.block_on(async {
         let store = store().await;
