@@ -19,7 +19,7 @@ use withings_oauth::{Session, TokenStore};
 use withings_oauth_fleet::Fleet;
 
 mod common;
-use common::{USERS, client, store, user};
+use common::{USERS, client, recorder_if_asked, store, user};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -27,16 +27,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
-}
-
-/// With `WITHINGS_BENCH_RECORDER` set, Prometheus' recorder takes the metrics, as in a program
-/// that exports them: the fresh path records nothing, so it must cost the same.
-fn recorder_if_asked() {
-    if std::env::var_os("WITHINGS_BENCH_RECORDER").is_some() {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .expect("the only recorder");
-    }
 }
 
 fn fresh_path(c: &mut Criterion) {
