@@ -119,7 +119,12 @@ impl Leases {
             }
             let left = holder.as_ref().map(|h| h.left).unwrap_or_default();
             let nap = left.min(pause).max(Duration::from_millis(1));
-            expired_holder = holder.is_some() && left <= nap;
+            // A holder gone right after this caller slept to its expiry is one whose lease
+            // expired (an expired row reads as no holder): still a takeover.
+            expired_holder = match &holder {
+                Some(_) => left <= nap,
+                None => expired_holder,
+            };
             tokio::time::sleep(nap).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }

@@ -1,6 +1,6 @@
 //! What a SQL store records through the `metrics` facade: the duration of each call by
-//! operation and backend, conflicts, lease waits, gathered batch sizes, and after a rotation the
-//! logins each key id seals; never a user id as a label.
+//! operation and backend, conflicts, lease waits and a takeover, gathered batch sizes, and after
+//! a rotation the logins each key id seals; never a user id as a label.
 
 mod support;
 
@@ -80,6 +80,22 @@ fn store_calls_conflicts_leases_batches_and_a_rotation_are_recorded() {
             .save_and_release(user, &login, Expected::Version(version), lease)
             .await
             .unwrap();
+        // A holder that stops without releasing its lease (its process was killed): another
+        // store takes the lease over once it expires.
+        let killed = SqlStore::connect(
+            &url,
+            SqlOptions::default().keys(Keyring::parse(support::OLD_KEY).unwrap()),
+        )
+        .await
+        .unwrap();
+        std::mem::forget(
+            killed
+                .lease(user, Duration::from_millis(300))
+                .await
+                .unwrap(),
+        );
+        let taken = store.lease(user, Duration::from_secs(5)).await.unwrap();
+        drop(taken);
         store.close().await;
 
         let rotating = SqlStore::connect(&url, SqlOptions::default().keys(support::keys()))
@@ -115,11 +131,11 @@ fn store_calls_conflicts_leases_batches_and_a_rotation_are_recorded() {
     assert_eq!(value(&recorded, conflicts, &[]), 1.0);
     assert_eq!(
         value(&recorded, "withings_oauth_lease_wait_seconds", &[sqlite]),
-        1.0
+        3.0
     );
     assert_eq!(
-        value(&recorded, "withings_oauth_lease_takeovers_total", &[]),
-        0.0
+        value(&recorded, "withings_oauth_lease_takeovers_total", &[sqlite]),
+        1.0
     );
     let batches = value(
         &recorded,
