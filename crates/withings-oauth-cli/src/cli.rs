@@ -402,6 +402,22 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_listener_comes_with_the_sweep_service_only() {
+        let args = [
+            "withings-oauth",
+            "fleet",
+            "sweep",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
+        let error = Cli::try_parse_from(args).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("--every"), "{error}");
+        let service = [&args[..], &["--every", "10m"]].concat();
+        assert!(Cli::try_parse_from(service).is_ok());
+    }
+
+    #[test]
     fn global_settings_go_before_or_after_the_command() {
         let cli = Cli::try_parse_from(["withings-oauth", "token", "--user", "7"]).unwrap();
         assert_eq!(cli.global.user, Some(7));
