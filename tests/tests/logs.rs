@@ -39,6 +39,8 @@ async fn logs_name_every_step_and_no_secret() {
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("withings_oauth=trace"))
+        // Every span as it opens, with its fields: they are scanned for secrets too.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();

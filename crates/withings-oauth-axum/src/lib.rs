@@ -171,6 +171,7 @@ mod error;
 mod login;
 mod owner;
 mod routes;
+mod telemetry;
 
 pub use cookie::{CookieKey, CookieKeyError};
 pub use cross_site::refuse_cross_site;

@@ -5,13 +5,14 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 use withings_oauth::chrono::Utc;
 use withings_oauth::{BrowserBinding, Session, StateHash, Unauthorized};
 
 use crate::cookie::IssuedBinding;
 use crate::error::LoginError;
 use crate::login::{Connected, WithingsLogin};
+use crate::telemetry;
 
 /// `POST {connect_path}`.
 pub(crate) async fn connect(State(login): State<WithingsLogin>, mut parts: Parts) -> Response {
@@ -44,6 +45,7 @@ async fn start(login: &WithingsLogin, parts: &mut Parts) -> Result<Response, Log
         .put(pending.park_revealing_state(owner.clone(), &binding))
         .await
         .map_err(|e| LoginError::Server(e.to_string()))?;
+    telemetry::parked();
     info!("Withings login parked, browser sent to the authorize page");
     // Issued again now: the cookie is honoured for a pending login's lifetime after the last
     // connect.
@@ -65,7 +67,18 @@ async fn start(login: &WithingsLogin, parts: &mut Parts) -> Result<Response, Log
 
 /// `GET {callback_path}`.
 pub(crate) async fn callback(State(login): State<WithingsLogin>, mut parts: Parts) -> Response {
-    match finish(&login, &mut parts).await {
+    // No field from the request: its query holds the code and the state.
+    let span = info_span!(
+        "withings_oauth.login.callback",
+        outcome = tracing::field::Empty
+    );
+    let result = finish(&login, &mut parts).instrument(span.clone()).await;
+    telemetry::finished(&result);
+    span.record(
+        "outcome",
+        result.as_ref().map_or_else(LoginError::kind, |()| "ok"),
+    );
+    match result {
         Ok(()) => Redirect::to(&login.inner.after_login).into_response(),
         Err(error) => {
             warn!(kind = error.kind(), "Withings callback refused");
@@ -93,7 +106,9 @@ async fn finish(login: &WithingsLogin, parts: &mut Parts) -> Result<(), LoginErr
         .pending
         .take(&state, &issued.binding.hash())
         .await
-        .map_err(LoginError::from_take)?;
+        .map_err(LoginError::from_take);
+    telemetry::taken(&parked.as_ref().map(drop));
+    let parked = parked?;
     // Checked before the code is spent: the login is the signed-in user's, or nobody's.
     if parked.owner() != signed_in {
         return Err(LoginError::OtherUser);

@@ -33,6 +33,8 @@ async fn logs_say_what_happened_and_hold_no_secret() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(
             "withings_oauth=trace,withings_oauth_axum=trace",
         ))
+        // Every span as it opens, with its fields: they are scanned for secrets too.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
@@ -98,6 +100,8 @@ async fn logs_say_what_happened_and_hold_no_secret() {
         "Withings callback refused",
         "other-browser",
         "Withings login finished",
+        // The span of a callback, around the events of the login it finishes.
+        "withings_oauth.login.callback",
     ] {
         assert!(
             logs.contains(step),

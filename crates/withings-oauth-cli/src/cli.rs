@@ -209,6 +209,16 @@ pub(crate) struct FleetSweepArgs {
     #[arg(long)]
     pub(crate) json: bool,
 
+    /// Keep running as a service, sweeping every DURATION (such as 10m) until SIGTERM or
+    /// Ctrl-C; a failed pass is reported and the next one runs on time
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) every: Option<std::time::Duration>,
+
+    /// With --every: serve /metrics (Prometheus), /healthz and /readyz on this address, such
+    /// as 127.0.0.1:9465 (port 0: a free port, printed at start)
+    #[arg(long, value_name = "ADDRESS", requires = "every")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+
     #[command(flatten)]
     pub(crate) limit: RateLimitArgs,
 }
@@ -223,28 +233,19 @@ pub(crate) struct RateLimitArgs {
     pub(crate) rate_limit: u32,
 }
 
-/// A duration such as `30d`, `12h`, `90m`, `45s` (a bare number is seconds).
+/// A duration such as `30d`, `12h`, `90m`, `45s` or `1h 30m` (humantime's syntax; a bare
+/// number is seconds), at least a second.
 pub(crate) fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
-    const HINT: &str = "write a whole number followed by s, m, h or d, such as 30d or 12h";
+    const HINT: &str = "write whole numbers followed by s, m, h or d, such as 30d, 12h or 1h 30m";
     let value = value.trim();
-    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => value.split_at(at),
-        None => (value, "s"),
-    };
-    let seconds_per_unit: u64 = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("unknown unit: {HINT}")),
-    };
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("not a duration: {HINT}"))?;
-    number
-        .checked_mul(seconds_per_unit)
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("too long: {HINT}"))
+    let parsed = match value.parse::<u64>() {
+        Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(value).map_err(|e| format!("{e}: {HINT}")),
+    }?;
+    if parsed.subsec_nanos() != 0 {
+        return Err(format!("not a whole number of seconds: {HINT}"));
+    }
+    Ok(parsed)
 }
 
 /// `logout`.
@@ -378,14 +379,15 @@ mod tests {
         assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(90 * 60)));
         assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         for bad in [
             "",
             "d",
             "3x",
             "-1d",
-            "1.5h",
             "99999999999999999999d",
-            "1d2h",
+            "2.5s",
+            "1500ms",
         ] {
             let error = parse_duration(bad).unwrap_err();
             assert!(error.contains("such as 30d"), "{bad}: {error}");
@@ -397,6 +399,22 @@ mod tests {
         let error =
             Cli::try_parse_from(["withings-oauth", "fleet", "sweep", "--batch", "0"]).unwrap_err();
         assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn the_metrics_listener_comes_with_the_sweep_service_only() {
+        let args = [
+            "withings-oauth",
+            "fleet",
+            "sweep",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
+        let error = Cli::try_parse_from(args).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("--every"), "{error}");
+        let service = [&args[..], &["--every", "10m"]].concat();
+        assert!(Cli::try_parse_from(service).is_ok());
     }
 
     #[test]

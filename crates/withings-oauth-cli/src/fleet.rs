@@ -256,6 +256,18 @@ pub(crate) async fn sweep(settings: &Settings, args: &FleetSweepArgs) -> Result<
         builder = builder.limiter(limiter);
     }
     let fleet = builder.build().map_err(|e| settings.client_error(&e))?;
+    if let Some(every) = args.every {
+        let served = crate::service::run(
+            &fleet,
+            &store,
+            every,
+            args.batch as usize,
+            args.metrics_listen,
+        )
+        .await;
+        store.close().await;
+        return served;
+    }
     let swept = fleet.sweep_once(args.batch as usize).await;
     store.close().await;
     let report = swept.map_err(|e| fleet_error(&e))?;

@@ -9,6 +9,7 @@ mod error;
 mod fleet;
 mod ops;
 mod out;
+mod service;
 mod settings;
 mod store;
 

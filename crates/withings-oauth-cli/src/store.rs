@@ -140,6 +140,15 @@ impl Store {
         }
     }
 
+    /// Whether the store answers (and a database's migrations are applied): a readiness probe.
+    pub(crate) async fn check_ready(&self) -> Result<(), StoreError> {
+        #[cfg(feature = "sql")]
+        if let Some(sql) = &self.sql {
+            return sql.check_ready().await;
+        }
+        self.inner.users().await.map(drop)
+    }
+
     /// The store, for sessions.
     pub(crate) fn shared(&self) -> Arc<dyn TokenStore> {
         self.inner.clone()

@@ -5,6 +5,8 @@
 //!   again (its shard and entry stay in the CPU caches). Goal: at most 1.5 times the baseline.
 //! - `fleet_100k_users`: the same, each call for another of the 100,000 users, in a scattered
 //!   order (every call misses the CPU caches, as in a backend serving many users).
+//!
+//! With `WITHINGS_BENCH_RECORDER=1`, they run with Prometheus' recorder installed.
 
 #![allow(missing_docs)]
 
@@ -17,7 +19,7 @@ use withings_oauth::{Session, TokenStore};
 use withings_oauth_fleet::Fleet;
 
 mod common;
-use common::{USERS, client, store, user};
+use common::{USERS, client, recorder_if_asked, store, user};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -28,6 +30,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn fresh_path(c: &mut Criterion) {
+    recorder_if_asked();
     let rt = runtime();
     let (fleet, session) = rt.block_on(async {
         let store = store().await;

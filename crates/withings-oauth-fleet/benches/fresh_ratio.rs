@@ -3,7 +3,7 @@
 //! of `Session::access_token` then of `Fleet::access_token` for one of 100,000 cached users
 //! (as `fleet_one_user` in `benches/fleet.rs`). Prints the fastest round of each, their ratio
 //! and the median of the rounds' ratios. Goal: at most 1.5; see docs/benchmarks.md
-//! ("The fleet").
+//! ("The fleet"). With `WITHINGS_BENCH_RECORDER=1`, Prometheus' recorder is installed.
 
 #![allow(missing_docs)]
 
@@ -15,12 +15,13 @@ use withings_oauth::{Session, TokenStore};
 use withings_oauth_fleet::Fleet;
 
 mod common;
-use common::{USERS, client, store, user};
+use common::{USERS, client, recorder_if_asked, store, user};
 
 const ROUNDS: usize = 60;
 const CALLS: u32 = 200_000;
 
 fn main() {
+    recorder_if_asked();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,7 +1,8 @@
 //! Memory per cached user: every byte allocated (and not freed) while 100,000 users are
 //! restored into a fleet's cache, counted by a global allocator; and, to tell the fleet's part
 //! from the session's, the same for 100,000 sessions restored into a `Vec`. Prints the
-//! figures; see docs/benchmarks.md ("The fleet"). Goal: under 1 KiB a user.
+//! figures; see docs/benchmarks.md ("The fleet"). Goal: under 1 KiB a user. With
+//! `WITHINGS_BENCH_RECORDER=1`, Prometheus' recorder is installed.
 
 #![allow(missing_docs)]
 
@@ -14,7 +15,7 @@ use withings_oauth::{Session, TokenStore};
 use withings_oauth_fleet::Fleet;
 
 mod common;
-use common::{USERS, client, store, user};
+use common::{USERS, client, recorder_if_asked, store, user};
 
 fn report(what: &str, change: &Stats) {
     let held = change.bytes_allocated as i64 - change.bytes_deallocated as i64
@@ -31,6 +32,7 @@ fn report(what: &str, change: &Stats) {
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 fn main() {
+    recorder_if_asked();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

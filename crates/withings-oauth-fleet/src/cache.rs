@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -93,6 +93,8 @@ pub(crate) struct Cache {
     shards: Box<[RwLock<Shard>]>,
     shard_bits: u32,
     per_shard: usize,
+    /// Users cached, kept beside the shards for the metrics (each shard knows its own).
+    users: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -116,6 +118,7 @@ impl Cache {
             shards: (0..shards).map(|_| RwLock::default()).collect(),
             shard_bits,
             per_shard: share + share / 8 + 16,
+            users: AtomicUsize::new(0),
         }
     }
 
@@ -208,7 +211,9 @@ impl Cache {
             return entry.member.clone();
         }
         let member = Arc::new(Member::new(Health::default()));
-        shard.insert(user, member.clone(), self.per_shard);
+        let evicted = shard.insert(user, member.clone(), self.per_shard);
+        drop(shard);
+        self.changed(true, evicted);
         member
     }
 
@@ -228,7 +233,9 @@ impl Cache {
             }
             Some(current) => current.member.clone(),
             None => {
-                shard.insert(user, member.clone(), self.per_shard);
+                let evicted = shard.insert(user, member.clone(), self.per_shard);
+                drop(shard);
+                self.changed(true, evicted);
                 member
             }
         }
@@ -250,6 +257,18 @@ impl Cache {
         if shard.hand >= shard.ring.len() {
             shard.hand = 0;
         }
+        drop(shard);
+        self.changed(false, false);
+    }
+
+    /// Counts a user added (`evicted`: in place of another one) or removed, for the metrics.
+    fn changed(&self, added: bool, evicted: bool) {
+        let users = match (added, evicted) {
+            (true, false) => self.users.fetch_add(1, Ordering::Relaxed) + 1,
+            (false, false) => self.users.fetch_sub(1, Ordering::Relaxed) - 1,
+            (_, true) => self.users.load(Ordering::Relaxed),
+        };
+        crate::telemetry::cache_changed(users, evicted);
     }
 
     /// How many users are cached.
@@ -262,11 +281,12 @@ impl Cache {
 }
 
 impl Shard {
-    fn insert(&mut self, user: UserId, member: Arc<Member>, capacity: usize) {
+    /// Adds `user`; `true` if another user was evicted to make room.
+    fn insert(&mut self, user: UserId, member: Arc<Member>, capacity: usize) -> bool {
         if self.ring.len() < capacity {
             self.ring.push(user);
             self.members.insert(user, Entry::new(member));
-            return;
+            return false;
         }
         // CLOCK: give each used member a second chance; within two turns of the hand one is
         // found unused.
@@ -281,7 +301,7 @@ impl Shard {
                 self.ring[self.hand] = user;
                 self.members.insert(user, Entry::new(member));
                 self.hand = (self.hand + 1) % self.ring.len();
-                return;
+                return true;
             }
             self.hand = (self.hand + 1) % self.ring.len();
         }

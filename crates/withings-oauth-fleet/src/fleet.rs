@@ -508,11 +508,14 @@ impl Fleet {
     fn check_health(&self, user: UserId, member: &Member) -> Result<(), FleetError> {
         let health = member.health();
         match (health.cooling(Instant::now()), health.public.retry_at) {
-            (Some(retry_in), Some(retry_at)) => Err(FleetError::CoolingDown {
-                user,
-                retry_at,
-                retry_in,
-            }),
+            (Some(retry_in), Some(retry_at)) => {
+                crate::telemetry::cooling_down();
+                Err(FleetError::CoolingDown {
+                    user,
+                    retry_at,
+                    retry_in,
+                })
+            }
             _ => Ok(()),
         }
     }

@@ -102,6 +102,7 @@ mod limiter;
 #[cfg(feature = "sql")]
 mod sql_limiter;
 mod sweep;
+mod telemetry;
 
 pub use error::FleetError;
 pub use event::FleetEvent;

@@ -46,7 +46,11 @@ pub trait RateLimiter: Send + Sync {
 pub fn request_gate(limiter: Arc<dyn RateLimiter>) -> BeforeRequest {
     Arc::new(move || {
         let limiter = limiter.clone();
-        Box::pin(async move { limiter.acquire().await })
+        Box::pin(async move {
+            let asked = std::time::Instant::now();
+            limiter.acquire().await;
+            crate::telemetry::granted(asked.elapsed());
+        })
     })
 }
 

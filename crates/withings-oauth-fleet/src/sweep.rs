@@ -11,6 +11,7 @@ use withings_oauth::{Session, SessionError, UserId};
 use crate::error::FleetError;
 use crate::event::FleetEvent;
 use crate::fleet::Fleet;
+use crate::telemetry::States;
 
 /// How long a claim of a user by a sweep lasts if its instance dies while holding it.
 const CLAIM_TTL: Duration = Duration::from_secs(5);
@@ -80,17 +81,24 @@ impl Fleet {
         let store = self.store().clone();
         let users = store.users().await.map_err(SessionError::Store)?;
         let mut report = SweepReport::default();
+        // Every stored user is read, past the batch too, to count the users by state.
+        let mut states = States::default();
         for user in users {
-            if report.renewed + report.failed >= batch {
-                break;
-            }
             let Some(entry) = store.load(user).await.map_err(SessionError::Store)? else {
                 continue;
             };
             let Some(credentials) = entry.credentials() else {
+                states.login_required += 1;
                 continue;
             };
-            if !idle_since_due(credentials.expires_at(), self.policy().idle_after) {
+            if credentials.expires_at() > Utc::now() {
+                states.fresh += 1;
+            } else {
+                states.due += 1;
+            }
+            if report.renewed + report.failed >= batch
+                || !idle_since_due(credentials.expires_at(), self.policy().idle_after)
+            {
                 continue;
             }
             if let Some(member) = self.cache().get(user) {
@@ -120,7 +128,11 @@ impl Fleet {
                 Ok(Ok(lease)) => drop(lease),
             }
             match self.renew(user).await {
-                Ok(()) => report.renewed += 1,
+                Ok(()) => {
+                    report.renewed += 1;
+                    states.due -= 1;
+                    states.fresh += 1;
+                }
                 Err(e) => {
                     warn!(user_id = %user, error = %e, "renewing an idle login failed");
                     report.failed += 1;
@@ -130,6 +142,7 @@ impl Fleet {
         if report.due > 0 {
             info!(?report, "sweep done");
         }
+        crate::telemetry::swept(&report, states);
         Ok(report)
     }
 

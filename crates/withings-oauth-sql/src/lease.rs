@@ -70,8 +70,12 @@ impl Leases {
         let ttl = ttl.clamp(Duration::from_millis(1), LONGEST_LEASE);
         // In-process first: sessions of this process queue here instead of polling the
         // database; the database lease then settles it across processes.
+        let asked_first = Instant::now();
         let local = self.local.acquire(user, ttl).await;
         let started = Instant::now();
+        // This caller slept until the last holder's lease expired (a holder that renews it
+        // never gets that close): taking it now is a takeover.
+        let mut expired_holder = false;
         // Renewed no further than the caller's time to live: a hung holder's lease expires.
         let cap = started + ttl;
         let owner = lease_owner(unix_millis().saturating_add(db::millis(ttl)));
@@ -100,6 +104,11 @@ impl Leases {
                     cap,
                 });
                 let lease = Lease::renewable((local, taken.release), term);
+                crate::telemetry::lease_taken(
+                    self.gatherer.db().location.backend,
+                    asked_first.elapsed(),
+                    expired_holder,
+                );
                 return Ok((lease, taken.row));
             }
             // Held by another process: wait for its release (polled) or its expiry.
@@ -108,8 +117,15 @@ impl Leases {
                 told = true;
                 self.tell(user, holder.as_ref());
             }
-            let left = holder.map(|h| h.left).unwrap_or_default();
-            tokio::time::sleep(left.min(pause).max(Duration::from_millis(1))).await;
+            let left = holder.as_ref().map(|h| h.left).unwrap_or_default();
+            let nap = left.min(pause).max(Duration::from_millis(1));
+            // A holder gone right after this caller slept to its expiry is one whose lease
+            // expired (an expired row reads as no holder): still a takeover.
+            expired_holder = match &holder {
+                Some(_) => left <= nap,
+                None => expired_holder,
+            };
+            tokio::time::sleep(nap).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }
     }

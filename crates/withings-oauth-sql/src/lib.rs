@@ -329,6 +329,7 @@ mod row;
 mod schema;
 mod sealed;
 mod store;
+mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod testing;
 

@@ -37,6 +37,12 @@ pub(crate) async fn prepare(db: &Db, options: &SqlOptions) -> Result<(), StoreEr
             }
         }
     }
+    check_migrations(db).await
+}
+
+/// Checks that the database answers and that every migration this build knows is applied.
+pub(crate) async fn check_migrations(db: &Db) -> Result<(), StoreError> {
+    let migrator = migrator(db);
     let applied: Result<Vec<i64>, sqlx::Error> = on_pool!(&db.pool, p => {
         sqlx::query_scalar(APPLIED_MIGRATIONS).fetch_all(p).await
     });

@@ -23,6 +23,7 @@ use crate::queries as q;
 use crate::rate_limit::{RateParams, SqlBucket};
 use crate::rotation::Rotation;
 use crate::sealed::ClearText;
+use crate::telemetry::timed;
 
 /// What [`SqlStore::clear_text_warning`] says, and what is logged once per process when a
 /// store is opened without keys.
@@ -120,6 +121,27 @@ impl SqlStore {
         self.db().shown()
     }
 
+    /// Checks that the database answers and that every migration this build of the store
+    /// knows is applied: what a readiness probe asks before the program takes requests.
+    ///
+    /// ```
+    /// use withings_oauth_sql::{SqlOptions, SqlStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), withings_oauth::StoreError> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    /// let store = SqlStore::connect(&url, SqlOptions::default()).await?;
+    /// store.check_ready().await?;
+    /// store.close().await;
+    /// assert!(store.check_ready().await.is_err()); // closed: it no longer answers
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn check_ready(&self) -> Result<(), StoreError> {
+        crate::schema::check_migrations(self.db()).await
+    }
+
     /// Whether new writes are encrypted (a key is configured).
     pub fn is_encrypted(&self) -> bool {
         self.inner.rows.keys.is_some()
@@ -147,7 +169,11 @@ impl SqlStore {
     /// sealing. Once it reports no unreadable row, older keys can be removed from the
     /// keyring.
     pub async fn rotate_keys(&self) -> Result<Rotation, StoreError> {
-        crate::rotation::rotate(&self.inner.rows, ClearText::Refused).await
+        let rotation = crate::rotation::rotate(&self.inner.rows, ClearText::Refused).await?;
+        if let Some(keys) = &self.inner.rows.keys {
+            crate::telemetry::rotated(&rotation, keys.ids());
+        }
+        Ok(rotation)
     }
 
     /// Encrypts a database that was used without keys: the one way from clear text to
@@ -230,7 +256,7 @@ impl SqlStore {
 
 impl TokenStore for SqlStore {
     fn load<'a>(&'a self, user: UserId) -> StoreFuture<'a, Option<VersionedEntry>> {
-        Box::pin(self.inner.rows.load(user))
+        Box::pin(timed("load", self.backend(), self.inner.rows.load(user)))
     }
 
     fn save<'a>(
@@ -239,13 +265,13 @@ impl TokenStore for SqlStore {
         credentials: &'a Credentials,
         expected: Expected,
     ) -> StoreFuture<'a, Version> {
-        Box::pin(async move {
+        Box::pin(timed("save", self.backend(), async move {
             ensure_owner(user, credentials)?;
             self.inner
                 .rows
                 .save(user, credentials, expected, None)
                 .await
-        })
+        }))
     }
 
     fn mark_login_required<'a>(
@@ -253,11 +279,15 @@ impl TokenStore for SqlStore {
         user: UserId,
         expected: Expected,
     ) -> StoreFuture<'a, Version> {
-        Box::pin(self.inner.rows.write(user, expected, Change::LoginRequired))
+        Box::pin(timed(
+            "mark_login_required",
+            self.backend(),
+            self.inner.rows.write(user, expected, Change::LoginRequired),
+        ))
     }
 
     fn delete<'a>(&'a self, user: UserId, expected: Expected) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        Box::pin(timed("delete", self.backend(), async move {
             if expected == Expected::Absent {
                 return match self.inner.rows.load(user).await? {
                     None => Ok(()),
@@ -269,21 +299,23 @@ impl TokenStore for SqlStore {
                 .write(user, expected, Change::Delete)
                 .await
                 .map(drop)
-        })
+        }))
     }
 
     fn users<'a>(&'a self) -> StoreFuture<'a, Vec<UserId>> {
-        Box::pin(async move {
+        Box::pin(timed("users", self.backend(), async move {
             let result: Result<Vec<i64>, sqlx::Error> = on_pool!(&self.db().pool, p => {
                 sqlx::query_scalar(q::USERS).fetch_all(p).await
             });
             let ids = result.map_err(|e| self.db().fail("list its users", e))?;
             Ok(ids.into_iter().map(|id| UserId::new(id as u64)).collect())
-        })
+        }))
     }
 
     fn lease<'a>(&'a self, user: UserId, ttl: Duration) -> StoreFuture<'a, Lease> {
-        Box::pin(async move { Ok(self.inner.leases.take(user, ttl, false).await?.0) })
+        Box::pin(timed("lease", self.backend(), async move {
+            Ok(self.inner.leases.take(user, ttl, false).await?.0)
+        }))
     }
 
     /// The lease, then the read, in one gathered call: on PostgreSQL a second statement on the
@@ -294,11 +326,11 @@ impl TokenStore for SqlStore {
         user: UserId,
         ttl: Duration,
     ) -> StoreFuture<'a, (Lease, Option<VersionedEntry>)> {
-        Box::pin(async move {
+        Box::pin(timed("lease_and_load", self.backend(), async move {
             let (lease, raw) = self.inner.leases.take(user, ttl, true).await?;
             let entry = raw.map(|raw| self.inner.rows.open(user, raw)).transpose()?;
             Ok((lease, entry))
-        })
+        }))
     }
 
     /// The save and the end of the lease in one statement (PostgreSQL) or transaction
@@ -312,7 +344,7 @@ impl TokenStore for SqlStore {
         expected: Expected,
         lease: Lease,
     ) -> StoreFuture<'a, Version> {
-        Box::pin(async move {
+        Box::pin(timed("save_and_release", self.backend(), async move {
             // Only this store's own leases end in its statements; any other lease is dropped
             // after the save.
             let (local, release) = match lease.into_guard::<Guard>() {
@@ -330,6 +362,6 @@ impl TokenStore for SqlStore {
                 .await;
             drop(local);
             saved
-        })
+        }))
     }
 }

@@ -50,6 +50,7 @@
 mod accounts;
 mod db;
 mod key_file;
+mod operations;
 mod pages;
 mod users;
 
@@ -77,6 +78,7 @@ use withings_oauth_sql::{SqlOptions, SqlStore};
 
 pub use accounts::{Accounts, AccountsError};
 pub use key_file::{KeyFileError, read_cookie_key, read_or_create_cookie_key};
+pub use operations::{install_metrics_recorder, operations_router};
 pub use users::{Credentials, DEMO_USERS, User, Users, UsersError, demo_password};
 
 use crate::db::Db;
@@ -99,6 +101,8 @@ pub struct Shared {
     /// The application's users.
     pub users: Users,
     sessions: Sessions,
+    /// The token store, when it is a database: what the readiness probe asks.
+    database: Option<SqlStore>,
 }
 
 /// Where sessions live.
@@ -118,6 +122,7 @@ impl Shared {
             accounts: Accounts::in_memory(),
             users: Users::in_memory(),
             sessions: Sessions::Memory(MemorySessions::default()),
+            database: None,
         }
     }
 
@@ -177,11 +182,21 @@ impl Shared {
         };
         Ok(Self {
             pending: Arc::new(store.pending_logins().with_ttl(pending_lifetime)),
-            tokens: Arc::new(store),
+            tokens: Arc::new(store.clone()),
+            database: Some(store),
             accounts: Accounts::open(db.clone()).await?,
             users: Users::open(db).await?,
             sessions,
         })
+    }
+
+    /// Whether the application can serve: the database answers and its migrations are
+    /// applied (always, in memory). The error says what is wrong, without a password.
+    pub async fn check_ready(&self) -> Result<(), withings_oauth::StoreError> {
+        match &self.database {
+            Some(store) => store.check_ready().await,
+            None => Ok(()),
+        }
     }
 
     /// Deletes expired sessions every hour, for as long as the returned task runs (the

@@ -22,7 +22,8 @@ use withings_oauth::chrono::TimeDelta;
 use withings_oauth_axum::CookieKey;
 use withings_oauth_sql::SqlOptions;
 use withings_oauth_web_example::{
-    Config, SandboxAccount, Shared, read_cookie_key, read_or_create_cookie_key, router,
+    Config, SandboxAccount, Shared, install_metrics_recorder, operations_router, read_cookie_key,
+    read_or_create_cookie_key, router,
 };
 use withings_sandbox::{Sandbox, SandboxConfig};
 
@@ -67,6 +68,15 @@ struct Args {
         hide_env_values = true
     )]
     listen: SocketAddr,
+    /// Where to serve /metrics (Prometheus), /healthz and /readyz: an address only the
+    /// monitoring reaches, such as 127.0.0.1:9464 (port 0: a free port). Off unless set.
+    #[arg(
+        long,
+        env = "WITHINGS_WEB_METRICS_LISTEN",
+        value_name = "ADDRESS",
+        hide_env_values = true
+    )]
+    metrics_listen: Option<SocketAddr>,
     /// The Withings app's client id; its secret is WITHINGS_CLIENT_SECRET. Without it, an
     /// embedded sandbox is started.
     #[arg(long, env = "WITHINGS_CLIENT_ID", hide_env_values = true)]
@@ -220,6 +230,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     config.session_lifetime = Duration::from_secs(u64::from(args.session_minutes) * 60);
     config.demo_accounts = demo_accounts;
     config.sandbox_accounts = sandbox_accounts;
+    // Installed before any call, so that nothing the libraries record is lost.
+    let operations = match args.metrics_listen {
+        Some(address) => {
+            let metrics = install_metrics_recorder()?;
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            println!("metrics at http://{}/metrics", listener.local_addr()?);
+            let app = operations_router(metrics, shared.clone());
+            Some(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ))
+        }
+        None => None,
+    };
     let app = router(config, shared);
     println!("open http://{local}/");
     axum::serve(listener, app)
@@ -227,6 +250,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    if let Some(operations) = operations {
+        operations.abort();
+    }
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
     }

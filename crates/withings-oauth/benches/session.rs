@@ -6,6 +6,8 @@
 //!   (one refresh against the sandbox, a save, everyone served), against one plain refresh round
 //!   trip to the sandbox. Goal: ratio <= 1.5. For information, the same with 1,000 spawned tasks,
 //!   and what spawning 1,000 empty tasks, or waking 1,000 waiting futures, costs alone.
+//!
+//! With `WITHINGS_BENCH_RECORDER=1`, `fresh_token` runs with Prometheus' recorder installed.
 
 #![allow(missing_docs)]
 
@@ -79,7 +81,18 @@ async fn login(client: &Client) -> Authorized {
     pending.complete(&callback).await.expect("a code exchange")
 }
 
+/// With `WITHINGS_BENCH_RECORDER` set, Prometheus' recorder takes the metrics, as in a program
+/// that exports them: the fresh path records nothing, so it must cost the same.
+fn recorder_if_asked() {
+    if std::env::var_os("WITHINGS_BENCH_RECORDER").is_some() {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder");
+    }
+}
+
 fn fresh_token(c: &mut Criterion) {
+    recorder_if_asked();
     let rt = runtime();
     let (_sandbox, _client, authorized) = rt.block_on(sandbox_and_login());
     let naive = Arc::new(RwLock::new(

@@ -201,6 +201,7 @@ mod scope;
 mod secret;
 mod session;
 mod store;
+mod telemetry;
 mod time;
 mod user_agent;
 

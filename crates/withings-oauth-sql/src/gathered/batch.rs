@@ -162,6 +162,7 @@ async fn flush<H: Clone, T>(mut flushing: Flushing<H, T>, run: Run<H, T>) {
             let take = state.queue.len().min(MAX_BATCH);
             state.queue.drain(..take).collect()
         };
+        crate::telemetry::batch(batch.len());
         run(handle.clone(), batch).await;
     }
 }

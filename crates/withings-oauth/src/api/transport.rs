@@ -42,6 +42,17 @@ pub(crate) async fn post_form<T: DeserializeOwned>(
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
     }
+    let answer = exchange(request, limit, secrets).await;
+    crate::telemetry::answered(path, &answer);
+    answer
+}
+
+/// Sends `request` and parses the answer.
+async fn exchange<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    limit: usize,
+    secrets: &[&str],
+) -> Result<T, ApiError> {
     let response = request.send().await.map_err(transport)?;
     let status = response.status().as_u16();
     let content_type = response

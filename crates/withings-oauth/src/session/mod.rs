@@ -160,6 +160,9 @@ struct Slot {
     version: Option<Version>,
     /// `authorized` is a refreshed pair whose save failed: it is not published yet.
     unsaved: bool,
+    /// How the refresh attempt under way ended, where the result alone does not tell (an
+    /// adopted login, a rejected refresh token), for the metrics.
+    outcome: Option<crate::telemetry::RefreshOutcome>,
 }
 
 impl Slot {
@@ -253,6 +256,7 @@ impl Session {
                     authorized: Some(authorized),
                     version: Some(version),
                     unsaved: false,
+                    outcome: None,
                 })),
                 attempts: AtomicU64::new(0),
                 finished: tokio::sync::Notify::new(),

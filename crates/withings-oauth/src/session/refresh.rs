@@ -21,6 +21,7 @@ use crate::api::error::ApiError;
 use crate::login::Authorized;
 use crate::secret::AccessToken;
 use crate::store::{DEFAULT_LEASE_TTL, Expected, Lease, StoreError, StoredEntry, VersionedEntry};
+use crate::telemetry::RefreshOutcome;
 use crate::time::Clock;
 
 /// What to do with an entry read from the store.
@@ -77,7 +78,10 @@ impl Shared {
         match self.read_entry(slot, stored, margin, clock)? {
             // Even a forced refresh stops here: the adopted pair is newer than the one that was
             // to be refreshed (or that Withings called invalid).
-            Reading::Adopted(published) => return Ok(published),
+            Reading::Adopted(published) => {
+                slot.outcome = Some(RefreshOutcome::Adopted);
+                return Ok(published);
+            }
             Reading::AdoptedStale | Reading::Ours => {}
         }
         if slot.unsaved {
@@ -185,9 +189,11 @@ impl Shared {
         base: crate::store::Version,
     ) -> Result<(AccessToken, u64), SessionError> {
         let user = self.user;
+        slot.outcome = Some(RefreshOutcome::InvalidRefreshToken);
         let stored = self.store.load(user).await.map_err(SessionError::Store)?;
         if let Some(entry) = stored.filter(|e| e.version > base) {
             info!("the refresh token was rotated by another program; its login is adopted");
+            slot.outcome = Some(RefreshOutcome::ConflictAdopted);
             return self.adopt(slot, entry);
         }
         match self
@@ -200,7 +206,10 @@ impl Shared {
                 Err(self.end_login(slot))
             }
             Err(StoreError::Conflict(conflict)) => match conflict.current {
-                Some(entry) if entry.version > base => self.adopt(slot, entry),
+                Some(entry) if entry.version > base => {
+                    slot.outcome = Some(RefreshOutcome::ConflictAdopted);
+                    self.adopt(slot, entry)
+                }
                 _ => Err(self.end_login(slot)),
             },
             Err(store_error) => {
@@ -257,7 +266,10 @@ impl Shared {
                     "another program changed the stored login during the refresh; the refreshed pair is dropped unused"
                 );
                 match conflict.current {
-                    Some(entry) => self.adopt(slot, entry),
+                    Some(entry) => {
+                        slot.outcome = Some(RefreshOutcome::ConflictAdopted);
+                        self.adopt(slot, entry)
+                    }
                     None => {
                         info!("the store no longer has the user: logged out elsewhere");
                         Err(self.end_login(slot))

@@ -14,6 +14,7 @@ use tracing::info_span;
 
 use super::{Session, SessionError, Shared, Slot};
 use crate::secret::AccessToken;
+use crate::telemetry::{self, RefreshOutcome};
 use crate::time::Clock;
 
 /// Ends a refresh attempt when dropped: records its failure, counts it and wakes the waiters.
@@ -135,10 +136,23 @@ impl Shared {
             shared: self.clone(),
             failure: Some("the refresh stopped unexpectedly".to_owned()),
         };
+        let started = std::time::Instant::now();
+        slot.outcome = None;
         let result = self
             .refresh_with_store(&mut slot, margin, clock.as_ref())
             .instrument(span)
             .await;
+        // The slot tells an adoption from a refresh, and a rejected refresh token from a
+        // login the store ended; the error tells the rest.
+        let outcome = match (&result, slot.outcome.take()) {
+            (Ok(_), outcome) => outcome.unwrap_or(RefreshOutcome::Ok),
+            (
+                Err(SessionError::LoginRequired { .. }),
+                Some(RefreshOutcome::InvalidRefreshToken),
+            ) => RefreshOutcome::InvalidRefreshToken,
+            (Err(e), _) => RefreshOutcome::of_error(e),
+        };
+        telemetry::refreshed(outcome, started.elapsed());
         end.failure = result.as_ref().err().map(ToString::to_string);
         // The slot is released before the waiters are woken, so they can take it at once.
         drop(slot);

@@ -1,0 +1,156 @@
+//! What a fleet records through the `metrics` facade: the limiter's grants and waits, the cache's
+//! size, sweeps with their renewals and the users by state; nothing on the fresh path; never a
+//! user id as a label.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use withings_oauth::{Client, Expected, MemoryStore, TokenStore, UserId, testing};
+use withings_oauth_fleet::{Fleet, RateLimit};
+use withings_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, Sandbox, SandboxConfig, User,
+};
+
+/// One recorded metric: its name, its labels, its value.
+type Recorded = (String, Vec<(String, String)>, DebugValue);
+
+/// Runs `work` on a runtime of this thread with a recorder of its own, and returns what it
+/// recorded.
+fn recording<F: Future<Output = ()>>(work: impl FnOnce() -> F) -> Vec<Recorded> {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || runtime.block_on(work()));
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let (_, key) = key.into_parts();
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            (key.name().to_owned(), labels, value)
+        })
+        .collect()
+}
+
+/// The value of the metric `name` with `labels` (a counter's count, a gauge's value, a
+/// histogram's number of values).
+fn value(recorded: &[Recorded], name: &str, labels: &[(&str, &str)]) -> f64 {
+    recorded
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, _, value)| match value {
+            DebugValue::Counter(n) => *n as f64,
+            DebugValue::Gauge(g) => g.into_inner(),
+            DebugValue::Histogram(values) => values.len() as f64,
+        })
+        .sum()
+}
+
+#[test]
+fn a_call_and_a_sweep_record_the_limiter_the_cache_the_sweep_and_the_users_by_state() {
+    let ids: Vec<UserId> = (1..=3)
+        .map(|i| UserId::new(User::numbered(i).userid))
+        .collect();
+    let recorded = recording(|| async {
+        let sandbox = Sandbox::start(SandboxConfig::default().seed_users(3).rate_limit(None))
+            .await
+            .unwrap();
+        let store = Arc::new(MemoryStore::new());
+        // Two logins unused for two days; the third must log in again.
+        for &user in &ids[..2] {
+            let issued = sandbox
+                .handle()
+                .issue_tokens(
+                    user.get(),
+                    DEFAULT_CLIENT_ID,
+                    &["user.metrics"],
+                    Duration::from_secs(3600),
+                )
+                .unwrap();
+            let login = testing::credentials(
+                user,
+                &issued.access_token,
+                &issued.refresh_token,
+                Utc::now() - TimeDelta::days(2),
+            );
+            store.save(user, &login, Expected::Absent).await.unwrap();
+        }
+        store
+            .mark_login_required(ids[2], Expected::Absent)
+            .await
+            .unwrap();
+        let client = Client::builder()
+            .client_id(DEFAULT_CLIENT_ID)
+            .client_secret(DEFAULT_CLIENT_SECRET)
+            .redirect_uri(LOOPBACK_CALLBACK)
+            .base_url(sandbox.base_url());
+        let fleet = Fleet::builder(client, store.clone())
+            .rate_limit(RateLimit::new(1_000, Duration::from_secs(1), 100))
+            .sweep_idle_after(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+
+        fleet.access_token(ids[0]).await.unwrap();
+        // Fresh now: the fast path records nothing more.
+        for _ in 0..10 {
+            fleet.access_token(ids[0]).await.unwrap();
+        }
+        let report = fleet.sweep_once(10).await.unwrap();
+        assert_eq!(report.renewed, 1, "{report:?}");
+        assert_eq!(sandbox.handle().counters().refresh_granted, 2);
+    });
+    assert_eq!(
+        value(
+            &recorded,
+            "withings_oauth_refreshes_total",
+            &[("outcome", "ok")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(&recorded, "withings_oauth_rate_limiter_grants_total", &[]),
+        2.0
+    );
+    assert_eq!(
+        value(&recorded, "withings_oauth_rate_limiter_wait_seconds", &[]),
+        2.0
+    );
+    assert_eq!(
+        value(&recorded, "withings_oauth_fleet_cached_users", &[]),
+        1.0
+    );
+    assert_eq!(
+        value(&recorded, "withings_oauth_fleet_sweeps_total", &[]),
+        1.0
+    );
+    let renewals = "withings_oauth_fleet_sweep_renewals_total";
+    assert_eq!(value(&recorded, renewals, &[("outcome", "renewed")]), 1.0);
+    assert_eq!(value(&recorded, renewals, &[("outcome", "failed")]), 0.0);
+    let users = "withings_oauth_fleet_users";
+    assert_eq!(value(&recorded, users, &[("state", "fresh")]), 2.0);
+    assert_eq!(value(&recorded, users, &[("state", "due")]), 0.0);
+    assert_eq!(value(&recorded, users, &[("state", "login_required")]), 1.0);
+    // No label names a user.
+    for (name, labels, _) in &recorded {
+        for (key, value) in labels {
+            assert!(
+                ids.iter().all(|id| !value.contains(&id.to_string())),
+                "{name} has the label {key}={value}, a user id"
+            );
+        }
+    }
+}
