@@ -113,6 +113,12 @@ struct Args {
     /// only.
     #[arg(long)]
     admin: bool,
+
+    /// Write the ledger to FILE (created or truncated): one JSON line per token issued,
+    /// refresh token presented, chain revoked, user revoked and request counted against the
+    /// rate limit; tokens only as their SHA-256 (see the README, "Ledger").
+    #[arg(long, value_name = "FILE")]
+    ledger: Option<std::path::PathBuf>,
 }
 
 /// `--page-size`'s default, the library's.
@@ -196,6 +202,9 @@ fn config(args: &Args) -> SandboxConfig {
     }
     if let Some(day) = args.data_through {
         config = config.data_through(day);
+    }
+    if let Some(path) = &args.ledger {
+        config = config.ledger(path.clone());
     }
     config.seed_users(args.numbered_users)
 }

@@ -1,0 +1,2 @@
+//! A fleet instance (to come).
+fn main() {}

@@ -1,0 +1,2 @@
+//! The campaign (to come).
+fn main() {}
