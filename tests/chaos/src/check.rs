@@ -4,11 +4,83 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
 use crate::history::{Op, OpKind, Outcome, hash};
 use crate::ledger::Event;
 
+/// The file of a run's directory holding the final database's entries (by user).
+pub const FINAL_DB_FILE: &str = "final-db.json";
+/// The file of a run's directory holding the checker's [`Settings`].
+pub const SETTINGS_FILE: &str = "settings.json";
+/// The sandbox's ledger in a run's directory.
+pub const LEDGER_FILE: &str = "ledger.jsonl";
+
+/// What a run's directory holds, read back for [`check`].
+#[derive(Debug)]
+pub struct Run {
+    /// Every operation, by invocation time.
+    pub ops: Vec<Op>,
+    /// History lines cut short (a process killed mid-write).
+    pub torn: usize,
+    /// The sandbox's ledger.
+    pub ledger: Vec<Event>,
+    /// The final database.
+    pub final_db: BTreeMap<u64, FinalEntry>,
+    /// Every log (`logs/*`) and history file, by name: scanned for secrets.
+    pub logs: Vec<(String, String)>,
+    /// The checker's settings.
+    pub settings: Settings,
+}
+
+fn json_file<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<T> {
+    serde_json::from_slice(&std::fs::read(path)?).map_err(std::io::Error::other)
+}
+
+/// Reads a run's directory: the history files, the ledger, the final database, the settings,
+/// the logs. A run can be checked again from it alone.
+pub fn read_run(dir: &Path) -> std::io::Result<Run> {
+    let (ops, torn) = crate::history::read_dir(dir)?;
+    let ledger = crate::ledger::read(&dir.join(LEDGER_FILE))?;
+    let final_db = json_file(&dir.join(FINAL_DB_FILE))?;
+    let settings = json_file(&dir.join(SETTINGS_FILE))?;
+    let mut logs = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("logs"))?
+        .chain(std::fs::read_dir(dir)?)
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            p.parent().is_some_and(|d| d.ends_with("logs"))
+                || p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("history-"))
+        })
+        .collect();
+    files.sort();
+    for path in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&path)?).into_owned();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        logs.push((name, text));
+    }
+    Ok(Run {
+        ops,
+        torn,
+        ledger,
+        final_db,
+        logs,
+        settings,
+    })
+}
+
 /// What the final database holds for a user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FinalEntry {
     /// A login: the SHA-256 of its refresh token.
     Credentials {
@@ -20,7 +92,7 @@ pub enum FinalEntry {
 }
 
 /// What the checker is told besides the records.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Settings {
     /// The sandbox's rate limit: requests in any window.
     pub rate_limit: usize,
@@ -173,19 +245,29 @@ pub fn check(
         .max()
         .unwrap_or(0)
         + 1;
-    // Process faults: instance -> fault times (kill or stop).
-    let mut faults: HashMap<&str, Vec<u64>> = HashMap::new();
+    // Faults that take an instance's answers or writes away: instance -> the times when an
+    // exchange's new pair could be lost with them. A kill or a stop loses what is in flight
+    // when it strikes; failing writes lose every pair received while they last.
+    let mut faults: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
     for o in ops.iter().filter(|o| o.op == OpKind::Fault) {
         let kind = o.detail.as_deref().unwrap_or_default();
-        if kind.starts_with("kill") || kind.starts_with("stop") {
-            faults.entry(o.instance.as_str()).or_default().push(o.inv);
-        }
+        let until = if kind.starts_with("writes fail") {
+            o.done_or(horizon)
+        } else if kind.starts_with("kill") || kind.starts_with("stop") {
+            o.inv
+        } else {
+            continue;
+        };
+        faults
+            .entry(o.instance.as_str())
+            .or_default()
+            .push((o.inv, until));
     }
     let faulted_near = |agent: &str, t: u64| -> bool {
-        let near = |times: &Vec<u64>| {
-            times
-                .iter()
-                .any(|&f| f + settings.in_flight_ms >= t && f <= t + settings.in_flight_ms)
+        let near = |windows: &Vec<(u64, u64)>| {
+            windows.iter().any(|&(from, until)| {
+                from <= t + settings.in_flight_ms && t <= until + settings.in_flight_ms
+            })
         };
         match agent_instance(agent) {
             Some(instance) => faults.get(instance).is_some_and(near),
@@ -264,7 +346,7 @@ pub fn check(
     }
     if fork.excused > 0 {
         fork.note = "excused: the instance that made the first exchange was killed or stopped \
-                     with it in flight"
+                     with it in flight, or could not write"
             .into();
     }
     // A user's revocations: chains started before one are dead.
@@ -442,6 +524,9 @@ pub fn check(
                 continue;
             }
             recovery.checks += 1;
+            // A grant made after the healing (a login in the quiet time) is owed a token from
+            // its making on.
+            let since = healed.max(chain_start.get(&chain).copied().unwrap_or(0));
             let first = by_user.get(user).and_then(|user_ops| {
                 user_ops
                     .iter()
@@ -449,15 +534,16 @@ pub fn check(
                         o.op == OpKind::Token && o.outcome == Outcome::Ok && o.inv >= healed
                     })
                     .filter_map(|o| o.done)
+                    .filter(|&done| done >= since)
                     .min()
             });
             match first {
-                Some(done) if done - healed <= settings.recovery_bound_ms => {
-                    worst = Some(worst.unwrap_or(0).max(done - healed));
+                Some(done) if done - since <= settings.recovery_bound_ms => {
+                    worst = Some(worst.unwrap_or(0).max(done - since));
                 }
                 other => {
                     let mut excerpt = vec![format!(
-                        "user {user}: live grant (chain {chain}), healed at {healed} ms, first token {}",
+                        "user {user}: live grant (chain {chain}) owed a token from {since} ms (healed at {healed} ms), first token {}",
                         other.map_or("never".to_owned(), |d| format!("at {d} ms"))
                     )];
                     if let Some(user_ops) = by_user.get(user) {

@@ -1,2 +1,242 @@
-//! A fleet instance (to come).
-fn main() {}
+//! `withings-oauth-chaos-fleet`: one fleet instance of a fault campaign. It serves a range of
+//! users from the shared store through `withings_oauth_fleet::Fleet`, as fast as its share of
+//! the rate limit allows, and writes every operation as a history line on standard output
+//! (the campaign appends them to the instance's history file; a pipe, unlike a file, keeps
+//! working when the instance's file writes are made to fail).
+//!
+//! Settings come from the environment (`CHAOS_*`, see [`Settings::from_env`]); the store's
+//! keys from `WITHINGS_STORE_KEYS`. Runs until killed or interrupted.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng as _};
+use withings_oauth::{Client, GetMeas, TokenStore, UserId};
+use withings_oauth_chaos::history::{Op, OpKind, Outcome, hash, now_ms};
+use withings_oauth_fleet::{Fleet, FleetError, RateLimit, SqlRateLimiter};
+use withings_oauth_sql::{SqlOptions, SqlStore};
+
+/// What the campaign tells an instance.
+struct Settings {
+    instance: String,
+    database: String,
+    sandbox: url::Url,
+    users: Vec<u64>,
+    /// Requests a minute for the application, shared by every instance through the store.
+    budget: u32,
+    instances: u32,
+    lease: Duration,
+    workers: usize,
+    /// How far this instance's clock is set off (faketime), in milliseconds: subtracted from
+    /// the history's times, which are the real ones.
+    skew_ms: i64,
+    seed: u64,
+}
+
+fn var(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set: the campaign sets it"))
+}
+
+fn number<T: std::str::FromStr>(name: &str) -> Result<T, String> {
+    var(name)?
+        .parse()
+        .map_err(|_| format!("{name} is not a number"))
+}
+
+impl Settings {
+    fn from_env() -> Result<Self, String> {
+        let (first, last): (u64, u64) = (number("CHAOS_FIRST_USER")?, number("CHAOS_LAST_USER")?);
+        Ok(Self {
+            instance: var("CHAOS_INSTANCE")?,
+            database: var("CHAOS_DATABASE")?,
+            sandbox: var("CHAOS_SANDBOX")?
+                .parse()
+                .map_err(|_| "CHAOS_SANDBOX is not a URL".to_owned())?,
+            users: (first..=last).collect(),
+            budget: number("CHAOS_BUDGET")?,
+            instances: number("CHAOS_INSTANCES")?,
+            lease: Duration::from_millis(number("CHAOS_LEASE_MS")?),
+            workers: number("CHAOS_WORKERS")?,
+            skew_ms: number("CHAOS_SKEW_MS")?,
+            seed: number("CHAOS_SEED")?,
+        })
+    }
+}
+
+/// Writes history lines on standard output, with the real time.
+struct History {
+    skew_ms: i64,
+}
+
+impl History {
+    fn real(&self, t: u64) -> u64 {
+        u64::try_from(i64::try_from(t).unwrap_or(i64::MAX) - self.skew_ms).unwrap_or(0)
+    }
+
+    fn record(&self, mut op: Op) {
+        op.inv = self.real(op.inv);
+        op.done = op.done.map(|t| self.real(t));
+        if let Ok(mut line) = serde_json::to_string(&op) {
+            line.push('\n');
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    }
+}
+
+/// A short name of a fleet error, for the history (never a token).
+fn kind(e: &FleetError) -> &'static str {
+    match e {
+        FleetError::NeedsReauthorization { .. } => "needs_reauthorization",
+        FleetError::CoolingDown { .. } => "cooling_down",
+        FleetError::RateLimited { .. } => "rate_limited",
+        FleetError::Session(_) => "session",
+        _ => "other",
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("withings-oauth-chaos-fleet: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let settings = Settings::from_env()?;
+    // A write past a file-size limit (a fault of the campaign) must fail, not kill: with a
+    // handler installed, SIGXFSZ no longer ends the process.
+    let _xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(
+        rustix::process::Signal::XFSZ.as_raw(),
+    ))?;
+    let options = SqlOptions::from_env()?.lease_ttl(settings.lease);
+    let store = SqlStore::connect(&settings.database, options).await?;
+    let limiter = SqlRateLimiter::new(&store, RateLimit::per_minute(settings.budget))
+        .instances(settings.instances);
+    let http = reqwest::Client::builder()
+        .user_agent(format!("withings-oauth-chaos/{}", settings.instance))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let client = Client::builder()
+        .client_id(withings_sandbox::DEFAULT_CLIENT_ID)
+        .client_secret(withings_sandbox::DEFAULT_CLIENT_SECRET)
+        .redirect_uri(withings_sandbox::LOOPBACK_CALLBACK)
+        .base_url(settings.sandbox.clone())
+        .http_client(http);
+    let tokens: Arc<dyn TokenStore> = Arc::new(store);
+    let fleet = Fleet::builder(client, tokens.clone())
+        .limiter(Arc::new(limiter))
+        .cooldown(Duration::from_secs(1), Duration::from_secs(8))
+        .backoff(Duration::from_millis(500), Duration::from_secs(4), 4)
+        .build()?;
+    let fleet = Arc::new(fleet);
+    let history = Arc::new(History {
+        skew_ms: settings.skew_ms,
+    });
+    let users = Arc::new(settings.users);
+    let instance: Arc<str> = settings.instance.into();
+    eprintln!("{instance} serving {} users", users.len());
+    let mut tasks = Vec::new();
+    for worker in 0..settings.workers {
+        let (fleet, tokens, history, users, instance) = (
+            fleet.clone(),
+            tokens.clone(),
+            history.clone(),
+            users.clone(),
+            instance.clone(),
+        );
+        let seed = settings.seed ^ now_ms() ^ (worker as u64) << 48;
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            // A pass over every user in turn, from a random start, so that each is asked
+            // for often; data calls, reads and revokes now and then.
+            let mut next = rng.random_range(0..users.len());
+            loop {
+                let user = users[next % users.len()];
+                next += 1;
+                let roll = rng.random_range(0..1000u32);
+                let op = if roll < 3 {
+                    revoke(&fleet, &instance, user).await
+                } else if roll < 60 {
+                    data(&fleet, &instance, user).await
+                } else if roll < 400 {
+                    read(&*tokens, &instance, user).await
+                } else {
+                    token(&fleet, &instance, user).await
+                };
+                history.record(op);
+                if next % users.len() == 0 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    Ok(())
+}
+
+/// The longest an operation is waited for; after it, its outcome is unknown.
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn token(fleet: &Fleet, instance: &str, user: u64) -> Op {
+    let op = Op::start(OpKind::Token, instance).user(user);
+    match tokio::time::timeout(OP_TIMEOUT, fleet.access_token(UserId::new(user))).await {
+        Ok(Ok(token)) => {
+            let mut op = op.end(Outcome::Ok);
+            op.access = Some(hash(token.expose_secret()));
+            op
+        }
+        Ok(Err(e)) => op.end(Outcome::Failed).detail(kind(&e)),
+        Err(_) => op.detail("timeout"),
+    }
+}
+
+async fn data(fleet: &Fleet, instance: &str, user: u64) -> Op {
+    let op = Op::start(OpKind::Data, instance).user(user);
+    let query = GetMeas::new();
+    match tokio::time::timeout(OP_TIMEOUT, fleet.get_meas(UserId::new(user), &query)).await {
+        Ok(Ok(_)) => op.end(Outcome::Ok),
+        Ok(Err(e)) => op.end(Outcome::Failed).detail(kind(&e)),
+        Err(_) => op.detail("timeout"),
+    }
+}
+
+async fn read(store: &dyn TokenStore, instance: &str, user: u64) -> Op {
+    let op = Op::start(OpKind::Read, instance).user(user);
+    match tokio::time::timeout(OP_TIMEOUT, store.load(UserId::new(user))).await {
+        Ok(Ok(entry)) => {
+            let mut op = op.end(Outcome::Ok);
+            op.version = entry.map(|e| e.version.get());
+            op
+        }
+        Ok(Err(_)) => op.end(Outcome::Failed).detail("store"),
+        Err(_) => op.detail("timeout"),
+    }
+}
+
+async fn revoke(fleet: &Fleet, instance: &str, user: u64) -> Op {
+    let op = Op::start(OpKind::Revoke, instance).user(user);
+    match tokio::time::timeout(OP_TIMEOUT, fleet.revoke(UserId::new(user))).await {
+        Ok(Ok(())) => op.end(Outcome::Ok),
+        Ok(Err(e)) => op.end(Outcome::Failed).detail(kind(&e)),
+        Err(_) => op.detail("timeout"),
+    }
+}

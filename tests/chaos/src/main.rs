@@ -1,2 +1,0 @@
-//! The campaign (to come).
-fn main() {}
