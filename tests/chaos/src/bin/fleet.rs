@@ -33,6 +33,11 @@ struct Settings {
     /// the history's times, which are the real ones.
     skew_ms: i64,
     seed: u64,
+    /// This instance's number, from 1: its prober asks for the users whose position modulo
+    /// `instances` is `index - 1`.
+    index: u32,
+    /// The first user who logs in through the web instances.
+    first_web_user: u64,
 }
 
 fn var(name: &str) -> Result<String, String> {
@@ -61,6 +66,8 @@ impl Settings {
             workers: number("CHAOS_WORKERS")?,
             skew_ms: number("CHAOS_SKEW_MS")?,
             seed: number("CHAOS_SEED")?,
+            index: number("CHAOS_INDEX")?,
+            first_web_user: number("CHAOS_FIRST_WEB_USER")?,
         })
     }
 }
@@ -164,16 +171,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let seed = settings.seed ^ now_ms() ^ (worker as u64) << 48;
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
-            // A pass over every user in turn, from a random start, so that each is asked
-            // for often; data calls, reads and revokes now and then.
-            let mut next = rng.random_range(0..users.len());
+            // Random users: token requests mostly; data calls, reads and revokes now and then.
             loop {
-                let user = users[next % users.len()];
-                next += 1;
+                let user = users[rng.random_range(0..users.len())];
                 let roll = rng.random_range(0..1000u32);
-                let op = if roll < 3 {
-                    revoke(&fleet, &instance, user).await
-                } else if roll < 60 {
+                let op = if roll < 60 {
                     data(&fleet, &instance, user).await
                 } else if roll < 400 {
                     read(&*tokens, &instance, user).await
@@ -181,14 +183,53 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     token(&fleet, &instance, user).await
                 };
                 history.record(op);
-                if next % users.len() == 0 {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                // A breath between operations, so that fresh tokens are not asked for in a
+                // busy loop.
+                tokio::time::sleep(Duration::from_millis(rng.random_range(5..50))).await;
             }
         }));
     }
+    // The prober: every user of this instance's share asked for a token, all at once, every
+    // few seconds, so that each one is asked for often whatever the random workers do.
+    let share: Vec<u64> = users
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u32 % settings.instances == settings.index - 1)
+        .map(|(_, u)| *u)
+        .collect();
+    // A revoke of one of the users logged in at the start, now and then (the web users log
+    // out through the web instances).
+    let (revoker, revoked_history, revoking) = (fleet.clone(), history.clone(), instance.clone());
+    let first_web_user = settings.first_web_user;
+    let revoke_users = users.clone();
+    let mut revoke_rng = StdRng::seed_from_u64(settings.seed ^ 0x7e70);
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(revoke_rng.random_range(45..135))).await;
+            let user = revoke_users[revoke_rng.random_range(0..revoke_users.len())];
+            if user < first_web_user {
+                revoked_history.record(revoke(&revoker, &revoking, user).await);
+            }
+        }
+    }));
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let mut round = tokio::task::JoinSet::new();
+            for &user in &share {
+                let (fleet, history, instance) = (fleet.clone(), history.clone(), instance.clone());
+                round.spawn(async move { history.record(token(&fleet, &instance, user).await) });
+            }
+            while round.join_next().await.is_some() {}
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }));
+    // They run until the process is stopped; one that ends (a panic) ends the instance.
+    let mut running = tokio::task::JoinSet::new();
     for task in tasks {
-        task.await?;
+        running.spawn(task);
+    }
+    if let Some(ended) = running.join_next().await {
+        ended??;
     }
     Ok(())
 }
