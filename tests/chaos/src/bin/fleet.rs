@@ -189,8 +189,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         }));
     }
-    // The prober: every user of this instance's share asked for a token, all at once, every
-    // few seconds, so that each one is asked for often whatever the random workers do.
+    // The prober: every user of this instance's share asked for a token every 2 s after the
+    // last answer, each on its own, so that each one is asked for often whatever the random
+    // workers do.
     let share: Vec<u64> = users
         .iter()
         .enumerate()
@@ -212,17 +213,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }));
-    tasks.push(tokio::spawn(async move {
-        loop {
-            let mut round = tokio::task::JoinSet::new();
-            for &user in &share {
-                let (fleet, history, instance) = (fleet.clone(), history.clone(), instance.clone());
-                round.spawn(async move { history.record(token(&fleet, &instance, user).await) });
+    for user in share {
+        let (fleet, history, instance) = (fleet.clone(), history.clone(), instance.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                history.record(token(&fleet, &instance, user).await);
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            while round.join_next().await.is_some() {}
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }));
+        }));
+    }
     // They run until the process is stopped; one that ends (a panic) ends the instance.
     let mut running = tokio::task::JoinSet::new();
     for task in tasks {

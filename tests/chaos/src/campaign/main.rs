@@ -174,7 +174,21 @@ fn record(history: &HistoryWriter, op: &Op) {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let seed = args.seed;
-    match run(args).await {
+    // Interrupted, the run is dropped: its processes are killed (`kill_on_drop`) and its
+    // PostgreSQL cluster stopped and removed (`Cluster`'s `Drop`).
+    let interrupted = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = run(args) => outcome,
+        () = interrupted => Err("interrupted".to_owned()),
+    };
+    match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("campaign FAILED with seed {seed}: rerun with --seed {seed}");
@@ -287,7 +301,7 @@ async fn run(args: Args) -> Result<bool, String> {
         Ok(()) => campaign.check().await,
         Err(e) => Err(e),
     };
-    if let Some(cluster) = campaign.cluster.take() {
+    if let Some(mut cluster) = campaign.cluster.take() {
         cluster.destroy();
     }
     verdict
@@ -364,6 +378,13 @@ impl Campaign {
                 (
                     "CHAOS_SEED".into(),
                     (args.seed * 100 + u64::from(i)).to_string(),
+                ),
+                ("CHAOS_INDEX".into(), i.to_string()),
+                (
+                    "CHAOS_FIRST_WEB_USER".into(),
+                    withings_sandbox::User::numbered(args.fleet_users + 1)
+                        .userid
+                        .to_string(),
                 ),
                 ("RUST_LOG".into(), "warn".into()),
             ];

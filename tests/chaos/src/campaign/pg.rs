@@ -7,10 +7,12 @@ use std::process::Command;
 
 use withings_oauth_sql::sqlx::{self, Connection as _};
 
+/// Stopped and removed when dropped.
 pub(crate) struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    destroyed: bool,
 }
 
 fn run(command: &mut Command, what: &str) -> Result<(), String> {
@@ -60,7 +62,12 @@ impl Cluster {
             Command::new("chown").args(["postgres:postgres"]).arg(&dir),
             "chown of the cluster's directory to postgres",
         )?;
-        let cluster = Self { bin, dir, port };
+        let cluster = Self {
+            bin,
+            dir,
+            port,
+            destroyed: false,
+        };
         run(
             as_postgres(&cluster.bin, "initdb")
                 .args(["-A", "trust", "-U", "postgres", "-N", "-D"])
@@ -124,10 +131,19 @@ impl Cluster {
     }
 
     /// Stops the server and removes its directory.
-    pub(crate) fn destroy(self) {
+    pub(crate) fn destroy(&mut self) {
+        if std::mem::replace(&mut self.destroyed, true) {
+            return;
+        }
         if let Err(e) = self.pg_ctl("stop") {
             eprintln!("campaign: {e}");
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.destroy();
     }
 }
