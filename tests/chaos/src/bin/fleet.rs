@@ -185,7 +185,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 history.record(op);
                 // A breath between operations, so that fresh tokens are not asked for in a
                 // busy loop.
-                tokio::time::sleep(Duration::from_millis(rng.random_range(5..50))).await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(20..200))).await;
             }
         }));
     }
