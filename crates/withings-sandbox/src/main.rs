@@ -332,6 +332,14 @@ mod tests {
     }
 
     #[test]
+    fn ledger_flag() {
+        let args = Args::parse_from(["withings-sandbox", "--ledger", "/tmp/ledger.jsonl"]);
+        let expected = SandboxConfig::default().ledger("/tmp/ledger.jsonl");
+        assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
+        assert!(Args::try_parse_from(["withings-sandbox", "--ledger"]).is_err());
+    }
+
+    #[test]
     fn rate_limit_window_flag() {
         let args = Args::parse_from(["withings-sandbox", "--rate-limit-window", "5"]);
         let expected = SandboxConfig::default().rate_limit_window(Duration::from_secs(5));

@@ -133,3 +133,12 @@ async fn the_ledger_records_every_token_issued_and_presented_by_its_hash_only() 
     assert_eq!(lines[7]["user"], SEEDED_USERID);
     assert!(lines.iter().all(|l| l["t"].as_u64().unwrap() > 0));
 }
+
+#[tokio::test]
+async fn a_ledger_that_cannot_be_written_stops_the_start() {
+    let path = std::env::temp_dir()
+        .join(format!("no-such-dir-{}", std::process::id()))
+        .join("ledger.jsonl");
+    let started = withings_sandbox::Sandbox::start(SandboxConfig::default().ledger(&path)).await;
+    assert!(started.is_err(), "a sandbox started without its ledger");
+}
