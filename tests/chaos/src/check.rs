@@ -149,6 +149,10 @@ pub struct Report {
     pub properties: Vec<Property>,
     /// The worst time from the last fault's healing to a user's token, milliseconds.
     pub worst_recovery_ms: Option<u64>,
+    /// By kind of fault: the worst time from a fault's healing to the next token handed out
+    /// by the fleet instance it struck (by every fleet instance, for the database's and the
+    /// sandbox's faults), milliseconds.
+    pub recovery_by_fault: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -184,6 +188,15 @@ impl fmt::Display for Report {
                 f,
                 "worst time to a token after the last fault healed: {ms} ms"
             )?;
+        }
+        if !self.recovery_by_fault.is_empty() {
+            writeln!(
+                f,
+                "worst time from a fault's healing to the next token of the instances it struck:"
+            )?;
+            for (kind, ms) in &self.recovery_by_fault {
+                writeln!(f, "  {kind:<28} {ms:>8} ms")?;
+            }
         }
         for p in self.properties.iter().filter(|p| p.violations > 0) {
             writeln!(f, "\nVIOLATION of \"{}\"; shortest excerpt:", p.name)?;
@@ -614,7 +627,64 @@ pub fn check(
     Report {
         properties: vec![fork, lost, mono, rate, recovery, secret, own],
         worst_recovery_ms: worst,
+        recovery_by_fault: recovery_by_fault(ops),
     }
+}
+
+/// The kind of a fault from its detail: `kill`, `stop`, `skew`, `sandbox delay`,
+/// `pg_restart`...
+pub fn fault_kind(op: &Op) -> String {
+    let detail = op.detail.as_deref().unwrap_or_default();
+    let first = detail.split(' ').next().unwrap_or_default();
+    match first {
+        "kill+skew" => "skew".into(),
+        "kill" if detail.contains("key rotation") => "kill (key rotation)".into(),
+        "kill" if detail.contains("exited") => "kill (had exited)".into(),
+        "writes" => "writes fail".into(),
+        _ if op.instance == "sandbox" => format!("sandbox {first}"),
+        _ => first.into(),
+    }
+}
+
+fn recovery_by_fault(ops: &[Op]) -> BTreeMap<String, u64> {
+    // Each fleet instance's successful token operations: (invocation, completion).
+    let mut served: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
+    for o in ops
+        .iter()
+        .filter(|o| o.op == OpKind::Token && o.outcome == Outcome::Ok)
+    {
+        if let Some(done) = o.done {
+            served
+                .entry(o.instance.as_str())
+                .or_default()
+                .push((o.inv, done));
+        }
+    }
+    for list in served.values_mut() {
+        list.sort_unstable();
+    }
+    let mut worst: BTreeMap<String, u64> = BTreeMap::new();
+    for fault in ops.iter().filter(|o| o.op == OpKind::Fault) {
+        let Some(healed) = fault.done else { continue };
+        let struck: Vec<&str> = if fault.instance.starts_with("fleet") {
+            vec![fault.instance.as_str()]
+        } else if fault.instance == "postgres" || fault.instance == "sandbox" {
+            served.keys().copied().collect()
+        } else {
+            continue;
+        };
+        for instance in struck {
+            let Some(list) = served.get(instance) else {
+                continue;
+            };
+            let from = list.partition_point(|(inv, _)| *inv < healed);
+            if let Some(done) = list[from..].iter().map(|(_, done)| *done).min() {
+                let entry = worst.entry(fault_kind(fault)).or_default();
+                *entry = (*entry).max(done - healed);
+            }
+        }
+    }
+    worst
 }
 
 fn e_is_exchange(e: &Event) -> bool {

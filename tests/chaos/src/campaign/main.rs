@@ -767,10 +767,7 @@ fn check_dir(dir: &Path, header: &str) -> Result<bool, String> {
     let mut by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for op in &run.ops {
         let name = match op.op {
-            OpKind::Fault => format!(
-                "fault {}",
-                fault_name(op.detail.as_deref().unwrap_or_default())
-            ),
+            OpKind::Fault => format!("fault {}", check::fault_kind(op)),
             kind => format!("{kind:?}").to_lowercase(),
         };
         let entry = by_kind.entry(name).or_default();
@@ -795,19 +792,6 @@ fn check_dir(dir: &Path, header: &str) -> Result<bool, String> {
     println!("{text}");
     std::fs::write(dir.join("report.txt"), &text).map_err(|e| e.to_string())?;
     Ok(report.passed())
-}
-
-/// A fault's kind without its figures.
-fn fault_name(detail: &str) -> String {
-    if let Some(rest) = detail.strip_prefix("kill+skew") {
-        let _ = rest;
-        return "skew".into();
-    }
-    detail
-        .split(|c: char| c == ' ' && !detail.starts_with("kill ("))
-        .next()
-        .unwrap_or(detail)
-        .to_owned()
 }
 
 fn prlimit(pid: u32, bytes: &str) -> Result<(), String> {
