@@ -18,6 +18,14 @@ pub(crate) struct Ledger {
     file: File,
 }
 
+/// A request's `User-Agent`, for the ledger's `agent` (empty without one).
+pub(crate) fn agent(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
 /// The SHA-256 of a token, in lowercase hex: what the ledger says instead of the token.
 pub(crate) fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

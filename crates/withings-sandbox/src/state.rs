@@ -327,7 +327,7 @@ impl Inner {
             ledger.write(
                 now,
                 "rate",
-                serde_json::json!({ "client": client_id, "allowed": allowed }),
+                serde_json::json!({ "client": client_id, "allowed": allowed, "agent": self.agent }),
             );
         }
         allowed

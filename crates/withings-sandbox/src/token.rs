@@ -32,11 +32,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         action,
         userid: None,
     };
-    let agent = parts
-        .headers
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let agent = crate::ledger::agent(&parts.headers);
     let mut response = dispatch(&shared, &params, agent, &mut tag).into_response();
     response.extensions_mut().insert(tag);
     response

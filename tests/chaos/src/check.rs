@@ -487,25 +487,28 @@ pub fn check(
 
     // 4. The rate limit in every sliding window.
     let mut rate = Property::new(names::RATE);
-    let mut window: VecDeque<u64> = VecDeque::new();
-    let mut busiest = 0;
+    // Each request's time and whether a fleet instance sent it.
+    let mut window: VecDeque<(u64, bool)> = VecDeque::new();
+    let mut busiest = (0, 0);
     for e in ledger {
-        if let Event::Rate { t, .. } = e {
+        if let Event::Rate { t, agent, .. } = e {
             rate.checks += 1;
             while window
                 .front()
-                .is_some_and(|&w| w + settings.rate_window_ms <= *t)
+                .is_some_and(|&(w, _)| w + settings.rate_window_ms <= *t)
             {
                 window.pop_front();
             }
-            window.push_back(*t);
-            busiest = busiest.max(window.len());
+            window.push_back((*t, agent_instance(agent).is_some()));
+            if window.len() > busiest.0 {
+                busiest = (window.len(), window.iter().filter(|(_, f)| *f).count());
+            }
             if window.len() > settings.rate_limit {
                 rate.violation(vec![
                     format!(
                         "{} requests between {} and {} ms (limit {} per {} ms)",
                         window.len(),
-                        window.front().copied().unwrap_or_default(),
+                        window.front().map(|(w, _)| *w).unwrap_or_default(),
                         t,
                         settings.rate_limit,
                         settings.rate_window_ms
@@ -515,7 +518,10 @@ pub fn check(
             }
         }
     }
-    rate.note = format!("busiest window {busiest} of {}", settings.rate_limit);
+    rate.note = format!(
+        "busiest window {} of {}, {} of them from the fleets",
+        busiest.0, settings.rate_limit, busiest.1
+    );
 
     // 5. After the last fault healed, every user with a live grant gets a token in time.
     let mut recovery = Property::new(names::RECOVERY);

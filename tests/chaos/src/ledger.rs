@@ -67,6 +67,9 @@ pub enum Event {
         t: u64,
         /// Whether it was let through (`false`: answered 601).
         allowed: bool,
+        /// The `User-Agent` of the request.
+        #[serde(default)]
+        agent: String,
     },
 }
 

@@ -112,6 +112,7 @@ fn clean() -> Run {
             Event::Rate {
                 t: 2_000,
                 allowed: true,
+                agent: fleet.into(),
             },
             refresh(2_000, R0, "granted", fleet),
             issued(2_000, 1, A1, R1, Some(R0), fleet),
@@ -211,7 +212,11 @@ fn a_version_going_back_is_caught_but_not_across_a_logout() {
 fn a_rate_limit_excess_is_caught() {
     let mut r = clean();
     for t in [2_100, 2_200, 2_300] {
-        r.ledger.push(Event::Rate { t, allowed: true });
+        r.ledger.push(Event::Rate {
+            t,
+            allowed: true,
+            agent: String::new(),
+        });
     }
     // 4 requests within 1 000 ms, the limit is 3.
     let report = run(&r);
@@ -219,7 +224,11 @@ fn a_rate_limit_excess_is_caught() {
     // Spread out, they pass.
     let mut r = clean();
     for t in [3_100, 4_200, 5_300] {
-        r.ledger.push(Event::Rate { t, allowed: true });
+        r.ledger.push(Event::Rate {
+            t,
+            allowed: true,
+            agent: String::new(),
+        });
     }
     assert_eq!(violations(&run(&r), names::RATE), 0);
 }
