@@ -276,6 +276,30 @@ pub fn check(
             .or_default()
             .push((o.inv, until));
     }
+    // SIGSTOPs: instance -> (stopped, thawed).
+    let mut stops: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
+    for o in ops.iter().filter(|o| o.op == OpKind::Fault) {
+        if o.detail.as_deref().is_some_and(|d| d.starts_with("stop")) {
+            stops
+                .entry(o.instance.as_str())
+                .or_default()
+                .push((o.inv, o.done_or(horizon)));
+        }
+    }
+    // A refresh request that left right after its instance was thawed, the instance having
+    // been stopped before the token's first exchange: it was on its way (its lease checked)
+    // when the instance froze, and its lease lapsed meanwhile. A lease cannot fence a frozen
+    // holder; only Withings could (it takes no fencing token).
+    let thawed_with_it = |agent: &str, first: u64, t: u64| -> bool {
+        let Some(instance) = agent_instance(agent) else {
+            return false;
+        };
+        stops.get(instance).is_some_and(|windows| {
+            windows.iter().any(|&(stopped, thawed)| {
+                stopped <= first && thawed <= t && t <= thawed + settings.in_flight_ms
+            })
+        })
+    };
     let faulted_near = |agent: &str, t: u64| -> bool {
         let near = |windows: &Vec<(u64, u64)>| {
             windows.iter().any(|&(from, until)| {
@@ -327,7 +351,7 @@ pub fn check(
                 fork.checks += 1;
                 if let Some((t1, first_agent, first)) = exchanged.get(token.as_str()) {
                     let chain = chain_of_refresh.get(token.as_str()).copied();
-                    if faulted_near(first_agent, *t1) {
+                    if faulted_near(first_agent, *t1) || thawed_with_it(agent, *t1, *t) {
                         fork.excused += 1;
                         if let Some(chain) = chain {
                             excused_chains.insert(chain);
@@ -359,7 +383,8 @@ pub fn check(
     }
     if fork.excused > 0 {
         fork.note = "excused: the instance that made the first exchange was killed or stopped \
-                     with it in flight, or could not write"
+                     with it in flight, or could not write; or the one presenting it again had \
+                     sent it as it was stopped"
             .into();
     }
     // A user's revocations: chains started before one are dead.

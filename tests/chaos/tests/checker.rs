@@ -170,6 +170,30 @@ fn a_reuse_after_the_exchanging_instance_was_killed_mid_flight_is_excused_not_hi
 }
 
 #[test]
+fn a_reuse_sent_by_an_instance_thawed_just_before_is_excused_but_not_one_sent_later() {
+    // fleet-2 was stopped before fleet-1 exchanged R0 (its lease lapsed while it was frozen)
+    // and sent R0 again right after it was thawed: the request was on its way.
+    let mut r = clean();
+    r.ledger
+        .push(refresh(2_450, R0, "reused", "withings-oauth-chaos/fleet-2"));
+    let mut stop = op(OpKind::Fault, "fleet-2", 1_800, 2_400);
+    stop.detail = Some("stop".into());
+    stop.user = None;
+    r.ops.push(stop);
+    let fork = run(&r).property(names::NO_FORK).unwrap().clone();
+    assert_eq!((fork.violations, fork.excused), (0, 1));
+    // Long after the thaw it is a fork.
+    let mut r = clean();
+    r.ledger
+        .push(refresh(2_950, R0, "reused", "withings-oauth-chaos/fleet-2"));
+    let mut stop = op(OpKind::Fault, "fleet-2", 1_800, 2_400);
+    stop.detail = Some("stop".into());
+    stop.user = None;
+    r.ops.push(stop);
+    assert_eq!(violations(&run(&r), names::NO_FORK), 1);
+}
+
+#[test]
 fn a_lost_login_is_caught() {
     let mut r = clean();
     r.db.clear();

@@ -46,8 +46,10 @@ const WEB_PASSWORD: &str = "chaos-web-password";
 /// The sandbox's limit: requests a minute for the application.
 const SANDBOX_LIMIT: u32 = 1_200;
 /// The fleets' shared budget: the limit less what the web tier may send (its flows are paced
-/// to at most [`WEB_FLOWS_PER_MINUTE`], three requests each at most) and less a burst.
-const FLEET_BUDGET: u32 = 900;
+/// to at most [`WEB_FLOWS_PER_MINUTE`], three requests each at most) and less the bursts the
+/// fleets may add when their shared bucket fails over to each instance's share and back (a
+/// twelfth of the budget each way).
+const FLEET_BUDGET: u32 = 840;
 const WEB_FLOWS_PER_MINUTE: u64 = 40;
 /// Access tokens live this long at the sandbox (seconds); the fleets refresh 30 s before.
 const ACCESS_LIFETIME: u64 = 120;
