@@ -168,10 +168,6 @@ struct Campaign {
     keys: Arc<std::sync::Mutex<String>>,
 }
 
-fn record(history: &HistoryWriter, op: &Op) {
-    history.record(op);
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
@@ -261,7 +257,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let total_users = args.fleet_users + args.web_users;
     let mut sandbox = Instance::new(
         "sandbox",
-        Kind::Web,
+        Kind::Sandbox,
         bin_dir.join("withings-sandbox"),
         vec![
             "--admin".into(),
@@ -276,7 +272,7 @@ async fn run(args: Args) -> Result<bool, String> {
         vec![("RUST_LOG".into(), "withings_sandbox=warn".into())],
         &dir,
     );
-    start_sandbox(&mut sandbox).await?;
+    sandbox.start(&[]).await?;
     let sandbox_url = sandbox.base.clone().ok_or("the sandbox's address")?;
 
     let mut campaign = Campaign {
@@ -307,11 +303,6 @@ async fn run(args: Args) -> Result<bool, String> {
         cluster.destroy();
     }
     verdict
-}
-
-/// Starts the sandbox: its first line says where it listens.
-async fn start_sandbox(sandbox: &mut Instance) -> Result<(), String> {
-    sandbox.start(&[]).await
 }
 
 impl Campaign {
@@ -465,7 +456,7 @@ impl Campaign {
         let _ = driver.await;
         self.heal().await?;
         let healed = Op::start(OpKind::Healed, "campaign").end(Outcome::Ok);
-        record(&self.history, &healed);
+        self.history.record(&healed);
         println!(
             "campaign: every fault healed; {} s of quiet",
             self.args.quiet.as_secs()
@@ -536,7 +527,7 @@ impl Campaign {
                 instance.kill().await;
                 tokio::time::sleep(Duration::from_millis(rng.random_range(200..3_000))).await;
                 instance.start(&self.key_env()?).await?;
-                record(&self.history, &op.end(Outcome::Ok));
+                self.history.record(&op.end(Outcome::Ok));
                 Ok("kill".into())
             }
             FaultKind::Stop => {
@@ -550,22 +541,21 @@ impl Campaign {
                 ))
                 .await;
                 instance.thaw()?;
-                record(&self.history, &op.end(Outcome::Ok));
+                self.history.record(&op.end(Outcome::Ok));
                 Ok("stop".into())
             }
             FaultKind::PgRestart => {
                 let op = Op::start(OpKind::Fault, "postgres").detail("pg_restart");
                 let cluster = self.cluster.as_ref().ok_or("no cluster")?;
                 cluster.restart()?;
-                record(&self.history, &op.end(Outcome::Ok));
+                self.history.record(&op.end(Outcome::Ok));
                 Ok("pg_restart".into())
             }
             FaultKind::PgTerminate => {
                 let op = Op::start(OpKind::Fault, "postgres").detail("pg_terminate_backend");
                 let cluster = self.cluster.as_ref().ok_or("no cluster")?;
                 let n = cluster.terminate_connections().await?;
-                record(
-                    &self.history,
+                self.history.record(
                     &op.end(Outcome::Ok)
                         .detail(format!("pg_terminate_backend {n}")),
                 );
@@ -590,7 +580,7 @@ impl Campaign {
                 let mut instance = target.lock().await;
                 instance.kill().await;
                 instance.start(&self.key_env()?).await?;
-                record(&self.history, &op.end(Outcome::Ok));
+                self.history.record(&op.end(Outcome::Ok));
                 Ok("skew".into())
             }
             FaultKind::Sandbox => {
@@ -629,7 +619,7 @@ impl Campaign {
                     .map_err(|e| e.to_string())?;
                 tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..8_000))).await;
                 http.delete(url).send().await.map_err(|e| e.to_string())?;
-                record(&self.history, &op.end(Outcome::Ok));
+                self.history.record(&op.end(Outcome::Ok));
                 Ok(format!("sandbox {fault}"))
             }
             FaultKind::WritesFail => {
@@ -641,7 +631,7 @@ impl Campaign {
                 prlimit(pid, "1")?;
                 tokio::time::sleep(Duration::from_millis(rng.random_range(3_000..10_000))).await;
                 prlimit(pid, "unlimited")?;
-                record(&self.history, &op.end(Outcome::Ok));
+                self.history.record(&op.end(Outcome::Ok));
                 Ok("writes fail".into())
             }
         }
@@ -657,9 +647,9 @@ impl Campaign {
             let restart = Op::start(OpKind::Fault, &instance.name).detail("kill (key rotation)");
             instance.kill().await;
             instance.start(&self.key_env()?).await?;
-            record(&self.history, &restart.end(Outcome::Ok));
+            self.history.record(&restart.end(Outcome::Ok));
         }
-        record(&self.history, &op.end(Outcome::Ok));
+        self.history.record(&op.end(Outcome::Ok));
         println!("campaign: keys rotated");
         Ok(())
     }
@@ -680,7 +670,7 @@ impl Campaign {
                 let op = Op::start(OpKind::Fault, &instance.name).detail("kill (had exited)");
                 instance.kill().await;
                 instance.start(&self.key_env()?).await?;
-                record(&self.history, &op.end(Outcome::Ok));
+                self.history.record(&op.end(Outcome::Ok));
             }
         }
         Ok(())

@@ -9,11 +9,15 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-/// What kind of instance.
+/// What kind of process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// A fleet instance: history lines on standard output.
     Fleet,
+    /// A web instance: its address on the first line of standard output.
     Web,
+    /// The sandbox: its address on the first line of standard output.
+    Sandbox,
 }
 
 /// How to start one instance again and again.
@@ -105,7 +109,7 @@ impl Instance {
                 stdout,
                 self.dir.join(format!("history-{}.jsonl", self.name)),
             ),
-            Kind::Web => {
+            Kind::Web | Kind::Sandbox => {
                 // It prints its address once it listens: "open http://ADDR/" (the web
                 // example), "withings-sandbox listening on http://ADDR/" (the sandbox).
                 let mut lines = BufReader::new(stdout).lines();
