@@ -294,9 +294,9 @@ async fn a_database_that_fails_leaves_the_instance_its_share() {
 
 /// Found by the fault campaign (docs/reliability.md): after PostgreSQL restarted, two fleet
 /// instances kept to their shares for the 30 s the fallback then lasted, while a third,
-/// started meanwhile, spent the whole shared budget: together they sent the application's
-/// limit and half again. An instance now asks the database again 5 s after it failed, so
-/// that the instances are back on one budget soon after the database is.
+/// started meanwhile, spent the whole shared budget: together they went over the
+/// application's limit. An instance now asks the database again 5 s after it failed, so that
+/// the instances are back on one budget soon after the database is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_returns_to_the_shared_budget_soon_after_the_database_answers_again() {
     let dir = tempfile::tempdir().unwrap();
