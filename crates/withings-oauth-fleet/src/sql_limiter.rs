@@ -32,9 +32,14 @@ use crate::limiter::{RateLimit, RateLimiter, TokenBucket};
 ///   [`database_timeout`](Self::database_timeout), 2 s by default) does not stop Withings
 ///   traffic: the instance logs a warning and falls back to a local [`TokenBucket`] holding
 ///   its [share](Self::instances) of the budget, tries the database again after
-///   [`retry_after`](Self::retry_after) (30 s), and logs when it is back. With the right
-///   number of instances the budget holds meanwhile; with too few counted, the instances
-///   together may exceed it until the database answers, and Withings' 601 answers slow them.
+///   [`retry_after`](Self::retry_after) (5 s), and logs when it is back. With the right
+///   number of instances the budget holds while the database fails for all of them; with too
+///   few counted, the instances together may exceed it until the database answers, and
+///   Withings' 601 answers slow them. When the database fails for some instances only (one
+///   cut off from it, or the database back for some before the others ask again), the others
+///   spend the whole shared budget meanwhile: the total may exceed the budget by the cut-off
+///   instances' shares for that time (at most `retry_after` once the database is back), so
+///   keep the budget below Withings' limit by a share or two.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -128,7 +133,7 @@ impl SqlRateLimiter {
                 instances: 1,
                 fallback: TokenBucket::new(limit),
                 database_timeout: Duration::from_secs(2),
-                retry_after: Duration::from_secs(30),
+                retry_after: Duration::from_secs(5),
                 turn: tokio::sync::Mutex::new(()),
                 failed_until: Mutex::new(None),
                 jitter: Jitter(AtomicU64::new(seed)),
@@ -172,7 +177,9 @@ impl SqlRateLimiter {
     }
 
     /// How long the database is left alone after a failure, the local share serving
-    /// meanwhile (default 30 s).
+    /// meanwhile (default 5 s). Longer spares a database that fails slowly (each try may
+    /// wait for [`database_timeout`](Self::database_timeout)); shorter brings the instances
+    /// back on one budget sooner once it answers.
     pub fn retry_after(self, pause: Duration) -> Self {
         self.rebuild(|s| s.retry_after = pause)
     }

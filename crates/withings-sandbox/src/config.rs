@@ -157,6 +157,7 @@ pub struct SandboxConfig {
     pub(crate) loopback_notify: bool,
     pub(crate) admin_api: bool,
     pub(crate) data_through: Option<std::time::SystemTime>,
+    pub(crate) ledger: Option<std::path::PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -178,6 +179,7 @@ impl Default for SandboxConfig {
             loopback_notify: false,
             admin_api: false,
             data_through: None,
+            ledger: None,
         }
     }
 }
@@ -351,6 +353,16 @@ impl SandboxConfig {
     /// logins minted in bulk, new measurements, the clock, faults. See the crate's README.
     pub fn admin_api(mut self, on: bool) -> Self {
         self.admin_api = on;
+        self
+    }
+
+    /// Writes the ledger to `path` (created, or truncated, at start; default none): one JSON
+    /// line per token issued, refresh token presented, chain revoked by strict rotation,
+    /// user revoked, and request counted against the rate limit, with the time on the
+    /// sandbox's clock. Tokens appear only as the SHA-256 of their value. See the crate's
+    /// README, "Ledger".
+    pub fn ledger(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ledger = Some(path.into());
         self
     }
 

@@ -68,6 +68,7 @@ impl Inner {
         expires_in: Duration,
         now: SystemTime,
     ) -> Result<IssuedTokens, IssueError> {
+        "minted".clone_into(&mut self.agent);
         if !self.apps.contains_key(client_id) {
             return Err(IssueError::UnknownClient);
         }

@@ -124,6 +124,7 @@ mod counters;
 mod data;
 mod fault;
 mod issue;
+mod ledger;
 mod notify;
 mod rotation;
 mod server;

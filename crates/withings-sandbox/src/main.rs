@@ -113,6 +113,12 @@ struct Args {
     /// only.
     #[arg(long)]
     admin: bool,
+
+    /// Write the ledger to FILE (created or truncated): one JSON line per token issued,
+    /// refresh token presented, chain revoked, user revoked and request counted against the
+    /// rate limit; tokens only as their SHA-256 (see the README, "Ledger").
+    #[arg(long, value_name = "FILE")]
+    ledger: Option<std::path::PathBuf>,
 }
 
 /// `--page-size`'s default, the library's.
@@ -196,6 +202,9 @@ fn config(args: &Args) -> SandboxConfig {
     }
     if let Some(day) = args.data_through {
         config = config.data_through(day);
+    }
+    if let Some(path) = &args.ledger {
+        config = config.ledger(path.clone());
     }
     config.seed_users(args.numbered_users)
 }
@@ -320,6 +329,14 @@ mod tests {
         let args = Args::parse_from(["withings-sandbox", "--strict-rotation"]);
         let expected = SandboxConfig::default().strict_rotation(true);
         assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
+    }
+
+    #[test]
+    fn ledger_flag() {
+        let args = Args::parse_from(["withings-sandbox", "--ledger", "/tmp/ledger.jsonl"]);
+        let expected = SandboxConfig::default().ledger("/tmp/ledger.jsonl");
+        assert_eq!(format!("{:?}", config(&args)), format!("{expected:?}"));
+        assert!(Args::try_parse_from(["withings-sandbox", "--ledger"]).is_err());
     }
 
     #[test]

@@ -53,6 +53,30 @@ impl Inner {
     /// pair; its own deadline is not extended. With strict rotation it is refused instead,
     /// and its chain is revoked.
     pub(crate) fn rotate(&mut self, token: &str, client_id: &str, now: SystemTime) -> Option<Pair> {
+        let (pair, user, outcome) = self.rotate_inner(token, client_id, now);
+        if let Some(ledger) = &mut self.ledger {
+            ledger.write(
+                now,
+                "refresh",
+                serde_json::json!({
+                    "token": crate::ledger::hash(token),
+                    "user": user,
+                    "outcome": outcome,
+                    "agent": self.agent,
+                }),
+            );
+        }
+        pair
+    }
+
+    /// [`rotate`](Self::rotate), also answering the token's user (if known) and what came of
+    /// it, for the ledger.
+    fn rotate_inner(
+        &mut self,
+        token: &str,
+        client_id: &str,
+        now: SystemTime,
+    ) -> (Option<Pair>, Option<u64>, &'static str) {
         let strict = self.config.strict_rotation;
         let grace = self.config.old_refresh_grace;
         let Some(old) = self.refresh.get_mut(token) else {
@@ -66,11 +90,13 @@ impl Inner {
                     RefreshOutcome::DeadToken
                 };
                 self.counters.count_refresh(userid, outcome);
+                let said = if strict { "reused" } else { "dead" };
+                return (None, Some(userid), said);
             }
-            return None;
+            return (None, None, "unknown");
         };
         if old.client_id != client_id {
-            return None;
+            return (None, None, "other_client");
         }
         let (userid, rotated, chain) = (old.userid, old.rotated(), old.chain);
         if strict && rotated {
@@ -79,20 +105,27 @@ impl Inner {
             let killed = self.kill_chain(chain, now);
             self.counters
                 .count_refresh(userid, RefreshOutcome::Reused { killed });
-            return None;
+            return (None, Some(userid), "reused");
         }
         if old.deadline() <= now {
             if rotated {
                 self.counters
                     .count_refresh(userid, RefreshOutcome::DeadToken);
+                return (None, Some(userid), "dead");
             }
-            return None;
+            return (None, Some(userid), "expired");
         }
         old.dies_at.get_or_insert(later(now, grace));
         let scopes = old.scopes.clone();
         self.counters
             .count_refresh(userid, RefreshOutcome::Granted { in_grace: rotated });
-        Some(self.issue_pair(client_id, userid, scopes, Some(token.to_owned()), now))
+        let outcome = if rotated {
+            "granted_in_grace"
+        } else {
+            "granted"
+        };
+        let pair = self.issue_pair(client_id, userid, scopes, Some(token.to_owned()), now);
+        (Some(pair), Some(userid), outcome)
     }
 
     /// Revokes every access and refresh token of `chain`; its rotated refresh tokens are
@@ -113,6 +146,9 @@ impl Inner {
         });
         for token in tokens {
             self.bury(&token);
+        }
+        if let Some(ledger) = &mut self.ledger {
+            ledger.write(now, "chain_killed", serde_json::json!({ "chain": chain }));
         }
         if alive {
             tracing::info!(

@@ -63,7 +63,12 @@ impl Sandbox {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let base = Url::parse(&format!("http://{addr}/")).map_err(std::io::Error::other)?;
+        let ledger = match &config.ledger {
+            Some(path) => Some(crate::ledger::Ledger::create(path)?),
+            None => None,
+        };
         let shared = Arc::new(Shared::new(config));
+        shared.lock().ledger = ledger;
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, router(shared.clone()), stopped));
         tracing::info!(%addr, "withings-sandbox listening");

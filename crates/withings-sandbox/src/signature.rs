@@ -60,14 +60,17 @@ pub(crate) async fn handle(
 ) -> Result<Response, Reject> {
     let (parts, body) = req.into_parts();
     let params = wire::read_params(parts.uri.query(), body).await?;
-    getnonce(&shared, &params)
+    getnonce(&shared, &params, crate::ledger::agent(&parts.headers))
 }
 
-fn getnonce(shared: &Shared, params: &Params) -> Result<Response, Reject> {
+fn getnonce(shared: &Shared, params: &Params, agent: &str) -> Result<Response, Reject> {
     let action = params.require("action")?;
     let client_id = params.require("client_id")?;
     let now = shared.clock.now();
     let mut inner = shared.lock();
+    if inner.ledger.is_some() {
+        agent.clone_into(&mut inner.agent);
+    }
     if !inner.rate_limit_allows(client_id, now) {
         return Err(Reject::new(601, error_text::TOO_MANY_REQUESTS));
     }

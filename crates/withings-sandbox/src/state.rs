@@ -168,6 +168,10 @@ pub(crate) struct Inner {
     /// The next `grpid` of an added group.
     pub(crate) next_grpid: u64,
     pub(crate) subscriptions: Vec<Subscription>,
+    /// Where every token issued and presented is written, if anywhere.
+    pub(crate) ledger: Option<crate::ledger::Ledger>,
+    /// The `User-Agent` of the token request being answered, for the ledger.
+    pub(crate) agent: String,
 }
 
 /// State shared by all connections and by every [`SandboxHandle`](crate::SandboxHandle).
@@ -218,6 +222,8 @@ impl Shared {
                 added: HashMap::new(),
                 next_grpid: 1,
                 subscriptions: Vec::new(),
+                ledger: None,
+                agent: String::new(),
             }),
         }
     }
@@ -311,12 +317,20 @@ impl Inner {
         while hits.front().is_some_and(|t| *t <= window_start) {
             hits.pop_front();
         }
-        if hits.len() >= limit as usize {
+        let allowed = hits.len() < limit as usize;
+        if allowed {
+            hits.push_back(now);
+        } else {
             self.counters.rate_limited += 1;
-            return false;
         }
-        hits.push_back(now);
-        true
+        if let Some(ledger) = &mut self.ledger {
+            ledger.write(
+                now,
+                "rate",
+                serde_json::json!({ "client": client_id, "allowed": allowed, "agent": self.agent }),
+            );
+        }
+        allowed
     }
 
     pub(crate) fn issue_code(&mut self, code: Code) -> String {
@@ -397,6 +411,23 @@ impl Inner {
         }
         let access_token = random_token();
         let refresh_token = random_token();
+        if let Some(ledger) = &mut self.ledger {
+            let hash = crate::ledger::hash;
+            ledger.write(
+                now,
+                "issued",
+                serde_json::json!({
+                    "user": userid,
+                    "client": client_id,
+                    "chain": chain,
+                    "access": hash(&access_token),
+                    "refresh": hash(&refresh_token),
+                    "parent": replaces.as_deref().map(hash),
+                    "scope": scopes.join(","),
+                    "agent": self.agent,
+                }),
+            );
+        }
         self.access.insert(
             access_token.clone(),
             Access {
@@ -431,7 +462,14 @@ impl Inner {
 
     /// Revokes every token of `userid` for `client_id`, and the app's notification
     /// subscriptions for that user, as Withings' `revoke` does.
-    pub(crate) fn revoke(&mut self, client_id: &str, userid: u64) {
+    pub(crate) fn revoke(&mut self, client_id: &str, userid: u64, now: SystemTime) {
+        if let Some(ledger) = &mut self.ledger {
+            ledger.write(
+                now,
+                "revoked",
+                serde_json::json!({ "user": userid, "client": client_id }),
+            );
+        }
         self.access
             .retain(|_, a| !(a.client_id == client_id && a.userid == userid));
         self.refresh

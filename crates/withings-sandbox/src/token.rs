@@ -32,17 +32,26 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         action,
         userid: None,
     };
-    let mut response = dispatch(&shared, &params, &mut tag).into_response();
+    let agent = crate::ledger::agent(&parts.headers);
+    let mut response = dispatch(&shared, &params, agent, &mut tag).into_response();
     response.extensions_mut().insert(tag);
     response
 }
 
 /// Answers the request; puts the user it acted for in `tag`.
-fn dispatch(shared: &Shared, params: &Params, tag: &mut LogTag) -> Result<Response, Reject> {
+fn dispatch(
+    shared: &Shared,
+    params: &Params,
+    agent: &str,
+    tag: &mut LogTag,
+) -> Result<Response, Reject> {
     let action = params.require("action")?;
     let client_id = params.require("client_id")?;
     let now = shared.clock.now();
     let mut inner = shared.lock();
+    if inner.ledger.is_some() {
+        agent.clone_into(&mut inner.agent);
+    }
     if !inner.rate_limit_allows(client_id, now) {
         return Err(Reject::new(601, error_text::TOO_MANY_REQUESTS));
     }
@@ -56,7 +65,7 @@ fn dispatch(shared: &Shared, params: &Params, tag: &mut LogTag) -> Result<Respon
                 .parse::<u64>()
                 .map_err(|_| Reject::invalid(error_text::INVALID_USERID))?;
             tag.userid = Some(userid);
-            inner.revoke(client_id, userid);
+            inner.revoke(client_id, userid, now);
             tracing::debug!(client_id, userid, "tokens revoked");
             Ok(wire::ok(json!({})))
         }

@@ -81,3 +81,64 @@ async fn strict_rotation_can_be_switched_on_a_running_sandbox() {
     );
     assert_eq!(env.handle.counters().chains_killed, 1);
 }
+
+/// The SHA-256 of a token in lowercase hex, as the ledger writes it.
+fn sha256(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+#[tokio::test]
+async fn the_ledger_records_every_token_issued_and_presented_by_its_hash_only() {
+    let path = std::env::temp_dir().join(format!("sandbox-ledger-{}.jsonl", std::process::id()));
+    let env = start(SandboxConfig::default().strict_rotation(true).ledger(&path)).await;
+    let first = env.tokens().await;
+    let r0 = common::string(&first, "refresh_token");
+    let rotated = env.refresh(&r0).await;
+    let r1 = common::string(&rotated["body"], "refresh_token");
+    env.refresh(&r0).await; // presented again: the chain dies
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    for token in [&r0, &r1] {
+        assert!(!text.contains(token.as_str()), "a token in the ledger");
+    }
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["ev"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "rate",
+            "issued",
+            "rate",
+            "issued",
+            "refresh",
+            "rate",
+            "chain_killed",
+            "refresh"
+        ]
+    );
+    // What a presentation caused (a new pair, a revoked chain) comes just before its line. The
+    // new pair names the token it rotated away; the second presentation is a reuse.
+    assert_eq!(lines[1]["refresh"], sha256(&r0));
+    assert_eq!(lines[3]["parent"], sha256(&r0));
+    assert_eq!(lines[3]["refresh"], sha256(&r1));
+    assert_eq!(lines[3]["chain"], lines[1]["chain"]);
+    assert_eq!(lines[4]["outcome"], "granted");
+    assert_eq!(lines[4]["token"], sha256(&r0));
+    assert_eq!(lines[6]["chain"], lines[1]["chain"]);
+    assert_eq!(lines[7]["outcome"], "reused");
+    assert_eq!(lines[7]["user"], SEEDED_USERID);
+    assert!(lines.iter().all(|l| l["t"].as_u64().unwrap() > 0));
+}
+
+#[tokio::test]
+async fn a_ledger_that_cannot_be_written_stops_the_start() {
+    let path = std::env::temp_dir()
+        .join(format!("no-such-dir-{}", std::process::id()))
+        .join("ledger.jsonl");
+    let started = withings_sandbox::Sandbox::start(SandboxConfig::default().ledger(&path)).await;
+    assert!(started.is_err(), "a sandbox started without its ledger");
+}

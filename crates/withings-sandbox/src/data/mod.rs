@@ -201,6 +201,9 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     let now = shared.clock.now();
     let (grant, run) = {
         let mut inner = shared.lock();
+        if inner.ledger.is_some() {
+            crate::ledger::agent(&parts.headers).clone_into(&mut inner.agent);
+        }
         match authorize(&mut inner, &path, &params, token, now) {
             Ok(found) => found,
             Err((reject, userid)) => {
