@@ -187,7 +187,7 @@ impl TokenBucket {
     }
 
     /// Takes a token if there is one; otherwise how long until there is.
-    fn try_take(&self) -> Result<(), Duration> {
+    pub(crate) fn try_take(&self) -> Result<(), Duration> {
         let mut state = self.state();
         let now = Instant::now();
         let rate = match state.slowed_until {

@@ -39,7 +39,10 @@ use crate::limiter::{RateLimit, RateLimiter, TokenBucket};
 ///   cut off from it, or the database back for some before the others ask again), the others
 ///   spend the whole shared budget meanwhile: the total may exceed the budget by the cut-off
 ///   instances' shares for that time (at most `retry_after` once the database is back), so
-///   keep the budget below Withings' limit by a share or two.
+///   keep the budget below Withings' limit by a share or two. Each token taken from the
+///   shared bucket is also taken from the local share when it has one, so that the local
+///   share holds no burst saved while the shared bucket served: a switch to it goes on at the
+///   instance's pace.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -301,6 +304,9 @@ impl RateLimiter for SqlRateLimiter {
                 match self.take_shared().await {
                     Ok(Ok(())) => {
                         self.database_answered();
+                        // Spent from the local share too (if it has a token): it must not
+                        // hand out a burst saved while the shared bucket served.
+                        let _ = self.inner.fallback.try_take();
                         return;
                     }
                     Ok(Err(wait)) => {
