@@ -4,58 +4,14 @@
 mod common;
 
 use common::{connect, open, two_instances};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use reqwest::StatusCode;
+use withings_oauth::testing;
 use withings_sandbox::{SEEDED_USERID, Sandbox, SandboxConfig};
-
-/// One recorded metric: its name, its labels, its value.
-type Recorded = (String, Vec<(String, String)>, DebugValue);
-
-/// Runs `work` on a runtime of this thread with a recorder of its own, and returns what it
-/// recorded.
-fn recording<F: Future<Output = ()>>(work: impl FnOnce() -> F) -> Vec<Recorded> {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    metrics::with_local_recorder(&recorder, || runtime.block_on(work()));
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let (_, key) = key.into_parts();
-            let labels = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            (key.name().to_owned(), labels, value)
-        })
-        .collect()
-}
-
-fn counter(recorded: &[Recorded], name: &str, labels: &[(&str, &str)]) -> u64 {
-    recorded
-        .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|(_, _, value)| match value {
-            DebugValue::Counter(n) => *n,
-            other => panic!("{name} is not a counter: {other:?}"),
-        })
-        .sum()
-}
 
 #[test]
 fn logins_parked_taken_replayed_and_from_another_browser_are_counted() {
     let mut callbacks = Vec::new();
-    let recorded = recording(|| async {
+    let recorded = testing::record_metrics(|| async {
         let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
             .await
             .unwrap();
@@ -76,33 +32,24 @@ fn logins_parked_taken_replayed_and_from_another_browser_are_counted() {
         sandbox.shutdown().await;
     });
     let pending = "withings_oauth_pending_logins_total";
-    assert_eq!(counter(&recorded, pending, &[("event", "parked")]), 2);
-    assert_eq!(counter(&recorded, pending, &[("event", "taken")]), 1);
+    assert_eq!(recorded.count(pending, &[("event", "parked")]), 2);
+    assert_eq!(recorded.count(pending, &[("event", "taken")]), 1);
     assert_eq!(
-        counter(
-            &recorded,
-            pending,
-            &[("event", "refused"), ("reason", "unknown")]
-        ),
+        recorded.count(pending, &[("event", "refused"), ("reason", "unknown")]),
         1
     );
     let logins = "withings_oauth_logins_total";
-    assert_eq!(counter(&recorded, logins, &[("outcome", "ok")]), 1);
-    assert_eq!(counter(&recorded, logins, &[("outcome", "unknown")]), 1);
-    assert_eq!(
-        counter(&recorded, logins, &[("outcome", "other-browser")]),
-        1
-    );
+    assert_eq!(recorded.count(logins, &[("outcome", "ok")]), 1);
+    assert_eq!(recorded.count(logins, &[("outcome", "unknown")]), 1);
+    assert_eq!(recorded.count(logins, &[("outcome", "other-browser")]), 1);
     let user = SEEDED_USERID.to_string();
-    for (name, labels, _) in &recorded {
-        for (key, value) in labels {
-            let leaks = value.contains(&user)
-                || value.contains("alice")
-                || value.contains("http")
-                || callbacks
-                    .iter()
-                    .any(|c| c.contains(value.as_str()) && value.len() > 8);
-            assert!(!leaks, "{name} has the label {key}={value}");
-        }
+    for (name, key, value) in recorded.labels() {
+        let leaks = value.contains(&user)
+            || value.contains("alice")
+            || value.contains("http")
+            || callbacks
+                .iter()
+                .any(|c| c.contains(value) && value.len() > 8);
+        assert!(!leaks, "{name} has the label {key}={value}");
     }
 }

@@ -6,66 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use withings_oauth::{Client, Expected, MemoryStore, TokenStore, UserId, testing};
 use withings_oauth_fleet::{Fleet, RateLimit};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, Sandbox, SandboxConfig, User,
 };
 
-/// One recorded metric: its name, its labels, its value.
-type Recorded = (String, Vec<(String, String)>, DebugValue);
-
-/// Runs `work` on a runtime of this thread with a recorder of its own, and returns what it
-/// recorded.
-fn recording<F: Future<Output = ()>>(work: impl FnOnce() -> F) -> Vec<Recorded> {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    metrics::with_local_recorder(&recorder, || runtime.block_on(work()));
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let (_, key) = key.into_parts();
-            let labels = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            (key.name().to_owned(), labels, value)
-        })
-        .collect()
-}
-
-/// The value of the metric `name` with `labels` (a counter's count, a gauge's value, a
-/// histogram's number of values).
-fn value(recorded: &[Recorded], name: &str, labels: &[(&str, &str)]) -> f64 {
-    recorded
-        .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|(_, _, value)| match value {
-            DebugValue::Counter(n) => *n as f64,
-            DebugValue::Gauge(g) => g.into_inner(),
-            DebugValue::Histogram(values) => values.len() as f64,
-        })
-        .sum()
-}
-
 #[test]
 fn a_call_and_a_sweep_record_the_limiter_the_cache_the_sweep_and_the_users_by_state() {
     let ids: Vec<UserId> = (1..=3)
         .map(|i| UserId::new(User::numbered(i).userid))
         .collect();
-    let recorded = recording(|| async {
+    let recorded = testing::record_metrics(|| async {
         let sandbox = Sandbox::start(SandboxConfig::default().seed_users(3).rate_limit(None))
             .await
             .unwrap();
@@ -114,43 +66,33 @@ fn a_call_and_a_sweep_record_the_limiter_the_cache_the_sweep_and_the_users_by_st
         assert_eq!(sandbox.handle().counters().refresh_granted, 2);
     });
     assert_eq!(
-        value(
-            &recorded,
-            "withings_oauth_refreshes_total",
-            &[("outcome", "ok")]
-        ),
+        recorded.value("withings_oauth_refreshes_total", &[("outcome", "ok")]),
         2.0
     );
     assert_eq!(
-        value(&recorded, "withings_oauth_rate_limiter_grants_total", &[]),
+        recorded.value("withings_oauth_rate_limiter_grants_total", &[]),
         2.0
     );
     assert_eq!(
-        value(&recorded, "withings_oauth_rate_limiter_wait_seconds", &[]),
+        recorded.value("withings_oauth_rate_limiter_wait_seconds", &[]),
         2.0
     );
     assert_eq!(
-        value(&recorded, "withings_oauth_fleet_cached_users", &[]),
+        recorded.value("withings_oauth_fleet_cached_users", &[]),
         1.0
     );
     assert_eq!(
-        value(&recorded, "withings_oauth_fleet_sweeps_total", &[]),
+        recorded.value("withings_oauth_fleet_sweeps_total", &[]),
         1.0
     );
     let renewals = "withings_oauth_fleet_sweep_renewals_total";
-    assert_eq!(value(&recorded, renewals, &[("outcome", "renewed")]), 1.0);
-    assert_eq!(value(&recorded, renewals, &[("outcome", "failed")]), 0.0);
+    assert_eq!(recorded.value(renewals, &[("outcome", "renewed")]), 1.0);
+    assert_eq!(recorded.value(renewals, &[("outcome", "failed")]), 0.0);
     let users = "withings_oauth_fleet_users";
-    assert_eq!(value(&recorded, users, &[("state", "fresh")]), 2.0);
-    assert_eq!(value(&recorded, users, &[("state", "due")]), 0.0);
-    assert_eq!(value(&recorded, users, &[("state", "login_required")]), 1.0);
+    assert_eq!(recorded.value(users, &[("state", "fresh")]), 2.0);
+    assert_eq!(recorded.value(users, &[("state", "due")]), 0.0);
+    assert_eq!(recorded.value(users, &[("state", "login_required")]), 1.0);
     // No label names a user.
-    for (name, labels, _) in &recorded {
-        for (key, value) in labels {
-            assert!(
-                ids.iter().all(|id| !value.contains(&id.to_string())),
-                "{name} has the label {key}={value}, a user id"
-            );
-        }
-    }
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    recorded.assert_no_label_holds(&ids.iter().map(String::as_str).collect::<Vec<_>>());
 }

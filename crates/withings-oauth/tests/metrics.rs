@@ -8,73 +8,13 @@ use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
 use common::*;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use wiremock::MockServer;
+use withings_oauth::testing::{self, RecordedMetrics};
 use withings_oauth::{MemoryStore, Session};
 
 const USER: u64 = 5_550_123;
 const ACCESS: &str = "access-7f3a9c";
 const REFRESH: &str = "refresh-2b8e41";
-
-/// One recorded metric: its name, its labels, its value.
-type Recorded = (String, Vec<(String, String)>, DebugValue);
-
-/// Runs `work` on a runtime of this thread with a recorder of its own, and returns what it
-/// recorded.
-fn recording<F: Future<Output = ()>>(work: impl FnOnce() -> F) -> Vec<Recorded> {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    metrics::with_local_recorder(&recorder, || runtime.block_on(work()));
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let (_, key) = key.into_parts();
-            let labels = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            (key.name().to_owned(), labels, value)
-        })
-        .collect()
-}
-
-fn counter(recorded: &[Recorded], name: &str, labels: &[(&str, &str)]) -> u64 {
-    recorded
-        .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|(_, _, value)| match value {
-            DebugValue::Counter(n) => *n,
-            other => panic!("{name} is not a counter: {other:?}"),
-        })
-        .sum()
-}
-
-fn histogram_count(recorded: &[Recorded], name: &str, labels: &[(&str, &str)]) -> usize {
-    recorded
-        .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|(_, _, value)| match value {
-            DebugValue::Histogram(values) => values.len(),
-            other => panic!("{name} is not a histogram: {other:?}"),
-        })
-        .sum()
-}
 
 /// A session whose token expired, against `server`.
 async fn due_session(server: &MockServer) -> Session {
@@ -94,7 +34,7 @@ async fn due_session(server: &MockServer) -> Session {
 
 #[test]
 fn a_refresh_counts_by_outcome_with_its_duration_and_the_answer_by_class() {
-    let recorded = recording(|| async {
+    let recorded = testing::record_metrics(|| async {
         let server = MockServer::start().await;
         mount_token_answer(
             &server,
@@ -117,11 +57,10 @@ fn a_refresh_counts_by_outcome_with_its_duration_and_the_answer_by_class() {
         }
     });
     let refreshes = "withings_oauth_refreshes_total";
-    assert_eq!(counter(&recorded, refreshes, &[("outcome", "ok")]), 1);
-    assert_eq!(counter(&recorded, refreshes, &[]), 1, "{recorded:?}");
+    assert_eq!(recorded.count(refreshes, &[("outcome", "ok")]), 1);
+    assert_eq!(recorded.count(refreshes, &[]), 1, "{recorded:?}");
     assert_eq!(
-        histogram_count(
-            &recorded,
+        recorded.count(
             "withings_oauth_refresh_duration_seconds",
             &[("outcome", "ok")]
         ),
@@ -129,7 +68,7 @@ fn a_refresh_counts_by_outcome_with_its_duration_and_the_answer_by_class() {
     );
     let answers = "withings_oauth_api_answers_total";
     assert_eq!(
-        counter(&recorded, answers, &[("call", "token"), ("class", "ok")]),
+        recorded.count(answers, &[("call", "token"), ("class", "ok")]),
         1
     );
     assert_no_identifying_label(&recorded);
@@ -137,7 +76,7 @@ fn a_refresh_counts_by_outcome_with_its_duration_and_the_answer_by_class() {
 
 #[test]
 fn a_rejected_refresh_token_and_a_601_count_as_such() {
-    let recorded = recording(|| async {
+    let recorded = testing::record_metrics(|| async {
         let rejected = token_server(json_response(
             r#"{"status":503,"body":{},"error":"Invalid Params: invalid refresh_token"}"#,
         ))
@@ -154,29 +93,19 @@ fn a_rejected_refresh_token_and_a_601_count_as_such() {
     });
     let refreshes = "withings_oauth_refreshes_total";
     assert_eq!(
-        counter(
-            &recorded,
-            refreshes,
-            &[("outcome", "invalid_refresh_token")]
-        ),
+        recorded.count(refreshes, &[("outcome", "invalid_refresh_token")]),
         1
     );
-    assert_eq!(
-        counter(&recorded, refreshes, &[("outcome", "rate_limited")]),
-        1
-    );
+    assert_eq!(recorded.count(refreshes, &[("outcome", "rate_limited")]), 1);
     let answers = "withings_oauth_api_answers_total";
-    assert_eq!(
-        counter(&recorded, answers, &[("class", "invalid_params")]),
-        1
-    );
-    assert_eq!(counter(&recorded, answers, &[("class", "rate_limited")]), 1);
+    assert_eq!(recorded.count(answers, &[("class", "invalid_params")]), 1);
+    assert_eq!(recorded.count(answers, &[("class", "rate_limited")]), 1);
     assert_no_identifying_label(&recorded);
 }
 
 #[test]
 fn the_fresh_path_records_nothing() {
-    let recorded = recording(|| async {
+    let recorded = testing::record_metrics(|| async {
         let server = MockServer::start().await;
         let client = client(&server);
         let login = authorized(
@@ -198,7 +127,7 @@ fn the_fresh_path_records_nothing() {
 }
 
 /// No label value holds the user id, a token or the client's secrets.
-fn assert_no_identifying_label(recorded: &[Recorded]) {
+fn assert_no_identifying_label(recorded: &RecordedMetrics) {
     let user = USER.to_string();
     let forbidden = [
         user.as_str(),
@@ -210,14 +139,5 @@ fn assert_no_identifying_label(recorded: &[Recorded]) {
         CLIENT_SECRET,
         "http",
     ];
-    for (name, labels, _) in recorded {
-        for (key, value) in labels {
-            for secret in forbidden {
-                assert!(
-                    !value.contains(secret),
-                    "{name} has the label {key}={value}, which holds {secret}"
-                );
-            }
-        }
-    }
+    recorded.assert_no_label_holds(&forbidden);
 }

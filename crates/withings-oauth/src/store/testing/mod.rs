@@ -3,7 +3,8 @@
 //! [`PendingLoginStore`](crate::PendingLoginStore) must pass), stores that fail or read stale on demand,
 //! credentials fixtures, a clock moved by hand ([`ManualClock`]), and for tests that start
 //! programs, a free port ([`free_port`]) and waits on child processes ([`wait_for_file`],
-//! [`wait_for_success`]).
+//! [`wait_for_success`]), and what a block of work recorded through the `metrics` facade
+//! ([`record_metrics`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,11 +22,13 @@ use crate::secret::{AccessToken, RefreshToken};
 
 mod clock;
 pub mod conformance;
+mod metrics;
 mod os;
 
 #[doc(inline)]
 pub use crate::pending_login::conformance as pending_conformance;
 pub use clock::ManualClock;
+pub use metrics::{RecordedMetrics, record_metrics};
 pub use os::{free_port, wait_for_file, wait_for_success};
 
 /// Credentials for tests: `user`'s pair `access` / `refresh`, expiring at `expires_at`, granting
