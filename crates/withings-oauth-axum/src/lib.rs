@@ -169,6 +169,8 @@ mod cookie;
 mod cross_site;
 mod error;
 mod login;
+#[cfg(feature = "operations")]
+mod operations;
 mod owner;
 mod routes;
 mod telemetry;
@@ -177,6 +179,8 @@ pub use cookie::{CookieKey, CookieKeyError};
 pub use cross_site::refuse_cross_site;
 pub use error::LoginError;
 pub use login::{Connected, WithingsLogin, WithingsLoginBuilder};
+#[cfg(feature = "operations")]
+pub use operations::{install_metrics_recorder, operations_router};
 pub use owner::LoginOwner;
 
 /// The README's example, compiled as a doc test so it can't rot.

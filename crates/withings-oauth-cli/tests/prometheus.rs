@@ -22,9 +22,7 @@ use withings_oauth::Client;
 use withings_oauth::{Expected, TokenStore, UserId, testing};
 use withings_oauth_axum::CookieKey;
 use withings_oauth_sql::{SqlOptions, SqlStore};
-use withings_oauth_web_example::{
-    Config, Shared, demo_password, install_metrics_recorder, operations_router, router,
-};
+use withings_oauth_web_example::{Config, Shared, demo_password, operations_router, router};
 use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox, SandboxConfig, User};
 
 const BIN: &str = env!("CARGO_BIN_EXE_withings-oauth");
@@ -210,7 +208,7 @@ impl Visitor {
 /// Serves the web example on 127.0.0.1 against `sandbox`, with its operations routes on another
 /// port: returns the application's base URL and the operations' `host:port`.
 async fn serve_web_example(sandbox: &Sandbox, database: &str) -> (Url, String) {
-    let metrics = install_metrics_recorder().unwrap();
+    let metrics = withings_oauth_axum::install_metrics_recorder().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base: Url = format!("http://{}/", listener.local_addr().unwrap())
         .parse()

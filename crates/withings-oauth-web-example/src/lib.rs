@@ -78,7 +78,7 @@ use withings_oauth_sql::{SqlOptions, SqlStore};
 
 pub use accounts::{Accounts, AccountsError};
 pub use key_file::{KeyFileError, read_cookie_key, read_or_create_cookie_key};
-pub use operations::{install_metrics_recorder, operations_router};
+pub use operations::operations_router;
 pub use users::{Credentials, DEMO_USERS, User, Users, UsersError, demo_password};
 
 use crate::db::Db;

@@ -22,8 +22,8 @@ use withings_oauth::chrono::TimeDelta;
 use withings_oauth_axum::CookieKey;
 use withings_oauth_sql::SqlOptions;
 use withings_oauth_web_example::{
-    Config, SandboxAccount, Shared, install_metrics_recorder, operations_router, read_cookie_key,
-    read_or_create_cookie_key, router,
+    Config, SandboxAccount, Shared, operations_router, read_cookie_key, read_or_create_cookie_key,
+    router,
 };
 use withings_sandbox::{Sandbox, SandboxConfig};
 
@@ -233,7 +233,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Installed before any call, so that nothing the libraries record is lost.
     let operations = match args.metrics_listen {
         Some(address) => {
-            let metrics = install_metrics_recorder()?;
+            let metrics = withings_oauth_axum::install_metrics_recorder()?;
             let listener = tokio::net::TcpListener::bind(address).await?;
             println!("metrics at http://{}/metrics", listener.local_addr()?);
             let app = operations_router(metrics, shared.clone());

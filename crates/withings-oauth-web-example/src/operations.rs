@@ -1,40 +1,16 @@
-//! What an operator's tools ask the application, on a listener of their own: `/metrics` for
+//! What an operator's tools ask the application, on a listener of its own: `/metrics` for
 //! Prometheus, `/healthz` (the process is up) and `/readyz` (the database answers and its
-//! migrations are applied).
+//! migrations are applied), served by [`withings_oauth_axum::operations_router`].
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing::warn;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::Shared;
 
-/// Buckets of the durations (`*_seconds`): from a cached database read to a slow Withings.
-const SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-/// Buckets of the group-commit batch sizes: powers of two up to the largest batch.
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
-
-/// Installs the process-wide recorder that the libraries' metrics go to, and returns the handle
-/// that renders them in Prometheus' text format ([`operations_router`] serves it). Durations
-/// and batch sizes are histograms with fixed buckets, so that instances add up. Fails if a
-/// recorder is installed already.
-pub fn install_metrics_recorder() -> Result<PrometheusHandle, BuildError> {
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full("withings_oauth_store_group_commit_batch_size".into()),
-            BATCH_BUCKETS,
-        )?
-        .install_recorder()
-}
-
-/// `/metrics`, `/healthz` and `/readyz`: serve it on its own address, reachable by the
-/// monitoring only (it tells how many users there are and how their logins fare).
+/// `/metrics`, `/healthz` and `/readyz` for this application: ready when its database answers
+/// with its migrations applied. Serve it on its own address, reachable by the monitoring only
+/// (it tells how many users there are and how their logins fare). The recorder comes from
+/// [`withings_oauth_axum::install_metrics_recorder`].
 ///
 /// ```
 /// use axum::body::Body;
@@ -51,32 +27,8 @@ pub fn install_metrics_recorder() -> Result<PrometheusHandle, BuildError> {
 /// # }
 /// ```
 pub fn operations_router(metrics: PrometheusHandle, shared: Shared) -> Router {
-    Router::new()
-        .route("/metrics", get(render))
-        .with_state(metrics)
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready).with_state(shared))
-}
-
-async fn render(State(metrics): State<PrometheusHandle>) -> Response {
-    // No task of the exporter's own runs: its housekeeping happens at each scrape.
-    metrics.run_upkeep();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        metrics.render(),
-    )
-        .into_response()
-}
-
-async fn ready(State(shared): State<Shared>) -> Response {
-    match shared.check_ready().await {
-        Ok(()) => "ready\n".into_response(),
-        Err(e) => {
-            warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
-        }
-    }
+    withings_oauth_axum::operations_router(metrics, move || {
+        let shared = shared.clone();
+        async move { shared.check_ready().await }
+    })
 }
