@@ -52,6 +52,15 @@ impl Schema {
     }
 }
 
+/// A SQLite store in `dir`, and its URL.
+async fn sqlite_store(dir: &tempfile::TempDir) -> (SqlStore, String) {
+    let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    let store = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    (store, url)
+}
+
 /// Waits until `done` holds, checking every 10 ms, at most 10 s.
 async fn until<F, Fut>(what: &str, mut done: F)
 where
@@ -235,10 +244,7 @@ async fn a_601_seen_by_one_instance_slows_every_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_fails_leaves_the_instance_its_share() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
-    let store = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
+    let (store, _) = sqlite_store(&dir).await;
     // 40 a second for 4 instances: this one keeps to 10 a second, 2 at once, on its own.
     let limiter = SqlRateLimiter::new(&store, RateLimit::new(40, Duration::from_secs(1), 8))
         .instances(4)
@@ -266,10 +272,7 @@ async fn a_database_that_fails_leaves_the_instance_its_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switch_to_the_local_share_brings_no_saved_burst() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
-    let store = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
+    let (store, _) = sqlite_store(&dir).await;
     // 40 per 10 s for 4 instances, 8 at once: this one's share is 10 per 10 s, 2 at once,
     // then 0.8 a second.
     let limiter = SqlRateLimiter::new(&store, RateLimit::new(40, Duration::from_secs(10), 8))
@@ -303,10 +306,7 @@ async fn a_switch_to_the_local_share_brings_no_saved_burst() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_returns_to_the_shared_budget_soon_after_the_database_answers_again() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
-    let store = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
+    let (store, url) = sqlite_store(&dir).await;
     let limiter = SqlRateLimiter::new(&store, RateLimit::new(40, Duration::from_secs(1), 8))
         .instances(4)
         .database_timeout(Duration::from_millis(200));
