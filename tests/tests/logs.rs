@@ -4,6 +4,7 @@
 //! `tracing` delivers.
 
 use std::time::Duration;
+use withings_oauth::testing::CapturedLogs;
 
 use url::Url;
 use withings_oauth::{
@@ -16,34 +17,13 @@ fn scopes() -> Scopes {
     [Scope::Info, Scope::Metrics].into_iter().collect()
 }
 
-/// A `tracing` writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_name_every_step_and_no_secret() {
     // The process-wide subscriber, set before anything logs: `tracing` caches per call site
     // whether anyone listens, so a subscriber set for one thread only misses events of call
     // sites first reached elsewhere. Alone in its binary, nothing else logs here.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("withings_oauth=trace"))
-        // Every span as it opens, with its fields: they are scanned for secrets too.
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    let captured = CapturedLogs::default();
+    let subscriber = captured.subscriber("withings_oauth=trace");
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let sandbox = start_sandbox(SandboxConfig::default().auto_approve(true)).await;
@@ -78,7 +58,7 @@ async fn logs_name_every_step_and_no_secret() {
     let bad = scripted_browser(Some((sandbox.handle(), Duration::from_secs(31))));
     let _ = authorize(&client, scopes(), &bad).await.unwrap_err();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     for step in [
         "authorize URL built",
         "callback accepted",

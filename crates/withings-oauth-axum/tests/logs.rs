@@ -3,41 +3,18 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use withings_oauth::testing::CapturedLogs;
 
 use common::{connect, open, two_instances};
 use reqwest::StatusCode;
 use url::Url;
 use withings_sandbox::{Sandbox, SandboxConfig};
 
-/// A `tracing` writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// One thread, so that the servers' tasks log to this test's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn logs_say_what_happened_and_hold_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "withings_oauth=trace,withings_oauth_axum=trace",
-        ))
-        // Every span as it opens, with its fields: they are scanned for secrets too.
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    let captured = CapturedLogs::default();
+    let subscriber = captured.subscriber("withings_oauth=trace,withings_oauth_axum=trace");
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let sandbox = Sandbox::start(SandboxConfig::default().auto_approve(true))
@@ -85,7 +62,7 @@ async fn logs_say_what_happened_and_hold_no_secret() {
         .expect("a reference on the page")
         .to_owned();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let failure = logs
         .lines()
         .find(|line| line.contains(&reference))

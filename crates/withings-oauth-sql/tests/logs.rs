@@ -3,8 +3,9 @@
 //! the tokens or the key. Alone in its binary, with the process-wide subscriber, so that no
 //! other test's threads change what `tracing` delivers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+use withings_oauth::testing::CapturedLogs;
 
 use chrono::{TimeDelta, Utc};
 use withings_oauth::{Authorized, Client, Session, testing};
@@ -16,33 +17,10 @@ use withings_sandbox::{
 
 const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-/// A `tracing` writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_calls_and_refreshes_log_their_spans_and_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "withings_oauth=trace,withings_oauth_sql=trace",
-        ))
-        // Every span as it opens, with its fields: they are scanned for secrets too.
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    let captured = CapturedLogs::default();
+    let subscriber = captured.subscriber("withings_oauth=trace,withings_oauth_sql=trace");
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
@@ -82,7 +60,7 @@ async fn store_calls_and_refreshes_log_their_spans_and_no_secret() {
     let fresh = session.access_token().await.unwrap();
     store.close().await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     for span in [
         "withings_oauth.session.refresh",
         "withings_oauth.store{operation=\"lease_and_load\" backend=\"sqlite\"}",

@@ -2,37 +2,16 @@
 //! with their values, so a URL with one is refused before sqlx reads it, naming the parameter
 //! and not its value. Needs no database: the URL is refused before any connection.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use withings_oauth::testing::CapturedLogs;
 
 use withings_oauth::StoreError;
 use withings_oauth_sql::{SqlOptions, SqlStore};
 
-/// Everything logged, at every level, while the test runs on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn an_unknown_url_parameter_is_refused_and_its_value_never_logged() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let captured = CapturedLogs::default();
+    let subscriber = captured.subscriber("trace");
     let _guard = tracing::subscriber::set_default(subscriber);
 
     // Port 9 (discard): nothing answers, should a connection be tried.
@@ -65,7 +44,7 @@ async fn an_unknown_url_parameter_is_refused_and_its_value_never_logged() {
     }
     tracing::info!("the capture works");
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("the capture works"), "{logs}");
     assert!(
         !logs.contains("secret-"),

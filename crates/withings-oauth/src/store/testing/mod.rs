@@ -4,7 +4,7 @@
 //! credentials fixtures, a clock moved by hand ([`ManualClock`]), and for tests that start
 //! programs, a free port ([`free_port`]) and waits on child processes ([`wait_for_file`],
 //! [`wait_for_success`]), and what a block of work recorded through the `metrics` facade
-//! ([`record_metrics`]).
+//! ([`record_metrics`]) or logged through `tracing` ([`CapturedLogs`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,12 +22,14 @@ use crate::secret::{AccessToken, RefreshToken};
 
 mod clock;
 pub mod conformance;
+mod logs;
 mod metrics;
 mod os;
 
 #[doc(inline)]
 pub use crate::pending_login::conformance as pending_conformance;
 pub use clock::ManualClock;
+pub use logs::CapturedLogs;
 pub use metrics::{RecordedMetrics, record_metrics};
 pub use os::{free_port, wait_for_file, wait_for_success};
 
