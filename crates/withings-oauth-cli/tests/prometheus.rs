@@ -9,6 +9,8 @@
 
 #![cfg(feature = "sql")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -256,21 +258,7 @@ async fn prometheus_shows_the_logins_refreshes_and_601s_the_sandboxes_counted() 
         .await
         .unwrap();
     for i in 1..=IDLE {
-        let issued = sandbox
-            .handle()
-            .issue_tokens(
-                user(i).get(),
-                DEFAULT_CLIENT_ID,
-                &["user.metrics"],
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        let login = testing::credentials(
-            user(i),
-            &issued.access_token,
-            &issued.refresh_token,
-            Utc::now() - TimeDelta::days(40),
-        );
+        let login = common::issued_login(&sandbox, user(i), Utc::now() - TimeDelta::days(40));
         store.save(user(i), &login, Expected::Absent).await.unwrap();
     }
     // A user who revoked the app: Withings no longer knows the refresh token.

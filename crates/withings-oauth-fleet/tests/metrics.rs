@@ -2,6 +2,8 @@
 //! size, sweeps with their renewals and the users by state; nothing on the fresh path; never a
 //! user id as a label.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,21 +26,7 @@ fn a_call_and_a_sweep_record_the_limiter_the_cache_the_sweep_and_the_users_by_st
         let store = Arc::new(MemoryStore::new());
         // Two logins unused for two days; the third must log in again.
         for &user in &ids[..2] {
-            let issued = sandbox
-                .handle()
-                .issue_tokens(
-                    user.get(),
-                    DEFAULT_CLIENT_ID,
-                    &["user.metrics"],
-                    Duration::from_secs(3600),
-                )
-                .unwrap();
-            let login = testing::credentials(
-                user,
-                &issued.access_token,
-                &issued.refresh_token,
-                Utc::now() - TimeDelta::days(2),
-            );
+            let login = common::issued_login(&sandbox, user, Utc::now() - TimeDelta::days(2));
             store.save(user, &login, Expected::Absent).await.unwrap();
         }
         store

@@ -5,13 +5,15 @@
 
 #![cfg(feature = "sql")]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::future::join_all;
-use withings_oauth::{Client, Expected, TokenStore, UserId, testing};
+use withings_oauth::{Client, Expected, TokenStore, UserId};
 use withings_oauth_fleet::{Fleet, RateLimit, RateLimiter, SqlRateLimiter};
 use withings_oauth_sql::sqlx::{self, Connection};
 use withings_oauth_sql::testing::{Schemas, database_url, postgres_store};
@@ -356,21 +358,7 @@ async fn four_fleets_sharing_the_sql_limiter_get_no_601_during_a_burst() {
         .map(|i| UserId::new(User::numbered(i).userid))
         .collect();
     for &user in &users {
-        let issued = sandbox
-            .handle()
-            .issue_tokens(
-                user.get(),
-                DEFAULT_CLIENT_ID,
-                &["user.metrics"],
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        let login = testing::credentials(
-            user,
-            &issued.access_token,
-            &issued.refresh_token,
-            Utc::now(),
-        );
+        let login = common::issued_login(&sandbox, user, Utc::now());
         stores[0]
             .save(user, &login, Expected::Absent)
             .await

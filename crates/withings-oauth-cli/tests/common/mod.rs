@@ -7,6 +7,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
+use chrono::{DateTime, Utc};
+use withings_oauth::{Credentials, UserId, testing};
 use withings_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sandbox};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_withings-oauth");
@@ -35,4 +37,24 @@ pub fn command(home: &Path, sandbox: &Sandbox, store: impl AsRef<OsStr>, args: &
 /// Output bytes as text, for messages and searches.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The login the sandbox issues now to `user` (scope `user.metrics`, an hour), as stored
+/// credentials that say they expire at `expires_at`.
+pub fn issued_login(sandbox: &Sandbox, user: UserId, expires_at: DateTime<Utc>) -> Credentials {
+    let issued = sandbox
+        .handle()
+        .issue_tokens(
+            user.get(),
+            DEFAULT_CLIENT_ID,
+            &["user.metrics"],
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("tokens for a seeded user");
+    testing::credentials(
+        user,
+        &issued.access_token,
+        &issued.refresh_token,
+        expires_at,
+    )
 }
