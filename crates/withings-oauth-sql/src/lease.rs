@@ -78,7 +78,10 @@ impl Leases {
         let mut expired_holder = false;
         // Renewed no further than the caller's time to live: a hung holder's lease expires.
         let cap = started + ttl;
-        let owner = lease_owner(unix_millis().saturating_add(db::millis(ttl)));
+        let owner = lease_owner(
+            self.gatherer.handle(),
+            unix_millis().saturating_add(db::millis(ttl)),
+        );
         let mut told = false;
         let mut pause = Duration::from_millis(5);
         loop {
@@ -273,16 +276,13 @@ fn unix_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A random owner for a database lease: the process id, 64 random bits, and the moment (Unix
-/// ms) after which the holder no longer renews it, for whoever waits or reads the table.
-fn lease_owner(cap_ms: i64) -> String {
+/// A random owner for a database lease: the handle's prefix (the process id and the handle's
+/// 64 random bits), the lease's own 64 random bits, and the moment (Unix ms) after which the
+/// holder no longer renews it, for whoever waits or reads the table.
+fn lease_owner(handle: &str, cap_ms: i64) -> String {
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).expect("the operating system's random number generator failed");
-    format!(
-        "pid{}-{:016x}-cap{cap_ms}",
-        std::process::id(),
-        u64::from_be_bytes(random)
-    )
+    format!("{handle}{:016x}-cap{cap_ms}", u64::from_be_bytes(random))
 }
 
 /// The process id and the end of renewals an owner names, if it names them.
@@ -305,7 +305,10 @@ mod tests {
 
     #[test]
     fn an_owner_names_its_process_and_the_end_of_its_renewals() {
-        let owner = lease_owner(1_700_000_000_000);
+        let owner = lease_owner(
+            &format!("pid{}-00ff.", std::process::id()),
+            1_700_000_000_000,
+        );
         assert_eq!(
             parse_owner(&owner),
             (Some(std::process::id()), Some(1_700_000_000_000))

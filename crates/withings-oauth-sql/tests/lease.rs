@@ -1,6 +1,7 @@
 //! The refresh lease on both backends: short in the database, renewed by the holder's
 //! heartbeat while it lives, lost when another holder took it over, never renewed past its
-//! caller's time to live; and a caller that waits a second for another holder says so once.
+//! caller's time to live; a caller that waits a second for another holder says so once; and a
+//! handle takes back at once a lease it could not release.
 
 mod support;
 
@@ -78,8 +79,7 @@ where
 
 /// Whether `store` hands out the user's lease within `within`.
 async fn free_within(store: &SqlStore, within: Duration) -> bool {
-    let taken = tokio::time::timeout(within, store.lease(USER, Duration::from_secs(30))).await;
-    matches!(taken, Ok(Ok(_)))
+    free_within_for(store, USER, within).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,4 +207,53 @@ async fn a_caller_that_waits_a_second_for_another_holder_says_so_once() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_takes_back_at_once_a_lease_it_could_not_release_and_no_other_handle_can() {
+    // As after a save that failed with the database unreachable: the holder's release never
+    // reached the database, and the row, the handle's own, lives on for 20 s. The handle is
+    // the one holding the pair it could not save; it must find its lease again before another
+    // instance takes it and spends the rotated refresh token.
+    const LEFT: UserId = UserId::new(4242 + 1000);
+    on_both(
+        || short(SqlOptions::default()),
+        |one, two, tables| async move {
+            let lease = one.lease(USER, Duration::from_secs(30)).await.unwrap();
+            let moved = tables
+                .run(
+                    "UPDATE withings_leases SET user_id = $1 + 1000, until_ms = until_ms + 20000 \
+                     WHERE user_id = $1",
+                    USER,
+                )
+                .await;
+            assert_eq!(moved, 1, "no lease row");
+            drop(lease);
+            assert!(
+                !free_within_for(&two, LEFT, Duration::from_millis(1500)).await,
+                "another handle took a lease that had not expired"
+            );
+            let taken = tokio::time::timeout(
+                Duration::from_secs(1),
+                one.lease(LEFT, Duration::from_secs(30)),
+            )
+            .await
+            .expect("the handle did not take its own unreleased lease back at once")
+            .unwrap();
+            assert!(!taken.is_expired());
+            assert!(
+                !free_within_for(&two, LEFT, Duration::from_millis(1500)).await,
+                "the lease taken back is held, renewed, against other handles"
+            );
+            drop(taken);
+            assert!(free_within_for(&two, LEFT, Duration::from_secs(5)).await);
+        },
+    )
+    .await;
+}
+
+/// Whether `store` hands out `user`'s lease within `within`.
+async fn free_within_for(store: &SqlStore, user: UserId, within: Duration) -> bool {
+    let taken = tokio::time::timeout(within, store.lease(user, Duration::from_secs(30))).await;
+    matches!(taken, Ok(Ok(_)))
 }

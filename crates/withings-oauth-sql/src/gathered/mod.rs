@@ -72,6 +72,17 @@ pub(crate) type Saved = Result<Result<i64, Unsaved>, StoreError>;
 /// A read's answer.
 pub(crate) type Loaded = Result<Option<RawRow>, StoreError>;
 
+/// The start of a handle's lease owners: `pid<process>-<64 random bits>.`.
+fn handle_prefix() -> String {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("the operating system's random number generator failed");
+    format!(
+        "pid{}-{:016x}.",
+        std::process::id(),
+        u64::from_be_bytes(random)
+    )
+}
+
 /// A lease to release: the user and the owner that holds it.
 pub(crate) type Held = (i64, String);
 
@@ -111,6 +122,8 @@ struct Shared {
     releases: Releases,
     /// The leases this handle holds and renews.
     renewals: Mutex<Renewals>,
+    /// What every lease owner this handle names starts with: the process and 64 random bits.
+    handle: String,
 }
 
 /// The leases a handle renews, and whether its heartbeat runs. One lock for both, so that a
@@ -132,7 +145,24 @@ impl Gatherer {
             sqlite: sqlite::Queues::default(),
             releases: Releases::default(),
             renewals: Mutex::default(),
+            handle: handle_prefix(),
         }))
+    }
+
+    /// What the owners of this handle's leases start with (`pid<process>-<64 random bits>.`):
+    /// a lease row whose owner starts with it, and whose in-process lease is free, is one this
+    /// handle failed to release (its database was unreachable as the holder's save failed).
+    /// The handle's claims take such a row back at once, so that the holder of a refreshed
+    /// pair it could not save finds its lease again before another instance can take it and
+    /// spend the rotated refresh token.
+    pub(crate) fn handle(&self) -> &str {
+        &self.0.handle
+    }
+
+    /// The SQL `LIKE` pattern of this handle's lease owners: hex digits, the process id and
+    /// `pid`, `-` and `.`, none of which `LIKE` treats specially.
+    pub(crate) fn own_owners(&self) -> String {
+        format!("{}%", self.0.handle)
     }
 
     /// Keeps a lease just taken renewed until it ends; `true` if the caller must start the

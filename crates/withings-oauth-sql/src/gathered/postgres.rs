@@ -20,8 +20,9 @@ const LOAD_MANY: &str = "SELECT version, login_required, access_token, \
 
 /// Takes the leases of many users, unless another owner holds one that has not expired: $1
 /// users (each once), $2 owners, $3 times to live (ms), on the database's clock so that
-/// instances whose clocks disagree still agree on when a lease ends. Rows are taken in the
-/// order of their users. Returns the users whose lease was taken.
+/// instances whose clocks disagree still agree on when a lease ends; $4 the pattern of this
+/// handle's owners, whose rows it takes back at once ([`Gatherer::handle`]). Rows are taken in
+/// the order of their users. Returns the users whose lease was taken.
 const CLAIM_LEASES: &str = "INSERT INTO withings_leases AS l \
     (user_id, owner, until_ms) \
     SELECT v.user_id, v.owner, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + v.ttl \
@@ -29,7 +30,7 @@ const CLAIM_LEASES: &str = "INSERT INTO withings_leases AS l \
     ORDER BY v.user_id \
     ON CONFLICT (user_id) DO UPDATE SET owner = EXCLUDED.owner, until_ms = EXCLUDED.until_ms \
     WHERE l.until_ms <= CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
-    OR l.owner = EXCLUDED.owner \
+    OR l.owner = EXCLUDED.owner OR l.owner LIKE $4 \
     RETURNING user_id";
 
 /// [`SAVE_VERSION`](q::SAVE_VERSION) for many users, and the end of leases, in one transaction: $1 users (each
@@ -238,6 +239,7 @@ fn claim_many(g: Gatherer, claims: Vec<Claim>) -> Answers<Claimed> {
                 .bind(&users)
                 .bind(&owners)
                 .bind(&ttls)
+                .bind(g.own_owners())
                 .fetch_all(&mut **connection)
                 .await?
                 .into_iter()

@@ -21,12 +21,13 @@ const LOAD_MANY: &str = "SELECT version, login_required, access_token, refresh_t
     token_type, scopes, expires_at, user_id FROM withings_credentials \
     WHERE user_id IN (SELECT value FROM json_each($1))";
 
-/// $1 user, $2 owner, $3 now (Unix ms), $4 time to live (ms): inserts the lease, or takes it
-/// over if it expired (or is already this owner's).
+/// $1 user, $2 owner, $3 now (Unix ms), $4 time to live (ms), $5 the pattern of this handle's
+/// owners: inserts the lease, or takes it over if it expired (or is already this owner's, or
+/// a lease this handle failed to release: [`Gatherer::handle`]).
 const CLAIM_LEASE: &str = "INSERT INTO withings_leases AS l \
     (user_id, owner, until_ms) VALUES ($1, $2, $3 + $4) \
     ON CONFLICT (user_id) DO UPDATE SET owner = $2, until_ms = $3 + $4 \
-    WHERE l.until_ms <= $3 OR l.owner = $2";
+    WHERE l.until_ms <= $3 OR l.owner = $2 OR l.owner LIKE $5";
 
 /// $1 user, $2 owner, $3 now (Unix ms), $4 time to live (ms): renews the lease if this owner
 /// still holds it and it has not expired.
@@ -205,10 +206,11 @@ async fn run(g: &Gatherer, writes: Vec<Write>) -> Result<Vec<Done>, (sqlx::Error
         Err(e) => return Err((e, writes)),
     };
     let (now, now_ms) = (crate::db::now_seconds(), crate::db::now_millis());
+    let own_owners = g.own_owners();
     let mut done = Vec::with_capacity(writes.len());
     let mut rest = writes.into_iter();
     while let Some(write) = rest.next() {
-        match step(&mut tx, write, now, now_ms).await {
+        match step(&mut tx, write, now, now_ms, &own_owners).await {
             Ok(step) => done.push(step),
             Err((e, write)) => {
                 let mut back: Vec<Write> = done.into_iter().map(Done::undo).collect();
@@ -232,9 +234,10 @@ async fn step(
     write: Write,
     now: i64,
     now_ms: i64,
+    own_owners: &str,
 ) -> Result<Done, (sqlx::Error, Write)> {
     match write {
-        Write::Claim(call) => match take_lease(tx, &call.request, now_ms).await {
+        Write::Claim(call) => match take_lease(tx, &call.request, now_ms, own_owners).await {
             Ok((taken, row)) => Ok(Done::Claim(call, taken, row)),
             Err(e) => Err((e, Write::Claim(call))),
         },
@@ -279,12 +282,14 @@ async fn take_lease(
     tx: &mut Tx,
     claim: &Claim,
     now_ms: i64,
+    own_owners: &str,
 ) -> Result<(bool, Option<RawRow>), sqlx::Error> {
     let rows = sqlx::query(CLAIM_LEASE)
         .bind(claim.user)
         .bind(claim.owner.as_str())
         .bind(now_ms)
         .bind(claim.ttl_ms)
+        .bind(own_owners)
         .execute(&mut **tx)
         .await?
         .rows_affected();

@@ -22,7 +22,7 @@ pub enum SessionError {
     /// Saving refreshed tokens failed. They are kept in memory, not used yet, and the next
     /// call saves them before using them.
     #[error(
-        "saving the new tokens failed: {0}; the new tokens are kept in memory, not used yet, and the next call retries saving them"
+        "saving the new tokens failed: {0}; the new tokens are kept in memory, not used yet, and saved again in the background until the store takes them"
     )]
     TokensNotSaved(StoreError),
     /// [`Session::start`](crate::Session::start) could not save the new login. Nothing was used:

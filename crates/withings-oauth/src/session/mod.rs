@@ -54,8 +54,11 @@ pub struct SessionStatus {
 /// - **Persist before use.** New tokens are saved to the store before any caller sees the new
 ///   access token: using it kills the previous refresh token, so a pair that was used but not
 ///   saved would force the user to log in again. If the save fails, the caller gets
-///   [`SessionError::TokensNotSaved`], the new pair stays in memory unpublished, and the next
-///   call saves it before publishing it.
+///   [`SessionError::TokensNotSaved`], the new pair stays in memory unpublished, and the
+///   session saves it again in the background, soon and then every second, until the store
+///   takes it (or holds a newer login), whether or not anyone calls: Withings rotated the
+///   stored refresh token, and once the lease lapses another program would refresh from it.
+///   A call meanwhile saves it too.
 /// - **Never lose the newest login.** Every write is a compare-and-swap against the version the
 ///   session holds. A login, a logout or a refresh another program stored meanwhile wins: the
 ///   session's refreshed pair is dropped unused and the stored entry adopted (or, after a
@@ -160,6 +163,8 @@ struct Slot {
     version: Option<Version>,
     /// `authorized` is a refreshed pair whose save failed: it is not published yet.
     unsaved: bool,
+    /// A task saves the unsaved pair again until the store takes it (or a newer entry wins).
+    saving_again: bool,
     /// How the refresh attempt under way ended, where the result alone does not tell (an
     /// adopted login, a rejected refresh token), for the metrics.
     outcome: Option<crate::telemetry::RefreshOutcome>,
@@ -256,6 +261,7 @@ impl Session {
                     authorized: Some(authorized),
                     version: Some(version),
                     unsaved: false,
+                    saving_again: false,
                     outcome: None,
                 })),
                 attempts: AtomicU64::new(0),

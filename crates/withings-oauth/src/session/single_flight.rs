@@ -7,10 +7,11 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use chrono::TimeDelta;
-use tracing::Instrument;
 use tracing::info_span;
+use tracing::{Instrument, debug};
 
 use super::{Session, SessionError, Shared, Slot};
 use crate::secret::AccessToken;
@@ -154,9 +155,52 @@ impl Shared {
         };
         telemetry::refreshed(outcome, started.elapsed());
         end.failure = result.as_ref().err().map(ToString::to_string);
+        // A pair Withings issued that the store did not take: saved again in the background,
+        // so that it is not left to the next caller, who may come only after the lease lapsed
+        // and another program refreshed from the stored, rotated token.
+        if slot.unsaved && !slot.saving_again {
+            slot.saving_again = true;
+            tokio::spawn(self.clone().save_again(margin, clock));
+        }
         // The slot is released before the waiters are woken, so they can take it at once.
         drop(slot);
         drop(end);
         result
     }
+
+    /// Saves the slot's unsaved pair again, after a short pause growing to a second, until
+    /// the store takes it or a newer entry wins (or the login ended): each try is an attempt
+    /// as a caller's would be, waking the callers that wait. It holds the session while it
+    /// runs, so that a pair Withings issued outlives the last clone of the session.
+    ///
+    /// Boxed: it runs attempts, which start it.
+    fn save_again(
+        self: Arc<Self>,
+        margin: TimeDelta,
+        clock: Arc<dyn Clock>,
+    ) -> crate::future::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut pause = SAVE_AGAIN_FIRST;
+            loop {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(SAVE_AGAIN_EVERY);
+                let mut slot = self.slot.clone().lock_owned().await;
+                if !slot.unsaved {
+                    // Saved by a caller, or given way to a newer entry. Decided with the slot
+                    // held, as is the start of a new one: a later failed save starts another.
+                    slot.saving_again = false;
+                    return;
+                }
+                if let Err(e) = self.clone().run_attempt(slot, margin, clock.clone()).await {
+                    debug!(error = %e, "the refreshed pair is still not saved; trying again");
+                }
+            }
+        })
+    }
 }
+
+/// The pause before the first background save of a pair whose save failed.
+const SAVE_AGAIN_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between background saves: short, so that the holder saves the pair
+/// soon after the store is back, before its lease lapses and another program can take it.
+const SAVE_AGAIN_EVERY: Duration = Duration::from_secs(1);

@@ -330,6 +330,34 @@ async fn a_failed_save_keeps_the_new_pair_unpublished_and_the_next_call_saves_it
     server.verify().await;
 }
 
+#[tokio::test]
+async fn a_pair_whose_save_failed_is_saved_in_the_background_though_nobody_calls_again() {
+    let server = MockServer::start().await;
+    refresh_with("old-refresh")
+        .respond_with(token_answer("new-access", "new-refresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let store = Arc::new(FlakyStore::default());
+    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
+    // The refresh's own save and the first two saves in the background fail.
+    store.fail_next_saves(3);
+    let err = session.access_token().await.unwrap_err();
+    assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
+    // Nobody calls again, and the last clone is gone: Withings rotated the stored refresh
+    // token, so only the pair in memory can carry the login on.
+    drop(session);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stored_refresh_token(store.as_ref()).await.as_deref() != Some("new-refresh") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refreshed pair was never saved"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.verify().await;
+}
+
 /// A session whose refresh of `old-refresh` to `ours-*` failed to save, after which
 /// another program refreshed the same stored pair and saved `theirs-*`, expiring in
 /// `theirs_expire_in`.
