@@ -35,8 +35,47 @@ pub(super) async fn open(
         .acquire_timeout(options.acquire_timeout_value())
         // A file has no server to drop a connection: no round trip to check one.
         .test_before_acquire(false)
+        // A connection still inside a transaction is closed, not handed out. A commit that
+        // failed on a disk error (a full disk, a file-size limit) leaves SQLite rolled back on
+        // its own, the driver's rollback then fails too, and the driver counts the
+        // transaction as open for good: every later transaction on that connection would be
+        // refused ("begin_with at non-zero transaction depth") long after the disk recovered,
+        // and the process could save nothing.
+        .before_acquire(|connection, _| {
+            Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(connection)) })
+        })
         .connect_with(connect)
         .await
         .map_err(|e| super::error::database_failure(location, "open", &e))?;
     Ok(Pool::Sqlite(pool))
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Executor;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_left_in_a_transaction_after_a_failed_rollback_is_not_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+        let location = Location::parse(&url).unwrap();
+        let options = SqlOptions::default().max_connections(1);
+        let Pool::Sqlite(pool) = open(&url, &options, &location).await.unwrap() else {
+            unreachable!("a SQLite URL")
+        };
+        {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            // SQLite ends the transaction on its own, as after a commit that failed on a disk
+            // error: the driver's rollback on drop then fails, and it still counts one open.
+            tx.execute("ROLLBACK").await.unwrap();
+        }
+        let mut tx = pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .expect("the next transaction runs on a sound connection");
+        tx.execute("CREATE TABLE t (x INTEGER)").await.unwrap();
+        tx.commit().await.unwrap();
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
-use withings_oauth::{Client, GetMeas, TokenStore, UserId};
+use withings_oauth::{Client, GetMeas, SessionError, TokenStore, UserId};
 use withings_oauth_chaos::history::{Op, OpKind, Outcome, hash, now_ms};
 use withings_oauth_fleet::{Fleet, FleetError, RateLimit, SqlRateLimiter};
 use withings_oauth_sql::{SqlOptions, SqlStore};
@@ -100,6 +100,12 @@ fn kind(e: &FleetError) -> &'static str {
         FleetError::NeedsReauthorization { .. } => "needs_reauthorization",
         FleetError::CoolingDown { .. } => "cooling_down",
         FleetError::RateLimited { .. } => "rate_limited",
+        FleetError::Session(SessionError::Store(_)) => "store",
+        FleetError::Session(SessionError::TokensNotSaved(_)) => "tokens_not_saved",
+        FleetError::Session(SessionError::ConcurrentRefreshFailed { .. }) => {
+            "concurrent_refresh_failed"
+        }
+        FleetError::Session(SessionError::Api(_)) => "withings",
         FleetError::Session(_) => "session",
         _ => "other",
     }
