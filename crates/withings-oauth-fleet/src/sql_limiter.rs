@@ -2,7 +2,7 @@
 //! they share.
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,7 +42,9 @@ use crate::limiter::{RateLimit, RateLimiter, TokenBucket};
 ///   keep the budget below Withings' limit by a share or two. Each token taken from the
 ///   shared bucket is also taken from the local share when it has one, so that the local
 ///   share holds no burst saved while the shared bucket served: a switch to it goes on at the
-///   instance's pace.
+///   instance's pace. The other way round, the tokens the local share handed out are taken
+///   from the shared bucket once the database answers again, since it refilled meanwhile: a
+///   switch back brings no burst saved while the instances kept to their shares.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -87,6 +89,9 @@ struct Inner {
     turn: tokio::sync::Mutex<()>,
     /// Until when the database is left alone after a failure.
     failed_until: Mutex<Option<Instant>>,
+    /// Tokens taken from the local share since the database last answered: counted against
+    /// the shared bucket once it answers again.
+    spent_locally: AtomicU32,
     jitter: Jitter,
 }
 
@@ -139,6 +144,7 @@ impl SqlRateLimiter {
                 retry_after: Duration::from_secs(5),
                 turn: tokio::sync::Mutex::new(()),
                 failed_until: Mutex::new(None),
+                spent_locally: AtomicU32::new(0),
                 jitter: Jitter(AtomicU64::new(seed)),
             }),
         })
@@ -162,6 +168,7 @@ impl SqlRateLimiter {
                 retry_after: settings.retry_after,
                 turn: tokio::sync::Mutex::new(()),
                 failed_until: Mutex::new(None),
+                spent_locally: AtomicU32::new(0),
                 jitter: Jitter(AtomicU64::new(inner.jitter.next())),
             }),
         }
@@ -238,17 +245,31 @@ impl SqlRateLimiter {
         }
     }
 
-    fn database_answered(&self) {
-        let mut until = self
-            .inner
-            .failed_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if until.take().is_some() {
-            info!(
-                bucket = self.inner.bucket.name(),
-                "the shared rate limit answers again"
-            );
+    /// The database answered: back on the shared bucket. The tokens the local share handed
+    /// out meanwhile are taken from it, which refilled while nobody could take from it:
+    /// otherwise the instance would come back to a burst on top of what it spent.
+    async fn database_answered(&self) {
+        let back = {
+            let mut until = self
+                .inner
+                .failed_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            until.take().is_some()
+        };
+        if !back {
+            return;
+        }
+        let spent = self.inner.spent_locally.swap(0, Ordering::AcqRel);
+        info!(
+            bucket = self.inner.bucket.name(),
+            spent_locally = spent,
+            "the shared rate limit answers again"
+        );
+        if spent > 0
+            && let Err(e) = self.inner.bucket.spend(spent).await
+        {
+            debug!(error = %e, "the tokens spent from the local share were not counted in the shared bucket");
         }
     }
 
@@ -299,18 +320,19 @@ impl RateLimiter for SqlRateLimiter {
             loop {
                 if self.failed_until().is_some() {
                     self.inner.fallback.acquire().await;
+                    self.inner.spent_locally.fetch_add(1, Ordering::AcqRel);
                     return;
                 }
                 match self.take_shared().await {
                     Ok(Ok(())) => {
-                        self.database_answered();
+                        self.database_answered().await;
                         // Spent from the local share too (if it has a token): it must not
                         // hand out a burst saved while the shared bucket served.
                         let _ = self.inner.fallback.try_take();
                         return;
                     }
                     Ok(Err(wait)) => {
-                        self.database_answered();
+                        self.database_answered().await;
                         tokio::time::sleep(self.with_jitter(wait)).await;
                     }
                     Err(e) => self.database_failed(&e),

@@ -330,6 +330,46 @@ async fn an_instance_returns_to_the_shared_budget_soon_after_the_database_answer
     .await;
 }
 
+/// Found by the fault campaign (docs/reliability.md): with the database failing every few
+/// seconds, each instance came back from its share to a shared bucket that had refilled
+/// meanwhile, and spent that burst on top of what its share had handed out: the fleets went
+/// over their budget. The tokens a share hands out are now taken from the shared bucket when
+/// the database answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_back_to_the_shared_bucket_brings_no_burst_saved_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, url) = sqlite_store(&dir).await;
+    // 40 per 10 s, 8 at once, then 4 a second; one instance, whose share is all of it.
+    let limiter = SqlRateLimiter::new(&store, RateLimit::new(40, Duration::from_secs(10), 8))
+        .database_timeout(Duration::from_millis(200))
+        .retry_after(Duration::from_millis(300));
+    limiter.acquire().await;
+    // Another writer holds the database: the instance keeps to its share, and spends it.
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        limiter.acquire().await;
+    }
+    assert!(limiter.using_fallback());
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    until("the instance is back on the shared budget", || async {
+        limiter.acquire().await;
+        !limiter.using_fallback()
+    })
+    .await;
+    // The shared bucket, full again after the outage, lost what the share handed out: the
+    // next tokens come at 4 a second, not at once.
+    let started = Instant::now();
+    for _ in 0..4 {
+        limiter.acquire().await;
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+}
+
 const USERS: u32 = 150;
 /// The sandbox's window: Withings' 120 requests a minute, the minute shortened so that the
 /// test takes seconds.

@@ -142,6 +142,31 @@ const SQLITE_SLOW_BUCKET: &str = slow_bucket!(sqlite);
 #[cfg(feature = "postgres")]
 const POSTGRES_SLOW_BUCKET: &str = slow_bucket!(postgres);
 
+/// Tokens spent without the bucket: the level drops by $5, not below zero (created if
+/// missing, full less $5). Parameters as every statement's ($1 to $4), $5 the tokens.
+macro_rules! spend_tokens {
+    ($backend:tt, $greatest:literal) => {
+        concat!(
+            "INSERT INTO withings_rate_limits AS b (name, tokens, updated_ms, slowed_until_ms) \
+             VALUES ($1, ",
+            $greatest,
+            "(0, $2 - $5), ",
+            database_now!($backend),
+            ", 0) ON CONFLICT (name) DO UPDATE SET tokens = ",
+            $greatest,
+            "(0, ",
+            bucket_level!($backend),
+            " - $5), updated_ms = ",
+            database_now!($backend)
+        )
+    };
+}
+
+#[cfg(feature = "sqlite")]
+const SQLITE_SPEND_TOKENS: &str = spend_tokens!(sqlite, "MAX");
+#[cfg(feature = "postgres")]
+const POSTGRES_SPEND_TOKENS: &str = spend_tokens!(postgres, "GREATEST");
+
 /// A token back (its taker gave up before using it): $1 name, $2 burst.
 #[cfg(feature = "sqlite")]
 const SQLITE_GIVE_BACK: &str =
@@ -381,6 +406,39 @@ impl SqlBucket {
                 .map(drop),
         };
         result.map_err(|e| self.db.fail("give back a rate limit's token", e))
+    }
+
+    /// Counts `tokens` spent without the bucket, by a user that could not reach the database
+    /// and kept to a share of its own meanwhile: the level drops by as many, not below zero.
+    /// The bucket refilled while that user was away; without this, the user would come back
+    /// to a burst on top of what it spent.
+    pub async fn spend(&self, tokens: u32) -> Result<(), StoreError> {
+        let (burst, rate, slowed) = self.rates_per_ms();
+        let tokens = f64::from(tokens);
+        let result = match &self.db.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite_immediate!(
+                pool,
+                sqlx::query(SQLITE_SPEND_TOKENS)
+                    .bind(&*self.name)
+                    .bind(burst)
+                    .bind(rate)
+                    .bind(slowed)
+                    .bind(tokens)
+            )
+            .map(drop),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => sqlx::query(POSTGRES_SPEND_TOKENS)
+                .bind(&*self.name)
+                .bind(burst)
+                .bind(rate)
+                .bind(slowed)
+                .bind(tokens)
+                .execute(pool)
+                .await
+                .map(drop),
+        };
+        result.map_err(|e| self.db.fail("count tokens spent against a rate limit", e))
     }
 
     /// Withings said "too many requests": empties the bucket and refills it at the slowed

@@ -1,6 +1,7 @@
 //! Shared token buckets on SQLite and PostgreSQL: several handles (each with its own pool, as
 //! processes or instances would have) taking from one bucket never get more than it holds; a
-//! slowdown through one handle empties it for all; a token given back never overfills it. And
+//! slowdown through one handle empties it for all; a token given back never overfills it;
+//! tokens spent without it (an instance cut off from the database) are counted against it. And
 //! 4 OS processes sharing a SQLite file: the test binary re-executes itself, the ignored test
 //! `bucket_child` being the child, told the file through `WITHINGS_SQL_BUCKET_URL`.
 
@@ -184,6 +185,43 @@ async fn a_slowdown_through_one_handle_empties_the_bucket_for_all(stores: Vec<Sq
     for store in stores {
         store.close().await;
     }
+}
+
+async fn tokens_spent_without_the_bucket_are_counted_against_it(stores: Vec<SqlStore>) {
+    // 10 at once, 1 a second: the level moves by little while the test runs.
+    let params = RateParams::new(10, 1.0);
+    let a = stores[0].rate_bucket("shared", params).unwrap();
+    let b = stores[1].rate_bucket("shared", params).unwrap();
+    // A new bucket: full, less what was spent.
+    a.spend(3).await.unwrap();
+    let level = b.state().await.unwrap().tokens;
+    assert!((7.0..7.5).contains(&level), "{level}");
+    b.spend(6).await.unwrap();
+    let level = a.state().await.unwrap().tokens;
+    assert!((1.0..2.0).contains(&level), "{level}");
+    // More than it holds: empty, not in debt for minutes.
+    a.spend(1000).await.unwrap();
+    let level = b.state().await.unwrap().tokens;
+    assert!((0.0..0.5).contains(&level), "{level}");
+    let wait = b.try_take().await.unwrap().unwrap_err();
+    assert!(wait <= Duration::from_secs(1), "{wait:?}");
+    for store in stores {
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tokens_spent_without_the_bucket_count_for_every_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    tokens_spent_without_the_bucket_are_counted_against_it(sqlite_handles(&dir, 2).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tokens_spent_without_the_bucket_count_for_every_handle() {
+    let schemas = support::Schemas::new();
+    tokens_spent_without_the_bucket_are_counted_against_it(postgres_handles(&schemas, 2).await)
+        .await;
+    schemas.drop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
