@@ -103,6 +103,11 @@ struct Args {
     /// Where the binaries are (default: beside this one).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// What the fleet and web instances log (`RUST_LOG`), to their logs in `logs/`: more than
+    /// warnings to follow a violation step by step, e.g.
+    /// `warn,withings_oauth::session=debug,withings_oauth_sql=debug`.
+    #[arg(long, default_value = "warn")]
+    log: String,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -379,7 +384,7 @@ impl Campaign {
                         .userid
                         .to_string(),
                 ),
-                ("RUST_LOG".into(), "warn".into()),
+                ("RUST_LOG".into(), args.log.clone()),
             ];
             let instance = Instance::new(
                 &name,
@@ -410,7 +415,7 @@ impl Campaign {
                 ("WITHINGS_BASE_URL".into(), self.sandbox.to_string()),
                 ("WITHINGS_WEB_COOKIE_KEY".into(), COOKIE_KEY.into()),
                 ("WITHINGS_WEB_DEMO_ACCOUNTS".into(), "false".into()),
-                ("RUST_LOG".into(), "warn".into()),
+                ("RUST_LOG".into(), args.log.clone()),
             ];
             let instance = Instance::new(
                 &name,
