@@ -33,6 +33,17 @@ pub enum FleetError {
         /// How long until then.
         retry_in: Duration,
     },
+    /// The store failed to save a refreshed pair a moment ago: the instance sends no refresh
+    /// until it saves again, since a pair it can't keep would cost the user's login. The
+    /// user's current token is not fresh enough to hand out meanwhile.
+    #[error(
+        "the token store could not save a refreshed login a moment ago; no refresh is sent for {} s, so that none is lost: check the store (its disk, its database)",
+        retry_in.as_secs().max(1)
+    )]
+    StoreNotSaving {
+        /// How long until a refresh is tried again.
+        retry_in: Duration,
+    },
     /// Withings still answered 601 (too many requests) after the retries with backoff.
     #[error(
         "Withings' rate limit was still reached after {attempts} attempts: retry in a minute, or lower the fleet's rate limit"
@@ -50,7 +61,9 @@ impl FleetError {
     /// How long to wait before asking again, when waiting helps.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            FleetError::CoolingDown { retry_in, .. } => Some(*retry_in),
+            FleetError::CoolingDown { retry_in, .. } | FleetError::StoreNotSaving { retry_in } => {
+                Some(*retry_in)
+            }
             FleetError::RateLimited { .. } => Some(Duration::from_secs(60)),
             _ => None,
         }

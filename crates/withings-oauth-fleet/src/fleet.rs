@@ -21,6 +21,7 @@ use crate::error::FleetError;
 use crate::event::FleetEvent;
 use crate::health::{Cooldown, UserHealth};
 use crate::limiter::{RateLimit, RateLimiter, TokenBucket, request_gate};
+use crate::save_gate::{Entry, SaveGate};
 
 /// Fresh access tokens and data calls for any number of users, shared by every task of an
 /// instance; any number of instances may share one store. Cheap to clone.
@@ -41,6 +42,12 @@ use crate::limiter::{RateLimit, RateLimiter, TokenBucket, request_gate};
 ///   [`FleetError::CoolingDown`], saying when to retry, without reaching Withings. A rejected
 ///   refresh token is terminal ([`FleetError::NeedsReauthorization`]) until a new login is
 ///   stored.
+/// - **No refresh the store can't keep.** After the store failed to save a refreshed pair
+///   (its disk full, its database gone), the instance sends no refresh for 2 s: due users get
+///   [`FleetError::StoreNotSaving`]. Then one refresh tries alone, and once it got its token
+///   the others follow. Each refresh meanwhile would spend a pair that, unsaved, costs the
+///   user's login once another instance refreshes from the stored token. (The session saves
+///   the pairs it holds again in the background, whatever the fleet does.)
 /// - **Events.** [`subscribe`](Self::subscribe) tells the application about refreshes, users
 ///   who must authorize again, and revocations.
 ///
@@ -94,6 +101,8 @@ struct Inner {
     jitter: Jitter,
     /// Permits to refresh: see [`FleetBuilder::concurrent_refreshes`].
     refreshes: Semaphore,
+    /// Refreshes held back while the store fails to save.
+    saves: SaveGate,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -244,6 +253,7 @@ impl FleetBuilder {
                 policy: self.policy,
                 jitter: Jitter(AtomicU64::new(seed)),
                 refreshes: Semaphore::new(self.refreshes),
+                saves: SaveGate::default(),
             }),
         })
     }
@@ -398,6 +408,7 @@ impl Fleet {
             // and find the token it got.
             let mut _gate = None;
             let mut permit = None;
+            let mut probe = false;
             if session.fresh_token().is_none() {
                 _gate = Some(member.refresh_gate.lock().await);
                 // What the caller ahead learned holds for those behind it: a user it left
@@ -407,6 +418,15 @@ impl Fleet {
                 }
                 self.check_health(user, &member)?;
                 if session.fresh_token().is_none() {
+                    // No refresh while the store fails to save: each would spend a pair the
+                    // store can't keep. One tries after a pause; the others follow it.
+                    match self.inner.saves.enter() {
+                        Entry::Open => {}
+                        Entry::Probe => probe = true,
+                        Entry::Closed(retry_in) => {
+                            return Err(FleetError::StoreNotSaving { retry_in });
+                        }
+                    }
                     permit = self.inner.refreshes.acquire().await.ok();
                 }
             }
@@ -415,6 +435,11 @@ impl Fleet {
             // Whatever happened (a refresh, a pair adopted from the store, a dead login), the
             // fresh path now hands out what the session would.
             self.inner.cache.set_fresh_from(user, &member, &session);
+            match &result {
+                Err(SessionError::TokensNotSaved(_)) => self.inner.saves.save_failed(),
+                result if probe => self.inner.saves.leave(result.is_ok()),
+                _ => {}
+            }
             match result {
                 Ok(token) => {
                     let after = session.status().expires_at;
@@ -468,7 +493,12 @@ impl Fleet {
                     let member = self.inner.cache.member(user);
                     return Err(self.reauthorize(user, &member));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    if matches!(e, SessionError::TokensNotSaved(_)) {
+                        self.inner.saves.save_failed();
+                    }
+                    return Err(e.into());
+                }
             }
         }
     }

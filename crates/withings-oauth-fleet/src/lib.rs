@@ -99,6 +99,7 @@ mod event;
 mod fleet;
 mod health;
 mod limiter;
+mod save_gate;
 #[cfg(feature = "sql")]
 mod sql_limiter;
 mod sweep;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use futures_util::future::join_all;
 use withings_oauth::{
-    Authorized, Client, ClientBuilder, Expected, MemoryStore, TokenStore, UserId, testing,
+    Authorized, Client, ClientBuilder, Expected, MemoryStore, SessionError, TokenStore, UserId,
+    testing,
 };
 use withings_oauth_fleet::{Fleet, FleetBuilder, FleetError, FleetEvent, RateLimit};
 use withings_sandbox::{
@@ -680,4 +681,51 @@ async fn the_fleet_refreshes_a_token_when_the_margin_is_reached_not_later() {
         new.expose_secret()
     );
     assert_eq!(sandbox.handle().counters().refresh_granted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_fails_to_save_one_refresh_goes_not_one_per_user() {
+    let sandbox = sandbox(3).await;
+    let users = users(3);
+    let store = Arc::new(testing::FlakyStore::default());
+    store_logins(&sandbox, store.inner(), &users, Utc::now()).await;
+    let fleet = Fleet::builder(client(&sandbox), store.clone())
+        .rate_limit(unlimited())
+        .build()
+        .unwrap();
+    // The disk is full: every pair Withings issues now can't be kept.
+    store.fail_next_saves(u32::MAX);
+    let first = fleet.access_token(users[0]).await.unwrap_err();
+    assert!(
+        matches!(first, FleetError::Session(SessionError::TokensNotSaved(_))),
+        "{first:?}"
+    );
+    for &user in &users[1..] {
+        let err = fleet.access_token(user).await.unwrap_err();
+        assert!(matches!(err, FleetError::StoreNotSaving { .. }), "{err:?}");
+        assert!(
+            err.retry_after()
+                .is_some_and(|d| d <= Duration::from_secs(2))
+        );
+        assert!(err.to_string().contains("check the store"), "{err}");
+    }
+    assert_eq!(
+        sandbox.handle().counters().refresh_granted,
+        1,
+        "one pair spent while the store failed, not one per user"
+    );
+
+    // The disk recovers: the first user's pair is saved in the background, and after the
+    // pause one refresh tries and the others follow.
+    store.fail_next_saves(0);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for &user in &users {
+        fleet.access_token(user).await.unwrap();
+    }
+    let counters = sandbox.handle().counters();
+    assert_eq!(
+        counters.refresh_granted, 3,
+        "the first user's unsaved pair was saved, not refreshed again"
+    );
+    assert_eq!(counters.refresh_dead_token, 0);
 }

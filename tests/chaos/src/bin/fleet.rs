@@ -100,6 +100,7 @@ fn kind(e: &FleetError) -> &'static str {
         FleetError::NeedsReauthorization { .. } => "needs_reauthorization",
         FleetError::CoolingDown { .. } => "cooling_down",
         FleetError::RateLimited { .. } => "rate_limited",
+        FleetError::StoreNotSaving { .. } => "store_not_saving",
         FleetError::Session(SessionError::Store(_)) => "store",
         FleetError::Session(SessionError::TokensNotSaved(_)) => "tokens_not_saved",
         FleetError::Session(SessionError::ConcurrentRefreshFailed { .. }) => {
