@@ -300,6 +300,17 @@ async fn a_switch_to_the_local_share_brings_no_saved_burst() {
     assert!(took >= Duration::from_millis(1500), "{took:?}");
 }
 
+/// A connection holding the SQLite file's write lock (`BEGIN EXCLUSIVE`) until it commits:
+/// the limiter's takes get no answer meanwhile.
+async fn hold_database(url: &str) -> sqlx::SqliteConnection {
+    let mut holder = sqlx::SqliteConnection::connect(url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder
+}
+
 /// Found by the fault campaign (docs/reliability.md): after PostgreSQL restarted, two fleet
 /// instances kept to their shares for the 30 s the fallback then lasted, while a third,
 /// started meanwhile, spent the whole shared budget: together they went over the
@@ -315,11 +326,7 @@ async fn an_instance_returns_to_the_shared_budget_soon_after_the_database_answer
     limiter.acquire().await;
     assert!(!limiter.using_fallback());
     // Another writer holds the database: the limiter's takes get no answer in time.
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = hold_database(&url).await;
     limiter.acquire().await;
     assert!(limiter.using_fallback());
     sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
@@ -345,11 +352,7 @@ async fn a_switch_back_to_the_shared_bucket_brings_no_burst_saved_meanwhile() {
         .retry_after(Duration::from_millis(300));
     limiter.acquire().await;
     // Another writer holds the database: the instance keeps to its share, and spends it.
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = hold_database(&url).await;
     for _ in 0..8 {
         limiter.acquire().await;
     }

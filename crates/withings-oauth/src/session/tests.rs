@@ -299,21 +299,35 @@ async fn callers_waiting_for_a_failed_refresh_get_its_error_without_retrying() {
     );
 }
 
-#[tokio::test]
-async fn a_failed_save_keeps_the_new_pair_unpublished_and_the_next_call_saves_it() {
-    let server = MockServer::start().await;
+/// A session whose stored `old-refresh` Withings refreshes once to `{ours}-access` /
+/// `{ours}-refresh`, and whose store fails the next `failures` saves: the refresh's own save
+/// fails, and the caller is told.
+async fn refresh_left_unsaved(
+    server: &MockServer,
+    ours: &str,
+    failures: u32,
+) -> (Session, Arc<FlakyStore>) {
     refresh_with("old-refresh")
-        .respond_with(token_answer("new-access", "new-refresh"))
+        .respond_with(token_answer(
+            &format!("{ours}-access"),
+            &format!("{ours}-refresh"),
+        ))
         .expect(1)
-        .mount(&server)
+        .mount(server)
         .await;
     let store = Arc::new(FlakyStore::default());
-    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
-    store.fail_next_saves(1);
-
+    let session = session(server, store.clone(), TimeDelta::minutes(1)).await;
+    store.fail_next_saves(failures);
     let err = session.access_token().await.unwrap_err();
     assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
     assert!(err.to_string().contains("kept in memory"), "{err}");
+    (session, store)
+}
+
+#[tokio::test]
+async fn a_failed_save_keeps_the_new_pair_unpublished_and_the_next_call_saves_it() {
+    let server = MockServer::start().await;
+    let (session, store) = refresh_left_unsaved(&server, "new", 1).await;
     // Not published: nobody can have used the new access token yet.
     assert_eq!(
         stored_refresh_token(store.as_ref()).await.as_deref(),
@@ -333,17 +347,8 @@ async fn a_failed_save_keeps_the_new_pair_unpublished_and_the_next_call_saves_it
 #[tokio::test]
 async fn a_pair_whose_save_failed_is_saved_in_the_background_though_nobody_calls_again() {
     let server = MockServer::start().await;
-    refresh_with("old-refresh")
-        .respond_with(token_answer("new-access", "new-refresh"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let store = Arc::new(FlakyStore::default());
-    let session = session(&server, store.clone(), TimeDelta::minutes(1)).await;
     // The refresh's own save and the first two saves in the background fail.
-    store.fail_next_saves(3);
-    let err = session.access_token().await.unwrap_err();
-    assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
+    let (session, store) = refresh_left_unsaved(&server, "new", 3).await;
     // Nobody calls again, and the last clone is gone: Withings rotated the stored refresh
     // token, so only the pair in memory can carry the login on.
     drop(session);
@@ -365,16 +370,7 @@ async fn unsaved_pair_and_a_newer_stored_one(
     server: &MockServer,
     theirs_expire_in: TimeDelta,
 ) -> (Session, Arc<FlakyStore>) {
-    refresh_with("old-refresh")
-        .respond_with(token_answer("ours-access", "ours-refresh"))
-        .expect(1)
-        .mount(server)
-        .await;
-    let store = Arc::new(FlakyStore::default());
-    let session = session(server, store.clone(), TimeDelta::minutes(1)).await;
-    store.fail_next_saves(1);
-    let err = session.access_token().await.unwrap_err();
-    assert!(matches!(err, SessionError::TokensNotSaved(_)), "{err:?}");
+    let (session, store) = refresh_left_unsaved(server, "ours", 1).await;
     save_elsewhere(
         store.inner(),
         &credentials(
