@@ -31,8 +31,8 @@ use crate::limiter::{RateLimit, RateLimiter, TokenBucket};
 /// - **A database that fails** (an error, or no answer within
 ///   [`database_timeout`](Self::database_timeout), 2 s by default) does not stop Withings
 ///   traffic: the instance logs a warning and falls back to a local [`TokenBucket`] holding
-///   its [share](Self::instances) of the budget, tries the database again after
-///   [`retry_after`](Self::retry_after) (5 s), and logs when it is back. With the right
+///   its [share](Self::instances) of the budget, at a steady pace without a burst, tries the
+///   database again after [`retry_after`](Self::retry_after) (5 s), and logs when it is back. With the right
 ///   number of instances the budget holds while the database fails for all of them; with too
 ///   few counted, the instances together may exceed it until the database answers, and
 ///   Withings' 601 answers slow them. When the database fails for some instances only (one
@@ -106,14 +106,13 @@ impl fmt::Debug for SqlRateLimiter {
     }
 }
 
-/// The instance's share of `limit` when `instances` share it.
+/// The instance's share of `limit` when `instances` share it: its part of the requests, at a
+/// steady pace, without a burst. A burst of each instance's share, at each switch to it, would
+/// add up over the instances and the database's failures; the shared bucket's burst served
+/// before the failure already.
 fn share(limit: RateLimit, instances: u32) -> RateLimit {
     let n = instances.max(1);
-    RateLimit::new(
-        limit.requests() / n,
-        limit.per(),
-        (limit.burst() / n).max(1),
-    )
+    RateLimit::new(limit.requests() / n, limit.per(), 1)
 }
 
 impl SqlRateLimiter {
@@ -139,7 +138,7 @@ impl SqlRateLimiter {
                 bucket,
                 limit,
                 instances: 1,
-                fallback: TokenBucket::new(limit),
+                fallback: TokenBucket::new(share(limit, 1)),
                 database_timeout: Duration::from_secs(2),
                 retry_after: Duration::from_secs(5),
                 turn: tokio::sync::Mutex::new(()),
@@ -366,10 +365,13 @@ mod tests {
         let quarter = share(limit, 4);
         assert_eq!(
             (quarter.requests(), quarter.burst()),
-            (30, 2),
+            (30, 1),
             "{quarter:?}"
         );
-        assert_eq!(share(limit, 0), limit);
+        assert_eq!(
+            (share(limit, 0).requests(), share(limit, 0).burst()),
+            (120, 1)
+        );
         assert_eq!(share(limit, 1000).requests(), 1);
     }
 }
