@@ -424,6 +424,7 @@ impl Fleet {
                         Entry::Open => {}
                         Entry::Probe => probe = true,
                         Entry::Closed(retry_in) => {
+                            crate::telemetry::store_not_saving();
                             return Err(FleetError::StoreNotSaving { retry_in });
                         }
                     }

@@ -1,5 +1,5 @@
 //! What a fleet records through the [`metrics`] facade: the rate limiter's waits and grants,
-//! refreshes refused while a user cools down, the cache's size and evictions, sweeps and their
+//! refreshes refused while a user cools down or the store fails to save, the cache's size and evictions, sweeps and their
 //! renewals, and the stored users by state. Nothing is recorded unless the application installs
 //! a recorder; the fresh path of [`Fleet::access_token`](crate::Fleet::access_token) records
 //! nothing. No label value is a user id. docs/operations.md lists every metric.
@@ -10,7 +10,8 @@ use std::time::Duration;
 pub(crate) const LIMITER_GRANTS: &str = "withings_oauth_rate_limiter_grants_total";
 /// Histogram: how long a request waited for the rate limiter.
 pub(crate) const LIMITER_WAIT: &str = "withings_oauth_rate_limiter_wait_seconds";
-/// Counter: refreshes (the core crate's metric), here with the outcome `cooling_down`.
+/// Counter: refreshes (the core crate's metric), here with the outcomes `cooling_down` and
+/// `store_not_saving`.
 pub(crate) const REFRESHES: &str = "withings_oauth_refreshes_total";
 /// Gauge: users with a session in the cache.
 pub(crate) const CACHED_USERS: &str = "withings_oauth_fleet_cached_users";
@@ -32,6 +33,11 @@ pub(crate) fn granted(waited: Duration) {
 /// Records a refresh not tried because the user cools down after failures.
 pub(crate) fn cooling_down() {
     metrics::counter!(REFRESHES, "outcome" => "cooling_down").increment(1);
+}
+
+/// Records a refresh not sent because the store failed to save a refreshed pair a moment ago.
+pub(crate) fn store_not_saving() {
+    metrics::counter!(REFRESHES, "outcome" => "store_not_saving").increment(1);
 }
 
 /// Records the cache's size after a change, and whether the change evicted a user.

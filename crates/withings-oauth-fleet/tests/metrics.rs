@@ -84,3 +84,45 @@ fn a_call_and_a_sweep_record_the_limiter_the_cache_the_sweep_and_the_users_by_st
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     recorded.assert_no_label_holds(&ids.iter().map(String::as_str).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_refresh_held_back_while_the_store_fails_to_save_is_counted() {
+    let ids: Vec<UserId> = (1..=2)
+        .map(|i| UserId::new(User::numbered(i).userid))
+        .collect();
+    let recorded = testing::record_metrics(|| async {
+        let sandbox = Sandbox::start(SandboxConfig::default().seed_users(2).rate_limit(None))
+            .await
+            .unwrap();
+        let store = Arc::new(testing::FlakyStore::default());
+        for &user in &ids {
+            let login = common::issued_login(&sandbox, user, Utc::now());
+            store
+                .inner()
+                .save(user, &login, Expected::Absent)
+                .await
+                .unwrap();
+        }
+        let client = Client::builder()
+            .client_id(DEFAULT_CLIENT_ID)
+            .client_secret(DEFAULT_CLIENT_SECRET)
+            .redirect_uri(LOOPBACK_CALLBACK)
+            .base_url(sandbox.base_url());
+        let fleet = Fleet::builder(client, store.clone())
+            .rate_limit(RateLimit::new(1_000, Duration::from_secs(1), 100))
+            .build()
+            .unwrap();
+        store.fail_next_saves(u32::MAX);
+        fleet.access_token(ids[0]).await.unwrap_err();
+        fleet.access_token(ids[1]).await.unwrap_err();
+    });
+    let refreshes = "withings_oauth_refreshes_total";
+    assert_eq!(
+        recorded.value(refreshes, &[("outcome", "store_error")]),
+        1.0
+    );
+    assert_eq!(
+        recorded.value(refreshes, &[("outcome", "store_not_saving")]),
+        1.0
+    );
+}
