@@ -1,6 +1,6 @@
 //! What a fleet records through the `metrics` facade: the limiter's grants and waits, the cache's
-//! size, sweeps with their renewals and the users by state; nothing on the fresh path; never a
-//! user id as a label.
+//! size, sweeps with their renewals and the users by state, refreshes held back while the store
+//! fails to save; nothing on the fresh path; never a user id as a label.
 
 mod common;
 
@@ -117,10 +117,8 @@ fn a_refresh_held_back_while_the_store_fails_to_save_is_counted() {
         fleet.access_token(ids[1]).await.unwrap_err();
     });
     let refreshes = "withings_oauth_refreshes_total";
-    assert_eq!(
-        recorded.value(refreshes, &[("outcome", "store_error")]),
-        1.0
-    );
+    // The refresh whose save failed (and any background save tried before the end).
+    assert!(recorded.value(refreshes, &[("outcome", "store_error")]) >= 1.0);
     assert_eq!(
         recorded.value(refreshes, &[("outcome", "store_not_saving")]),
         1.0
