@@ -593,7 +593,7 @@ impl Campaign {
                     // Slow, but within the requests' time (the lease's, less its slack): an
                     // answer later than that is a lost answer, which strict rotation punishes
                     // whatever a client does. The web instances' leases are the SQL store's
-                    // default, 2 s renewed every 0.67 s: a request gets at least 1.08 s.
+                    // default, 2 s renewed every 0.5 s: a request gets at least 1.25 s.
                     0 => ("delay", Some(rng.random_range(200..900u64))),
                     1 => ("drop", None),
                     2 => ("http500", None),
