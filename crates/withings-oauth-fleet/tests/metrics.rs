@@ -9,10 +9,20 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use withings_oauth::{Client, Expected, MemoryStore, TokenStore, UserId, testing};
-use withings_oauth_fleet::{Fleet, RateLimit};
+use withings_oauth_fleet::{Fleet, FleetBuilder, RateLimit};
 use withings_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LOOPBACK_CALLBACK, Sandbox, SandboxConfig, User,
 };
+
+/// A fleet over `store` against `sandbox`, with a limiter that never makes anyone wait.
+fn fleet_builder(sandbox: &Sandbox, store: Arc<dyn TokenStore>) -> FleetBuilder {
+    let client = Client::builder()
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret(DEFAULT_CLIENT_SECRET)
+        .redirect_uri(LOOPBACK_CALLBACK)
+        .base_url(sandbox.base_url());
+    Fleet::builder(client, store).rate_limit(RateLimit::new(1_000, Duration::from_secs(1), 100))
+}
 
 #[test]
 fn a_call_and_a_sweep_record_the_limiter_the_cache_the_sweep_and_the_users_by_state() {
@@ -33,13 +43,7 @@ fn a_call_and_a_sweep_record_the_limiter_the_cache_the_sweep_and_the_users_by_st
             .mark_login_required(ids[2], Expected::Absent)
             .await
             .unwrap();
-        let client = Client::builder()
-            .client_id(DEFAULT_CLIENT_ID)
-            .client_secret(DEFAULT_CLIENT_SECRET)
-            .redirect_uri(LOOPBACK_CALLBACK)
-            .base_url(sandbox.base_url());
-        let fleet = Fleet::builder(client, store.clone())
-            .rate_limit(RateLimit::new(1_000, Duration::from_secs(1), 100))
+        let fleet = fleet_builder(&sandbox, store.clone())
             .sweep_idle_after(Duration::from_secs(3600))
             .build()
             .unwrap();
@@ -103,15 +107,7 @@ fn a_refresh_held_back_while_the_store_fails_to_save_is_counted() {
                 .await
                 .unwrap();
         }
-        let client = Client::builder()
-            .client_id(DEFAULT_CLIENT_ID)
-            .client_secret(DEFAULT_CLIENT_SECRET)
-            .redirect_uri(LOOPBACK_CALLBACK)
-            .base_url(sandbox.base_url());
-        let fleet = Fleet::builder(client, store.clone())
-            .rate_limit(RateLimit::new(1_000, Duration::from_secs(1), 100))
-            .build()
-            .unwrap();
+        let fleet = fleet_builder(&sandbox, store.clone()).build().unwrap();
         store.fail_next_saves(u32::MAX);
         fleet.access_token(ids[0]).await.unwrap_err();
         fleet.access_token(ids[1]).await.unwrap_err();

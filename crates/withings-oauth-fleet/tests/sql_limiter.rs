@@ -311,6 +311,17 @@ async fn hold_database(url: &str) -> sqlx::SqliteConnection {
     holder
 }
 
+/// Lets the database go (`holder` commits), then takes tokens until `limiter` is back on the
+/// shared budget.
+async fn release_and_return(mut holder: sqlx::SqliteConnection, limiter: &SqlRateLimiter) {
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    until("the instance is back on the shared budget", || async {
+        limiter.acquire().await;
+        !limiter.using_fallback()
+    })
+    .await;
+}
+
 /// Found by the fault campaign (docs/reliability.md): after PostgreSQL restarted, two fleet
 /// instances kept to their shares for the 30 s the fallback then lasted, while a third,
 /// started meanwhile, spent the whole shared budget: together they went over the
@@ -326,15 +337,10 @@ async fn an_instance_returns_to_the_shared_budget_soon_after_the_database_answer
     limiter.acquire().await;
     assert!(!limiter.using_fallback());
     // Another writer holds the database: the limiter's takes get no answer in time.
-    let mut holder = hold_database(&url).await;
+    let holder = hold_database(&url).await;
     limiter.acquire().await;
     assert!(limiter.using_fallback());
-    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
-    until("the instance is back on the shared budget", || async {
-        limiter.acquire().await;
-        !limiter.using_fallback()
-    })
-    .await;
+    release_and_return(holder, &limiter).await;
 }
 
 /// Found by the fault campaign (docs/reliability.md): with the database failing every few
@@ -353,17 +359,12 @@ async fn a_switch_back_to_the_shared_bucket_brings_no_burst_saved_meanwhile() {
     limiter.acquire().await;
     // Another writer holds the database: the instance keeps to its share (3.9 a second, one
     // at a time), and spends it.
-    let mut holder = hold_database(&url).await;
+    let holder = hold_database(&url).await;
     for _ in 0..6 {
         limiter.acquire().await;
     }
     assert!(limiter.using_fallback());
-    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
-    until("the instance is back on the shared budget", || async {
-        limiter.acquire().await;
-        !limiter.using_fallback()
-    })
-    .await;
+    release_and_return(holder, &limiter).await;
     // The shared bucket, full again after the outage (8), lost what the share handed out:
     // the next tokens come at 3.2 a second, not at once.
     let started = Instant::now();
