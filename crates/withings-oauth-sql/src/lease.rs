@@ -110,9 +110,19 @@ impl Leases {
                 crate::telemetry::lease_taken(
                     self.gatherer.db().location.backend,
                     asked_first.elapsed(),
-                    expired_holder,
+                    expired_holder || taken.took_over,
                 );
-                return Ok((lease, taken.row));
+                let mut row = taken.row;
+                if taken.took_over && load {
+                    // Taken over from a holder whose lease ran out: it may have refreshed and
+                    // be saving still, its save held up as the lease was (a database locked by
+                    // a stopped process, a restart). Its save is let in before the read, which
+                    // would otherwise hand this caller the refresh token just rotated.
+                    debug!(user_id = %user, "refresh lease taken over; reading the entry after a pause");
+                    tokio::time::sleep(takeover_grace(self.ttl)).await;
+                    row = self.gatherer.load(id).await?;
+                }
+                return Ok((lease, row));
             }
             // Held by another process: wait for its release (polled) or its expiry.
             let holder = lease_holder(self.gatherer.db(), id).await?;
@@ -156,6 +166,13 @@ impl Leases {
             tell(&wait);
         }
     }
+}
+
+/// How long a caller that took a lease over waits before it reads the entry: long enough for
+/// the last holder's save, held up with its lease and let through at the same moment, to
+/// land; a quarter of the database lease, at most half a second.
+fn takeover_grace(ttl: Duration) -> Duration {
+    (ttl / 4).min(Duration::from_millis(500))
 }
 
 /// The guard of a lease this store took: the in-process lease and the database's.

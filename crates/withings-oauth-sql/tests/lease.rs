@@ -8,7 +8,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use withings_oauth::{TokenStore, UserId};
+use withings_oauth::{Expected, TokenStore, UserId, testing};
 use withings_oauth_sql::{LeaseWait, SqlOptions, SqlStore};
 
 const USER: UserId = UserId::new(4242);
@@ -256,4 +256,49 @@ async fn a_handle_takes_back_at_once_a_lease_it_could_not_release_and_no_other_h
 async fn free_within_for(store: &SqlStore, user: UserId, within: Duration) -> bool {
     let taken = tokio::time::timeout(within, store.lease(user, Duration::from_secs(30))).await;
     matches!(taken, Ok(Ok(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_over_reads_the_entry_after_the_last_holders_late_save() {
+    // Found by the fault campaign: a holder refreshed, then its save waited behind a database
+    // locked by a stopped process while its lease ran out; when the lock went, another
+    // instance took the lease over and read the entry before that save landed, and spent the
+    // refresh token just rotated.
+    const LATE: UserId = UserId::new(4242 + 2000);
+    on_both(
+        || short(SqlOptions::default()),
+        |one, two, tables| async move {
+            let first = testing::credentials(LATE, "a1", "r1", chrono::Utc::now());
+            let v1 = one.save(LATE, &first, Expected::Absent).await.unwrap();
+            // The last holder's lease row, run out and left in place.
+            let left = tables
+                .run(
+                    "INSERT INTO withings_leases (user_id, owner, until_ms) \
+                     VALUES ($1, 'pid1-00000000000000ff.0000000000000001-cap0', 0)",
+                    LATE,
+                )
+                .await;
+            assert_eq!(left, 1);
+            let taking = tokio::spawn(async move {
+                let taken = two.lease_and_load(LATE, Duration::from_secs(30)).await;
+                (taken.map(|(lease, entry)| (lease.is_expired(), entry)), two)
+            });
+            // The last holder's save lands just after the takeover.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let second = testing::credentials(LATE, "a2", "r2", chrono::Utc::now());
+            let v2 = one
+                .save(LATE, &second, Expected::Version(v1))
+                .await
+                .expect("the last holder's save: nobody wrote meanwhile");
+            let (taken, _two) = taking.await.unwrap();
+            let (expired, entry) = taken.unwrap();
+            assert!(!expired);
+            let entry = entry.expect("an entry");
+            assert_eq!(
+                entry.version, v2,
+                "the new holder read the entry before the late save"
+            );
+        },
+    )
+    .await;
 }

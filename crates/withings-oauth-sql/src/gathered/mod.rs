@@ -43,6 +43,9 @@ pub(crate) struct Claim {
 pub(crate) struct Taken {
     pub(crate) release: Release,
     pub(crate) row: Option<RawRow>,
+    /// The lease was taken over from another handle's row left in place: its holder died,
+    /// froze, or could not reach the database in time, and may still save what it refreshed.
+    pub(crate) took_over: bool,
 }
 
 /// A claim's answer: `None` if another holder has the lease.

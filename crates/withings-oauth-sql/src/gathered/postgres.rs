@@ -22,8 +22,11 @@ const LOAD_MANY: &str = "SELECT version, login_required, access_token, \
 /// users (each once), $2 owners, $3 times to live (ms), on the database's clock so that
 /// instances whose clocks disagree still agree on when a lease ends; $4 the pattern of this
 /// handle's owners, whose rows it takes back at once ([`Gatherer::handle`]). Rows are taken in
-/// the order of their users. Returns the users whose lease was taken.
-const CLAIM_LEASES: &str = "INSERT INTO withings_leases AS l \
+/// the order of their users. Returns the users whose lease was taken, each with the owner of
+/// the row it replaced, if any.
+const CLAIM_LEASES: &str = "WITH before AS (SELECT user_id, owner FROM withings_leases \
+    WHERE user_id = ANY($1)) \
+    INSERT INTO withings_leases AS l \
     (user_id, owner, until_ms) \
     SELECT v.user_id, v.owner, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + v.ttl \
     FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) AS v(user_id, owner, ttl) \
@@ -31,7 +34,7 @@ const CLAIM_LEASES: &str = "INSERT INTO withings_leases AS l \
     ON CONFLICT (user_id) DO UPDATE SET owner = EXCLUDED.owner, until_ms = EXCLUDED.until_ms \
     WHERE l.until_ms <= CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
     OR l.owner = EXCLUDED.owner OR l.owner LIKE $4 \
-    RETURNING user_id";
+    RETURNING user_id, (SELECT b.owner FROM before AS b WHERE b.user_id = l.user_id)";
 
 /// [`SAVE_VERSION`](q::SAVE_VERSION) for many users, and the end of leases, in one transaction: $1 users (each
 /// once), $2 access tokens, $3 refresh tokens, $4 key ids, $5 token types, $6 scopes, $7
@@ -220,7 +223,7 @@ fn claim_many(g: Gatherer, claims: Vec<Claim>) -> Answers<Claimed> {
         // One connection for the claim and the read after it: one round trip fewer to take
         // it and give it back.
         let mut connection = None;
-        let taken: Result<HashSet<usize>, sqlx::Error> = again_if_lost!(g, async {
+        let taken: Result<HashMap<usize, bool>, sqlx::Error> = again_if_lost!(g, async {
             let p = pool(&g).ok_or_else(not_postgres)?;
             // A connection lost by a first attempt goes back before another is asked for.
             drop(connection.take());
@@ -235,7 +238,8 @@ fn claim_many(g: Gatherer, claims: Vec<Claim>) -> Answers<Claimed> {
             let users: Vec<i64> = picked.iter().map(|&i| claims[i].user).collect();
             let owners: Vec<&str> = picked.iter().map(|&i| claims[i].owner.as_str()).collect();
             let ttls: Vec<i64> = picked.iter().map(|&i| claims[i].ttl_ms).collect();
-            let won: HashSet<i64> = sqlx::query_scalar::<_, i64>(CLAIM_LEASES)
+            let own = g.handle().to_owned();
+            let won: HashMap<i64, bool> = sqlx::query_as::<_, (i64, Option<String>)>(CLAIM_LEASES)
                 .bind(&users)
                 .bind(&owners)
                 .bind(&ttls)
@@ -243,11 +247,12 @@ fn claim_many(g: Gatherer, claims: Vec<Claim>) -> Answers<Claimed> {
                 .fetch_all(&mut **connection)
                 .await?
                 .into_iter()
+                .map(|(user, before)| (user, before.is_some_and(|owner| !owner.starts_with(&own))))
                 .collect();
             Ok(picked
                 .into_iter()
-                .filter(|&i| won.contains(&claims[i].user))
-                .collect())
+                .filter_map(|i| won.get(&claims[i].user).map(|&over| (i, over)))
+                .collect::<HashMap<usize, bool>>())
         });
         if taken.is_err() {
             // Given back before the calls go again one by one (a pool of one would wait for
@@ -267,16 +272,17 @@ fn claim_many(g: Gatherer, claims: Vec<Claim>) -> Answers<Claimed> {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                Ok(taken.contains(&i).then(|| Taken {
+                Ok(taken.get(&i).map(|&took_over| Taken {
                     release: Release::new(&g, c.user, c.owner.clone()),
                     row: None,
+                    took_over,
                 }))
             })
             .collect();
         let readers: Vec<i64> = claims
             .iter()
             .enumerate()
-            .filter(|(i, c)| c.load && taken.contains(i))
+            .filter(|(i, c)| c.load && taken.contains_key(i))
             .map(|(_, c)| c.user)
             .collect();
         if readers.is_empty() {

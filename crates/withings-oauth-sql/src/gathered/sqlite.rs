@@ -21,6 +21,9 @@ const LOAD_MANY: &str = "SELECT version, login_required, access_token, refresh_t
     token_type, scopes, expires_at, user_id FROM withings_credentials \
     WHERE user_id IN (SELECT value FROM json_each($1))";
 
+/// $1 user: who holds the user's lease row, if there is one.
+const LEASE_OWNER: &str = "SELECT owner FROM withings_leases WHERE user_id = $1";
+
 /// $1 user, $2 owner, $3 now (Unix ms), $4 time to live (ms), $5 the pattern of this handle's
 /// owners: inserts the lease, or takes it over if it expired (or is already this owner's, or
 /// a lease this handle failed to release: [`Gatherer::handle`]).
@@ -120,8 +123,9 @@ fn load_many(g: Gatherer, users: Vec<i64>) -> Answers<Loaded> {
 
 /// A write the transaction ran, with what it did, until the commit makes it an answer.
 enum Done {
-    /// Whether the lease was taken, and the row read after, if asked for.
-    Claim(Call<Claim, Claimed>, bool, Option<RawRow>),
+    /// Whether the lease was taken (and then whether from another handle's row), and the row
+    /// read after, if asked for.
+    Claim(Call<Claim, Claimed>, Option<bool>, Option<RawRow>),
     /// The new version, if the save was written.
     Save(Call<Save, Saved>, Option<i64>),
     Release(Call<Held, ()>),
@@ -145,9 +149,10 @@ impl Done {
         match self {
             Done::Claim(call, taken, row) => {
                 let claim = &call.request;
-                let taken = taken.then(|| Taken {
+                let taken = taken.map(|took_over| Taken {
                     release: Release::new(g, claim.user, claim.owner.clone()),
                     row,
+                    took_over,
                 });
                 // A caller that stopped waiting drops the lease here: it releases itself.
                 let _ = call.reply.send(Ok(taken));
@@ -277,13 +282,20 @@ async fn renew_leases(
     Ok(renewed)
 }
 
-/// Whether the lease was taken, and the user's row read after, if asked for.
+/// Whether the lease was taken (and then whether from another handle's row), and the user's
+/// row read after, if asked for.
 async fn take_lease(
     tx: &mut Tx,
     claim: &Claim,
     now_ms: i64,
     own_owners: &str,
-) -> Result<(bool, Option<RawRow>), sqlx::Error> {
+) -> Result<(Option<bool>, Option<RawRow>), sqlx::Error> {
+    let before: Option<String> = sqlx::query_scalar(LEASE_OWNER)
+        .bind(claim.user)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let own = own_owners.trim_end_matches('%');
+    let took_over = before.is_some_and(|owner| !owner.starts_with(own));
     let rows = sqlx::query(CLAIM_LEASE)
         .bind(claim.user)
         .bind(claim.owner.as_str())
@@ -302,7 +314,7 @@ async fn take_lease(
         }
         _ => None,
     };
-    Ok((rows == 1, row))
+    Ok(((rows == 1).then_some(took_over), row))
 }
 
 /// The new version if the save was written; its lease ends either way (the refresh is over).
