@@ -194,6 +194,27 @@ fn a_reuse_sent_by_an_instance_thawed_just_before_is_excused_but_not_one_sent_la
 }
 
 #[test]
+fn a_first_exchange_sent_as_its_instance_thawed_is_excused_but_not_one_sent_later() {
+    // fleet-1 was stopped with the refresh of R0 leaving; thawed at 1_990, the request went
+    // at 2_000 with its timeout lapsed, which may drop the answer: fleet-1 never had the
+    // pair, and presents R0 again later.
+    let thawed_at = |thawed: u64| {
+        let mut r = clean();
+        r.ledger
+            .push(refresh(9_000, R0, "reused", "withings-oauth-chaos/fleet-1"));
+        let mut stop = op(OpKind::Fault, "fleet-1", 500, thawed);
+        stop.detail = Some("stop".into());
+        stop.user = None;
+        r.ops.push(stop);
+        run(&r).property(names::NO_FORK).unwrap().clone()
+    };
+    let fork = thawed_at(1_990);
+    assert_eq!((fork.violations, fork.excused), (0, 1));
+    // A refresh made well after the thaw had a live lease: a reuse after it is a fork.
+    assert_eq!(thawed_at(900).violations, 1);
+}
+
+#[test]
 fn a_lost_login_is_caught() {
     let mut r = clean();
     r.db.clear();

@@ -55,7 +55,7 @@ pub struct SessionStatus {
 ///   access token: using it kills the previous refresh token, so a pair that was used but not
 ///   saved would force the user to log in again. If the save fails, the caller gets
 ///   [`SessionError::TokensNotSaved`], the new pair stays in memory unpublished, and the
-///   session saves it again in the background, soon and then every second, until the store
+///   session saves it again in the background, every quarter second at first, until the store
 ///   takes it (or holds a newer login), whether or not anyone calls: Withings rotated the
 ///   stored refresh token, and once the lease lapses another program would refresh from it.
 ///   A call meanwhile saves it too.

@@ -168,7 +168,7 @@ impl Shared {
         result
     }
 
-    /// Saves the slot's unsaved pair again, after a short pause growing to a second, until
+    /// Saves the slot's unsaved pair again, every quarter second for 10 s, then every second, until
     /// the store takes it or a newer entry wins (or the login ended): each try is an attempt
     /// as a caller's would be, waking the callers that wait. It holds the session while it
     /// runs, so that a pair Withings issued outlives the last clone of the session.
@@ -180,10 +180,17 @@ impl Shared {
         clock: Arc<dyn Clock>,
     ) -> crate::future::BoxFuture<'static, ()> {
         Box::pin(async move {
+            let started = tokio::time::Instant::now();
             let mut pause = SAVE_AGAIN_FIRST;
             loop {
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(SAVE_AGAIN_EVERY);
+                // Often at first: a store that comes back (a database restarted) must take the
+                // pair before the holder's lease runs out and another program may take it.
+                pause = if started.elapsed() < SAVE_AGAIN_OFTEN_FOR {
+                    SAVE_AGAIN_OFTEN
+                } else {
+                    SAVE_AGAIN_EVERY
+                };
                 let mut slot = self.slot.clone().lock_owned().await;
                 if !slot.unsaved {
                     // Saved by a caller, or given way to a newer entry. Decided with the slot
@@ -201,6 +208,10 @@ impl Shared {
 
 /// The pause before the first background save of a pair whose save failed.
 const SAVE_AGAIN_FIRST: Duration = Duration::from_millis(100);
-/// The longest pause between background saves: short, so that the holder saves the pair
-/// soon after the store is back, before its lease lapses and another program can take it.
+/// The pause between background saves during the first seconds after the failure.
+const SAVE_AGAIN_OFTEN: Duration = Duration::from_millis(250);
+/// How long background saves are tried every [`SAVE_AGAIN_OFTEN`]: longer than a database's
+/// restart, and than the lease a store keeps for a holder that can't renew it.
+const SAVE_AGAIN_OFTEN_FOR: Duration = Duration::from_secs(10);
+/// The pause between background saves after that.
 const SAVE_AGAIN_EVERY: Duration = Duration::from_secs(1);
