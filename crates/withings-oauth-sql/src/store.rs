@@ -154,8 +154,9 @@ impl SqlStore {
     }
 
     /// Waits for the leases this process dropped to be released in the database, then
-    /// closes the pool. Call it before a program exits: a lease whose release never ran makes
-    /// the other processes wait for its expiry.
+    /// closes every connection (a SQLite file is then left alone: its `-wal` and `-shm` files
+    /// are folded back and removed). Call it before a program exits: a lease whose release
+    /// never ran makes the other processes wait for its expiry.
     pub async fn close(&self) {
         self.gatherer().close().await
     }

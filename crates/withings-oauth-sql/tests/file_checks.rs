@@ -216,3 +216,36 @@ async fn a_new_database_and_its_wal_and_shm_files_are_private() {
     }
     store.close().await;
 }
+
+/// `close` lets go of the file: once it returns, no connection of the store has the database
+/// or its `-wal` / `-shm` files open. A connection left open keeps the `-shm` file mapped, and
+/// a backup, restore or clean-up of the files afterwards (truncating the `-shm` file, say)
+/// would crash the program with SIGBUS when that connection is finally closed.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_closed_store_keeps_none_of_its_files_open() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_a_login(&support::sqlite_url(&dir)).await;
+        assert!(
+            !open_files_under(dir.path()).is_empty(),
+            "the store has its file open"
+        );
+        store.close().await;
+        let open = open_files_under(dir.path());
+        assert!(
+            open.is_empty(),
+            "round {round}: still open after close: {open:?}"
+        );
+    }
+}
+
+/// The files under `dir` this process has open, read from `/proc/self/fd`.
+#[cfg(target_os = "linux")]
+fn open_files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .collect()
+}

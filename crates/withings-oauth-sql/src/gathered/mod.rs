@@ -267,7 +267,7 @@ impl Gatherer {
     }
 
     /// Waits for the leases dropped by this process to be released in the database, then
-    /// closes the pool.
+    /// closes the pool and every one of its connections.
     pub(crate) async fn close(&self) {
         let releases = &self.0.releases;
         loop {
@@ -277,7 +277,24 @@ impl Gatherer {
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), done).await;
         }
-        on_pool!(&self.0.db.pool, p => p.close().await)
+        on_pool!(&self.0.db.pool, p => close_every_connection(p).await)
+    }
+}
+
+/// Closes a pool and waits until none of its connections is left. The pool's own `close` can
+/// end with one still open: a connection its upkeep of the minimum count was opening lands in
+/// the idle queue after `close` emptied it. Left there, it would hold a SQLite file (and its
+/// `-wal` and `-shm` files) open past the store's close, or a PostgreSQL backend past the
+/// program's end. Once the pool is closed no connection is opened any more, so a few more
+/// passes close what was in flight.
+async fn close_every_connection<Db: sqlx::Database>(pool: &sqlx::Pool<Db>) {
+    pool.close().await;
+    for _ in 0..100 {
+        if pool.size() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        pool.close().await;
     }
 }
 
