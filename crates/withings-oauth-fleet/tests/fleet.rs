@@ -729,3 +729,55 @@ async fn while_the_store_fails_to_save_one_refresh_goes_not_one_per_user() {
     );
     assert_eq!(counters.refresh_dead_token, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_whose_turn_comes_just_after_a_failed_save_is_not_sent_until_the_pause_ends() {
+    let sandbox = sandbox(2).await;
+    let users = users(2);
+    let store = Arc::new(testing::FlakyStore::default());
+    store_logins(&sandbox, store.inner(), &users, Utc::now()).await;
+    // One request every 800 ms: both users' refreshes start at once, the second waits for
+    // its turn.
+    let fleet = Fleet::builder(client(&sandbox), store.clone())
+        .rate_limit(RateLimit::new(1, Duration::from_millis(800), 1))
+        .build()
+        .unwrap();
+    // The first refresh is answered after 0.4 s, and the disk fails once: that pair can't be
+    // kept, and the save fails while the second refresh waits for its turn.
+    sandbox
+        .handle()
+        .inject_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(400)), 1);
+    store.fail_next_saves(1);
+    let calls = users.iter().map(|&user| {
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            let result = fleet.access_token(user).await;
+            (result, tokio::time::Instant::now())
+        })
+    });
+    let mut ended = join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    ended.sort_by_key(|(_, at)| *at);
+    let [(first, failed_at), (second, sent_after)] = <[_; 2]>::try_from(ended).unwrap();
+    assert!(
+        matches!(
+            first,
+            Err(FleetError::Session(SessionError::TokensNotSaved(_)))
+        ),
+        "{first:?}"
+    );
+    second.unwrap();
+    // Its turn came 0.4 s after the failed save, during the pause: it waited the pause out
+    // (2 s) rather than spend a pair the store might not keep.
+    assert!(
+        sent_after - failed_at >= Duration::from_millis(1500),
+        "sent {:?} after the failed save",
+        sent_after - failed_at
+    );
+    let counters = sandbox.handle().counters();
+    assert_eq!(counters.refresh_granted, 2);
+    assert_eq!(counters.refresh_dead_token, 0);
+}
