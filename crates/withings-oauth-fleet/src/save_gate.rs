@@ -1,12 +1,14 @@
 //! The instance's refreshes held back while its store fails to save: a pair Withings issued
 //! that the store does not take costs the user's login once another instance refreshes from
 //! the stored, rotated token (its session saves it again in the background, but only a store
-//! that works again can take it). After a failed save, no refresh goes for a pause; then one
-//! goes alone, and the others follow once it got its token.
+//! that works again can take it). After a failed save, no refresh request goes for a pause;
+//! then one goes alone, and the others follow once a refresh got its token again.
 //!
-//! Callers are turned away before their refresh starts ([`SaveGate::enter`]); a refresh
-//! already under way, waiting for the rate limiter when the save failed, waits out the pause
-//! in the client's hook before it is sent ([`request_hook`]).
+//! Two places hold refreshes back. Callers are turned away before a refresh starts
+//! ([`SaveGate::refused`]). A refresh already under way when the save failed (waiting for the
+//! rate limiter, say) waits in the client's hook ([`request_hook`]): that is where the one
+//! that tries alone is let through ([`SaveGate::enter`]), since only there is a refresh about
+//! to be sent. A refresh that waits there past its lease's term is not sent at all.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,8 +16,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use withings_oauth::{BeforeRequest, RequestKind};
 
-/// How long refreshes wait after a save failed, before one tries alone.
+/// How long refreshes wait after a save failed, before one tries alone; and how long the one
+/// that tries alone has before another may.
 pub(crate) const PAUSE: Duration = Duration::from_secs(2);
+
+/// How often a refresh held in the hook looks whether it may go.
+const POLL: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 pub(crate) struct SaveGate {
@@ -24,19 +30,33 @@ pub(crate) struct SaveGate {
 
 #[derive(Default)]
 struct State {
-    /// When the last save failed, until a refresh succeeds again.
+    /// When the last save failed, until a refresh gets its token again.
     failed_at: Option<Instant>,
-    /// A refresh tries alone after the pause.
-    probing: bool,
+    /// When the refresh trying alone after the pause was let through.
+    probe_at: Option<Instant>,
 }
 
-/// Whether a refresh may go: [`SaveGate::enter`].
+impl State {
+    /// How long until a refresh request may go (`None`: now), without letting one through.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        let failed_at = self.failed_at?;
+        let pause = (failed_at + PAUSE).saturating_duration_since(now);
+        let probe = self.probe_at.map_or(Duration::ZERO, |at| {
+            (at + PAUSE).saturating_duration_since(now)
+        });
+        let wait = pause.max(probe);
+        (!wait.is_zero()).then_some(wait)
+    }
+}
+
+/// Whether a refresh request may be sent: [`SaveGate::enter`].
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Entry {
     /// The store saves: go.
     Open,
-    /// The pause is over and this caller tries alone: [`SaveGate::leave`] after.
+    /// The pause is over and this refresh tries alone.
     Probe,
-    /// Wait this long.
+    /// Not yet: look again within this long.
     Closed(Duration),
 }
 
@@ -45,54 +65,48 @@ impl SaveGate {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a refresh may go now.
+    /// Whether a caller is turned away before its refresh starts, and for how long: during
+    /// the pause, and while a refresh tries alone. Otherwise it goes on, and the hook lets
+    /// one through.
+    pub(crate) fn refused(&self) -> Option<Duration> {
+        self.state().wait(Instant::now())
+    }
+
+    /// Whether a refresh request may be sent now: always while the store saves; after a
+    /// failed save, one when the pause is over, then another only once that one has had a
+    /// pause's time.
     pub(crate) fn enter(&self) -> Entry {
         let mut state = self.state();
-        let Some(failed_at) = state.failed_at else {
+        if state.failed_at.is_none() {
             return Entry::Open;
-        };
-        let left = (failed_at + PAUSE).saturating_duration_since(Instant::now());
-        if !left.is_zero() {
-            return Entry::Closed(left);
         }
-        if state.probing {
-            return Entry::Closed(PAUSE);
+        let now = Instant::now();
+        match state.wait(now) {
+            Some(wait) => Entry::Closed(wait),
+            None => {
+                state.probe_at = Some(now);
+                Entry::Probe
+            }
         }
-        state.probing = true;
-        Entry::Probe
     }
 
-    /// How long a refresh request must still wait: the rest of the pause after the last
-    /// failed save, if one is on. A refresh let through after the pause (the caller trying
-    /// alone) is not held.
-    pub(crate) fn held_back(&self) -> Option<Duration> {
-        let failed_at = self.state().failed_at?;
-        let left = (failed_at + PAUSE).saturating_duration_since(Instant::now());
-        (!left.is_zero()).then_some(left)
-    }
-
-    /// A refreshed pair was not saved: refreshes wait again.
+    /// A refreshed pair was not saved: refresh requests wait again.
     pub(crate) fn save_failed(&self) {
         let mut state = self.state();
         state.failed_at = Some(Instant::now());
-        state.probing = false;
+        state.probe_at = None;
     }
 
-    /// A refresh through the gate ended: open if it got its token (`saved`), otherwise the
-    /// next caller after the pause tries.
-    pub(crate) fn leave(&self, saved: bool) {
+    /// A refresh got its token (the store took its pair, or held a newer one): open.
+    pub(crate) fn saved(&self) {
         let mut state = self.state();
-        state.probing = false;
-        if saved {
-            state.failed_at = None;
-        }
+        state.failed_at = None;
+        state.probe_at = None;
     }
 }
 
 /// The fleet's hook in front of every request: `turn` (the rate limiter's), then, for a
-/// refresh, the rest of a pause that began while it waited. Such a refresh passed the gate
-/// before a save failed; sent now, it would spend a pair the store can't keep either. While
-/// it waits, the term of the lease it goes under may end, and then nothing is sent.
+/// refresh, [`SaveGate::enter`] until it may go.
 pub(crate) fn request_hook(turn: BeforeRequest, saves: Arc<SaveGate>) -> BeforeRequest {
     Arc::new(move |kind| {
         let turn = turn(kind);
@@ -100,8 +114,8 @@ pub(crate) fn request_hook(turn: BeforeRequest, saves: Arc<SaveGate>) -> BeforeR
         Box::pin(async move {
             turn.await;
             if kind == RequestKind::Refresh {
-                while let Some(left) = saves.held_back() {
-                    tokio::time::sleep(left).await;
+                while let Entry::Closed(wait) = saves.enter() {
+                    tokio::time::sleep(wait.min(POLL)).await;
                 }
             }
         })
@@ -113,35 +127,39 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn after_a_failed_save_one_refresh_tries_after_the_pause_and_opens_the_gate() {
+    async fn after_a_failed_save_one_refresh_tries_after_the_pause_and_a_token_opens_the_gate() {
         let gate = SaveGate::default();
-        assert!(matches!(gate.enter(), Entry::Open));
+        assert_eq!(gate.enter(), Entry::Open);
+        assert_eq!(gate.refused(), None);
         gate.save_failed();
-        assert!(matches!(gate.enter(), Entry::Closed(left) if left == PAUSE));
+        assert_eq!(gate.enter(), Entry::Closed(PAUSE));
+        assert_eq!(gate.refused(), Some(PAUSE));
         tokio::time::advance(PAUSE).await;
-        assert!(matches!(gate.enter(), Entry::Probe));
-        assert!(
-            matches!(gate.enter(), Entry::Closed(_)),
-            "one probe at a time"
-        );
-        gate.leave(false);
-        assert!(
-            matches!(gate.enter(), Entry::Probe),
-            "a failed probe lets the next try"
+        assert_eq!(gate.refused(), None, "callers go on to the hook");
+        assert_eq!(gate.enter(), Entry::Probe);
+        assert_eq!(gate.enter(), Entry::Closed(PAUSE), "one tries at a time");
+        assert_eq!(gate.refused(), Some(PAUSE));
+        tokio::time::advance(PAUSE).await;
+        assert_eq!(
+            gate.enter(),
+            Entry::Probe,
+            "one that told nothing in a pause's time lets the next try"
         );
         gate.save_failed();
-        assert!(
-            matches!(gate.enter(), Entry::Closed(_)),
-            "a probe whose save failed closes it"
+        assert_eq!(
+            gate.enter(),
+            Entry::Closed(PAUSE),
+            "one whose save failed starts a pause"
         );
         tokio::time::advance(PAUSE).await;
-        assert!(matches!(gate.enter(), Entry::Probe));
-        gate.leave(true);
-        assert!(matches!(gate.enter(), Entry::Open));
+        assert_eq!(gate.enter(), Entry::Probe);
+        gate.saved();
+        assert_eq!(gate.enter(), Entry::Open);
+        assert_eq!(gate.refused(), None);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_refresh_whose_turn_came_during_the_pause_waits_it_out_and_a_data_call_does_not() {
+    async fn a_refresh_held_in_the_hook_goes_alone_after_the_pause_and_a_data_call_never_waits() {
         let saves = Arc::new(SaveGate::default());
         let no_wait: BeforeRequest = Arc::new(|_| Box::pin(async {}));
         let hook = request_hook(no_wait, saves.clone());
@@ -161,18 +179,25 @@ mod tests {
 
         saves.save_failed();
         tokio::time::advance(Duration::from_millis(500)).await;
-        let refresh = sent_at(RequestKind::Refresh);
+        let refreshes = [sent_at(RequestKind::Refresh), sent_at(RequestKind::Refresh)];
         let data = sent_at(RequestKind::Data);
         assert_eq!(data.await.unwrap() - start, Duration::from_millis(500));
-        assert_eq!(
-            refresh.await.unwrap() - start,
-            PAUSE,
-            "held to the pause's end"
+        let finished = |refreshes: &[tokio::task::JoinHandle<Instant>; 2]| {
+            refreshes.iter().filter(|r| r.is_finished()).count()
+        };
+        tokio::time::sleep_until(start + PAUSE - Duration::from_millis(1)).await;
+        assert_eq!(finished(&refreshes), 0, "held to the pause's end");
+        tokio::time::sleep_until(start + PAUSE + Duration::from_millis(1)).await;
+        assert_eq!(finished(&refreshes), 1, "one goes alone");
+        // The other waits for what that one's save tells.
+        tokio::time::sleep_until(start + 3 * PAUSE / 2).await;
+        assert_eq!(finished(&refreshes), 1);
+        saves.saved();
+        let [a, b] = refreshes;
+        let last = a.await.unwrap().max(b.await.unwrap()) - start;
+        assert!(
+            last >= 3 * PAUSE / 2 && last <= 3 * PAUSE / 2 + POLL,
+            "{last:?}"
         );
-
-        // The caller let through after the pause, to try alone, is not held.
-        assert!(matches!(saves.enter(), Entry::Probe));
-        let probe = sent_at(RequestKind::Refresh);
-        assert_eq!(probe.await.unwrap() - start, PAUSE);
     }
 }

@@ -781,3 +781,58 @@ async fn a_refresh_whose_turn_comes_just_after_a_failed_save_is_not_sent_until_t
     assert_eq!(counters.refresh_granted, 2);
     assert_eq!(counters.refresh_dead_token, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_pause_one_held_refresh_tries_alone_and_the_others_wait_for_its_save() {
+    let sandbox = sandbox(3).await;
+    let users = users(3);
+    let store = Arc::new(testing::FlakyStore::default());
+    store_logins(&sandbox, store.inner(), &users, Utc::now()).await;
+    // One request every 600 ms: the three refreshes start at once, two wait for their turn.
+    let fleet = Fleet::builder(client(&sandbox), store.clone())
+        .rate_limit(RateLimit::new(1, Duration::from_millis(600), 1))
+        .build()
+        .unwrap();
+    // The first refresh is answered after 0.4 s, and the disk is full from then on.
+    sandbox
+        .handle()
+        .inject_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(400)), 1);
+    store.fail_next_saves(u32::MAX);
+    let start = tokio::time::Instant::now();
+    let calls = users
+        .iter()
+        .map(|&user| {
+            let fleet = fleet.clone();
+            tokio::spawn(async move { fleet.access_token(user).await })
+        })
+        .collect::<Vec<_>>();
+    // The first save failed at 0.4 s. At 2.4 s one of the two held refreshes tried alone,
+    // and its save failed too: the other still waits.
+    tokio::time::sleep_until(start + Duration::from_millis(3200)).await;
+    assert_eq!(
+        sandbox.handle().counters().refresh_granted,
+        2,
+        "one pair spent after the pause, not one per waiting refresh"
+    );
+    // The disk recovers: after the next pause, the last one tries and gets its token.
+    store.fail_next_saves(0);
+    let results = join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    let not_saved = results
+        .iter()
+        .filter(|r| matches!(r, Err(FleetError::Session(SessionError::TokensNotSaved(_)))))
+        .count();
+    assert_eq!(not_saved, 2, "{results:?}");
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    // The two unsaved pairs are saved in the background: no chain dies.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for &user in &users {
+        fleet.access_token(user).await.unwrap();
+    }
+    let counters = sandbox.handle().counters();
+    assert_eq!(counters.refresh_granted, 3);
+    assert_eq!(counters.refresh_dead_token, 0);
+}
