@@ -21,7 +21,7 @@ use crate::error::FleetError;
 use crate::event::FleetEvent;
 use crate::health::{Cooldown, UserHealth};
 use crate::limiter::{RateLimit, RateLimiter, TokenBucket, request_gate};
-use crate::save_gate::SaveGate;
+use crate::save_gate::{Entry, SaveGate};
 
 /// Fresh access tokens and data calls for any number of users, shared by every task of an
 /// instance; any number of instances may share one store. Cheap to clone.
@@ -412,6 +412,7 @@ impl Fleet {
             // and find the token it got.
             let mut _gate = None;
             let mut permit = None;
+            let mut probe = false;
             if session.fresh_token().is_none() {
                 _gate = Some(member.refresh_gate.lock().await);
                 // What the caller ahead learned holds for those behind it: a user it left
@@ -422,11 +423,14 @@ impl Fleet {
                 self.check_health(user, &member)?;
                 if session.fresh_token().is_none() {
                     // No refresh while the store fails to save: each would spend a pair the
-                    // store can't keep. One tries after a pause (let through by the request
-                    // hook); the others follow once a refresh got its token.
-                    if let Some(retry_in) = self.inner.saves.refused() {
-                        crate::telemetry::store_not_saving();
-                        return Err(FleetError::StoreNotSaving { retry_in });
+                    // store can't keep. One tries after a pause; the others follow it.
+                    match self.inner.saves.enter() {
+                        Entry::Open => {}
+                        Entry::Probe => probe = true,
+                        Entry::Closed(retry_in) => {
+                            crate::telemetry::store_not_saving();
+                            return Err(FleetError::StoreNotSaving { retry_in });
+                        }
                     }
                     permit = self.inner.refreshes.acquire().await.ok();
                 }
@@ -438,7 +442,7 @@ impl Fleet {
             self.inner.cache.set_fresh_from(user, &member, &session);
             match &result {
                 Err(SessionError::TokensNotSaved(_)) => self.inner.saves.save_failed(),
-                Ok(_) if _gate.is_some() => self.inner.saves.saved(),
+                result if probe => self.inner.saves.leave(result.is_ok()),
                 _ => {}
             }
             match result {

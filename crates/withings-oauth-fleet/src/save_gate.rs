@@ -1,14 +1,12 @@
 //! The instance's refreshes held back while its store fails to save: a pair Withings issued
 //! that the store does not take costs the user's login once another instance refreshes from
 //! the stored, rotated token (its session saves it again in the background, but only a store
-//! that works again can take it). After a failed save, no refresh request goes for a pause;
-//! then one goes alone, and the others follow once a refresh got its token again.
+//! that works again can take it). After a failed save, no refresh goes for a pause; then one
+//! goes alone, and the others follow once it got its token.
 //!
-//! Two places hold refreshes back. Callers are turned away before a refresh starts
-//! ([`SaveGate::refused`]). A refresh already under way when the save failed (waiting for the
-//! rate limiter, say) waits in the client's hook ([`request_hook`]): that is where the one
-//! that tries alone is let through ([`SaveGate::enter`]), since only there is a refresh about
-//! to be sent. A refresh that waits there past its lease's term is not sent at all.
+//! Callers are turned away before their refresh starts ([`SaveGate::enter`]); a refresh
+//! already under way, waiting for the rate limiter when the save failed, waits out the pause
+//! in the client's hook before it is sent ([`request_hook`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -16,12 +14,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use withings_oauth::{BeforeRequest, RequestKind};
 
-/// How long refreshes wait after a save failed, before one tries alone; and how long the one
-/// that tries alone has before another may.
+/// How long refreshes wait after a save failed, before one tries alone.
 pub(crate) const PAUSE: Duration = Duration::from_secs(2);
-
-/// How often a refresh held in the hook looks whether it may go.
-const POLL: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 pub(crate) struct SaveGate {
@@ -30,33 +24,19 @@ pub(crate) struct SaveGate {
 
 #[derive(Default)]
 struct State {
-    /// When the last save failed, until a refresh gets its token again.
+    /// When the last save failed, until a refresh succeeds again.
     failed_at: Option<Instant>,
-    /// When the refresh trying alone after the pause was let through.
-    probe_at: Option<Instant>,
+    /// A refresh tries alone after the pause.
+    probing: bool,
 }
 
-impl State {
-    /// How long until a refresh request may go (`None`: now), without letting one through.
-    fn wait(&self, now: Instant) -> Option<Duration> {
-        let failed_at = self.failed_at?;
-        let pause = (failed_at + PAUSE).saturating_duration_since(now);
-        let probe = self.probe_at.map_or(Duration::ZERO, |at| {
-            (at + PAUSE).saturating_duration_since(now)
-        });
-        let wait = pause.max(probe);
-        (!wait.is_zero()).then_some(wait)
-    }
-}
-
-/// Whether a refresh request may be sent: [`SaveGate::enter`].
-#[derive(Debug, PartialEq, Eq)]
+/// Whether a refresh may go: [`SaveGate::enter`].
 pub(crate) enum Entry {
     /// The store saves: go.
     Open,
-    /// The pause is over and this refresh tries alone.
+    /// The pause is over and this caller tries alone: [`SaveGate::leave`] after.
     Probe,
-    /// Not yet: look again within this long.
+    /// Wait this long.
     Closed(Duration),
 }
 
@@ -65,48 +45,54 @@ impl SaveGate {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a caller is turned away before its refresh starts, and for how long: during
-    /// the pause, and while a refresh tries alone. Otherwise it goes on, and the hook lets
-    /// one through.
-    pub(crate) fn refused(&self) -> Option<Duration> {
-        self.state().wait(Instant::now())
-    }
-
-    /// Whether a refresh request may be sent now: always while the store saves; after a
-    /// failed save, one when the pause is over, then another only once that one has had a
-    /// pause's time.
+    /// Whether a refresh may go now.
     pub(crate) fn enter(&self) -> Entry {
         let mut state = self.state();
-        if state.failed_at.is_none() {
+        let Some(failed_at) = state.failed_at else {
             return Entry::Open;
+        };
+        let left = (failed_at + PAUSE).saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            return Entry::Closed(left);
         }
-        let now = Instant::now();
-        match state.wait(now) {
-            Some(wait) => Entry::Closed(wait),
-            None => {
-                state.probe_at = Some(now);
-                Entry::Probe
-            }
+        if state.probing {
+            return Entry::Closed(PAUSE);
         }
+        state.probing = true;
+        Entry::Probe
     }
 
-    /// A refreshed pair was not saved: refresh requests wait again.
+    /// How long a refresh request must still wait: the rest of the pause after the last
+    /// failed save, if one is on. A refresh let through after the pause (the caller trying
+    /// alone) is not held.
+    pub(crate) fn held_back(&self) -> Option<Duration> {
+        let failed_at = self.state().failed_at?;
+        let left = (failed_at + PAUSE).saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// A refreshed pair was not saved: refreshes wait again.
     pub(crate) fn save_failed(&self) {
         let mut state = self.state();
         state.failed_at = Some(Instant::now());
-        state.probe_at = None;
+        state.probing = false;
     }
 
-    /// A refresh got its token (the store took its pair, or held a newer one): open.
-    pub(crate) fn saved(&self) {
+    /// A refresh through the gate ended: open if it got its token (`saved`), otherwise the
+    /// next caller after the pause tries.
+    pub(crate) fn leave(&self, saved: bool) {
         let mut state = self.state();
-        state.failed_at = None;
-        state.probe_at = None;
+        state.probing = false;
+        if saved {
+            state.failed_at = None;
+        }
     }
 }
 
 /// The fleet's hook in front of every request: `turn` (the rate limiter's), then, for a
-/// refresh, [`SaveGate::enter`] until it may go.
+/// refresh, the rest of a pause that began while it waited. Such a refresh passed the gate
+/// before a save failed; sent now, it would spend a pair the store can't keep either. While
+/// it waits, the term of the lease it goes under may end, and then nothing is sent.
 pub(crate) fn request_hook(turn: BeforeRequest, saves: Arc<SaveGate>) -> BeforeRequest {
     Arc::new(move |kind| {
         let turn = turn(kind);
@@ -114,8 +100,8 @@ pub(crate) fn request_hook(turn: BeforeRequest, saves: Arc<SaveGate>) -> BeforeR
         Box::pin(async move {
             turn.await;
             if kind == RequestKind::Refresh {
-                while let Entry::Closed(wait) = saves.enter() {
-                    tokio::time::sleep(wait.min(POLL)).await;
+                while let Some(left) = saves.held_back() {
+                    tokio::time::sleep(left).await;
                 }
             }
         })
@@ -127,39 +113,35 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn after_a_failed_save_one_refresh_tries_after_the_pause_and_a_token_opens_the_gate() {
+    async fn after_a_failed_save_one_refresh_tries_after_the_pause_and_opens_the_gate() {
         let gate = SaveGate::default();
-        assert_eq!(gate.enter(), Entry::Open);
-        assert_eq!(gate.refused(), None);
+        assert!(matches!(gate.enter(), Entry::Open));
         gate.save_failed();
-        assert_eq!(gate.enter(), Entry::Closed(PAUSE));
-        assert_eq!(gate.refused(), Some(PAUSE));
+        assert!(matches!(gate.enter(), Entry::Closed(left) if left == PAUSE));
         tokio::time::advance(PAUSE).await;
-        assert_eq!(gate.refused(), None, "callers go on to the hook");
-        assert_eq!(gate.enter(), Entry::Probe);
-        assert_eq!(gate.enter(), Entry::Closed(PAUSE), "one tries at a time");
-        assert_eq!(gate.refused(), Some(PAUSE));
-        tokio::time::advance(PAUSE).await;
-        assert_eq!(
-            gate.enter(),
-            Entry::Probe,
-            "one that told nothing in a pause's time lets the next try"
+        assert!(matches!(gate.enter(), Entry::Probe));
+        assert!(
+            matches!(gate.enter(), Entry::Closed(_)),
+            "one probe at a time"
+        );
+        gate.leave(false);
+        assert!(
+            matches!(gate.enter(), Entry::Probe),
+            "a failed probe lets the next try"
         );
         gate.save_failed();
-        assert_eq!(
-            gate.enter(),
-            Entry::Closed(PAUSE),
-            "one whose save failed starts a pause"
+        assert!(
+            matches!(gate.enter(), Entry::Closed(_)),
+            "a probe whose save failed closes it"
         );
         tokio::time::advance(PAUSE).await;
-        assert_eq!(gate.enter(), Entry::Probe);
-        gate.saved();
-        assert_eq!(gate.enter(), Entry::Open);
-        assert_eq!(gate.refused(), None);
+        assert!(matches!(gate.enter(), Entry::Probe));
+        gate.leave(true);
+        assert!(matches!(gate.enter(), Entry::Open));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_refresh_held_in_the_hook_goes_alone_after_the_pause_and_a_data_call_never_waits() {
+    async fn a_refresh_whose_turn_came_during_the_pause_waits_it_out_and_a_data_call_does_not() {
         let saves = Arc::new(SaveGate::default());
         let no_wait: BeforeRequest = Arc::new(|_| Box::pin(async {}));
         let hook = request_hook(no_wait, saves.clone());
@@ -179,25 +161,18 @@ mod tests {
 
         saves.save_failed();
         tokio::time::advance(Duration::from_millis(500)).await;
-        let refreshes = [sent_at(RequestKind::Refresh), sent_at(RequestKind::Refresh)];
+        let refresh = sent_at(RequestKind::Refresh);
         let data = sent_at(RequestKind::Data);
         assert_eq!(data.await.unwrap() - start, Duration::from_millis(500));
-        let finished = |refreshes: &[tokio::task::JoinHandle<Instant>; 2]| {
-            refreshes.iter().filter(|r| r.is_finished()).count()
-        };
-        tokio::time::sleep_until(start + PAUSE - Duration::from_millis(1)).await;
-        assert_eq!(finished(&refreshes), 0, "held to the pause's end");
-        tokio::time::sleep_until(start + PAUSE + Duration::from_millis(1)).await;
-        assert_eq!(finished(&refreshes), 1, "one goes alone");
-        // The other waits for what that one's save tells.
-        tokio::time::sleep_until(start + 3 * PAUSE / 2).await;
-        assert_eq!(finished(&refreshes), 1);
-        saves.saved();
-        let [a, b] = refreshes;
-        let last = a.await.unwrap().max(b.await.unwrap()) - start;
-        assert!(
-            last >= 3 * PAUSE / 2 && last <= 3 * PAUSE / 2 + POLL,
-            "{last:?}"
+        assert_eq!(
+            refresh.await.unwrap() - start,
+            PAUSE,
+            "held to the pause's end"
         );
+
+        // The caller let through after the pause, to try alone, is not held.
+        assert!(matches!(saves.enter(), Entry::Probe));
+        let probe = sent_at(RequestKind::Refresh);
+        assert_eq!(probe.await.unwrap() - start, PAUSE);
     }
 }
