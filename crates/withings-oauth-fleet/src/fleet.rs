@@ -101,8 +101,8 @@ struct Inner {
     jitter: Jitter,
     /// Permits to refresh: see [`FleetBuilder::concurrent_refreshes`].
     refreshes: Semaphore,
-    /// Refreshes held back while the store fails to save (shared with the client's hook).
-    saves: Arc<SaveGate>,
+    /// Refreshes held back while the store fails to save.
+    saves: SaveGate,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -237,13 +237,9 @@ impl FleetBuilder {
         let limiter = self
             .limiter
             .unwrap_or_else(|| Arc::new(TokenBucket::new(self.rate_limit)));
-        let saves = Arc::new(SaveGate::default());
         let client = self
             .client
-            .before_request(crate::save_gate::request_hook(
-                request_gate(limiter.clone()),
-                saves.clone(),
-            ))
+            .before_request(request_gate(limiter.clone()))
             .build()?;
         let (events, _) = broadcast::channel(self.events);
         let seed = getrandom::u64().map_err(|e| ConfigError::Random(e.to_string()))?;
@@ -257,7 +253,7 @@ impl FleetBuilder {
                 policy: self.policy,
                 jitter: Jitter(AtomicU64::new(seed)),
                 refreshes: Semaphore::new(self.refreshes),
-                saves,
+                saves: SaveGate::default(),
             }),
         })
     }

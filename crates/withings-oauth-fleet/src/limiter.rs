@@ -44,7 +44,7 @@ pub trait RateLimiter: Send + Sync {
 /// # let _ = client;
 /// ```
 pub fn request_gate(limiter: Arc<dyn RateLimiter>) -> BeforeRequest {
-    Arc::new(move |_kind| {
+    Arc::new(move || {
         let limiter = limiter.clone();
         Box::pin(async move {
             let asked = std::time::Instant::now();

@@ -13,29 +13,10 @@ use crate::secret::ClientSecret;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A hook awaited before every request the client sends to Withings' API host (token, nonce,
-/// revoke and data calls), told what the request is for, set with
-/// [`ClientBuilder::before_request`]: a rate limiter waits there for its turn. Dropping the
-/// request's future (a caller giving up) drops the hook's future too.
-pub type BeforeRequest = Arc<dyn Fn(RequestKind) -> BoxFuture<'static, ()> + Send + Sync>;
-
-/// What a request to Withings' API host is for, as the [`BeforeRequest`] hook is told.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RequestKind {
-    /// A code traded for a user's tokens (`requesttoken` with `authorization_code`).
-    CodeExchange,
-    /// A refresh (`requesttoken` with `refresh_token`): it spends the refresh token, and the
-    /// pair it brings back is the user's login only once it is stored.
-    Refresh,
-    /// A revoke of the application's access to a user (`revoke`).
-    Revoke,
-    /// Withings' demo account (`getdemoaccess`).
-    DemoAccess,
-    /// A nonce for a signed call (`/v2/signature`).
-    Nonce,
-    /// A data call, with a user's access token.
-    Data,
-}
+/// revoke and data calls), set with [`ClientBuilder::before_request`]: a rate limiter waits
+/// there for its turn. Dropping the request's future (a caller giving up) drops the hook's
+/// future too.
+pub type BeforeRequest = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Which Withings cloud to talk to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -221,9 +202,9 @@ impl Client {
     }
 
     /// Waits for the [`BeforeRequest`] hook, if there is one.
-    pub(crate) async fn before_request(&self, kind: RequestKind) {
+    pub(crate) async fn before_request(&self) {
         if let Some(hook) = &self.inner.before_request {
-            hook(kind).await;
+            hook().await;
         }
     }
 
@@ -339,25 +320,22 @@ impl ClientBuilder {
     }
 
     /// A hook awaited before every request to Withings' API host: token calls (code exchange,
-    /// refresh, revoke, demo access), nonces and data calls, each with its [`RequestKind`]. An
-    /// application-wide rate limiter goes here, so that every call of every session waits for
-    /// its turn.
+    /// refresh, revoke, demo access), nonces and data calls. An application-wide rate limiter
+    /// goes here, so that every call of every session waits for its turn.
     ///
     /// ```
     /// use std::sync::Arc;
     /// use std::sync::atomic::{AtomicUsize, Ordering};
-    /// use withings_oauth::{Client, RequestKind};
+    /// use withings_oauth::Client;
     ///
-    /// let refreshes = Arc::new(AtomicUsize::new(0));
-    /// let counter = refreshes.clone();
+    /// let sent = Arc::new(AtomicUsize::new(0));
+    /// let counter = sent.clone();
     /// let client = Client::builder()
     ///     .client_id("my-client-id")
     ///     .client_secret("my-client-secret")
     ///     .redirect_uri("https://app.example.com/withings/callback")
-    ///     .before_request(Arc::new(move |kind| {
-    ///         if kind == RequestKind::Refresh {
-    ///             counter.fetch_add(1, Ordering::Relaxed);
-    ///         }
+    ///     .before_request(Arc::new(move || {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
     ///         Box::pin(async {})
     ///     }))
     ///     .build()

@@ -214,7 +214,7 @@ pub use api::token::MIN_TOKEN_LIFETIME;
 pub use binding::{BindingHash, BrowserBinding, StateHash};
 pub use callback::{CallbackError, is_redirect_target, screen_callback};
 pub use config::{
-    AuthMethod, BeforeRequest, Client, ClientBuilder, Cloud, ConfigError, RequestKind, is_loopback,
+    AuthMethod, BeforeRequest, Client, ClientBuilder, Cloud, ConfigError, is_loopback,
 };
 pub use credentials::{Credentials, InvalidUserId, UserId};
 pub use future::BoxFuture;

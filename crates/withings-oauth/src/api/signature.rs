@@ -10,8 +10,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::api::error::ApiError;
-use crate::api::transport::post_form;
-use crate::config::{Client, RequestKind};
+use crate::api::transport::{TOKEN_BODY_LIMIT, post_form};
+use crate::config::Client;
 
 /// Signs `params`: sorts them by name, joins the values with commas, and returns the lowercase
 /// hex HMAC-SHA256 keyed by `secret` (a [`ClientSecret`](crate::ClientSecret) or any
@@ -55,11 +55,11 @@ pub async fn get_nonce(client: &Client) -> Result<String, ApiError> {
     form.push(("signature", &signature));
     let body: NonceBody = post_form(
         client,
-        RequestKind::Nonce,
         "v2/signature",
         &form,
         None,
         &[client.client_secret().expose_secret()],
+        TOKEN_BODY_LIMIT,
         None,
     )
     .await?;

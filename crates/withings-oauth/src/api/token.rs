@@ -8,8 +8,8 @@ use url::Url;
 
 use crate::api::error::ApiError;
 use crate::api::signature::signed_params;
-use crate::api::transport::post_form;
-use crate::config::{AuthMethod, Client, RequestKind};
+use crate::api::transport::{TOKEN_BODY_LIMIT, post_form};
+use crate::config::{AuthMethod, Client};
 use crate::credentials::{Credentials, UserId, is_token_text, is_token_type};
 use crate::json::number_or_digits;
 use crate::scope::Scopes;
@@ -37,7 +37,6 @@ pub(crate) enum Grant<'a> {
 /// `fence`d by its term.
 async fn post_oauth2<T: DeserializeOwned>(
     client: &Client,
-    kind: RequestKind,
     form: &[(&str, &str)],
     secret: Option<&str>,
     fence: Option<&LeaseTerm>,
@@ -47,14 +46,22 @@ async fn post_oauth2<T: DeserializeOwned>(
         Some(secret) => &[secret, client_secret],
         None => &[client_secret],
     };
-    post_form(client, kind, "v2/oauth2", form, None, secrets, fence).await
+    post_form(
+        client,
+        "v2/oauth2",
+        form,
+        None,
+        secrets,
+        TOKEN_BODY_LIMIT,
+        fence,
+    )
+    .await
 }
 
 /// A signed `/v2/oauth2` call of `action`: `client_id`, a fresh nonce and its signature, then
 /// `params`.
 async fn signed_oauth2<T: DeserializeOwned>(
     client: &Client,
-    kind: RequestKind,
     action: &str,
     params: &[(&str, &str)],
 ) -> Result<T, ApiError> {
@@ -62,7 +69,7 @@ async fn signed_oauth2<T: DeserializeOwned>(
     let mut form = vec![("action", action), ("client_id", client.client_id())];
     form.extend(signed.params());
     form.extend_from_slice(params);
-    post_oauth2(client, kind, &form, None, None).await
+    post_oauth2(client, &form, None, None).await
 }
 
 /// Calls `requesttoken` and returns the new credentials.
@@ -104,11 +111,7 @@ pub(crate) async fn request_token(
         Grant::Refresh { fence, .. } => *fence,
         Grant::Code { .. } => None,
     };
-    let kind = match &grant {
-        Grant::Code { .. } => RequestKind::CodeExchange,
-        Grant::Refresh { .. } => RequestKind::Refresh,
-    };
-    let body: TokenBody = post_oauth2(client, kind, &form, Some(secret_value), fence).await?;
+    let body: TokenBody = post_oauth2(client, &form, Some(secret_value), fence).await?;
     let fallback_user = match grant {
         Grant::Code { .. } => None,
         Grant::Refresh { user_id, .. } => Some(user_id),
@@ -119,8 +122,7 @@ pub(crate) async fn request_token(
 /// `action=revoke` (signed).
 pub(crate) async fn revoke(client: &Client, user_id: UserId) -> Result<(), ApiError> {
     let user = user_id.to_string();
-    let _: serde::de::IgnoredAny =
-        signed_oauth2(client, RequestKind::Revoke, "revoke", &[("userid", &user)]).await?;
+    let _: serde::de::IgnoredAny = signed_oauth2(client, "revoke", &[("userid", &user)]).await?;
     Ok(())
 }
 
@@ -128,13 +130,8 @@ pub(crate) async fn revoke(client: &Client, user_id: UserId) -> Result<(), ApiEr
 pub(crate) async fn demo_access(client: &Client, scopes: &Scopes) -> Result<Credentials, ApiError> {
     let scope = scopes.to_string();
     let sent_at = Utc::now();
-    let body: TokenBody = signed_oauth2(
-        client,
-        RequestKind::DemoAccess,
-        "getdemoaccess",
-        &[("scope_oauth2", &scope)],
-    )
-    .await?;
+    let body: TokenBody =
+        signed_oauth2(client, "getdemoaccess", &[("scope_oauth2", &scope)]).await?;
     body.into_credentials(sent_at, Some(UserId::DEMO), scopes)
 }
 

@@ -5,34 +5,29 @@ use serde::de::DeserializeOwned;
 
 use crate::api::envelope::parse_answer;
 use crate::api::error::{ApiError, TransportKind};
-use crate::config::{Client, RequestKind};
+use crate::config::Client;
 use crate::store::LeaseTerm;
 
 /// Largest answer read from the token and signature endpoints.
-const TOKEN_BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const TOKEN_BODY_LIMIT: usize = 64 * 1024;
 
 /// Largest answer read from a data endpoint (a long `getmeas` history is a few megabytes).
-const DATA_BODY_LIMIT: usize = 32 * 1024 * 1024;
+pub(crate) const DATA_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
-/// Posts a form to `path` on the API host and returns the parsed success body, read up to a
-/// limit that depends on the request's `kind` (which the client's hook is told too). With a
+/// Posts a form to `path` on the API host and returns the parsed success body. With a
 /// `fence` (the term of the lease a refresh goes under), the request goes only if the lease
 /// is held long enough, with a timeout that ends before it.
 pub(crate) async fn post_form<T: DeserializeOwned>(
     client: &Client,
-    kind: RequestKind,
     path: &str,
     form: &[(&str, &str)],
     bearer: Option<&str>,
     secrets: &[&str],
+    limit: usize,
     fence: Option<&LeaseTerm>,
 ) -> Result<T, ApiError> {
-    let limit = match kind {
-        RequestKind::Data => DATA_BODY_LIMIT,
-        _ => TOKEN_BODY_LIMIT,
-    };
     // A rate limiter waits here, before anything is sent.
-    client.before_request(kind).await;
+    client.before_request().await;
     let url = client.api_endpoint(path);
     let mut request = client.http().post(url).form(form);
     // The fence: checked after every wait (the rate limiter, a nonce), right before the

@@ -7,8 +7,7 @@ use tracing::info;
 use super::{Session, SessionError};
 use crate::api::error::ApiError;
 use crate::api::measure::{GetMeas, MeasureGroups};
-use crate::api::transport::post_form;
-use crate::config::RequestKind;
+use crate::api::transport::{DATA_BODY_LIMIT, post_form};
 use crate::secret::AccessToken;
 
 impl Session {
@@ -52,11 +51,11 @@ impl Session {
         let secret = token.expose_secret();
         post_form(
             &self.shared.client,
-            RequestKind::Data,
             path,
             form,
             Some(secret),
             &[secret],
+            DATA_BODY_LIMIT,
             None,
         )
         .await
