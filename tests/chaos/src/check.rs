@@ -274,10 +274,13 @@ pub fn check(
         } else {
             continue;
         };
-        faults
-            .entry(o.instance.as_str())
-            .or_default()
-            .push((o.inv, until));
+        let windows = faults.entry(o.instance.as_str()).or_default();
+        windows.push((o.inv, until));
+        // A skew is healed by killing the instance and starting it again without it, just
+        // before the fault's end is recorded: a second kill.
+        if let (true, Some(done)) = (kind.starts_with("kill+skew"), o.done) {
+            windows.push((done, done));
+        }
     }
     // SIGSTOPs: instance -> (stopped, thawed).
     let mut stops: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();

@@ -170,6 +170,29 @@ fn a_reuse_after_the_exchanging_instance_was_killed_mid_flight_is_excused_not_hi
 }
 
 #[test]
+fn a_reuse_after_a_skewed_instance_was_restarted_with_the_exchange_in_flight_is_excused() {
+    // The skew is healed by killing the skewed instance and starting it again without the
+    // skew: that kill loses what is in flight too, as the one that began the fault.
+    let skewed = |inv, done| {
+        let mut r = clean();
+        r.ledger
+            .push(refresh(2_500, R0, "reused", "withings-oauth-chaos/fleet-2"));
+        let mut skew = op(OpKind::Fault, "fleet-1", inv, done);
+        skew.detail = Some("kill+skew -3 min".into());
+        skew.user = None;
+        r.ops.push(skew);
+        let fork = run(&r).property(names::NO_FORK).unwrap().clone();
+        (fork.violations, fork.excused)
+    };
+    assert_eq!(
+        skewed(1_500, 2_050),
+        (0, 1),
+        "healed as the exchange was in flight"
+    );
+    assert_eq!(skewed(1_500, 1_800), (1, 0), "healed before the exchange");
+}
+
+#[test]
 fn a_reuse_sent_by_an_instance_thawed_just_before_is_excused_but_not_one_sent_later() {
     // fleet-2 was stopped before fleet-1 exchanged R0 (its lease lapsed while it was frozen)
     // and sent R0 again right after it was thawed: the request was on its way.
